@@ -1,0 +1,250 @@
+//! The spine protocol: the messages metaloop and a spine exchange (DESIGN.md §4).
+//!
+//! These are the payloads of the CloudEvents on the mesh. The simulator, adapters and the
+//! core speak only these types.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One event from the spine, already authenticated by the mesh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpineEvent {
+    /// Unique per `source`.
+    pub id: String,
+    /// The adapter that emitted it, e.g. `urn:spine:application`.
+    pub source: String,
+    /// When it happened.
+    pub time: Timestamp,
+    /// The typed payload; serialised as `{"type": "...", "data": {...}}`.
+    #[serde(flatten)]
+    pub data: EventData,
+}
+
+/// The payload of a spine event, tagged with its CloudEvents `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum EventData {
+    /// A recovery action finished and resolved its incident.
+    #[serde(rename = "recovery.succeeded")]
+    RecoverySucceeded(Recovery),
+    /// A recovery action finished without resolving its incident.
+    #[serde(rename = "recovery.failed")]
+    RecoveryFailed(Recovery),
+    /// The planner decided how to handle an incident.
+    #[serde(rename = "decision.made")]
+    DecisionMade(Decision),
+    /// A node of the health graph changed state.
+    #[serde(rename = "health.changed")]
+    HealthChanged(HealthChange),
+    /// The trust core raised an exception.
+    #[serde(rename = "trust.exception")]
+    TrustException(TrustException),
+    /// A compliance score was computed for a domain.
+    #[serde(rename = "compliance.scored")]
+    ComplianceScored(ComplianceScore),
+    /// A custom KPI value.
+    #[serde(rename = "kpi.reported")]
+    KpiReported(KpiReport),
+    /// The spine applied a directive.
+    #[serde(rename = "meta.directive.applied")]
+    DirectiveApplied(DirectiveApplied),
+    /// The spine refused a directive.
+    #[serde(rename = "meta.directive.refused")]
+    DirectiveRefused(DirectiveRefused),
+}
+
+impl EventData {
+    /// The CloudEvents `type` of this payload.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventData::RecoverySucceeded(_) => "recovery.succeeded",
+            EventData::RecoveryFailed(_) => "recovery.failed",
+            EventData::DecisionMade(_) => "decision.made",
+            EventData::HealthChanged(_) => "health.changed",
+            EventData::TrustException(_) => "trust.exception",
+            EventData::ComplianceScored(_) => "compliance.scored",
+            EventData::KpiReported(_) => "kpi.reported",
+            EventData::DirectiveApplied(_) => "meta.directive.applied",
+            EventData::DirectiveRefused(_) => "meta.directive.refused",
+        }
+    }
+
+    /// The domain the event belongs to.
+    pub fn domain(&self) -> &str {
+        match self {
+            EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => &r.domain,
+            EventData::DecisionMade(d) => &d.domain,
+            EventData::HealthChanged(h) => &h.domain,
+            EventData::TrustException(t) => &t.domain,
+            EventData::ComplianceScored(c) => &c.domain,
+            EventData::KpiReported(k) => &k.domain,
+            EventData::DirectiveApplied(a) => &a.domain,
+            EventData::DirectiveRefused(r) => &r.domain,
+        }
+    }
+}
+
+/// `recovery.succeeded` / `recovery.failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    pub domain: String,
+    pub incident_id: String,
+    /// The playbook that ran (autonomously or under a human).
+    pub playbook: String,
+    /// Detection to resolution (or to giving up), seconds.
+    pub duration_s: f64,
+    /// True when the planner ran it without a human.
+    pub autonomous: bool,
+    /// True when a human overrode the planner's choice.
+    pub human_override: bool,
+}
+
+/// `decision.made`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub domain: String,
+    pub decision_id: String,
+    /// The planner's estimated confidence, 0..1.
+    pub confidence: f64,
+    /// True when the planner acted without asking a human.
+    pub autonomous: bool,
+    pub approved_by_human: bool,
+    /// True when a human overrode the decision.
+    pub overridden: bool,
+}
+
+/// Health state of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Healthy,
+    Degraded,
+    Down,
+}
+
+/// `health.changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthChange {
+    pub domain: String,
+    pub node: String,
+    pub state: HealthState,
+    /// Nodes (as `domain/node`, or `node` within the same domain) this node depends on.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// `trust.exception`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustException {
+    pub domain: String,
+    pub policy: String,
+    pub severity: String,
+}
+
+/// `compliance.scored`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceScore {
+    pub domain: String,
+    /// 0..100.
+    pub score: f64,
+}
+
+/// `kpi.reported`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiReport {
+    pub domain: String,
+    pub name: String,
+    pub value: f64,
+}
+
+/// `meta.directive.applied`: the spine changed `knob` from `previous` to `current`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveApplied {
+    pub directive_id: String,
+    pub domain: String,
+    pub knob: String,
+    pub previous: serde_json::Value,
+    pub current: serde_json::Value,
+}
+
+/// `meta.directive.refused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveRefused {
+    pub directive_id: String,
+    pub domain: String,
+    pub reason: String,
+}
+
+/// What metaloop asks the spine to do to one knob; the data of `meta.directive.<type>`.
+///
+/// Knobs are named per domain: `planner.confidence_threshold` (a number),
+/// `playbook.<name>.enabled`, `probe.<name>.enabled` (booleans). Actions are generic:
+/// `adjust` adds `parameters.adjustment` to a number, `set` sets `parameters.value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveMessage {
+    /// uuid v7.
+    pub directive_id: String,
+    /// `ADJUST_THRESHOLD`, `ENABLE_PLAYBOOK`, … (see `DirectiveType`).
+    pub directive_type: String,
+    pub target_domain: String,
+    pub target_subsystem: String,
+    pub knob: String,
+    /// `adjust` or `set`.
+    pub action: String,
+    pub parameters: serde_json::Value,
+    /// The KPI this directive is meant to improve.
+    pub target_kpi: String,
+    /// For `ROLLBACK_CHANGE`: the directive being undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
+    pub justification: String,
+}
+
+impl DirectiveMessage {
+    /// The CloudEvents type it is published as, e.g. `meta.directive.adjust_threshold`.
+    pub fn event_type(&self) -> String {
+        format!("meta.directive.{}", self.directive_type.to_ascii_lowercase())
+    }
+}
+
+/// Knob name of the planner's autonomy threshold in a domain.
+pub const KNOB_PLANNER_THRESHOLD: &str = "planner.confidence_threshold";
+
+/// Knob name that enables or disables a playbook.
+pub fn playbook_knob(playbook: &str) -> String {
+    format!("playbook.{playbook}.enabled")
+}
+
+/// Knob name that enables or disables a synthetic probe.
+pub fn probe_knob(probe: &str) -> String {
+    format!("probe.{probe}.enabled")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_serialises_with_type_and_data() {
+        let e = SpineEvent {
+            id: "e1".into(),
+            source: "urn:spine:application".into(),
+            time: Timestamp(0),
+            data: EventData::ComplianceScored(ComplianceScore { domain: "application".into(), score: 97.0 }),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "compliance.scored");
+        assert_eq!(v["data"]["score"], 97.0);
+        let back: SpineEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}

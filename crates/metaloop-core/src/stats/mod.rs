@@ -1,0 +1,1 @@
+//! Statistics used by verification and confidence.
