@@ -5,5 +5,4 @@
 #![forbid(unsafe_code)]
 
 pub mod protocol;
-pub mod stats;
 pub mod time;

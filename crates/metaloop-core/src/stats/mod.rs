@@ -1,1 +1,0 @@
-//! Statistics used by verification and confidence.
