@@ -1,0 +1,90 @@
+//! The supervisor's configuration.
+
+use crate::alert::AlertConfig;
+use crate::goal::{Goal, default_goals};
+use crate::pipeline::ApprovalMatrix;
+use crate::policy::{MetaPolicy, default_policies};
+use crate::snapshot::SnapshotBuilder;
+use crate::verify::{Outcome, VerifyConfig};
+use serde::{Deserialize, Serialize};
+
+/// Everything the core needs to decide; validated before use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// `production`, `staging`, …: selects approval rules.
+    pub environment: String,
+    /// Seconds between cycles.
+    pub cycle_seconds: i64,
+    pub goals: Vec<Goal>,
+    pub policies: Vec<MetaPolicy>,
+    pub approval: ApprovalMatrix,
+    pub snapshot: SnapshotBuilder,
+    pub verification: VerifyConfig,
+    pub alerts: AlertConfig,
+    /// Seconds a published directive may wait for its ack before it is recorded and alerted.
+    pub ack_timeout_seconds: i64,
+    /// Verdicts that trigger a rollback of the directive.
+    pub rollback_on: Vec<Outcome>,
+    /// Seed of the directive and snapshot ids (uuid v7), so runs are reproducible.
+    pub id_seed: u64,
+    /// The supervisor's name in the ledger.
+    pub actor: String,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            environment: "production".into(),
+            cycle_seconds: 300,
+            goals: default_goals(),
+            policies: default_policies(),
+            approval: ApprovalMatrix::default(),
+            snapshot: SnapshotBuilder::default(),
+            verification: VerifyConfig::default(),
+            alerts: AlertConfig::default(),
+            ack_timeout_seconds: 600,
+            rollback_on: vec![Outcome::Degraded, Outcome::NoEffect],
+            id_seed: 0,
+            actor: "metaloop".into(),
+        }
+    }
+}
+
+impl SupervisorConfig {
+    /// Checks the configuration; the error names the bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.environment.trim().is_empty() {
+            return Err("environment must not be empty".into());
+        }
+        if self.cycle_seconds <= 0 {
+            return Err(format!("cycle_seconds must be positive, got {}", self.cycle_seconds));
+        }
+        if self.ack_timeout_seconds <= 0 {
+            return Err(format!("ack_timeout_seconds must be positive, got {}", self.ack_timeout_seconds));
+        }
+        let mut kpis = Vec::new();
+        for g in &self.goals {
+            if !g.target.is_finite() {
+                return Err(format!("goal {}: target must be a finite number", g.kpi));
+            }
+            if kpis.contains(&&g.kpi) {
+                return Err(format!("goal {} appears twice", g.kpi));
+            }
+            kpis.push(&g.kpi);
+        }
+        let mut ids = Vec::new();
+        for p in &self.policies {
+            p.validate()?;
+            if ids.contains(&&p.id) {
+                return Err(format!("policy {} appears twice", p.id));
+            }
+            ids.push(&p.id);
+        }
+        if self.rollback_on.contains(&Outcome::Verified) {
+            return Err("rollback_on must not contain verified".into());
+        }
+        self.approval.validate()?;
+        self.verification.validate()
+    }
+}

@@ -1,0 +1,282 @@
+//! Structured policy conditions: the seed's goal-gap and underperforming-domain forms,
+//! systemic patterns, failing playbooks, and `all` / `any` combinations.
+
+use super::confidence::{evidence_below_floor, evidence_goal_missed};
+use crate::goal::Goal;
+use crate::snapshot::CrossDomainSnapshot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// When a policy applies. Every part that is set must hold (they are and-ed); `any` holds
+/// when one of its conditions does.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Global goal gap of this KPI …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal_gap_metric: Option<String>,
+    /// … at least this large (positive = worse than target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal_gap_threshold: Option<f64>,
+    /// At least this many domains underperforming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_underperforming_domains: Option<u32>,
+    /// A systemic pattern of this kind is present (`dependency_cascade`, `multi_domain_drift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Some playbook's autonomous success rate is credibly below this floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook_success_below: Option<f64>,
+    /// Autonomous runs a playbook needs in the window before it is judged (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook_min_runs: Option<u64>,
+    /// Posterior probability of being below the floor needed (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook_credibility: Option<f64>,
+    /// All of these hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all: Vec<Condition>,
+    /// At least one of these holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any: Vec<Condition>,
+}
+
+/// A playbook found credibly below its floor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailingPlaybook {
+    pub domain: String,
+    pub playbook: String,
+    pub runs: u64,
+    pub success_rate: f64,
+    pub evidence: f64,
+}
+
+/// The outcome of evaluating a condition against a snapshot.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConditionEval {
+    pub holds: bool,
+    /// Posterior probability that what the condition tests is truly so.
+    pub evidence: f64,
+    /// Fraction of domains with data for what the condition tests.
+    pub coverage: f64,
+    /// The values the condition looked at, for the record.
+    pub values: BTreeMap<String, f64>,
+    /// Playbooks found below their floor (for `failing_playbook` targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_playbooks: Vec<FailingPlaybook>,
+}
+
+impl Condition {
+    /// Checks the condition's shape.
+    pub fn validate(&self) -> Result<(), String> {
+        let has_leaf = self.goal_gap_metric.is_some()
+            || self.min_underperforming_domains.is_some()
+            || self.pattern.is_some()
+            || self.playbook_success_below.is_some();
+        if !has_leaf && self.all.is_empty() && self.any.is_empty() {
+            return Err("empty condition: set goal_gap_metric, min_underperforming_domains, pattern, playbook_success_below, all or any".into());
+        }
+        match (&self.goal_gap_metric, self.goal_gap_threshold) {
+            (Some(_), None) => return Err("goal_gap_metric needs goal_gap_threshold".into()),
+            (None, Some(_)) => return Err("goal_gap_threshold needs goal_gap_metric".into()),
+            (_, Some(t)) if !t.is_finite() => return Err("goal_gap_threshold must be a finite number".into()),
+            _ => {}
+        }
+        if let Some(p) = &self.pattern
+            && p != "dependency_cascade"
+            && p != "multi_domain_drift"
+        {
+            return Err(format!("unknown pattern {p:?}: expected dependency_cascade or multi_domain_drift"));
+        }
+        if let Some(f) = self.playbook_success_below
+            && !(0.0..=1.0).contains(&f)
+        {
+            return Err(format!("playbook_success_below must be within 0..=1, got {f}"));
+        }
+        if let Some(c) = self.playbook_credibility
+            && !(0.5..1.0).contains(&c)
+        {
+            return Err(format!("playbook_credibility must be within 0.5..1, got {c}"));
+        }
+        if self.playbook_success_below.is_none()
+            && (self.playbook_min_runs.is_some() || self.playbook_credibility.is_some())
+        {
+            return Err("playbook_min_runs and playbook_credibility need playbook_success_below".into());
+        }
+        for c in self.all.iter().chain(&self.any) {
+            c.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The KPI a goal-gap condition (here or nested in `all`) is about.
+    pub fn gap_metric(&self) -> Option<(&str, f64)> {
+        if let (Some(m), Some(t)) = (&self.goal_gap_metric, self.goal_gap_threshold) {
+            return Some((m, t));
+        }
+        self.all.iter().find_map(Condition::gap_metric)
+    }
+
+    /// Evaluates the condition.
+    pub fn evaluate(&self, snap: &CrossDomainSnapshot, goals: &[Goal]) -> ConditionEval {
+        let mut parts: Vec<ConditionEval> = Vec::new();
+        if let Some(metric) = &self.goal_gap_metric {
+            parts.push(goal_gap(snap, goals, metric, self.goal_gap_threshold.unwrap_or(0.0)));
+        }
+        if let Some(n) = self.min_underperforming_domains {
+            parts.push(underperforming(snap, goals, n));
+        }
+        if let Some(kind) = &self.pattern {
+            let found = snap.patterns.iter().filter(|p| p.kind() == kind).count();
+            let mut values = BTreeMap::new();
+            values.insert(format!("patterns.{kind}"), found as f64);
+            // health states are reported facts, not samples: their evidence is certain
+            parts.push(ConditionEval {
+                holds: found > 0,
+                evidence: if found > 0 { 1.0 } else { 0.0 },
+                coverage: snap.coverage,
+                values,
+                failing_playbooks: vec![],
+            });
+        }
+        if let Some(floor) = self.playbook_success_below {
+            parts.push(failing_playbooks(
+                snap,
+                floor,
+                self.playbook_min_runs.unwrap_or(20),
+                self.playbook_credibility.unwrap_or(0.95),
+            ));
+        }
+        parts.extend(self.all.iter().map(|c| c.evaluate(snap, goals)));
+        if !self.any.is_empty() {
+            let evals: Vec<ConditionEval> = self.any.iter().map(|c| c.evaluate(snap, goals)).collect();
+            let best = evals
+                .iter()
+                .filter(|e| e.holds)
+                .max_by(|a, b| a.evidence.total_cmp(&b.evidence))
+                .or_else(|| evals.iter().max_by(|a, b| a.evidence.total_cmp(&b.evidence)))
+                .cloned()
+                .unwrap_or_default();
+            parts.push(best);
+        }
+        let mut out = ConditionEval { holds: true, evidence: 1.0, coverage: 1.0, ..Default::default() };
+        for p in parts {
+            out.holds &= p.holds;
+            out.evidence = out.evidence.min(p.evidence);
+            out.coverage = out.coverage.min(p.coverage);
+            out.values.extend(p.values);
+            out.failing_playbooks.extend(p.failing_playbooks);
+        }
+        out
+    }
+}
+
+fn goal_gap(snap: &CrossDomainSnapshot, goals: &[Goal], metric: &str, threshold: f64) -> ConditionEval {
+    let mut values = BTreeMap::new();
+    values.insert(format!("goal_gap_threshold.{metric}"), threshold);
+    let (Some(goal), Some(gap)) = (goals.iter().find(|g| g.kpi == metric), snap.goal_gaps.get(metric)) else {
+        // no goal or no data: cannot hold, and says nothing
+        return ConditionEval { holds: false, evidence: 0.0, coverage: 0.0, values, failing_playbooks: vec![] };
+    };
+    values.insert(format!("goal_gap.{metric}"), *gap);
+    if let Some(v) = snap.global_kpis.get(metric) {
+        values.insert(format!("kpi.{metric}"), *v);
+    }
+    let with_data = snap.domains.values().filter(|d| d.kpis.contains_key(metric)).count();
+    let coverage = if snap.domains.is_empty() { 0.0 } else { with_data as f64 / snap.domains.len() as f64 };
+    ConditionEval {
+        holds: *gap >= threshold,
+        evidence: evidence_goal_missed(&snap.global_window, goal).unwrap_or(0.0),
+        coverage,
+        values,
+        failing_playbooks: vec![],
+    }
+}
+
+fn underperforming(snap: &CrossDomainSnapshot, goals: &[Goal], n: u32) -> ConditionEval {
+    let mut values = BTreeMap::new();
+    let count = snap.analysis.underperforming.len();
+    values.insert("underperforming_domains".into(), count as f64);
+    values.insert("min_underperforming_domains".into(), f64::from(n));
+    // evidence: the n-th strongest domain's evidence that its worst goal is truly missed
+    let mut per_domain: Vec<f64> = snap
+        .analysis
+        .underperforming
+        .iter()
+        .map(|(d, kpis)| {
+            let w = &snap.domains[d].window;
+            kpis.iter()
+                .filter_map(|k| goals.iter().find(|g| &g.kpi == k))
+                .filter_map(|g| evidence_goal_missed(w, g))
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    per_domain.sort_by(|a, b| b.total_cmp(a));
+    let evidence = if n == 0 { 1.0 } else { per_domain.get(n as usize - 1).copied().unwrap_or(0.0) };
+    ConditionEval {
+        holds: count >= n as usize,
+        evidence,
+        coverage: snap.coverage,
+        values,
+        failing_playbooks: vec![],
+    }
+}
+
+fn failing_playbooks(snap: &CrossDomainSnapshot, floor: f64, min_runs: u64, credibility: f64) -> ConditionEval {
+    let mut found = Vec::new();
+    let mut best: f64 = 0.0;
+    for (domain, d) in &snap.domains {
+        for (name, pb) in &d.window.playbooks {
+            let runs = pb.autonomous.trials;
+            if runs < min_runs {
+                continue;
+            }
+            let e = evidence_below_floor(pb.autonomous.successes, runs, floor);
+            best = best.max(e);
+            if e >= credibility {
+                found.push(FailingPlaybook {
+                    domain: domain.clone(),
+                    playbook: name.clone(),
+                    runs,
+                    success_rate: pb.autonomous.rate().unwrap_or(0.0),
+                    evidence: e,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| b.evidence.total_cmp(&a.evidence).then(a.success_rate.total_cmp(&b.success_rate)));
+    let mut values = BTreeMap::new();
+    values.insert("playbook_success_floor".into(), floor);
+    for f in &found {
+        values.insert(format!("playbook.{}/{}.success_rate", f.domain, f.playbook), f.success_rate);
+    }
+    ConditionEval {
+        holds: !found.is_empty(),
+        evidence: found.first().map_or(best, |f| f.evidence),
+        coverage: snap.coverage,
+        values,
+        failing_playbooks: found,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_form_parses_and_validates() {
+        let c: Condition = serde_json::from_str(
+            r#"{"goal_gap_metric": "overall_success_rate", "goal_gap_threshold": 0.05}"#,
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.gap_metric(), Some(("overall_success_rate", 0.05)));
+        let bad: Condition = serde_json::from_str(r#"{"goal_gap_metric": "x"}"#).unwrap();
+        assert!(bad.validate().unwrap_err().contains("goal_gap_threshold"));
+        let err = serde_json::from_str::<Condition>(r#"{"goal_gap_metrik": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("goal_gap_metrik"), "{err}");
+        assert!(Condition::default().validate().is_err());
+        let p: Condition = serde_json::from_str(r#"{"pattern": "spaghetti"}"#).unwrap();
+        assert!(p.validate().unwrap_err().contains("spaghetti"));
+    }
+}

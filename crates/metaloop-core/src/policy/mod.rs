@@ -1,0 +1,75 @@
+//! Meta-policies: when to intervene, with what directive, and how sure we must be.
+
+pub mod condition;
+pub mod confidence;
+mod defaults;
+pub mod template;
+
+pub use condition::{Condition, ConditionEval, FailingPlaybook};
+pub use confidence::TrackRecord;
+pub use defaults::default_policies;
+pub use template::{DirectiveTemplate, TargetSelector};
+
+use crate::directive::ImpactLevel;
+use serde::{Deserialize, Serialize};
+
+fn default_confidence_threshold() -> f64 {
+    0.70
+}
+fn default_for_cycles() -> u32 {
+    1
+}
+fn default_enabled() -> bool {
+    true
+}
+
+/// A rule for when to intervene.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaPolicy {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub condition: Condition,
+    pub directive_template: DirectiveTemplate,
+    /// Minimum decision confidence to issue a directive (default 0.70).
+    #[serde(default = "default_confidence_threshold")]
+    pub confidence_threshold: f64,
+    /// Treat the directive as at least this impact level for approvals (never lowers it).
+    #[serde(default)]
+    pub approval_override: Option<ImpactLevel>,
+    /// Consecutive cycles the condition must hold before the policy fires.
+    #[serde(default = "default_for_cycles")]
+    pub for_cycles: u32,
+    /// Cycles after issuing a directive on a knob before this policy may target it again.
+    #[serde(default)]
+    pub cooldown_cycles: u32,
+    /// Lower runs first; a domain gets at most one new directive per cycle.
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+impl MetaPolicy {
+    /// Checks a policy for mistakes a config file or API call could make.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.trim().is_empty() {
+            return Err("policy id must not be empty".into());
+        }
+        if !(0.0..=1.0).contains(&self.confidence_threshold) {
+            return Err(format!(
+                "policy {}: confidence_threshold must be within 0..=1, got {}",
+                self.id, self.confidence_threshold
+            ));
+        }
+        if self.for_cycles == 0 {
+            return Err(format!("policy {}: for_cycles must be at least 1", self.id));
+        }
+        self.condition.validate().map_err(|e| format!("policy {}: condition: {e}", self.id))?;
+        self.directive_template
+            .validate()
+            .map_err(|e| format!("policy {}: directive_template: {e}", self.id))
+    }
+}

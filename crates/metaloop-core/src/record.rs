@@ -1,0 +1,184 @@
+//! Ledger records: every decision the supervisor makes, in the order it makes them.
+//!
+//! The supervisor's state is a fold over these records ([`crate::supervisor::State::apply`]),
+//! so replaying a ledger rebuilds it exactly.
+
+use crate::alert::Alert;
+use crate::directive::{Directive, ImpactLevel};
+use crate::goal::Goal;
+use crate::health::HealthGraph;
+use crate::kpi::{CycleWindows, DomainWindow};
+use crate::pipeline::{ApprovalMatrix, Requirement};
+use crate::policy::{ConditionEval, MetaPolicy, TrackRecord};
+use crate::protocol::DirectiveMessage;
+use crate::snapshot::CrossDomainSnapshot;
+use crate::time::Timestamp;
+use crate::directive::ConfidenceFactors;
+use crate::verify::Verdict;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A record as the ledger stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub time: Timestamp,
+    /// Who did it: the supervisor, an approver, or the spine's adapter.
+    pub actor: String,
+    /// What was done, e.g. `directive.published`.
+    pub action: String,
+    /// What it was done to: a directive, snapshot, policy or alert id.
+    pub resource: String,
+    pub payload: serde_json::Value,
+}
+
+/// One policy's evaluation in a cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyEvaluation {
+    pub policy_id: String,
+    pub condition: ConditionEval,
+    /// Consecutive cycles the condition has held, this one included.
+    pub streak: u32,
+    pub factors: ConfidenceFactors,
+    /// Directives issued from it this cycle.
+    pub directives: Vec<String>,
+    /// Why it did not fire, when it did not.
+    pub reason: String,
+}
+
+/// The typed body of a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "payload")]
+pub enum RecordBody {
+    /// The supervisor started (or restarted) with this configuration.
+    #[serde(rename = "supervisor.started")]
+    Started {
+        environment: String,
+        cycle_seconds: i64,
+        goals: Vec<Goal>,
+        policies: Vec<MetaPolicy>,
+        approval: ApprovalMatrix,
+        method: String,
+        start: Timestamp,
+    },
+    /// A cycle closed: its windows, the health graph and the snapshot built from them.
+    #[serde(rename = "snapshot.built")]
+    Snapshot {
+        windows: CycleWindows,
+        health: HealthGraph,
+        /// Domains whose older data no longer describes them (health change), with when.
+        regime_changes: BTreeMap<String, Timestamp>,
+        snapshot: CrossDomainSnapshot,
+    },
+    /// Every enabled policy was evaluated.
+    #[serde(rename = "strategy.evaluated")]
+    StrategyEvaluated { cycle: u64, evaluations: Vec<PolicyEvaluation>, recommendations: Vec<String> },
+    /// A directive was decided, with the pre window its verification will compare against.
+    #[serde(rename = "directive.proposed")]
+    Proposed { directive: Directive, requirement: Requirement, effective_impact: ImpactLevel, pre_window: DomainWindow, pre_cycles: u32 },
+    #[serde(rename = "directive.approval_requested")]
+    ApprovalRequested { directive_id: String, approvals_needed: u32, review_note_required: bool, expires_at: Timestamp },
+    #[serde(rename = "directive.approved")]
+    Approved { directive_id: String, approver: String, note: String },
+    #[serde(rename = "directive.rejected")]
+    Rejected { directive_id: String, approver: String, note: String },
+    #[serde(rename = "directive.expired")]
+    Expired { directive_id: String },
+    /// Sent to the spine (or, for REQUEST_REVIEW, to humans).
+    #[serde(rename = "directive.published")]
+    Published { directive_id: String, message: DirectiveMessage },
+    /// The spine acknowledged, with the previous value of what it changed.
+    #[serde(rename = "directive.applied")]
+    Applied { directive_id: String, previous: serde_json::Value, current: serde_json::Value, at: Timestamp },
+    #[serde(rename = "directive.refused")]
+    Refused { directive_id: String, reason: String },
+    /// No ack within the timeout: never assumed applied.
+    #[serde(rename = "directive.ack_timeout")]
+    AckTimedOut { directive_id: String },
+    /// Verification decided.
+    #[serde(rename = "verification.verdict")]
+    VerdictReached { directive_id: String, verdict: Verdict },
+    /// A rollback restored the value before this directive.
+    #[serde(rename = "directive.rolled_back")]
+    RolledBack { directive_id: String, rollback_id: String, restored: serde_json::Value },
+    /// A policy's track record changed after a verdict.
+    #[serde(rename = "learning.track_record")]
+    TrackRecordUpdated { policy_id: String, directive_id: String, track_record: TrackRecord, score: f64 },
+    #[serde(rename = "alert.fired")]
+    AlertFired { alert: Alert },
+    #[serde(rename = "alert.resolved")]
+    AlertResolved { key: String, cycle: u64 },
+    /// The human summary of a cycle.
+    #[serde(rename = "cycle.summary")]
+    Summary { cycle: u64, text: String },
+}
+
+/// A record body that cannot be turned back from an entry.
+#[derive(Debug, thiserror::Error)]
+#[error("record {action}: {source}")]
+pub struct DecodeError {
+    pub action: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl RecordBody {
+    /// The `action` name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            RecordBody::Started { .. } => "supervisor.started",
+            RecordBody::Snapshot { .. } => "snapshot.built",
+            RecordBody::StrategyEvaluated { .. } => "strategy.evaluated",
+            RecordBody::Proposed { .. } => "directive.proposed",
+            RecordBody::ApprovalRequested { .. } => "directive.approval_requested",
+            RecordBody::Approved { .. } => "directive.approved",
+            RecordBody::Rejected { .. } => "directive.rejected",
+            RecordBody::Expired { .. } => "directive.expired",
+            RecordBody::Published { .. } => "directive.published",
+            RecordBody::Applied { .. } => "directive.applied",
+            RecordBody::Refused { .. } => "directive.refused",
+            RecordBody::AckTimedOut { .. } => "directive.ack_timeout",
+            RecordBody::VerdictReached { .. } => "verification.verdict",
+            RecordBody::RolledBack { .. } => "directive.rolled_back",
+            RecordBody::TrackRecordUpdated { .. } => "learning.track_record",
+            RecordBody::AlertFired { .. } => "alert.fired",
+            RecordBody::AlertResolved { .. } => "alert.resolved",
+            RecordBody::Summary { .. } => "cycle.summary",
+        }
+    }
+
+    /// The resource the record is about.
+    pub fn resource(&self) -> String {
+        match self {
+            RecordBody::Started { .. } => "supervisor".into(),
+            RecordBody::Snapshot { snapshot, .. } => snapshot.id.clone(),
+            RecordBody::StrategyEvaluated { cycle, .. } | RecordBody::Summary { cycle, .. } => format!("cycle/{cycle}"),
+            RecordBody::Proposed { directive, .. } => directive.id.clone(),
+            RecordBody::ApprovalRequested { directive_id, .. }
+            | RecordBody::Approved { directive_id, .. }
+            | RecordBody::Rejected { directive_id, .. }
+            | RecordBody::Expired { directive_id }
+            | RecordBody::Published { directive_id, .. }
+            | RecordBody::Applied { directive_id, .. }
+            | RecordBody::Refused { directive_id, .. }
+            | RecordBody::AckTimedOut { directive_id }
+            | RecordBody::VerdictReached { directive_id, .. }
+            | RecordBody::RolledBack { directive_id, .. } => directive_id.clone(),
+            RecordBody::TrackRecordUpdated { policy_id, .. } => format!("policy/{policy_id}"),
+            RecordBody::AlertFired { alert } => format!("alert/{}", alert.key),
+            RecordBody::AlertResolved { key, .. } => format!("alert/{key}"),
+        }
+    }
+
+    /// The ledger entry for this body.
+    pub fn to_entry(&self, time: Timestamp, actor: &str) -> Entry {
+        let mut v = serde_json::to_value(self).expect("record bodies serialise");
+        let payload = v.get_mut("payload").map(serde_json::Value::take).unwrap_or(serde_json::Value::Null);
+        Entry { time, actor: actor.to_string(), action: self.action().to_string(), resource: self.resource(), payload }
+    }
+
+    /// Decodes an entry's action and payload.
+    pub fn from_entry(action: &str, payload: &serde_json::Value) -> Result<RecordBody, DecodeError> {
+        let v = serde_json::json!({ "action": action, "payload": payload });
+        serde_json::from_value(v).map_err(|source| DecodeError { action: action.to_string(), source })
+    }
+}

@@ -1,0 +1,600 @@
+//! One cycle: snapshot → expiries and ack timeouts → verification (and rollbacks) →
+//! strategy → pipeline → alerts → summary.
+
+use super::ids::make_id;
+use super::{NotificationKind, Supervisor, short};
+use crate::alert::{Alert, AlertKind, Severity};
+use crate::directive::{ConfidenceFactors, Directive, DirectiveType, ImpactLevel, KnobAction, Status};
+use crate::kpi::{self, CycleWindows, DomainWindow};
+use crate::policy::confidence::combine;
+use crate::policy::{ConditionEval, MetaPolicy, TargetSelector};
+use crate::record::{PolicyEvaluation, RecordBody};
+use crate::snapshot::{CrossDomainSnapshot, SnapshotInputs, SystemicPattern};
+use crate::summary;
+use crate::time::Timestamp;
+use crate::verify::{self, Outcome};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A place a policy could act.
+struct Candidate {
+    domain: String,
+    knob: String,
+    /// What was found there, for the justification.
+    why: String,
+}
+
+impl Supervisor {
+    pub(super) fn run_cycle(&mut self, end: Timestamp) {
+        let cycle = self.state.cycle + 1;
+        let actor = self.cfg.actor.clone();
+        let mut domains = std::mem::take(&mut self.open);
+        for d in self.state.known_domains.iter() {
+            domains.entry(d.clone()).or_default();
+        }
+        let windows = CycleWindows { cycle, start: self.open_start, end, domains };
+        let regime_changes = std::mem::take(&mut self.open_regime);
+        let snapshot = self.build_snapshot(&windows, &regime_changes, cycle, end);
+        let mut recorded = snapshot.clone();
+        recorded.domains.values_mut().for_each(|d| d.window = DomainWindow::default());
+        recorded.global_window = DomainWindow::default();
+        self.commit(
+            end,
+            &actor,
+            RecordBody::Snapshot { windows, health: self.open_health.clone(), regime_changes, snapshot: recorded },
+        );
+
+        // approvals that ran out of time, acks that never came
+        let expired: Vec<String> = self
+            .state
+            .order
+            .iter()
+            .filter(|id| {
+                let d = &self.state.directives[*id];
+                d.status == Status::PendingApproval && d.expires_at.is_some_and(|t| end >= t)
+            })
+            .cloned()
+            .collect();
+        for id in expired {
+            self.expire(&id, end);
+        }
+        let timeout = self.cfg.ack_timeout_seconds * 1000;
+        let silent: Vec<String> = self
+            .state
+            .order
+            .iter()
+            .filter(|id| {
+                let d = &self.state.directives[*id];
+                d.status == Status::Published
+                    && d.directive.directive_type != DirectiveType::RequestReview
+                    && !d.ack_timed_out
+                    && d.published_at.is_some_and(|t| end >= t.plus_millis(timeout))
+            })
+            .cloned()
+            .collect();
+        for id in silent {
+            self.commit(end, &actor, RecordBody::AckTimedOut { directive_id: id });
+        }
+
+        let mut taken: BTreeSet<String> = BTreeSet::new();
+        self.verify_directives(end, &mut taken);
+        self.run_strategy(&snapshot, end, &mut taken);
+        self.evaluate_alerts(&snapshot, end);
+        let text = summary::render(&self.state, &snapshot, &self.journal);
+        self.journal.clear();
+        self.commit(end, &actor, RecordBody::Summary { cycle, text: text.clone() });
+        self.notify(NotificationKind::Summary, end, text, None);
+    }
+
+    fn build_snapshot(
+        &self,
+        windows: &CycleWindows,
+        regime_changes: &BTreeMap<String, Timestamp>,
+        cycle: u64,
+        end: Timestamp,
+    ) -> CrossDomainSnapshot {
+        let mut history = self.state.history.clone();
+        history.push_back(windows.clone());
+        let mut regime = self.state.regime_start.clone();
+        for (d, t) in regime_changes {
+            let e = regime.entry(d.clone()).or_insert(*t);
+            *e = (*e).max(*t);
+        }
+        let mut known = self.state.known_domains.clone();
+        known.extend(windows.domains.keys().cloned());
+        self.cfg.snapshot.build(&SnapshotInputs {
+            id: make_id(self.cfg.id_seed, end, &["snapshot", &cycle.to_string()]),
+            cycle,
+            time: end,
+            history: &history,
+            regime_start: &regime,
+            health: &self.open_health,
+            goals: &self.state.goals,
+            baselines: &self.state.baselines,
+            known_domains: &known,
+        })
+    }
+
+    /// The pre window of a directive proposed now in `domain`.
+    fn pre_window(&self, domain: &str) -> (DomainWindow, u32) {
+        let builder = crate::snapshot::SnapshotBuilder { window_cycles: self.cfg.verification.pre_cycles, ..self.cfg.snapshot.clone() };
+        builder.domain_window(domain, &self.state.history, self.state.regime_start.get(domain).copied())
+    }
+
+    fn verify_directives(&mut self, now: Timestamp, taken: &mut BTreeSet<String>) {
+        let actor = self.cfg.actor.clone();
+        let ids: Vec<String> =
+            self.state.order.iter().filter(|id| self.state.directives[*id].status == Status::Verifying).cloned().collect();
+        for id in ids {
+            let ds = &self.state.directives[&id];
+            let Some(verdict) = verify::evaluate(
+                &self.cfg.verification,
+                &ds.directive.target_kpi,
+                &ds.directive.side_effects,
+                &self.state.goals,
+                &ds.pre,
+                &ds.post,
+                ds.post_cycles,
+            ) else {
+                continue;
+            };
+            let d = ds.directive.clone();
+            let outcome = verdict.outcome;
+            let text = summary::verdict_line(&d, &verdict);
+            self.commit(now, &actor, RecordBody::VerdictReached { directive_id: id.clone(), verdict });
+            self.notify(NotificationKind::Verdict, now, text, Some(id.clone()));
+            if let (Some(pid), None) = (&d.policy_id, &d.rollback_of)
+                && outcome != Outcome::Inconclusive
+                && let Some(p) = self.state.policies.get(pid)
+            {
+                let mut track = p.track;
+                match outcome {
+                    Outcome::Verified => track.verified += 1,
+                    _ => track.failed += 1,
+                }
+                self.commit(
+                    now,
+                    &actor,
+                    RecordBody::TrackRecordUpdated {
+                        policy_id: pid.clone(),
+                        directive_id: id.clone(),
+                        track_record: track,
+                        score: track.score(),
+                    },
+                );
+            }
+            if d.rollback_of.is_some() {
+                continue;
+            }
+            if self.cfg.rollback_on.contains(&outcome) {
+                self.rollback(&id, now, taken);
+            } else if outcome == Outcome::Inconclusive {
+                self.request_review(&id, now);
+            }
+        }
+    }
+
+    fn rollback(&mut self, id: &str, now: Timestamp, taken: &mut BTreeSet<String>) {
+        let ds = &self.state.directives[id];
+        let Some(applied) = &ds.applied else { return };
+        let orig = ds.directive.clone();
+        let verdict = ds.verdict.as_ref().map(|v| format!("{}: {}", v.outcome.as_str(), v.reason)).unwrap_or_default();
+        let (pre, pre_cycles) = self.pre_window(&orig.target_domain);
+        let d = Directive {
+            id: make_id(self.cfg.id_seed, now, &["rollback", id]),
+            directive_type: DirectiveType::RollbackChange,
+            target_domain: orig.target_domain.clone(),
+            target_subsystem: orig.target_subsystem.clone(),
+            knob: orig.knob.clone(),
+            action_name: "restore_previous_value".into(),
+            action: KnobAction::Set { value: applied.previous.clone() },
+            target_kpi: orig.target_kpi.clone(),
+            justification: format!(
+                "verification of {} ({} {}) found {verdict}; restoring {} to {}",
+                short(id),
+                orig.directive_type,
+                orig.knob,
+                orig.knob,
+                applied.previous
+            ),
+            expected_impact: format!("{} returns to where it was before {}", orig.target_kpi, short(id)),
+            side_effects: BTreeMap::new(),
+            // restoring the acknowledged previous value returns to a state that was in force
+            // and approved before; it is pre-approved at LOW (auto + notify)
+            impact: ImpactLevel::Low,
+            policy_id: None,
+            snapshot_id: orig.snapshot_id.clone(),
+            factors: ConfidenceFactors { evidence: 1.0, track_record: 1.0, coverage: 1.0, confidence: 1.0 },
+            rollback_of: Some(id.to_string()),
+            issued_cycle: self.state.cycle,
+            issued_at: now,
+        };
+        taken.insert(d.target_domain.clone());
+        self.submit(d, None, pre, pre_cycles, now);
+    }
+
+    fn request_review(&mut self, id: &str, now: Timestamp) {
+        let orig = self.state.directives[id].directive.clone();
+        let d = Directive {
+            id: make_id(self.cfg.id_seed, now, &["review", id]),
+            directive_type: DirectiveType::RequestReview,
+            target_domain: orig.target_domain.clone(),
+            target_subsystem: "humans".into(),
+            knob: format!("review.{}", orig.id),
+            action_name: "review_inconclusive_directive".into(),
+            action: KnobAction::Set { value: serde_json::Value::String(orig.id.clone()) },
+            target_kpi: orig.target_kpi.clone(),
+            justification: format!(
+                "verification of {} ({} {} in {}) was inconclusive: not enough data before the window ran out; keep or roll it back",
+                short(id),
+                orig.directive_type,
+                orig.knob,
+                orig.target_domain
+            ),
+            expected_impact: "a human decides".into(),
+            side_effects: BTreeMap::new(),
+            impact: ImpactLevel::Minimal,
+            policy_id: None,
+            snapshot_id: orig.snapshot_id.clone(),
+            factors: ConfidenceFactors::default(),
+            rollback_of: None,
+            issued_cycle: self.state.cycle,
+            issued_at: now,
+        };
+        self.submit(d, None, DomainWindow::default(), 0, now);
+    }
+
+    /// Records a decided directive and gates it through the approval matrix.
+    fn submit(&mut self, d: Directive, approval_override: Option<ImpactLevel>, pre: DomainWindow, pre_cycles: u32, now: Timestamp) {
+        let effective = approval_override.map_or(d.impact, |o| o.max(d.impact));
+        let requirement = self.state.approval.requirement(effective, &self.state.environment);
+        let id = d.id.clone();
+        let actor = self.cfg.actor.clone();
+        let review = d.directive_type == DirectiveType::RequestReview;
+        self.commit(now, &actor, RecordBody::Proposed { directive: d, requirement, effective_impact: effective, pre_window: pre, pre_cycles });
+        if review || requirement.approvals == 0 {
+            self.publish(&id, now);
+            return;
+        }
+        let expires_at = now.plus_millis(self.state.approval.ttl_seconds * 1000);
+        self.commit(
+            now,
+            &actor,
+            RecordBody::ApprovalRequested {
+                directive_id: id.clone(),
+                approvals_needed: requirement.approvals,
+                review_note_required: requirement.review_note,
+                expires_at,
+            },
+        );
+        let d = &self.state.directives[&id].directive;
+        let text = format!(
+            "Approval needed ({} impact, {} approver(s){}) for directive {}: {} {} in {}: {}. Approve with `metaloop directives approve {}`, reject with `metaloop directives reject {}`; expires {}.",
+            effective,
+            requirement.approvals,
+            if requirement.review_note { " with a review note" } else { "" },
+            short(&id),
+            d.directive_type,
+            d.knob,
+            d.target_domain,
+            d.justification,
+            id,
+            id,
+            expires_at
+        );
+        self.notify(NotificationKind::ApprovalRequest, now, text, Some(id));
+    }
+
+    fn run_strategy(&mut self, snap: &CrossDomainSnapshot, now: Timestamp, taken: &mut BTreeSet<String>) {
+        let mut policies: Vec<MetaPolicy> =
+            self.state.policies.values().filter(|p| p.policy.enabled).map(|p| p.policy.clone()).collect();
+        policies.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.id.cmp(&b.id)));
+        let cascade_domains: BTreeSet<String> = snap
+            .patterns
+            .iter()
+            .filter(|p| matches!(p, SystemicPattern::DependencyCascade(_)))
+            .flat_map(|p| p.domains().iter().cloned())
+            .collect();
+        let mut evaluations = Vec::new();
+        let mut recommendations = Vec::new();
+        let mut to_submit: Vec<(Directive, Option<ImpactLevel>)> = Vec::new();
+        for p in &policies {
+            let ps = &self.state.policies[&p.id];
+            let eval = p.condition.evaluate(snap, &self.state.goals);
+            let streak = if eval.holds { ps.streak + 1 } else { 0 };
+            let factors = combine(eval.evidence, ps.track.score(), eval.coverage);
+            let mut issued = Vec::new();
+            let reason = if !eval.holds {
+                "condition does not hold".to_string()
+            } else if streak < p.for_cycles {
+                format!("condition has held {streak} of {} cycles", p.for_cycles)
+            } else if factors.confidence < p.confidence_threshold {
+                format!("confidence {:.2} below threshold {:.2}", factors.confidence, p.confidence_threshold)
+            } else {
+                let mut skipped = Vec::new();
+                for c in self.candidates(p, snap, &eval) {
+                    let key = format!("{}/{}", c.domain, c.knob);
+                    let why_not = if taken.contains(&c.domain) {
+                        Some("already has a new directive this cycle".to_string())
+                    } else if let Some(h) = self.state.knob_holder(&key) {
+                        Some(format!("knob held by directive {} ({})", short(&h.directive.id), h.status))
+                    } else if to_submit.iter().any(|(d, _)| d.knob_key() == key) {
+                        Some("knob taken this cycle".into())
+                    } else if p.template_target() != &TargetSelector::PatternRoot && cascade_domains.contains(&c.domain) {
+                        Some("explained by a dependency cascade; acting at its root instead".into())
+                    } else if let Some(last) = self.state.policies[&p.id].last_issued.get(&key)
+                        && last + u64::from(p.cooldown_cycles) > snap.cycle
+                    {
+                        Some(format!("cooling down until cycle {}", last + u64::from(p.cooldown_cycles)))
+                    } else if let Ok(KnobAction::Set { value }) = p.directive_template.knob_action()
+                        && self.state.knob_values.get(&key) == Some(&value)
+                    {
+                        Some(format!("already {value}"))
+                    } else {
+                        None
+                    };
+                    if let Some(w) = why_not {
+                        skipped.push(format!("{key}: {w}"));
+                        continue;
+                    }
+                    let d = self.directive_from(p, &c, snap, &eval, factors, now);
+                    taken.insert(c.domain.clone());
+                    issued.push(d.id.clone());
+                    recommendations.push(format!(
+                        "{}: {} {} in {} (confidence {:.2})",
+                        p.id, d.directive_type, d.knob, d.target_domain, factors.confidence
+                    ));
+                    to_submit.push((d, p.approval_override));
+                    break;
+                }
+                if issued.is_empty() {
+                    if skipped.is_empty() { "no target found".to_string() } else { format!("no free target: {}", skipped.join("; ")) }
+                } else {
+                    String::new()
+                }
+            };
+            if eval.holds && issued.is_empty() {
+                recommendations.push(format!("{}: holds, not acting: {reason}", p.id));
+            }
+            evaluations.push(PolicyEvaluation {
+                policy_id: p.id.clone(),
+                condition: eval,
+                streak,
+                factors,
+                directives: issued,
+                reason,
+            });
+        }
+        let actor = self.cfg.actor.clone();
+        self.commit(now, &actor, RecordBody::StrategyEvaluated { cycle: snap.cycle, evaluations, recommendations });
+        for (d, o) in to_submit {
+            let (pre, pre_cycles) = self.pre_window(&d.target_domain);
+            self.submit(d, o, pre, pre_cycles, now);
+        }
+    }
+
+    /// Where a policy could act, best first.
+    fn candidates(&self, p: &MetaPolicy, snap: &CrossDomainSnapshot, eval: &ConditionEval) -> Vec<Candidate> {
+        let t = &p.directive_template;
+        match &t.target {
+            TargetSelector::Domain(d) => {
+                vec![Candidate { domain: d.clone(), knob: t.knob.clone(), why: format!("{d} (fixed target)") }]
+            }
+            TargetSelector::PatternRoot => snap
+                .patterns
+                .iter()
+                .filter_map(|pat| match pat {
+                    SystemicPattern::DependencyCascade(c) => Some(Candidate {
+                        domain: c.root_domain.clone(),
+                        knob: t.knob.replace("{node}", &c.root_node),
+                        why: pat.describe(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            TargetSelector::FailingPlaybook => eval
+                .failing_playbooks
+                .iter()
+                .map(|f| Candidate {
+                    domain: f.domain.clone(),
+                    knob: t.knob.replace("{playbook}", &f.playbook),
+                    why: format!(
+                        "{}/{} succeeded in {:.0}% of {} autonomous runs (P(below floor) = {:.3})",
+                        f.domain,
+                        f.playbook,
+                        f.success_rate * 100.0,
+                        f.runs,
+                        f.evidence
+                    ),
+                })
+                .collect(),
+            TargetSelector::WorstDomain => {
+                let metric = t.target_kpi.as_str();
+                let threshold = p.condition.gap_metric().filter(|(m, _)| *m == metric).map_or(0.0, |(_, th)| th);
+                let mut found: Vec<(f64, Candidate)> = snap
+                    .domains
+                    .iter()
+                    .filter_map(|(name, d)| {
+                        let gap = *d.goal_gaps.get(metric)?;
+                        if gap < threshold || gap <= 0.0 {
+                            return None;
+                        }
+                        let n = d.samples.get(metric).copied().unwrap_or(0) as f64;
+                        let v = d.kpis.get(metric).copied().unwrap_or(f64::NAN);
+                        Some((
+                            gap * n,
+                            Candidate {
+                                domain: name.clone(),
+                                knob: t.knob.clone(),
+                                why: format!("{name}: {metric} {} (gap {gap:+.3}) over {n} observations", fmt_kpi(metric, v)),
+                            },
+                        ))
+                    })
+                    .collect();
+                found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.domain.cmp(&b.1.domain)));
+                found.into_iter().map(|(_, c)| c).collect()
+            }
+        }
+    }
+
+    fn directive_from(
+        &self,
+        p: &MetaPolicy,
+        c: &Candidate,
+        snap: &CrossDomainSnapshot,
+        eval: &ConditionEval,
+        factors: ConfidenceFactors,
+        now: Timestamp,
+    ) -> Directive {
+        let t = &p.directive_template;
+        let key = format!("{}/{}", c.domain, c.knob);
+        let mut cond: Vec<String> = Vec::new();
+        if let Some((m, th)) = p.condition.gap_metric()
+            && let (Some(v), Some(g)) = (snap.global_kpis.get(m), snap.goal_gaps.get(m))
+        {
+            let target = self.state.goals.iter().find(|x| x.kpi == m).map_or(f64::NAN, |x| x.target);
+            cond.push(format!("{m} {} against target {} (gap {g:+.3} >= {th})", fmt_kpi(m, *v), fmt_kpi(m, target)));
+        }
+        if let Some(n) = eval.values.get("underperforming_domains") {
+            cond.push(format!("{n} domains underperforming"));
+        }
+        cond.push(c.why.clone());
+        Directive {
+            id: make_id(self.cfg.id_seed, now, &["directive", &snap.cycle.to_string(), &p.id, &key]),
+            directive_type: t.directive_type,
+            target_domain: c.domain.clone(),
+            target_subsystem: t.subsystem.clone(),
+            knob: c.knob.clone(),
+            action_name: t.action.clone(),
+            action: t.knob_action().expect("templates are validated"),
+            target_kpi: t.target_kpi.clone(),
+            justification: format!("{}: {}", p.name, cond.join("; ")),
+            expected_impact: t.expected_impact.clone(),
+            side_effects: t.side_effects.clone(),
+            impact: t.impact_level,
+            policy_id: Some(p.id.clone()),
+            snapshot_id: snap.id.clone(),
+            factors,
+            rollback_of: None,
+            issued_cycle: snap.cycle,
+            issued_at: now,
+        }
+    }
+
+    fn evaluate_alerts(&mut self, snap: &CrossDomainSnapshot, now: Timestamp) {
+        let cfg = self.cfg.alerts.clone();
+        let cycle = snap.cycle;
+        let mut want: BTreeMap<String, (AlertKind, Severity, String)> = BTreeMap::new();
+        let failures = self
+            .state
+            .verdict_log
+            .iter()
+            .filter(|(c, o)| c + cfg.failure_window_cycles > cycle && matches!(o, Outcome::NoEffect | Outcome::Degraded))
+            .count();
+        if failures >= cfg.verification_failures {
+            want.insert(
+                "verification_failures".into(),
+                (
+                    AlertKind::VerificationFailures,
+                    Severity::Critical,
+                    format!("{failures} directives failed verification in the last {} cycles", cfg.failure_window_cycles),
+                ),
+            );
+        }
+        for g in &self.state.goals {
+            let streak = self.state.goal_miss_streak.get(&g.kpi).copied().unwrap_or(0);
+            if streak >= cfg.goal_gap_cycles {
+                let v = snap.global_kpis.get(&g.kpi).copied().unwrap_or(f64::NAN);
+                want.insert(
+                    format!("goal_gap_not_closed:{}", g.kpi),
+                    (
+                        AlertKind::GoalGapNotClosed,
+                        Severity::Warning,
+                        format!(
+                            "{} has missed its target {} for {streak} cycles (now {})",
+                            g.kpi,
+                            fmt_kpi(&g.kpi, g.target),
+                            fmt_kpi(&g.kpi, v)
+                        ),
+                    ),
+                );
+            }
+        }
+        for (key, t) in &self.state.patterns {
+            if t.addressed && t.streak >= cfg.pattern_cycles {
+                want.insert(
+                    format!("systemic_pattern_persisting:{key}"),
+                    (
+                        AlertKind::SystemicPatternPersisting,
+                        Severity::Critical,
+                        format!("{} for {} cycles despite directives", t.description, t.streak),
+                    ),
+                );
+            }
+        }
+        for (name, d) in &snap.domains {
+            if let Some(v) = d.kpis.get(kpi::COMPLIANCE_SCORE)
+                && *v < cfg.compliance_threshold
+            {
+                want.insert(
+                    format!("compliance_below_threshold:{name}"),
+                    (
+                        AlertKind::ComplianceBelowThreshold,
+                        Severity::Critical,
+                        format!("{name} compliance score {v:.1} is below {}", cfg.compliance_threshold),
+                    ),
+                );
+            }
+        }
+        for id in &self.state.order {
+            let d = &self.state.directives[id];
+            if d.ack_timed_out && d.status == Status::Published {
+                want.insert(
+                    format!("directive_no_ack:{id}"),
+                    (
+                        AlertKind::DirectiveNoAck,
+                        Severity::Critical,
+                        format!(
+                            "directive {} ({} {} in {}) has no ack from the spine; it is not assumed applied",
+                            short(id),
+                            d.directive.directive_type,
+                            d.directive.knob,
+                            d.directive.target_domain
+                        ),
+                    ),
+                );
+            }
+        }
+        let actor = self.cfg.actor.clone();
+        let gone: Vec<String> = self.state.alerts.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+        for key in gone {
+            self.commit(now, &actor, RecordBody::AlertResolved { key: key.clone(), cycle });
+            self.notify(NotificationKind::AlertResolved, now, format!("Resolved: {key}."), Some(key));
+        }
+        for (key, (kind, severity, message)) in want {
+            if self.state.alerts.contains_key(&key) {
+                continue;
+            }
+            let alert = Alert { key: key.clone(), kind, severity, message: message.clone(), since_cycle: cycle };
+            self.commit(now, &actor, RecordBody::AlertFired { alert });
+            self.notify(NotificationKind::AlertFiring, now, format!("Alert {}: {message}.", kind.as_str()), Some(key));
+        }
+    }
+}
+
+impl MetaPolicy {
+    fn template_target(&self) -> &TargetSelector {
+        &self.directive_template.target
+    }
+}
+
+/// A KPI value for humans: rates as percentages, durations in seconds.
+pub fn fmt_kpi(kpi_name: &str, v: f64) -> String {
+    if v.is_nan() {
+        return "missing".into();
+    }
+    match kpi::builtin(kpi_name).map(|(_, k)| k) {
+        Some(kpi::KpiKind::Rate) => format!("{:.1}%", v * 100.0),
+        Some(kpi::KpiKind::Duration) => format!("{v:.1}s"),
+        _ => format!("{v:.1}"),
+    }
+}

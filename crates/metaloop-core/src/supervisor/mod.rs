@@ -1,0 +1,459 @@
+//! The `Supervisor` state machine: inputs in (`ingest`, `approve`, `reject`, `tick`), effects
+//! out (`poll_effect`). No I/O, no clock: time is passed in.
+
+mod cycle;
+mod ids;
+mod state;
+
+pub use state::{AppliedChange, Approval, DirectiveState, PatternTrack, PolicyState, State};
+
+use crate::config::SupervisorConfig;
+use crate::directive::{DirectiveType, Status};
+use crate::health::HealthGraph;
+use crate::kpi::DomainWindow;
+use crate::protocol::{DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent};
+use crate::record::{Entry, RecordBody};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Something the driver must do, in order. A `Record` must be durable before any later
+/// `Publish` is sent (decide → log → act).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Append to the ledger.
+    Record(Entry),
+    /// Send a directive to the spine.
+    Publish(DirectiveMessage),
+    /// Tell humans.
+    Notify(Notification),
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Summary,
+    ApprovalRequest,
+    Published,
+    Applied,
+    Verdict,
+    Rollback,
+    Expired,
+    ReviewRequest,
+    AlertFiring,
+    AlertResolved,
+}
+
+/// A message for human channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub kind: NotificationKind,
+    pub time: Timestamp,
+    pub text: String,
+    /// The directive or alert it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// Why an input was refused. Nothing changed when one is returned.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    #[error("unknown directive {0}")]
+    UnknownDirective(String),
+    #[error("directive {id} is {status}, not {expected}")]
+    WrongStatus { id: String, status: Status, expected: &'static str },
+    #[error("{approver} already approved directive {id}")]
+    AlreadyApproved { id: String, approver: String },
+    #[error("directive {0} needs a review note with its approval")]
+    ReviewNoteRequired(String),
+    #[error("directive {0} expired before the approval arrived")]
+    Expired(String),
+    #[error("approver name must not be empty")]
+    EmptyApprover,
+    #[error("ack for directive {id} names {got}, but the directive targets {expected}")]
+    AckMismatch { id: String, got: String, expected: String },
+    #[error("invalid {event_type} event {id}: {field}: {reason}")]
+    InvalidEvent { event_type: &'static str, id: String, field: &'static str, reason: String },
+}
+
+/// Counts of ingested events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestCounters {
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+/// The meta-loop supervisor.
+pub struct Supervisor {
+    cfg: SupervisorConfig,
+    state: State,
+    open: BTreeMap<String, DomainWindow>,
+    open_health: HealthGraph,
+    open_regime: BTreeMap<String, Timestamp>,
+    open_start: Timestamp,
+    next_cycle_at: Timestamp,
+    effects: VecDeque<Effect>,
+    /// Records since the last summary, for its text.
+    journal: Vec<RecordBody>,
+    counters: IngestCounters,
+}
+
+impl Supervisor {
+    /// Starts a fresh supervisor at `start`. Fails with a message naming the bad setting.
+    pub fn new(cfg: SupervisorConfig, start: Timestamp) -> Result<Self, String> {
+        cfg.validate()?;
+        let mut s = Supervisor {
+            next_cycle_at: start.plus_millis(cfg.cycle_seconds * 1000),
+            cfg,
+            state: State::default(),
+            open: BTreeMap::new(),
+            open_health: HealthGraph::default(),
+            open_regime: BTreeMap::new(),
+            open_start: start,
+            effects: VecDeque::new(),
+            journal: Vec::new(),
+            counters: IngestCounters::default(),
+        };
+        s.record_start(start);
+        Ok(s)
+    }
+
+    /// Rebuilds a supervisor from its ledger records and records the restart at `now`.
+    pub fn restore(cfg: SupervisorConfig, records: &[(Timestamp, RecordBody)], now: Timestamp) -> Result<Self, String> {
+        cfg.validate()?;
+        let state = State::replay(&cfg, records.iter().map(|(t, r)| (*t, r)));
+        let open_start = state.last_cycle_end.unwrap_or(state.started_at);
+        let mut s = Supervisor {
+            next_cycle_at: open_start.plus_millis(cfg.cycle_seconds * 1000),
+            open_health: state.health.clone(),
+            cfg,
+            state,
+            open: BTreeMap::new(),
+            open_regime: BTreeMap::new(),
+            open_start,
+            effects: VecDeque::new(),
+            journal: Vec::new(),
+            counters: IngestCounters::default(),
+        };
+        s.record_start(now);
+        Ok(s)
+    }
+
+    fn record_start(&mut self, at: Timestamp) {
+        let body = RecordBody::Started {
+            environment: self.cfg.environment.clone(),
+            cycle_seconds: self.cfg.cycle_seconds,
+            goals: self.cfg.goals.clone(),
+            policies: self.cfg.policies.clone(),
+            approval: self.cfg.approval.clone(),
+            method: self.cfg.verification.method.as_str().into(),
+            start: at,
+        };
+        let actor = self.cfg.actor.clone();
+        self.commit(at, &actor, body);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.cfg
+    }
+
+    /// The decision state (a fold over the records emitted so far).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// When the next cycle closes.
+    pub fn next_cycle_at(&self) -> Timestamp {
+        self.next_cycle_at
+    }
+
+    /// Ingest counters.
+    pub fn counters(&self) -> &IngestCounters {
+        &self.counters
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Appends a record: applies it to the state, then queues it for the ledger.
+    fn commit(&mut self, time: Timestamp, actor: &str, body: RecordBody) {
+        self.state.apply(&self.cfg, &body, time);
+        self.effects.push_back(Effect::Record(body.to_entry(time, actor)));
+        self.journal.push(body);
+    }
+
+    fn notify(&mut self, kind: NotificationKind, time: Timestamp, text: String, subject: Option<String>) {
+        self.effects.push_back(Effect::Notify(Notification { kind, time, text, subject }));
+    }
+
+    /// Folds one authenticated spine event in. Acks change directives; other events go into
+    /// the open cycle's KPI windows in O(1).
+    pub fn ingest(&mut self, event: &SpineEvent) -> Result<(), InputError> {
+        let r = self.ingest_inner(event);
+        if r.is_ok() { self.counters.accepted += 1 } else { self.counters.rejected += 1 }
+        r
+    }
+
+    fn ingest_inner(&mut self, event: &SpineEvent) -> Result<(), InputError> {
+        validate_event(event)?;
+        match &event.data {
+            EventData::DirectiveApplied(a) => self.handle_applied(event, a),
+            EventData::DirectiveRefused(r) => self.handle_refused(event, r),
+            EventData::HealthChanged(h) => {
+                let before = self.open_health.nodes.get(&format!("{}/{}", h.domain, h.node)).map(|n| n.state);
+                self.open_health.apply(h);
+                if before != Some(h.state) {
+                    self.open_regime.insert(h.domain.clone(), event.time);
+                }
+                self.open.entry(h.domain.clone()).or_default().observe(&event.data);
+                Ok(())
+            }
+            data => {
+                self.open.entry(data.domain().to_string()).or_default().observe(data);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_applied(&mut self, event: &SpineEvent, a: &DirectiveApplied) -> Result<(), InputError> {
+        let ds = self.state.directives.get(&a.directive_id).ok_or_else(|| InputError::UnknownDirective(a.directive_id.clone()))?;
+        if ds.status != Status::Published || ds.directive.directive_type == DirectiveType::RequestReview {
+            return Err(InputError::WrongStatus { id: a.directive_id.clone(), status: ds.status, expected: "published" });
+        }
+        if a.domain != ds.directive.target_domain || a.knob != ds.directive.knob {
+            return Err(InputError::AckMismatch {
+                id: a.directive_id.clone(),
+                got: format!("{}/{}", a.domain, a.knob),
+                expected: ds.directive.knob_key(),
+            });
+        }
+        let rollback_of = ds.directive.rollback_of.clone();
+        let knob_key = ds.directive.knob_key();
+        let was_late = ds.ack_timed_out;
+        let time = event.time;
+        self.commit(
+            time,
+            &event.source,
+            RecordBody::Applied {
+                directive_id: a.directive_id.clone(),
+                previous: a.previous.clone(),
+                current: a.current.clone(),
+                at: time,
+            },
+        );
+        self.notify(
+            NotificationKind::Applied,
+            time,
+            format!("Spine applied directive {}: {knob_key} changed from {} to {}.", short(&a.directive_id), a.previous, a.current),
+            Some(a.directive_id.clone()),
+        );
+        if let Some(orig) = rollback_of {
+            let actor = self.cfg.actor.clone();
+            self.commit(
+                time,
+                &actor,
+                RecordBody::RolledBack { directive_id: orig.clone(), rollback_id: a.directive_id.clone(), restored: a.current.clone() },
+            );
+            self.notify(
+                NotificationKind::Rollback,
+                time,
+                format!("Rolled back directive {}: {knob_key} restored to {}.", short(&orig), a.current),
+                Some(orig),
+            );
+        }
+        if was_late {
+            self.resolve_alert(time, &format!("directive_no_ack:{}", a.directive_id));
+        }
+        Ok(())
+    }
+
+    fn handle_refused(&mut self, event: &SpineEvent, r: &DirectiveRefused) -> Result<(), InputError> {
+        let ds = self.state.directives.get(&r.directive_id).ok_or_else(|| InputError::UnknownDirective(r.directive_id.clone()))?;
+        if ds.status != Status::Published {
+            return Err(InputError::WrongStatus { id: r.directive_id.clone(), status: ds.status, expected: "published" });
+        }
+        let was_late = ds.ack_timed_out;
+        self.commit(event.time, &event.source, RecordBody::Refused { directive_id: r.directive_id.clone(), reason: r.reason.clone() });
+        self.notify(
+            NotificationKind::Applied,
+            event.time,
+            format!("Spine refused directive {}: {}.", short(&r.directive_id), r.reason),
+            Some(r.directive_id.clone()),
+        );
+        if was_late {
+            self.resolve_alert(event.time, &format!("directive_no_ack:{}", r.directive_id));
+        }
+        Ok(())
+    }
+
+    fn resolve_alert(&mut self, time: Timestamp, key: &str) {
+        if self.state.alerts.contains_key(key) {
+            let actor = self.cfg.actor.clone();
+            let cycle = self.state.cycle;
+            self.commit(time, &actor, RecordBody::AlertResolved { key: key.to_string(), cycle });
+            self.notify(NotificationKind::AlertResolved, time, format!("Resolved: {key}."), Some(key.to_string()));
+        }
+    }
+
+    /// Records an approval; publishes the directive once it has every approval it needs.
+    pub fn approve(&mut self, id: &str, approver: &str, note: &str, now: Timestamp) -> Result<(), InputError> {
+        let approver = approver.trim();
+        if approver.is_empty() {
+            return Err(InputError::EmptyApprover);
+        }
+        let ds = self.state.directives.get(id).ok_or_else(|| InputError::UnknownDirective(id.into()))?;
+        if ds.status != Status::PendingApproval {
+            return Err(InputError::WrongStatus { id: id.into(), status: ds.status, expected: "pending_approval" });
+        }
+        if ds.expires_at.is_some_and(|t| now >= t) {
+            self.expire(id, now);
+            return Err(InputError::Expired(id.into()));
+        }
+        if ds.approvals.iter().any(|a| a.approver == approver) {
+            return Err(InputError::AlreadyApproved { id: id.into(), approver: approver.into() });
+        }
+        if ds.requirement.review_note && note.trim().is_empty() {
+            return Err(InputError::ReviewNoteRequired(id.into()));
+        }
+        self.commit(now, approver, RecordBody::Approved { directive_id: id.into(), approver: approver.into(), note: note.into() });
+        if self.state.directives[id].status == Status::Approved {
+            self.publish(id, now);
+        }
+        Ok(())
+    }
+
+    /// Records a rejection: the directive is never published.
+    pub fn reject(&mut self, id: &str, approver: &str, note: &str, now: Timestamp) -> Result<(), InputError> {
+        let approver = approver.trim();
+        if approver.is_empty() {
+            return Err(InputError::EmptyApprover);
+        }
+        let ds = self.state.directives.get(id).ok_or_else(|| InputError::UnknownDirective(id.into()))?;
+        if ds.status != Status::PendingApproval {
+            return Err(InputError::WrongStatus { id: id.into(), status: ds.status, expected: "pending_approval" });
+        }
+        self.commit(now, approver, RecordBody::Rejected { directive_id: id.into(), approver: approver.into(), note: note.into() });
+        Ok(())
+    }
+
+    /// Directives waiting for approval, oldest first.
+    pub fn pending_approvals(&self) -> Vec<&DirectiveState> {
+        self.state
+            .order
+            .iter()
+            .filter_map(|id| self.state.directives.get(id))
+            .filter(|d| d.status == Status::PendingApproval)
+            .collect()
+    }
+
+    /// Runs every cycle due by `now`.
+    pub fn tick(&mut self, now: Timestamp) {
+        while now >= self.next_cycle_at {
+            let end = self.next_cycle_at;
+            self.run_cycle(end);
+            self.open_start = end;
+            self.next_cycle_at = end.plus_millis(self.cfg.cycle_seconds * 1000);
+        }
+    }
+
+    fn expire(&mut self, id: &str, now: Timestamp) {
+        let actor = self.cfg.actor.clone();
+        self.commit(now, &actor, RecordBody::Expired { directive_id: id.into() });
+        let d = &self.state.directives[id].directive;
+        let text = format!(
+            "Directive {} ({} {} in {}) expired without the approvals it needed; it will not be applied.",
+            short(id),
+            d.directive_type,
+            d.knob,
+            d.target_domain
+        );
+        self.notify(NotificationKind::Expired, now, text, Some(id.into()));
+    }
+
+    fn publish(&mut self, id: &str, now: Timestamp) {
+        let ds = &self.state.directives[id];
+        let message = ds.directive.message();
+        let review = ds.directive.directive_type == DirectiveType::RequestReview;
+        let notify = ds.requirement.notify || review;
+        let text = if review {
+            format!("Review requested: {}", ds.directive.justification)
+        } else {
+            format!(
+                "Published directive {}: {} {} in {} ({}).",
+                short(id),
+                ds.directive.directive_type,
+                ds.directive.knob,
+                ds.directive.target_domain,
+                ds.directive.justification
+            )
+        };
+        let actor = self.cfg.actor.clone();
+        self.commit(now, &actor, RecordBody::Published { directive_id: id.into(), message: message.clone() });
+        if review {
+            self.notify(NotificationKind::ReviewRequest, now, text, Some(id.into()));
+        } else {
+            self.effects.push_back(Effect::Publish(message));
+            if notify {
+                self.notify(NotificationKind::Published, now, text, Some(id.into()));
+            }
+        }
+    }
+}
+
+/// The first 8 characters of an id, for text.
+pub fn short(id: &str) -> &str {
+    let end = id.char_indices().nth(8).map_or(id.len(), |(i, _)| i);
+    &id[..end]
+}
+
+/// Rejects events whose values no spine could mean.
+fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
+    let bad = |field: &'static str, reason: String| InputError::InvalidEvent {
+        event_type: e.data.type_name(),
+        id: e.id.clone(),
+        field,
+        reason,
+    };
+    if e.data.domain().trim().is_empty() {
+        return Err(bad("domain", "must not be empty".into()));
+    }
+    match &e.data {
+        EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
+            if !r.duration_s.is_finite() || r.duration_s < 0.0 {
+                return Err(bad("duration_s", format!("must be a non-negative number of seconds, got {}", r.duration_s)));
+            }
+            if r.playbook.trim().is_empty() {
+                return Err(bad("playbook", "must not be empty".into()));
+            }
+        }
+        EventData::DecisionMade(d) => {
+            if !(0.0..=1.0).contains(&d.confidence) {
+                return Err(bad("confidence", format!("must be within 0..=1, got {}", d.confidence)));
+            }
+        }
+        EventData::ComplianceScored(c) => {
+            if !(0.0..=100.0).contains(&c.score) {
+                return Err(bad("score", format!("must be within 0..=100, got {}", c.score)));
+            }
+        }
+        EventData::KpiReported(k) => {
+            if !k.value.is_finite() {
+                return Err(bad("value", "must be a finite number".into()));
+            }
+            if k.name.trim().is_empty() {
+                return Err(bad("name", "must not be empty".into()));
+            }
+        }
+        EventData::HealthChanged(h) => {
+            if h.node.trim().is_empty() {
+                return Err(bad("node", "must not be empty".into()));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

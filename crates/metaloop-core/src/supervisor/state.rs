@@ -1,0 +1,376 @@
+//! The supervisor's state as a fold over its ledger records.
+
+use crate::alert::Alert;
+use crate::config::SupervisorConfig;
+use crate::directive::{Directive, ImpactLevel, Status};
+use crate::goal::Goal;
+use crate::health::HealthGraph;
+use crate::kpi::{CycleWindows, DomainWindow};
+use crate::pipeline::{ApprovalMatrix, Requirement};
+use crate::policy::{MetaPolicy, TrackRecord};
+use crate::record::RecordBody;
+use crate::time::Timestamp;
+use crate::verify::{Outcome, Verdict};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// An approval given to a directive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approver: String,
+    pub note: String,
+    pub at: Timestamp,
+}
+
+/// What the spine acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedChange {
+    pub previous: serde_json::Value,
+    pub current: serde_json::Value,
+    pub at: Timestamp,
+}
+
+/// One directive with everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectiveState {
+    pub directive: Directive,
+    pub status: Status,
+    /// Every status it went through, with when.
+    pub lifecycle: Vec<(Status, Timestamp)>,
+    pub requirement: Requirement,
+    pub effective_impact: ImpactLevel,
+    pub approvals: Vec<Approval>,
+    pub rejection: Option<Approval>,
+    pub expires_at: Option<Timestamp>,
+    pub published_at: Option<Timestamp>,
+    pub applied: Option<AppliedChange>,
+    pub refused_reason: Option<String>,
+    pub ack_timed_out: bool,
+    /// Statistics before the directive (fixed when it was proposed).
+    pub pre: DomainWindow,
+    pub pre_cycles: u32,
+    /// Statistics since it was applied (cycles that started after the ack).
+    pub post: DomainWindow,
+    pub post_cycles: u32,
+    pub verdict: Option<Verdict>,
+    pub rolled_back_by: Option<String>,
+}
+
+impl DirectiveState {
+    fn set_status(&mut self, status: Status, at: Timestamp) {
+        self.status = status;
+        self.lifecycle.push((status, at));
+    }
+
+    /// True while it holds its knob.
+    pub fn holds_knob(&self) -> bool {
+        self.status.in_flight() && self.directive.directive_type != crate::directive::DirectiveType::RequestReview
+    }
+}
+
+/// A policy with what the supervisor has learned about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub policy: MetaPolicy,
+    /// Consecutive cycles its condition has held.
+    pub streak: u32,
+    /// Knob key → cycle it last issued a directive on that knob.
+    pub last_issued: BTreeMap<String, u64>,
+    pub track: TrackRecord,
+}
+
+/// A systemic pattern being tracked across cycles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternTrack {
+    pub streak: u32,
+    pub domains: Vec<String>,
+    /// A directive was issued into one of its domains while it was present.
+    pub addressed: bool,
+    pub description: String,
+}
+
+/// The supervisor's whole decision state. Every field changes only in [`State::apply`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct State {
+    pub environment: String,
+    pub goals: Vec<Goal>,
+    pub approval: ApprovalMatrix,
+    pub started_at: Timestamp,
+    /// Last closed cycle.
+    pub cycle: u64,
+    pub last_cycle_end: Option<Timestamp>,
+    /// Recent closed cycles, oldest first.
+    pub history: VecDeque<CycleWindows>,
+    pub health: HealthGraph,
+    pub known_domains: BTreeSet<String>,
+    pub regime_start: BTreeMap<String, Timestamp>,
+    /// Per domain, per KPI: slow-moving baselines.
+    pub baselines: BTreeMap<String, BTreeMap<String, f64>>,
+    pub directives: BTreeMap<String, DirectiveState>,
+    /// Directive ids in the order they were proposed.
+    pub order: Vec<String>,
+    pub policies: BTreeMap<String, PolicyState>,
+    /// Last acknowledged value of each knob (`domain/knob`).
+    pub knob_values: BTreeMap<String, serde_json::Value>,
+    pub alerts: BTreeMap<String, Alert>,
+    pub goal_miss_streak: BTreeMap<String, u32>,
+    pub patterns: BTreeMap<String, PatternTrack>,
+    /// (cycle, outcome) of recent verdicts.
+    pub verdict_log: VecDeque<(u64, Outcome)>,
+    /// Global KPIs of the first and the latest snapshot.
+    pub first_kpis: BTreeMap<String, f64>,
+    pub last_kpis: BTreeMap<String, f64>,
+    pub last_gaps: BTreeMap<String, f64>,
+}
+
+/// Weight of the newest cycle in a baseline.
+const BASELINE_WEIGHT: f64 = 0.1;
+
+impl State {
+    /// Rebuilds the state from records, in ledger order.
+    pub fn replay<'a>(
+        cfg: &SupervisorConfig,
+        records: impl IntoIterator<Item = (Timestamp, &'a RecordBody)>,
+    ) -> State {
+        let mut s = State::default();
+        for (t, r) in records {
+            s.apply(cfg, r, t);
+        }
+        s
+    }
+
+    /// The directive holding a knob, if any.
+    pub fn knob_holder(&self, knob_key: &str) -> Option<&DirectiveState> {
+        self.directives.values().find(|d| d.holds_knob() && d.directive.knob_key() == knob_key)
+    }
+
+    /// Applies one record.
+    pub fn apply(&mut self, cfg: &SupervisorConfig, record: &RecordBody, time: Timestamp) {
+        match record {
+            RecordBody::Started { environment, goals, policies, approval, start, .. } => {
+                self.environment = environment.clone();
+                self.goals = goals.clone();
+                self.approval = approval.clone();
+                if self.started_at == Timestamp::default() {
+                    self.started_at = *start;
+                }
+                let mut next = BTreeMap::new();
+                for p in policies {
+                    let prev = self.policies.remove(&p.id);
+                    next.insert(
+                        p.id.clone(),
+                        PolicyState {
+                            policy: p.clone(),
+                            streak: prev.as_ref().map_or(0, |s| s.streak),
+                            last_issued: prev.as_ref().map(|s| s.last_issued.clone()).unwrap_or_default(),
+                            track: prev.map(|s| s.track).unwrap_or_default(),
+                        },
+                    );
+                }
+                self.policies = next;
+            }
+            RecordBody::Snapshot { windows, health, regime_changes, snapshot } => {
+                self.cycle = windows.cycle;
+                self.last_cycle_end = Some(windows.end);
+                self.health = health.clone();
+                for d in windows.domains.keys() {
+                    self.known_domains.insert(d.clone());
+                }
+                for id in health.nodes.keys() {
+                    self.known_domains.insert(crate::health::split_id(id).0.to_string());
+                }
+                for (d, t) in regime_changes {
+                    let e = self.regime_start.entry(d.clone()).or_insert(*t);
+                    *e = (*e).max(*t);
+                }
+                // verifications in progress take every cycle that started after their ack
+                for ds in self.directives.values_mut() {
+                    if ds.status == Status::Verifying
+                        && let Some(a) = &ds.applied
+                        && windows.start >= a.at
+                    {
+                        if let Some(w) = windows.domains.get(&ds.directive.target_domain) {
+                            ds.post.merge(w);
+                        }
+                        ds.post_cycles += 1;
+                    }
+                }
+                for (d, w) in &windows.domains {
+                    let base = self.baselines.entry(d.clone()).or_default();
+                    for k in [crate::kpi::OVERALL_SUCCESS_RATE, crate::kpi::MEAN_RECOVERY_TIME, crate::kpi::AUTONOMY_RATE] {
+                        if let Some(v) = w.value(k) {
+                            let b = base.entry(k.to_string()).or_insert(v);
+                            *b += BASELINE_WEIGHT * (v - *b);
+                        }
+                    }
+                }
+                self.history.push_back(windows.clone());
+                let keep = cfg
+                    .snapshot
+                    .window_cycles
+                    .max(cfg.verification.pre_cycles)
+                    .max(cfg.snapshot.correlation_cycles)
+                    .max(1);
+                while self.history.len() > keep {
+                    self.history.pop_front();
+                }
+                for g in &self.goals {
+                    let missed = snapshot.goal_gaps.get(&g.kpi).is_some_and(|gap| *gap > 0.0);
+                    let s = self.goal_miss_streak.entry(g.kpi.clone()).or_insert(0);
+                    *s = if missed { *s + 1 } else { 0 };
+                }
+                let mut next = BTreeMap::new();
+                for p in &snapshot.patterns {
+                    let prev = self.patterns.remove(&p.key());
+                    next.insert(
+                        p.key(),
+                        PatternTrack {
+                            streak: prev.as_ref().map_or(0, |t| t.streak) + 1,
+                            domains: p.domains().to_vec(),
+                            addressed: prev.is_some_and(|t| t.addressed),
+                            description: p.describe(),
+                        },
+                    );
+                }
+                self.patterns = next;
+                if self.first_kpis.is_empty() {
+                    self.first_kpis = snapshot.global_kpis.clone();
+                }
+                self.last_kpis = snapshot.global_kpis.clone();
+                self.last_gaps = snapshot.goal_gaps.clone();
+                let horizon = cfg.alerts.failure_window_cycles;
+                while self.verdict_log.front().is_some_and(|(c, _)| c + horizon <= self.cycle) {
+                    self.verdict_log.pop_front();
+                }
+            }
+            RecordBody::StrategyEvaluated { evaluations, .. } => {
+                for e in evaluations {
+                    if let Some(p) = self.policies.get_mut(&e.policy_id) {
+                        p.streak = e.streak;
+                    }
+                }
+            }
+            RecordBody::Proposed { directive, requirement, effective_impact, pre_window, pre_cycles } => {
+                let key = directive.knob_key();
+                if let Some(pid) = &directive.policy_id
+                    && let Some(p) = self.policies.get_mut(pid)
+                {
+                    p.last_issued.insert(key, directive.issued_cycle);
+                }
+                for t in self.patterns.values_mut() {
+                    if t.domains.contains(&directive.target_domain) {
+                        t.addressed = true;
+                    }
+                }
+                self.order.push(directive.id.clone());
+                self.directives.insert(
+                    directive.id.clone(),
+                    DirectiveState {
+                        directive: directive.clone(),
+                        status: Status::Proposed,
+                        lifecycle: vec![(Status::Proposed, time)],
+                        requirement: *requirement,
+                        effective_impact: *effective_impact,
+                        approvals: vec![],
+                        rejection: None,
+                        expires_at: None,
+                        published_at: None,
+                        applied: None,
+                        refused_reason: None,
+                        ack_timed_out: false,
+                        pre: pre_window.clone(),
+                        pre_cycles: *pre_cycles,
+                        post: DomainWindow::default(),
+                        post_cycles: 0,
+                        verdict: None,
+                        rolled_back_by: None,
+                    },
+                );
+            }
+            RecordBody::ApprovalRequested { directive_id, expires_at, .. } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.expires_at = Some(*expires_at);
+                    d.set_status(Status::PendingApproval, time);
+                }
+            }
+            RecordBody::Approved { directive_id, approver, note } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.approvals.push(Approval { approver: approver.clone(), note: note.clone(), at: time });
+                    if d.approvals.len() >= d.requirement.approvals as usize {
+                        d.set_status(Status::Approved, time);
+                    }
+                }
+            }
+            RecordBody::Rejected { directive_id, approver, note } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.rejection = Some(Approval { approver: approver.clone(), note: note.clone(), at: time });
+                    d.set_status(Status::Rejected, time);
+                }
+            }
+            RecordBody::Expired { directive_id } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.set_status(Status::Expired, time);
+                }
+            }
+            RecordBody::Published { directive_id, .. } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.published_at = Some(time);
+                    d.set_status(Status::Published, time);
+                }
+            }
+            RecordBody::Applied { directive_id, previous, current, at } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.applied = Some(AppliedChange { previous: previous.clone(), current: current.clone(), at: *at });
+                    d.set_status(Status::Applied, time);
+                    d.set_status(Status::Verifying, time);
+                    let domain = d.directive.target_domain.clone();
+                    self.knob_values.insert(d.directive.knob_key(), current.clone());
+                    let e = self.regime_start.entry(domain).or_insert(*at);
+                    *e = (*e).max(*at);
+                }
+            }
+            RecordBody::Refused { directive_id, reason } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.refused_reason = Some(reason.clone());
+                    d.set_status(Status::Refused, time);
+                }
+            }
+            RecordBody::AckTimedOut { directive_id } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.ack_timed_out = true;
+                }
+            }
+            RecordBody::VerdictReached { directive_id, verdict } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    let status = match verdict.outcome {
+                        Outcome::Verified => Status::Verified,
+                        Outcome::NoEffect => Status::NoEffect,
+                        Outcome::Degraded => Status::Degraded,
+                        Outcome::Inconclusive => Status::Inconclusive,
+                    };
+                    d.verdict = Some(verdict.clone());
+                    d.set_status(status, time);
+                    self.verdict_log.push_back((self.cycle, verdict.outcome));
+                }
+            }
+            RecordBody::RolledBack { directive_id, rollback_id, .. } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.rolled_back_by = Some(rollback_id.clone());
+                    d.set_status(Status::RolledBack, time);
+                }
+            }
+            RecordBody::TrackRecordUpdated { policy_id, track_record, .. } => {
+                if let Some(p) = self.policies.get_mut(policy_id) {
+                    p.track = *track_record;
+                }
+            }
+            RecordBody::AlertFired { alert } => {
+                self.alerts.insert(alert.key.clone(), alert.clone());
+            }
+            RecordBody::AlertResolved { key, .. } => {
+                self.alerts.remove(key);
+            }
+            RecordBody::Summary { .. } => {}
+        }
+    }
+}

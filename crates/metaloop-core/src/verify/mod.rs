@@ -1,0 +1,393 @@
+//! The verification layer: did an applied directive really improve its KPI without breaking
+//! the others? Pre vs post windows, real statistics, guardrails with a multiple-testing
+//! correction (see `docs/VERIFICATION.md`).
+
+pub mod stats;
+
+use crate::goal::Goal;
+use crate::kpi::{Direction, DomainWindow, KpiKind, builtin};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which verifier decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Statistics with guardrails (the default).
+    #[default]
+    Metaloop,
+    /// The seed's rule, "success if the number went up" after one cycle: for comparison only.
+    Naive,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Metaloop => "metaloop",
+            Method::Naive => "naive",
+        }
+    }
+}
+
+/// A verification verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Verified,
+    NoEffect,
+    Degraded,
+    Inconclusive,
+}
+
+impl Outcome {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Verified => "verified",
+            Outcome::NoEffect => "no_effect",
+            Outcome::Degraded => "degraded",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// Verification settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    pub method: Method,
+    /// One-sided significance level to call the target KPI improved.
+    pub alpha: f64,
+    /// One-sided significance level to call the target KPI degraded.
+    pub degrade_alpha: f64,
+    /// Family-wise significance level of the guardrail tests (Holm–Bonferroni).
+    pub guardrail_alpha: f64,
+    /// Observations of the target KPI needed in the post window.
+    pub min_samples: u64,
+    /// Closed cycles needed in the post window.
+    pub min_cycles: u32,
+    /// Cycles after which a verification without enough data is `inconclusive`.
+    pub max_cycles: u32,
+    /// Closed cycles merged into the pre window (fewer right after a change).
+    pub pre_cycles: usize,
+    /// Observations a guardrail KPI needs in each window to be tested.
+    pub guardrail_min_samples: u64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            method: Method::Metaloop,
+            alpha: 0.01,
+            degrade_alpha: 0.05,
+            guardrail_alpha: 0.05,
+            min_samples: 1000,
+            min_cycles: 3,
+            max_cycles: 12,
+            pre_cycles: 6,
+            guardrail_min_samples: 100,
+        }
+    }
+}
+
+impl VerifyConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, a) in [("alpha", self.alpha), ("degrade_alpha", self.degrade_alpha), ("guardrail_alpha", self.guardrail_alpha)] {
+            if !(a > 0.0 && a < 0.5) {
+                return Err(format!("verification.{name} must be within (0, 0.5), got {a}"));
+            }
+        }
+        if self.min_cycles == 0 || self.max_cycles < self.min_cycles {
+            return Err(format!(
+                "verification needs 1 <= min_cycles <= max_cycles, got {} and {}",
+                self.min_cycles, self.max_cycles
+            ));
+        }
+        if self.pre_cycles == 0 {
+            return Err("verification.pre_cycles must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// One statistical test of one KPI, pre vs post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiTest {
+    pub kpi: String,
+    /// `two_proportion`, `mann_whitney`, `welch` or `naive`.
+    pub test: String,
+    pub n_pre: u64,
+    pub n_post: u64,
+    pub pre: f64,
+    pub post: f64,
+    /// The test statistic (z or t), when there is one.
+    pub statistic: Option<f64>,
+    /// One-sided p-value of the alternative this test looks for (improvement for the target,
+    /// degradation beyond tolerance for a guardrail).
+    pub p_value: Option<f64>,
+    /// One-sided p-value for degradation of the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_worse: Option<f64>,
+    /// Holm-adjusted p-value (guardrails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_adjusted: Option<f64>,
+    /// Change signed so that positive is better: difference of proportions, Hodges–Lehmann
+    /// shift of durations, or difference of means.
+    pub effect: f64,
+    /// Tolerated degradation (guardrails).
+    pub tolerance: f64,
+    pub failed: bool,
+    pub note: String,
+}
+
+/// The verdict on one directive, with everything used to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub method: Method,
+    pub outcome: Outcome,
+    pub target: KpiTest,
+    pub guardrails: Vec<KpiTest>,
+    pub alpha: f64,
+    pub degrade_alpha: f64,
+    pub guardrail_alpha: f64,
+    pub min_samples: u64,
+    pub post_cycles: u32,
+    pub reason: String,
+}
+
+impl Verdict {
+    /// The target's one-sided improvement p-value.
+    pub fn p_value(&self) -> Option<f64> {
+        self.target.p_value
+    }
+}
+
+fn kind_of(kpi: &str) -> KpiKind {
+    builtin(kpi).map_or(KpiKind::Score, |(_, k)| k)
+}
+
+fn direction_of(kpi: &str, goals: &[Goal]) -> Direction {
+    builtin(kpi)
+        .map(|(d, _)| d)
+        .or_else(|| goals.iter().find(|g| g.kpi == kpi).map(|g| g.direction))
+        .unwrap_or(Direction::HigherIsBetter)
+}
+
+/// Tests `kpi` for a change beyond `tolerance` in the worse direction (`worse = true`) or
+/// for any improvement (`worse = false`). `None` when either window lacks data.
+fn test_kpi(kpi: &str, dir: Direction, pre: &DomainWindow, post: &DomainWindow, tolerance: f64, worse: bool) -> Option<KpiTest> {
+    let (n_pre, n_post) = (pre.samples(kpi), post.samples(kpi));
+    let (pv, qv) = (pre.value(kpi)?, post.value(kpi)?);
+    let higher = dir == Direction::HigherIsBetter;
+    let mut t = KpiTest {
+        kpi: kpi.to_string(),
+        test: String::new(),
+        n_pre,
+        n_post,
+        pre: pv,
+        post: qv,
+        statistic: None,
+        p_value: None,
+        p_worse: None,
+        p_adjusted: None,
+        effect: dir.better(qv - pv),
+        tolerance,
+        failed: false,
+        note: String::new(),
+    };
+    match kind_of(kpi) {
+        KpiKind::Rate => {
+            let (a, b) = (pre.rate_counts(kpi)?, post.rate_counts(kpi)?);
+            t.test = "two_proportion".into();
+            if worse {
+                // H1: post worse than pre by more than the tolerance
+                let margin = if higher { -tolerance } else { tolerance };
+                let r = stats::two_proportion_margin(a.successes, a.trials, b.successes, b.trials, margin)?;
+                t.statistic = Some(r.z);
+                t.p_value = Some(if higher { r.p_less } else { r.p_greater });
+            } else {
+                let r = stats::two_proportion(a.successes, a.trials, b.successes, b.trials)?;
+                t.statistic = Some(r.z);
+                t.p_value = Some(if higher { r.p_greater } else { r.p_less });
+                t.p_worse = Some(if higher { r.p_less } else { r.p_greater });
+            }
+        }
+        KpiKind::Duration => {
+            t.test = "mann_whitney".into();
+            let a = pre.recovery.weighted_values();
+            // allow `tolerance` (relative) of slowdown before calling it worse
+            let scale = if worse && !higher { 1.0 / (1.0 + tolerance) } else { 1.0 };
+            let b: Vec<(f64, u64)> = post.recovery.weighted_values().into_iter().map(|(v, n)| (v * scale, n)).collect();
+            let r = stats::mann_whitney(&a, &b)?;
+            t.statistic = Some(r.z);
+            let hl = stats::hodges_lehmann(&a, &post.recovery.weighted_values()).unwrap_or(qv - pv);
+            t.effect = dir.better(hl);
+            let (p_up, p_down) = (r.p_greater, r.p_less);
+            if worse {
+                t.p_value = Some(if higher { p_down } else { p_up });
+            } else {
+                t.p_value = Some(if higher { p_up } else { p_down });
+                t.p_worse = Some(if higher { p_down } else { p_up });
+            }
+        }
+        KpiKind::Score => {
+            let (a, b) = (pre.score_stats(kpi)?, post.score_stats(kpi)?);
+            t.test = "welch".into();
+            let margin = match (worse, higher) {
+                (true, true) => -tolerance,
+                (true, false) => tolerance,
+                _ => 0.0,
+            };
+            let r = stats::welch(a.mean()?, a.variance()?, a.count, b.mean()?, b.variance()?, b.count, margin)?;
+            t.statistic = Some(r.t);
+            if worse {
+                t.p_value = Some(if higher { r.p_less } else { r.p_greater });
+            } else {
+                t.p_value = Some(if higher { r.p_greater } else { r.p_less });
+                t.p_worse = Some(if higher { r.p_less } else { r.p_greater });
+            }
+        }
+    }
+    Some(t)
+}
+
+/// Decides a verification, or `None` to keep waiting. `side_effects` are the tolerances the
+/// directive declared for other KPIs.
+pub fn evaluate(
+    cfg: &VerifyConfig,
+    target_kpi: &str,
+    side_effects: &BTreeMap<String, f64>,
+    goals: &[Goal],
+    pre: &DomainWindow,
+    post: &DomainWindow,
+    post_cycles: u32,
+) -> Option<Verdict> {
+    let dir = direction_of(target_kpi, goals);
+    let verdict = |outcome, target: KpiTest, guardrails, reason: String| Verdict {
+        method: cfg.method,
+        outcome,
+        target,
+        guardrails,
+        alpha: cfg.alpha,
+        degrade_alpha: cfg.degrade_alpha,
+        guardrail_alpha: cfg.guardrail_alpha,
+        min_samples: cfg.min_samples,
+        post_cycles,
+        reason,
+    };
+    let empty = |note: &str| KpiTest {
+        kpi: target_kpi.to_string(),
+        test: "none".into(),
+        n_pre: pre.samples(target_kpi),
+        n_post: post.samples(target_kpi),
+        pre: pre.value(target_kpi).unwrap_or(f64::NAN),
+        post: post.value(target_kpi).unwrap_or(f64::NAN),
+        statistic: None,
+        p_value: None,
+        p_worse: None,
+        p_adjusted: None,
+        effect: 0.0,
+        tolerance: 0.0,
+        failed: false,
+        note: note.into(),
+    };
+
+    if cfg.method == Method::Naive {
+        if post_cycles < 1 {
+            return None;
+        }
+        let (Some(a), Some(b)) = (pre.value(target_kpi), post.value(target_kpi)) else {
+            let mut t = empty("no data");
+            t.pre = pre.value(target_kpi).unwrap_or(0.0);
+            t.post = post.value(target_kpi).unwrap_or(0.0);
+            return Some(verdict(Outcome::Inconclusive, t, vec![], "no data in a window".into()));
+        };
+        let mut t = empty("the seed's rule: success if the number went up");
+        t.test = "naive".into();
+        t.effect = dir.better(b - a);
+        let outcome = if t.effect > 0.0 { Outcome::Verified } else { Outcome::Degraded };
+        return Some(verdict(outcome, t, vec![], format!("{target_kpi} moved from {a:.4} to {b:.4}")));
+    }
+
+    let needed = if kind_of(target_kpi) == KpiKind::Score { 3 } else { cfg.min_samples };
+    let enough = post.samples(target_kpi) >= needed && post_cycles >= cfg.min_cycles;
+    if !enough {
+        if post_cycles >= cfg.max_cycles {
+            let mut t = empty("not enough data before the window ran out");
+            if t.pre.is_nan() {
+                t.pre = 0.0;
+            }
+            if t.post.is_nan() {
+                t.post = 0.0;
+            }
+            let reason = format!(
+                "{} of {} observations of {target_kpi} after {post_cycles} cycles",
+                post.samples(target_kpi),
+                needed
+            );
+            return Some(verdict(Outcome::Inconclusive, t, vec![], reason));
+        }
+        return None;
+    }
+    let Some(mut target) = test_kpi(target_kpi, dir, pre, post, 0.0, false) else {
+        let mut t = empty("no data in the pre window");
+        t.pre = 0.0;
+        if t.post.is_nan() {
+            t.post = 0.0;
+        }
+        return Some(verdict(Outcome::Inconclusive, t, vec![], "no pre-window data to compare with".into()));
+    };
+
+    // guardrails: every other goal KPI, tolerance from the declared side effects
+    let mut guardrails = Vec::new();
+    for g in goals {
+        if g.kpi == target_kpi || builtin(&g.kpi).is_none() {
+            continue;
+        }
+        let min = if kind_of(&g.kpi) == KpiKind::Score { 3 } else { cfg.guardrail_min_samples };
+        if pre.samples(&g.kpi) < min || post.samples(&g.kpi) < min {
+            continue;
+        }
+        let tol = side_effects.get(&g.kpi).copied().unwrap_or(0.0);
+        let Some(mut t) = test_kpi(&g.kpi, g.direction, pre, post, tol, true) else { continue };
+        // a KPI that met its goal and now misses it fails without tolerance
+        if g.met_by(t.pre)
+            && !g.met_by(t.post)
+            && let Some(strict) = test_kpi(&g.kpi, g.direction, pre, post, 0.0, true)
+            && strict.p_value < t.p_value
+        {
+            t.p_value = strict.p_value;
+            t.note = format!("moved from meeting its goal ({}) to missing it", g.target);
+        }
+        guardrails.push(t);
+    }
+    let raw: Vec<f64> = guardrails.iter().map(|t| t.p_value.unwrap_or(1.0)).collect();
+    let adjusted = stats::holm_adjust(&raw);
+    for (t, p) in guardrails.iter_mut().zip(adjusted) {
+        t.p_adjusted = Some(p);
+        t.failed = p < cfg.guardrail_alpha;
+        if t.note.is_empty() {
+            t.note = if t.failed { "degraded beyond its tolerance".into() } else { "within tolerance".into() };
+        }
+    }
+
+    let p_better = target.p_value.unwrap_or(1.0);
+    let p_worse = target.p_worse.unwrap_or(1.0);
+    let failed: Vec<&str> = guardrails.iter().filter(|t| t.failed).map(|t| t.kpi.as_str()).collect();
+    let (outcome, reason) = if p_worse < cfg.degrade_alpha {
+        target.failed = true;
+        target.note = "significantly worse".into();
+        (Outcome::Degraded, format!("{target_kpi} got worse (p = {p_worse:.4} < {})", cfg.degrade_alpha))
+    } else if !failed.is_empty() {
+        (Outcome::Degraded, format!("guardrail failed: {}", failed.join(", ")))
+    } else if p_better < cfg.alpha {
+        target.note = "significantly better".into();
+        (Outcome::Verified, format!("{target_kpi} improved (p = {p_better:.4} < {})", cfg.alpha))
+    } else {
+        target.note = "no significant change".into();
+        (Outcome::NoEffect, format!("no significant improvement of {target_kpi} (p = {p_better:.4} >= {})", cfg.alpha))
+    };
+    Some(verdict(outcome, target, guardrails, reason))
+}
