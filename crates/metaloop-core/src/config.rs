@@ -58,10 +58,16 @@ impl SupervisorConfig {
             return Err("environment must not be empty".into());
         }
         if self.cycle_seconds <= 0 {
-            return Err(format!("cycle_seconds must be positive, got {}", self.cycle_seconds));
+            return Err(format!(
+                "cycle_seconds must be positive, got {}",
+                self.cycle_seconds
+            ));
         }
         if self.ack_timeout_seconds <= 0 {
-            return Err(format!("ack_timeout_seconds must be positive, got {}", self.ack_timeout_seconds));
+            return Err(format!(
+                "ack_timeout_seconds must be positive, got {}",
+                self.ack_timeout_seconds
+            ));
         }
         let mut kpis = Vec::new();
         for g in &self.goals {

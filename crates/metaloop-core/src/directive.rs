@@ -195,7 +195,9 @@ impl Directive {
     /// The message published to the spine.
     pub fn message(&self) -> DirectiveMessage {
         let (action, parameters) = match &self.action {
-            KnobAction::Adjust { adjustment } => ("adjust", serde_json::json!({ "adjustment": adjustment })),
+            KnobAction::Adjust { adjustment } => {
+                ("adjust", serde_json::json!({ "adjustment": adjustment }))
+            }
             KnobAction::Set { value } => ("set", serde_json::json!({ "value": value })),
         };
         DirectiveMessage {

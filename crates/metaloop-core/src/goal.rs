@@ -18,7 +18,12 @@ pub struct Goal {
 impl Goal {
     /// Builds a goal.
     pub fn new(kpi: &str, target: f64, direction: Direction, description: &str) -> Self {
-        Goal { kpi: kpi.into(), target, direction, description: description.into() }
+        Goal {
+            kpi: kpi.into(),
+            target,
+            direction,
+            description: description.into(),
+        }
     }
 
     /// The signed gap of `value`: positive means worse than target, in either direction
@@ -40,11 +45,36 @@ impl Goal {
 /// human intervention at most 15 %.
 pub fn default_goals() -> Vec<Goal> {
     vec![
-        Goal::new(kpi::OVERALL_SUCCESS_RATE, 0.95, Direction::HigherIsBetter, "recovery actions that succeed"),
-        Goal::new(kpi::MEAN_RECOVERY_TIME, 30.0, Direction::LowerIsBetter, "average time to resolve incidents"),
-        Goal::new(kpi::AUTONOMY_RATE, 0.80, Direction::HigherIsBetter, "decisions made without human approval"),
-        Goal::new(kpi::COMPLIANCE_SCORE, 95.0, Direction::HigherIsBetter, "ethics and policy compliance rating"),
-        Goal::new(kpi::HUMAN_INTERVENTION_RATE, 0.15, Direction::LowerIsBetter, "decisions humans override"),
+        Goal::new(
+            kpi::OVERALL_SUCCESS_RATE,
+            0.95,
+            Direction::HigherIsBetter,
+            "recovery actions that succeed",
+        ),
+        Goal::new(
+            kpi::MEAN_RECOVERY_TIME,
+            30.0,
+            Direction::LowerIsBetter,
+            "average time to resolve incidents",
+        ),
+        Goal::new(
+            kpi::AUTONOMY_RATE,
+            0.80,
+            Direction::HigherIsBetter,
+            "decisions made without human approval",
+        ),
+        Goal::new(
+            kpi::COMPLIANCE_SCORE,
+            95.0,
+            Direction::HigherIsBetter,
+            "ethics and policy compliance rating",
+        ),
+        Goal::new(
+            kpi::HUMAN_INTERVENTION_RATE,
+            0.15,
+            Direction::LowerIsBetter,
+            "decisions humans override",
+        ),
     ]
 }
 

@@ -44,9 +44,21 @@ impl HealthGraph {
         let depends_on = change
             .depends_on
             .iter()
-            .map(|d| if d.contains('/') { d.clone() } else { format!("{}/{d}", change.domain) })
+            .map(|d| {
+                if d.contains('/') {
+                    d.clone()
+                } else {
+                    format!("{}/{d}", change.domain)
+                }
+            })
             .collect();
-        self.nodes.insert(id, Node { state: change.state, depends_on });
+        self.nodes.insert(
+            id,
+            Node {
+                state: change.state,
+                depends_on,
+            },
+        );
     }
 
     /// Nodes not healthy, per domain.
@@ -74,7 +86,11 @@ impl HealthGraph {
     /// Unhealthy roots (unhealthy nodes whose own dependencies are all healthy) with the
     /// unhealthy nodes that depend on them, when those span more than one domain.
     pub fn cascades(&self) -> Vec<Cascade> {
-        let unhealthy = |id: &str| self.nodes.get(id).is_some_and(|n| n.state != HealthState::Healthy);
+        let unhealthy = |id: &str| {
+            self.nodes
+                .get(id)
+                .is_some_and(|n| n.state != HealthState::Healthy)
+        };
         let mut out = Vec::new();
         for (id, node) in &self.nodes {
             if node.state == HealthState::Healthy || node.depends_on.iter().any(|d| unhealthy(d)) {
@@ -131,16 +147,47 @@ mod tests {
     #[test]
     fn finds_the_root_of_a_cross_domain_cascade() {
         let mut g = HealthGraph::default();
-        g.apply(&change("infrastructure", "db-primary", HealthState::Degraded, &[]));
-        g.apply(&change("infrastructure", "network", HealthState::Healthy, &[]));
-        g.apply(&change("application", "api-gateway", HealthState::Degraded, &["infrastructure/db-primary"]));
-        g.apply(&change("security", "authz", HealthState::Degraded, &["infrastructure/db-primary"]));
+        g.apply(&change(
+            "infrastructure",
+            "db-primary",
+            HealthState::Degraded,
+            &[],
+        ));
+        g.apply(&change(
+            "infrastructure",
+            "network",
+            HealthState::Healthy,
+            &[],
+        ));
+        g.apply(&change(
+            "application",
+            "api-gateway",
+            HealthState::Degraded,
+            &["infrastructure/db-primary"],
+        ));
+        g.apply(&change(
+            "security",
+            "authz",
+            HealthState::Degraded,
+            &["infrastructure/db-primary"],
+        ));
         let c = g.cascades();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].root, "infrastructure/db-primary");
-        assert_eq!(c[0].domains, vec!["infrastructure", "application", "security"]);
+        assert_eq!(
+            c[0].domains,
+            vec!["infrastructure", "application", "security"]
+        );
         assert_eq!(g.domain_state("application"), HealthState::Degraded);
-        g.apply(&change("infrastructure", "db-primary", HealthState::Healthy, &[]));
-        assert!(g.cascades().is_empty(), "dependents alone are no cascade: their root is healthy");
+        g.apply(&change(
+            "infrastructure",
+            "db-primary",
+            HealthState::Healthy,
+            &[],
+        ));
+        assert!(
+            g.cascades().is_empty(),
+            "dependents alone are no cascade: their root is healthy"
+        );
     }
 }

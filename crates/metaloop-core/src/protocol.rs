@@ -212,7 +212,10 @@ pub struct DirectiveMessage {
 impl DirectiveMessage {
     /// The CloudEvents type it is published as, e.g. `meta.directive.adjust_threshold`.
     pub fn event_type(&self) -> String {
-        format!("meta.directive.{}", self.directive_type.to_ascii_lowercase())
+        format!(
+            "meta.directive.{}",
+            self.directive_type.to_ascii_lowercase()
+        )
     }
 }
 
@@ -239,7 +242,10 @@ mod tests {
             id: "e1".into(),
             source: "urn:spine:application".into(),
             time: Timestamp(0),
-            data: EventData::ComplianceScored(ComplianceScore { domain: "application".into(), score: 97.0 }),
+            data: EventData::ComplianceScored(ComplianceScore {
+                domain: "application".into(),
+                score: 97.0,
+            }),
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "compliance.scored");

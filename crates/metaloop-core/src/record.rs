@@ -4,6 +4,7 @@
 //! so replaying a ledger rebuilds it exactly.
 
 use crate::alert::Alert;
+use crate::directive::ConfidenceFactors;
 use crate::directive::{Directive, ImpactLevel};
 use crate::goal::Goal;
 use crate::health::HealthGraph;
@@ -13,7 +14,6 @@ use crate::policy::{ConditionEval, MetaPolicy, TrackRecord};
 use crate::protocol::DirectiveMessage;
 use crate::snapshot::CrossDomainSnapshot;
 use crate::time::Timestamp;
-use crate::directive::ConfidenceFactors;
 use crate::verify::Verdict;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -71,38 +71,84 @@ pub enum RecordBody {
     },
     /// Every enabled policy was evaluated.
     #[serde(rename = "strategy.evaluated")]
-    StrategyEvaluated { cycle: u64, evaluations: Vec<PolicyEvaluation>, recommendations: Vec<String> },
+    StrategyEvaluated {
+        cycle: u64,
+        evaluations: Vec<PolicyEvaluation>,
+        recommendations: Vec<String>,
+    },
     /// A directive was decided, with the pre window its verification will compare against.
     #[serde(rename = "directive.proposed")]
-    Proposed { directive: Directive, requirement: Requirement, effective_impact: ImpactLevel, pre_window: DomainWindow, pre_cycles: u32 },
+    Proposed {
+        directive: Directive,
+        requirement: Requirement,
+        effective_impact: ImpactLevel,
+        pre_window: DomainWindow,
+        pre_cycles: u32,
+    },
     #[serde(rename = "directive.approval_requested")]
-    ApprovalRequested { directive_id: String, approvals_needed: u32, review_note_required: bool, expires_at: Timestamp },
+    ApprovalRequested {
+        directive_id: String,
+        approvals_needed: u32,
+        review_note_required: bool,
+        expires_at: Timestamp,
+    },
     #[serde(rename = "directive.approved")]
-    Approved { directive_id: String, approver: String, note: String },
+    Approved {
+        directive_id: String,
+        approver: String,
+        note: String,
+    },
     #[serde(rename = "directive.rejected")]
-    Rejected { directive_id: String, approver: String, note: String },
+    Rejected {
+        directive_id: String,
+        approver: String,
+        note: String,
+    },
     #[serde(rename = "directive.expired")]
     Expired { directive_id: String },
     /// Sent to the spine (or, for REQUEST_REVIEW, to humans).
     #[serde(rename = "directive.published")]
-    Published { directive_id: String, message: DirectiveMessage },
+    Published {
+        directive_id: String,
+        message: DirectiveMessage,
+    },
     /// The spine acknowledged, with the previous value of what it changed.
     #[serde(rename = "directive.applied")]
-    Applied { directive_id: String, previous: serde_json::Value, current: serde_json::Value, at: Timestamp },
+    Applied {
+        directive_id: String,
+        previous: serde_json::Value,
+        current: serde_json::Value,
+        at: Timestamp,
+    },
     #[serde(rename = "directive.refused")]
-    Refused { directive_id: String, reason: String },
+    Refused {
+        directive_id: String,
+        reason: String,
+    },
     /// No ack within the timeout: never assumed applied.
     #[serde(rename = "directive.ack_timeout")]
     AckTimedOut { directive_id: String },
     /// Verification decided.
     #[serde(rename = "verification.verdict")]
-    VerdictReached { directive_id: String, verdict: Verdict },
+    VerdictReached {
+        directive_id: String,
+        verdict: Verdict,
+    },
     /// A rollback restored the value before this directive.
     #[serde(rename = "directive.rolled_back")]
-    RolledBack { directive_id: String, rollback_id: String, restored: serde_json::Value },
+    RolledBack {
+        directive_id: String,
+        rollback_id: String,
+        restored: serde_json::Value,
+    },
     /// A policy's track record changed after a verdict.
     #[serde(rename = "learning.track_record")]
-    TrackRecordUpdated { policy_id: String, directive_id: String, track_record: TrackRecord, score: f64 },
+    TrackRecordUpdated {
+        policy_id: String,
+        directive_id: String,
+        track_record: TrackRecord,
+        score: f64,
+    },
     #[serde(rename = "alert.fired")]
     AlertFired { alert: Alert },
     #[serde(rename = "alert.resolved")]
@@ -151,7 +197,9 @@ impl RecordBody {
         match self {
             RecordBody::Started { .. } => "supervisor".into(),
             RecordBody::Snapshot { snapshot, .. } => snapshot.id.clone(),
-            RecordBody::StrategyEvaluated { cycle, .. } | RecordBody::Summary { cycle, .. } => format!("cycle/{cycle}"),
+            RecordBody::StrategyEvaluated { cycle, .. } | RecordBody::Summary { cycle, .. } => {
+                format!("cycle/{cycle}")
+            }
             RecordBody::Proposed { directive, .. } => directive.id.clone(),
             RecordBody::ApprovalRequested { directive_id, .. }
             | RecordBody::Approved { directive_id, .. }
@@ -172,13 +220,28 @@ impl RecordBody {
     /// The ledger entry for this body.
     pub fn to_entry(&self, time: Timestamp, actor: &str) -> Entry {
         let mut v = serde_json::to_value(self).expect("record bodies serialise");
-        let payload = v.get_mut("payload").map(serde_json::Value::take).unwrap_or(serde_json::Value::Null);
-        Entry { time, actor: actor.to_string(), action: self.action().to_string(), resource: self.resource(), payload }
+        let payload = v
+            .get_mut("payload")
+            .map(serde_json::Value::take)
+            .unwrap_or(serde_json::Value::Null);
+        Entry {
+            time,
+            actor: actor.to_string(),
+            action: self.action().to_string(),
+            resource: self.resource(),
+            payload,
+        }
     }
 
     /// Decodes an entry's action and payload.
-    pub fn from_entry(action: &str, payload: &serde_json::Value) -> Result<RecordBody, DecodeError> {
+    pub fn from_entry(
+        action: &str,
+        payload: &serde_json::Value,
+    ) -> Result<RecordBody, DecodeError> {
         let v = serde_json::json!({ "action": action, "payload": payload });
-        serde_json::from_value(v).map_err(|source| DecodeError { action: action.to_string(), source })
+        serde_json::from_value(v).map_err(|source| DecodeError {
+            action: action.to_string(),
+            source,
+        })
     }
 }

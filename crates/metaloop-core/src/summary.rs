@@ -41,7 +41,11 @@ fn kpi_words(kpi_name: &str) -> &str {
 
 /// What a directive did, in words ("Increased application planner confidence threshold
 /// from 70% to 75%").
-fn change_words(d: &Directive, previous: &serde_json::Value, current: &serde_json::Value) -> String {
+fn change_words(
+    d: &Directive,
+    previous: &serde_json::Value,
+    current: &serde_json::Value,
+) -> String {
     let what = match d.knob.as_str() {
         crate::protocol::KNOB_PLANNER_THRESHOLD => "planner confidence threshold".to_string(),
         k => k.to_string(),
@@ -54,16 +58,25 @@ fn change_words(d: &Directive, previous: &serde_json::Value, current: &serde_jso
         (KnobAction::Adjust { .. }, _) => "Decreased",
         _ => "Set",
     };
-    format!("{verb} {} {what} from {} to {}", d.target_domain, fmt_value(previous), fmt_value(current))
+    format!(
+        "{verb} {} {what} from {} to {}",
+        d.target_domain,
+        fmt_value(previous),
+        fmt_value(current)
+    )
 }
 
 /// One line about a verdict.
 pub fn verdict_line(d: &Directive, v: &Verdict) -> String {
     let t = &v.target;
     let p = t.p_value.map_or(String::new(), |p| format!(", p = {p:.4}"));
-    let what = if d.directive_type == DirectiveType::RollbackChange { "Rollback" } else { "Directive" };
+    let what = if d.directive_type == DirectiveType::RollbackChange {
+        "Rollback"
+    } else {
+        "Directive"
+    };
     format!(
-        "{what} {} ({} {} in {}) {}: {} {} → {} (n = {} → {}{p}). {}",
+        "{what} {} ({} {} in {}) {}: {} {} → {} (n = {} → {}{p}). {}.",
         short(&d.id),
         d.directive_type,
         d.knob,
@@ -84,16 +97,28 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
     let mut touched: Vec<String> = Vec::new();
     for r in journal {
         match r {
-            RecordBody::Applied { directive_id, previous, current, .. } => {
+            RecordBody::Applied {
+                directive_id,
+                previous,
+                current,
+                ..
+            } => {
                 if let Some(ds) = state.directives.get(directive_id) {
                     if ds.directive.directive_type == DirectiveType::RollbackChange {
                         continue;
                     }
-                    lines.push(format!("{}.", change_words(&ds.directive, previous, current)));
+                    lines.push(format!(
+                        "{}.",
+                        change_words(&ds.directive, previous, current)
+                    ));
                     touched.push(ds.directive.target_kpi.clone());
                 }
             }
-            RecordBody::RolledBack { directive_id, restored, .. } => {
+            RecordBody::RolledBack {
+                directive_id,
+                restored,
+                ..
+            } => {
                 if let Some(ds) = state.directives.get(directive_id) {
                     lines.push(format!(
                         "Rolled back {} {} to {} after its verification failed.",
@@ -103,7 +128,10 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
                     ));
                 }
             }
-            RecordBody::VerdictReached { directive_id, verdict } => {
+            RecordBody::VerdictReached {
+                directive_id,
+                verdict,
+            } => {
                 if let Some(ds) = state.directives.get(directive_id) {
                     lines.push(verdict_line(&ds.directive, verdict));
                     touched.push(ds.directive.target_kpi.clone());
@@ -111,7 +139,10 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
             }
             RecordBody::Proposed { directive, .. } if directive.rollback_of.is_none() => {
                 if directive.directive_type == DirectiveType::RequestReview {
-                    lines.push(format!("Requested human review: {}.", directive.justification));
+                    lines.push(format!(
+                        "Requested human review: {}.",
+                        directive.justification
+                    ));
                     continue;
                 }
                 let status = state.directives.get(&directive.id).map(|d| d.status);
@@ -130,17 +161,36 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
                 ));
                 touched.push(directive.target_kpi.clone());
             }
-            RecordBody::Refused { directive_id, reason } => {
-                lines.push(format!("The spine refused directive {}: {reason}.", short(directive_id)));
+            RecordBody::Refused {
+                directive_id,
+                reason,
+            } => {
+                lines.push(format!(
+                    "The spine refused directive {}: {reason}.",
+                    short(directive_id)
+                ));
             }
             RecordBody::Expired { directive_id } => {
-                lines.push(format!("Directive {} expired without approval; not applied.", short(directive_id)));
+                lines.push(format!(
+                    "Directive {} expired without approval; not applied.",
+                    short(directive_id)
+                ));
             }
-            RecordBody::Rejected { directive_id, approver, .. } => {
-                lines.push(format!("{approver} rejected directive {}; not applied.", short(directive_id)));
+            RecordBody::Rejected {
+                directive_id,
+                approver,
+                ..
+            } => {
+                lines.push(format!(
+                    "{approver} rejected directive {}; not applied.",
+                    short(directive_id)
+                ));
             }
             RecordBody::AckTimedOut { directive_id } => {
-                lines.push(format!("No ack for directive {} yet; not assumed applied.", short(directive_id)));
+                lines.push(format!(
+                    "No ack for directive {} yet; not assumed applied.",
+                    short(directive_id)
+                ));
             }
             RecordBody::AlertFired { alert } => lines.push(format!("Alert: {}.", alert.message)),
             RecordBody::AlertResolved { key, .. } => lines.push(format!("Resolved: {key}.")),
@@ -154,7 +204,10 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
         touched.push(kpi::OVERALL_SUCCESS_RATE.to_string());
     }
     for k in &touched {
-        let (Some(now), Some(goal)) = (snap.global_kpis.get(k), state.goals.iter().find(|g| &g.kpi == k)) else {
+        let (Some(now), Some(goal)) = (
+            snap.global_kpis.get(k),
+            state.goals.iter().find(|g| &g.kpi == k),
+        ) else {
             continue;
         };
         lines.push(progress(state, k, *now, goal));
@@ -162,8 +215,16 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
     for p in &snap.patterns {
         lines.push(format!("Pattern: {}.", p.describe()));
     }
-    let verifying = state.directives.values().filter(|d| d.status == Status::Verifying).count();
-    let pending = state.directives.values().filter(|d| d.status == Status::PendingApproval).count();
+    let verifying = state
+        .directives
+        .values()
+        .filter(|d| d.status == Status::Verifying)
+        .count();
+    let pending = state
+        .directives
+        .values()
+        .filter(|d| d.status == Status::PendingApproval)
+        .count();
     let mut next = Vec::new();
     if verifying > 0 {
         next.push(format!("verifying {verifying} directive(s)"));
@@ -171,7 +232,11 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
     if pending > 0 {
         next.push(format!("{pending} awaiting approval"));
     }
-    let next = if next.is_empty() { "Will continue monitoring.".to_string() } else { format!("Next: {}. Will continue monitoring.", next.join(", ")) };
+    let next = if next.is_empty() {
+        "Will continue monitoring.".to_string()
+    } else {
+        format!("Next: {}. Will continue monitoring.", next.join(", "))
+    };
     lines.push(next);
     format!("Cycle {} ({}): {}", snap.cycle, snap.time, lines.join(" "))
 }
@@ -180,8 +245,17 @@ fn progress(state: &State, k: &str, now: f64, goal: &Goal) -> String {
     let target = fmt(k, goal.target);
     match state.first_kpis.get(k) {
         Some(first) if (first - now).abs() > f64::EPSILON => {
-            let moved = if goal.direction.better(now - first) > 0.0 { "improved" } else { "moved" };
-            format!("{} {moved} from {} to {} (target: {target}).", kpi_words(k), fmt(k, *first), fmt(k, now))
+            let moved = if goal.direction.better(now - first) > 0.0 {
+                "improved"
+            } else {
+                "moved"
+            };
+            format!(
+                "{} {moved} from {} to {} (target: {target}).",
+                kpi_words(k),
+                fmt(k, *first),
+                fmt(k, now)
+            )
         }
         _ => format!("{} {} (target: {target}).", kpi_words(k), fmt(k, now)),
     }

@@ -1,1 +1,273 @@
-fn main() {}
+//! `metaloop`: the meta-loop supervisor.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand, ValueEnum};
+use metaloop::demo::{self, DemoOptions, Sink};
+use metaloop::ledger_cmd;
+use metaloop_core::verify::Method;
+use metaloop_sim::Scenario;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Parser)]
+#[command(
+    name = "metaloop",
+    version,
+    about = "The meta-loop supervisor: keeps an autonomous remediation spine honest"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole loop against the simulated spine, embedded, on virtual time.
+    Demo(DemoArgs),
+    /// Inspect and verify the ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Metaloop,
+    Naive,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Scenario: seed, drift, noise, bad-directive, correlated, approver-away.
+    #[arg(long, default_value = "seed")]
+    scenario: String,
+    /// Seed of the simulated spine and of directive ids.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run until this cycle (5 virtual minutes each).
+    #[arg(long, default_value_t = 24)]
+    cycles: u64,
+    /// Run virtual time as fast as possible (default: one cycle per second, see --speed).
+    #[arg(long)]
+    fast: bool,
+    /// Cycles per wall-clock second when not --fast.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Directory for the ledger (default: a fresh temporary directory, named on stderr).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// text: each cycle's summary on stdout; json: one JSON document on stdout at the end.
+    #[arg(long, value_enum, default_value = "text")]
+    report: ReportFormat,
+    /// Let the simulated approver NAME approve directives that need approval.
+    #[arg(long, value_name = "NAME")]
+    auto_approve_as: Option<String>,
+    /// Verification method: metaloop (statistics) or naive (the seed's rule, for comparison).
+    #[arg(long, value_enum, default_value = "metaloop")]
+    method: MethodArg,
+    /// Environment the approval matrix applies to.
+    #[arg(long, default_value = "production")]
+    environment: String,
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check every record's hash and link; exit 3 at the first bad record.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Print records.
+    Show {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("METALOOP_LOG")
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => run_demo(args).await,
+            Command::Ledger { command } => run_ledger(command).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+async fn run_demo(args: DemoArgs) -> u8 {
+    let scenario: Scenario = match args.scenario.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --scenario: {e}");
+            return 2;
+        }
+    };
+    if args.cycles == 0 {
+        eprintln!("error: --cycles must be at least 1");
+        return 2;
+    }
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        eprintln!(
+            "error: --speed must be a positive number of cycles per second, got {}",
+            args.speed
+        );
+        return 2;
+    }
+    if args
+        .auto_approve_as
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        eprintln!("error: --auto-approve-as needs a non-empty name");
+        return 2;
+    }
+    let json = matches!(args.report, ReportFormat::Json);
+    let opts = DemoOptions {
+        cycles: args.cycles,
+        fast: args.fast,
+        speed: args.speed,
+        method: match args.method {
+            MethodArg::Metaloop => Method::Metaloop,
+            MethodArg::Naive => Method::Naive,
+        },
+        environment: args.environment,
+        auto_approve_as: args.auto_approve_as,
+        print_summaries: true,
+        summaries_to_stderr: json,
+        ..DemoOptions::new(scenario, args.seed)
+    };
+    if let Err(e) = opts.supervisor_config().validate() {
+        eprintln!("error: invalid configuration: {e}");
+        return 2;
+    }
+    let (data, _tmp) = match args.data {
+        Some(d) => (d, None),
+        None => match tempfile::Builder::new().prefix("metaloop-demo-").tempdir() {
+            Ok(t) => {
+                let p = t.path().to_path_buf();
+                eprintln!(
+                    "data directory: {} (temporary; pass --data DIR to keep it)",
+                    p.display()
+                );
+                (p, Some(t))
+            }
+            Err(e) => {
+                eprintln!("error: creating a temporary data directory: {e}");
+                return 1;
+            }
+        },
+    };
+    let ledger = match demo::open_fresh_ledger(&data).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let report = match demo::run(&opts, Sink::Ledger(ledger), stop).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: encoding the report: {e}");
+                return 1;
+            }
+        }
+    } else {
+        let t = &report.totals;
+        println!(
+            "\n{} cycles, {} directives ({} verified, {} no effect, {} degraded, {} inconclusive, {} rolled back, {} expired), {} events ingested, {} rejected.",
+            report.cycles.len(),
+            t.directives,
+            t.verified,
+            t.no_effect,
+            t.degraded,
+            t.inconclusive,
+            t.rolled_back,
+            t.expired,
+            t.events_ingested,
+            t.events_rejected
+        );
+        println!(
+            "ledger: {} records, head {}",
+            report.ledger.records, report.ledger.head
+        );
+    }
+    0
+}
+
+async fn run_ledger(command: LedgerCommand) -> u8 {
+    let result = match command {
+        LedgerCommand::Verify { data } => {
+            ledger_cmd::verify(&data, true)
+                .await
+                .map(|(records, head)| {
+                    println!("ledger ok: {records} records verified, head {head}");
+                })
+        }
+        LedgerCommand::Show {
+            data,
+            from,
+            actor,
+            action,
+            json,
+        } => ledger_cmd::show(&data, from, actor.as_deref(), action.as_deref(), json).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            e.exit_code() as u8
+        }
+    }
+}

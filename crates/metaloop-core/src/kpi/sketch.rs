@@ -26,11 +26,15 @@ pub struct DurationSketch {
 
 /// The bin holding `value` (non-finite and negative values go to bin 0).
 pub fn bin_of(value: f64) -> u16 {
-    if !(value > MIN) {
+    if value.is_nan() || value <= MIN {
         return 0;
     }
     let i = ((value / MIN).ln() / GROWTH.ln()).floor();
-    if i >= f64::from(BINS - 1) { BINS - 1 } else { i as u16 }
+    if i >= f64::from(BINS - 1) {
+        BINS - 1
+    } else {
+        i as u16
+    }
 }
 
 /// The representative value of a bin: the geometric midpoint of its edges.
@@ -41,7 +45,11 @@ pub fn bin_value(bin: u16) -> f64 {
 impl DurationSketch {
     /// Adds one observation; negative or non-finite values count as 0 s.
     pub fn observe(&mut self, value: f64) {
-        let v = if value.is_finite() && value > 0.0 { value } else { 0.0 };
+        let v = if value.is_finite() && value > 0.0 {
+            value
+        } else {
+            0.0
+        };
         self.count += 1;
         self.sum += v;
         self.sum_sq += v * v;
@@ -104,7 +112,10 @@ mod tests {
         for v in [0.02, 1.0, 42.3, 300.0, 86_400.0] {
             let b = bin_of(v);
             let lo = MIN * GROWTH.powi(i32::from(b));
-            assert!(lo <= v * (1.0 + 1e-12) && v < lo * GROWTH * (1.0 + 1e-12), "{v} in bin {b}");
+            assert!(
+                lo <= v * (1.0 + 1e-12) && v < lo * GROWTH * (1.0 + 1e-12),
+                "{v} in bin {b}"
+            );
             assert!((bin_value(b) / v - 1.0).abs() < 0.04);
         }
         assert_eq!(bin_of(-1.0), 0);
@@ -122,7 +133,10 @@ mod tests {
         assert!((s.mean().unwrap() - 50.5).abs() < 1e-9);
         // variance of 1..=100 repeated: population var 833.25, sample var close to it
         assert!((s.variance().unwrap() - 833.25 * 100_000.0 / 99_999.0).abs() < 1e-3);
-        assert!(s.bins.len() <= 120, "bins grow with distinct magnitudes, not with volume");
+        assert!(
+            s.bins.len() <= 120,
+            "bins grow with distinct magnitudes, not with volume"
+        );
         let p50 = s.quantile(0.5).unwrap();
         assert!((p50 / 50.0 - 1.0).abs() < 0.05, "p50 {p50}");
     }
@@ -134,7 +148,11 @@ mod tests {
         let mut all = DurationSketch::default();
         for i in 0..50 {
             let v = f64::from(i) * 1.7;
-            if i % 2 == 0 { a.observe(v) } else { b.observe(v) }
+            if i % 2 == 0 {
+                a.observe(v)
+            } else {
+                b.observe(v)
+            }
             all.observe(v);
         }
         a.merge(&b);

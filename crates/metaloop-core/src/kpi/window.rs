@@ -108,7 +108,11 @@ impl DomainWindow {
                 self.intervention.observe(d.overridden);
             }
             EventData::ComplianceScored(c) => self.compliance.observe(c.score),
-            EventData::KpiReported(k) => self.custom.entry(k.name.clone()).or_default().observe(k.value),
+            EventData::KpiReported(k) => self
+                .custom
+                .entry(k.name.clone())
+                .or_default()
+                .observe(k.value),
             EventData::TrustException(_) => self.trust_exceptions += 1,
             EventData::HealthChanged(_)
             | EventData::DirectiveApplied(_)
@@ -193,13 +197,21 @@ mod tests {
             autonomous,
             human_override: false,
         };
-        if ok { EventData::RecoverySucceeded(r) } else { EventData::RecoveryFailed(r) }
+        if ok {
+            EventData::RecoverySucceeded(r)
+        } else {
+            EventData::RecoveryFailed(r)
+        }
     }
 
     #[test]
     fn folds_events_into_kpis() {
         let mut w = DomainWindow::default();
-        assert_eq!(w.value(OVERALL_SUCCESS_RATE), None, "no data is missing, not 0");
+        assert_eq!(
+            w.value(OVERALL_SUCCESS_RATE),
+            None,
+            "no data is missing, not 0"
+        );
         w.observe(&recovery(true, 10.0, true));
         w.observe(&recovery(true, 20.0, false));
         w.observe(&recovery(false, 60.0, true));
@@ -216,8 +228,20 @@ mod tests {
         assert_eq!(w.value(AUTONOMY_RATE), Some(1.0));
         assert_eq!(w.value(HUMAN_INTERVENTION_RATE), Some(1.0));
         let pb = w.playbooks["restart-service"];
-        assert_eq!(pb.autonomous, RateCounts { successes: 1, trials: 2 });
-        assert_eq!(pb.all, RateCounts { successes: 2, trials: 3 });
+        assert_eq!(
+            pb.autonomous,
+            RateCounts {
+                successes: 1,
+                trials: 2
+            }
+        );
+        assert_eq!(
+            pb.all,
+            RateCounts {
+                successes: 2,
+                trials: 3
+            }
+        );
         let mut merged = DomainWindow::default();
         merged.merge(&w);
         merged.merge(&w);

@@ -47,14 +47,15 @@ impl Default for ApprovalMatrix {
     /// production, auto + notify elsewhere; HIGH always one approval; CRITICAL two distinct
     /// approvers with a review note. Approvals expire after 30 minutes.
     fn default() -> Self {
-        let rule = |impact, approvals, envs: &[&str], elsewhere, notify, review_note| ApprovalRule {
-            impact,
-            approvals,
-            environments: envs.iter().map(|s| s.to_string()).collect(),
-            approvals_elsewhere: elsewhere,
-            notify,
-            review_note,
-        };
+        let rule =
+            |impact, approvals, envs: &[&str], elsewhere, notify, review_note| ApprovalRule {
+                impact,
+                approvals,
+                environments: envs.iter().map(|s| s.to_string()).collect(),
+                approvals_elsewhere: elsewhere,
+                notify,
+                review_note,
+            };
         ApprovalMatrix {
             rules: vec![
                 rule(ImpactLevel::Minimal, 0, &[], 0, false, false),
@@ -78,20 +79,36 @@ impl ApprovalMatrix {
             .filter(|r| r.impact <= impact)
             .max_by_key(|r| r.impact);
         let Some(rule) = rule else {
-            return Requirement { approvals: 1, notify: true, review_note: false };
+            return Requirement {
+                approvals: 1,
+                notify: true,
+                review_note: false,
+            };
         };
-        let applies = rule.environments.is_empty() || rule.environments.iter().any(|e| e == environment);
-        let mut approvals = if applies { rule.approvals } else { rule.approvals_elsewhere };
+        let applies =
+            rule.environments.is_empty() || rule.environments.iter().any(|e| e == environment);
+        let mut approvals = if applies {
+            rule.approvals
+        } else {
+            rule.approvals_elsewhere
+        };
         if rule.impact < impact && impact > ImpactLevel::Low {
             approvals = approvals.max(1);
         }
-        Requirement { approvals, notify: rule.notify || approvals > 0, review_note: rule.review_note }
+        Requirement {
+            approvals,
+            notify: rule.notify || approvals > 0,
+            review_note: rule.review_note,
+        }
     }
 
     /// Checks the matrix for mistakes a config file could make.
     pub fn validate(&self) -> Result<(), String> {
         if self.ttl_seconds <= 0 {
-            return Err(format!("approval ttl_seconds must be positive, got {}", self.ttl_seconds));
+            return Err(format!(
+                "approval ttl_seconds must be positive, got {}",
+                self.ttl_seconds
+            ));
         }
         let mut seen = Vec::new();
         for r in &self.rules {
@@ -143,6 +160,9 @@ mod tests {
             ttl_seconds: 60,
         };
         assert_eq!(m.requirement(ImpactLevel::High, "production").approvals, 1);
-        assert!(m.validate().is_err(), "critical without two approvers is refused");
+        assert!(
+            m.validate().is_err(),
+            "critical without two approvers is refused"
+        );
     }
 }

@@ -79,29 +79,39 @@ impl Condition {
         match (&self.goal_gap_metric, self.goal_gap_threshold) {
             (Some(_), None) => return Err("goal_gap_metric needs goal_gap_threshold".into()),
             (None, Some(_)) => return Err("goal_gap_threshold needs goal_gap_metric".into()),
-            (_, Some(t)) if !t.is_finite() => return Err("goal_gap_threshold must be a finite number".into()),
+            (_, Some(t)) if !t.is_finite() => {
+                return Err("goal_gap_threshold must be a finite number".into());
+            }
             _ => {}
         }
         if let Some(p) = &self.pattern
             && p != "dependency_cascade"
             && p != "multi_domain_drift"
         {
-            return Err(format!("unknown pattern {p:?}: expected dependency_cascade or multi_domain_drift"));
+            return Err(format!(
+                "unknown pattern {p:?}: expected dependency_cascade or multi_domain_drift"
+            ));
         }
         if let Some(f) = self.playbook_success_below
             && !(0.0..=1.0).contains(&f)
         {
-            return Err(format!("playbook_success_below must be within 0..=1, got {f}"));
+            return Err(format!(
+                "playbook_success_below must be within 0..=1, got {f}"
+            ));
         }
         if let Some(c) = self.playbook_credibility
             && !(0.5..1.0).contains(&c)
         {
-            return Err(format!("playbook_credibility must be within 0.5..1, got {c}"));
+            return Err(format!(
+                "playbook_credibility must be within 0.5..1, got {c}"
+            ));
         }
         if self.playbook_success_below.is_none()
             && (self.playbook_min_runs.is_some() || self.playbook_credibility.is_some())
         {
-            return Err("playbook_min_runs and playbook_credibility need playbook_success_below".into());
+            return Err(
+                "playbook_min_runs and playbook_credibility need playbook_success_below".into(),
+            );
         }
         for c in self.all.iter().chain(&self.any) {
             c.validate()?;
@@ -121,7 +131,12 @@ impl Condition {
     pub fn evaluate(&self, snap: &CrossDomainSnapshot, goals: &[Goal]) -> ConditionEval {
         let mut parts: Vec<ConditionEval> = Vec::new();
         if let Some(metric) = &self.goal_gap_metric {
-            parts.push(goal_gap(snap, goals, metric, self.goal_gap_threshold.unwrap_or(0.0)));
+            parts.push(goal_gap(
+                snap,
+                goals,
+                metric,
+                self.goal_gap_threshold.unwrap_or(0.0),
+            ));
         }
         if let Some(n) = self.min_underperforming_domains {
             parts.push(underperforming(snap, goals, n));
@@ -149,17 +164,27 @@ impl Condition {
         }
         parts.extend(self.all.iter().map(|c| c.evaluate(snap, goals)));
         if !self.any.is_empty() {
-            let evals: Vec<ConditionEval> = self.any.iter().map(|c| c.evaluate(snap, goals)).collect();
+            let evals: Vec<ConditionEval> =
+                self.any.iter().map(|c| c.evaluate(snap, goals)).collect();
             let best = evals
                 .iter()
                 .filter(|e| e.holds)
                 .max_by(|a, b| a.evidence.total_cmp(&b.evidence))
-                .or_else(|| evals.iter().max_by(|a, b| a.evidence.total_cmp(&b.evidence)))
+                .or_else(|| {
+                    evals
+                        .iter()
+                        .max_by(|a, b| a.evidence.total_cmp(&b.evidence))
+                })
                 .cloned()
                 .unwrap_or_default();
             parts.push(best);
         }
-        let mut out = ConditionEval { holds: true, evidence: 1.0, coverage: 1.0, ..Default::default() };
+        let mut out = ConditionEval {
+            holds: true,
+            evidence: 1.0,
+            coverage: 1.0,
+            ..Default::default()
+        };
         for p in parts {
             out.holds &= p.holds;
             out.evidence = out.evidence.min(p.evidence);
@@ -171,19 +196,41 @@ impl Condition {
     }
 }
 
-fn goal_gap(snap: &CrossDomainSnapshot, goals: &[Goal], metric: &str, threshold: f64) -> ConditionEval {
+fn goal_gap(
+    snap: &CrossDomainSnapshot,
+    goals: &[Goal],
+    metric: &str,
+    threshold: f64,
+) -> ConditionEval {
     let mut values = BTreeMap::new();
     values.insert(format!("goal_gap_threshold.{metric}"), threshold);
-    let (Some(goal), Some(gap)) = (goals.iter().find(|g| g.kpi == metric), snap.goal_gaps.get(metric)) else {
+    let (Some(goal), Some(gap)) = (
+        goals.iter().find(|g| g.kpi == metric),
+        snap.goal_gaps.get(metric),
+    ) else {
         // no goal or no data: cannot hold, and says nothing
-        return ConditionEval { holds: false, evidence: 0.0, coverage: 0.0, values, failing_playbooks: vec![] };
+        return ConditionEval {
+            holds: false,
+            evidence: 0.0,
+            coverage: 0.0,
+            values,
+            failing_playbooks: vec![],
+        };
     };
     values.insert(format!("goal_gap.{metric}"), *gap);
     if let Some(v) = snap.global_kpis.get(metric) {
         values.insert(format!("kpi.{metric}"), *v);
     }
-    let with_data = snap.domains.values().filter(|d| d.kpis.contains_key(metric)).count();
-    let coverage = if snap.domains.is_empty() { 0.0 } else { with_data as f64 / snap.domains.len() as f64 };
+    let with_data = snap
+        .domains
+        .values()
+        .filter(|d| d.kpis.contains_key(metric))
+        .count();
+    let coverage = if snap.domains.is_empty() {
+        0.0
+    } else {
+        with_data as f64 / snap.domains.len() as f64
+    };
     ConditionEval {
         holds: *gap >= threshold,
         evidence: evidence_goal_missed(&snap.global_window, goal).unwrap_or(0.0),
@@ -212,7 +259,11 @@ fn underperforming(snap: &CrossDomainSnapshot, goals: &[Goal], n: u32) -> Condit
         })
         .collect();
     per_domain.sort_by(|a, b| b.total_cmp(a));
-    let evidence = if n == 0 { 1.0 } else { per_domain.get(n as usize - 1).copied().unwrap_or(0.0) };
+    let evidence = if n == 0 {
+        1.0
+    } else {
+        per_domain.get(n as usize - 1).copied().unwrap_or(0.0)
+    };
     ConditionEval {
         holds: count >= n as usize,
         evidence,
@@ -222,7 +273,12 @@ fn underperforming(snap: &CrossDomainSnapshot, goals: &[Goal], n: u32) -> Condit
     }
 }
 
-fn failing_playbooks(snap: &CrossDomainSnapshot, floor: f64, min_runs: u64, credibility: f64) -> ConditionEval {
+fn failing_playbooks(
+    snap: &CrossDomainSnapshot,
+    floor: f64,
+    min_runs: u64,
+    credibility: f64,
+) -> ConditionEval {
     let mut found = Vec::new();
     let mut best: f64 = 0.0;
     for (domain, d) in &snap.domains {
@@ -244,11 +300,18 @@ fn failing_playbooks(snap: &CrossDomainSnapshot, floor: f64, min_runs: u64, cred
             }
         }
     }
-    found.sort_by(|a, b| b.evidence.total_cmp(&a.evidence).then(a.success_rate.total_cmp(&b.success_rate)));
+    found.sort_by(|a, b| {
+        b.evidence
+            .total_cmp(&a.evidence)
+            .then(a.success_rate.total_cmp(&b.success_rate))
+    });
     let mut values = BTreeMap::new();
     values.insert("playbook_success_floor".into(), floor);
     for f in &found {
-        values.insert(format!("playbook.{}/{}.success_rate", f.domain, f.playbook), f.success_rate);
+        values.insert(
+            format!("playbook.{}/{}.success_rate", f.domain, f.playbook),
+            f.success_rate,
+        );
     }
     ConditionEval {
         holds: !found.is_empty(),

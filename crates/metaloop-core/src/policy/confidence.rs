@@ -31,9 +31,20 @@ impl TrackRecord {
 
 /// Combines the three factors.
 pub fn combine(evidence: f64, track_record: f64, coverage: f64) -> ConfidenceFactors {
-    let clamp = |x: f64| if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 };
+    let clamp = |x: f64| {
+        if x.is_finite() {
+            x.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
     let (e, t, c) = (clamp(evidence), clamp(track_record), clamp(coverage));
-    ConfidenceFactors { evidence: e, track_record: t, coverage: c, confidence: e * t * c }
+    ConfidenceFactors {
+        evidence: e,
+        track_record: t,
+        coverage: c,
+        confidence: e * t * c,
+    }
 }
 
 /// Posterior probability that the true value of `goal.kpi` in `window` misses `goal`:
@@ -47,21 +58,32 @@ pub fn evidence_goal_missed(window: &DomainWindow, goal: &Goal) -> Option<f64> {
             if c.trials == 0 {
                 return None;
             }
-            let below = stats::beta_cdf(goal.target, c.successes as f64 + 1.0, c.failures() as f64 + 1.0);
+            let below = stats::beta_cdf(
+                goal.target,
+                c.successes as f64 + 1.0,
+                c.failures() as f64 + 1.0,
+            );
             Some(match goal.direction {
                 Direction::HigherIsBetter => below,
                 Direction::LowerIsBetter => 1.0 - below,
             })
         }
         KpiKind::Duration => {
-            let (mean, var, n) = (window.recovery.mean()?, window.recovery.variance()?, window.recovery.count);
+            let (mean, var, n) = (
+                window.recovery.mean()?,
+                window.recovery.variance()?,
+                window.recovery.count,
+            );
             Some(mean_beyond(mean, var, n, goal))
         }
         KpiKind::Score => {
             let s = window.score_stats(&goal.kpi)?;
             let mean = s.mean()?;
             // one value says little: assume a spread of 2 % of the target
-            let var = s.variance().unwrap_or((0.02 * goal.target).powi(2)).max(1e-12);
+            let var = s
+                .variance()
+                .unwrap_or((0.02 * goal.target).powi(2))
+                .max(1e-12);
             Some(mean_beyond(mean, var, s.count, goal))
         }
     }
@@ -79,7 +101,11 @@ fn mean_beyond(mean: f64, var: f64, n: u64, goal: &Goal) -> f64 {
 /// Posterior probability that a playbook's true success rate is below `floor`, from
 /// `successes` out of `runs` with a uniform prior.
 pub fn evidence_below_floor(successes: u64, runs: u64, floor: f64) -> f64 {
-    stats::beta_cdf(floor, successes as f64 + 1.0, (runs - successes) as f64 + 1.0)
+    stats::beta_cdf(
+        floor,
+        successes as f64 + 1.0,
+        (runs - successes) as f64 + 1.0,
+    )
 }
 
 #[cfg(test)]
@@ -92,7 +118,10 @@ mod tests {
         let mut t = TrackRecord::default();
         assert!((t.score() - 0.8).abs() < 1e-12);
         t.failed = 2;
-        assert!((t.score() - 8.0 / 12.0).abs() < 1e-12, "two failures drop it below 0.70");
+        assert!(
+            (t.score() - 8.0 / 12.0).abs() < 1e-12,
+            "two failures drop it below 0.70"
+        );
         t.verified = 3;
         assert!(t.score() > 0.70);
     }
@@ -111,9 +140,15 @@ mod tests {
         let goal = Goal::new("overall_success_rate", 0.95, Direction::HigherIsBetter, "");
         let mut w = DomainWindow::default();
         assert_eq!(evidence_goal_missed(&w, &goal), None);
-        w.success = RateCounts { successes: 870, trials: 1000 };
+        w.success = RateCounts {
+            successes: 870,
+            trials: 1000,
+        };
         assert!(evidence_goal_missed(&w, &goal).unwrap() > 0.999);
-        w.success = RateCounts { successes: 990, trials: 1000 };
+        w.success = RateCounts {
+            successes: 990,
+            trials: 1000,
+        };
         assert!(evidence_goal_missed(&w, &goal).unwrap() < 0.001);
     }
 

@@ -13,13 +13,20 @@ pub fn default_policies() -> Vec<MetaPolicy> {
         MetaPolicy {
             id: "contain_dependency_cascade".into(),
             name: "Contain a dependency cascade at its root".into(),
-            description: "One unhealthy node degrades dependents in other domains: fail the root over, \
+            description:
+                "One unhealthy node degrades dependents in other domains: fail the root over, \
                           instead of tuning every domain it drags down."
-                .into(),
+                    .into(),
             condition: Condition {
                 all: vec![
-                    Condition { pattern: Some("dependency_cascade".into()), ..Default::default() },
-                    Condition { min_underperforming_domains: Some(2), ..Default::default() },
+                    Condition {
+                        pattern: Some("dependency_cascade".into()),
+                        ..Default::default()
+                    },
+                    Condition {
+                        min_underperforming_domains: Some(2),
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             },
@@ -45,9 +52,10 @@ pub fn default_policies() -> Vec<MetaPolicy> {
         MetaPolicy {
             id: "retire_failing_playbook".into(),
             name: "Retire a failing playbook".into(),
-            description: "A playbook whose autonomous success rate is credibly below 60 % is disabled; \
+            description:
+                "A playbook whose autonomous success rate is credibly below 60 % is disabled; \
                           its incidents go to the fallback playbook."
-                .into(),
+                    .into(),
             condition: Condition {
                 playbook_success_below: Some(0.60),
                 playbook_min_runs: Some(30),
@@ -76,9 +84,10 @@ pub fn default_policies() -> Vec<MetaPolicy> {
         MetaPolicy {
             id: "improve_success_rate".into(),
             name: "Improve success rate".into(),
-            description: "Success rate 5 points or more below goal: raise the worst domain's planner \
+            description:
+                "Success rate 5 points or more below goal: raise the worst domain's planner \
                           confidence threshold by 0.05, trading some autonomy for success."
-                .into(),
+                    .into(),
             condition: Condition {
                 goal_gap_metric: Some(kpi::OVERALL_SUCCESS_RATE.into()),
                 goal_gap_threshold: Some(0.05),
@@ -95,9 +104,11 @@ pub fn default_policies() -> Vec<MetaPolicy> {
                 impact_level: ImpactLevel::Low,
                 side_effects: BTreeMap::from([
                     (kpi::AUTONOMY_RATE.into(), 0.10),
+                    (kpi::HUMAN_INTERVENTION_RATE.into(), 0.05),
                     (kpi::MEAN_RECOVERY_TIME.into(), 0.15),
                 ]),
-                expected_impact: "fewer low-confidence autonomous runs fail; more go to humans".into(),
+                expected_impact: "fewer low-confidence autonomous runs fail; more go to humans"
+                    .into(),
             },
             confidence_threshold: 0.70,
             approval_override: None,
@@ -109,9 +120,10 @@ pub fn default_policies() -> Vec<MetaPolicy> {
         MetaPolicy {
             id: "reduce_recovery_latency".into(),
             name: "Reduce recovery latency".into(),
-            description: "Mean recovery time 10 s or more worse than goal: enable synthetic probes in the \
+            description:
+                "Mean recovery time 10 s or more worse than goal: enable synthetic probes in the \
                           slowest domain so incidents are detected sooner."
-                .into(),
+                    .into(),
             condition: Condition {
                 goal_gap_metric: Some(kpi::MEAN_RECOVERY_TIME.into()),
                 goal_gap_threshold: Some(10.0),

@@ -67,7 +67,9 @@ impl MetaPolicy {
         if self.for_cycles == 0 {
             return Err(format!("policy {}: for_cycles must be at least 1", self.id));
         }
-        self.condition.validate().map_err(|e| format!("policy {}: condition: {e}", self.id))?;
+        self.condition
+            .validate()
+            .map_err(|e| format!("policy {}: condition: {e}", self.id))?;
         self.directive_template
             .validate()
             .map_err(|e| format!("policy {}: directive_template: {e}", self.id))

@@ -52,7 +52,10 @@ fn default_subsystem() -> String {
 impl DirectiveTemplate {
     /// The knob action described by `parameters`.
     pub fn knob_action(&self) -> Result<KnobAction, String> {
-        let obj = self.parameters.as_object().ok_or("parameters must be an object")?;
+        let obj = self
+            .parameters
+            .as_object()
+            .ok_or("parameters must be an object")?;
         match (obj.get("adjustment"), obj.get("value")) {
             (Some(a), None) => a
                 .as_f64()
@@ -60,8 +63,12 @@ impl DirectiveTemplate {
                 .map(|adjustment| KnobAction::Adjust { adjustment })
                 .ok_or_else(|| format!("parameters.adjustment must be a number, got {a}")),
             (None, Some(v)) => Ok(KnobAction::Set { value: v.clone() }),
-            (Some(_), Some(_)) => Err("parameters: give either adjustment or value, not both".into()),
-            (None, None) => Err("parameters: expected {\"adjustment\": number} or {\"value\": …}".into()),
+            (Some(_), Some(_)) => {
+                Err("parameters: give either adjustment or value, not both".into())
+            }
+            (None, None) => {
+                Err("parameters: expected {\"adjustment\": number} or {\"value\": …}".into())
+            }
         }
     }
 
@@ -69,7 +76,9 @@ impl DirectiveTemplate {
     pub fn validate(&self) -> Result<(), String> {
         self.knob_action()?;
         if self.directive_type == DirectiveType::RollbackChange {
-            return Err("ROLLBACK_CHANGE directives are issued by verification, not by policies".into());
+            return Err(
+                "ROLLBACK_CHANGE directives are issued by verification, not by policies".into(),
+            );
         }
         if self.knob.trim().is_empty() {
             return Err("knob must not be empty".into());
@@ -91,7 +100,9 @@ impl DirectiveTemplate {
                 return Err(format!("side_effects: unknown KPI {k:?}"));
             }
             if !tol.is_finite() || *tol < 0.0 {
-                return Err(format!("side_effects.{k} must be a non-negative number, got {tol}"));
+                return Err(format!(
+                    "side_effects.{k} must be a non-negative number, got {tol}"
+                ));
             }
         }
         Ok(())

@@ -104,7 +104,9 @@ impl SnapshotBuilder {
 
     /// Whether a KPI is drifting worse than its baseline.
     fn drifting(&self, kpi_name: &str, value: f64, baseline: f64) -> bool {
-        let Some((dir, kind)) = kpi::builtin(kpi_name) else { return false };
+        let Some((dir, kind)) = kpi::builtin(kpi_name) else {
+            return false;
+        };
         let worse_by = -dir.better(value - baseline);
         match kind {
             KpiKind::Rate => worse_by >= self.drift_rate,
@@ -120,8 +122,11 @@ impl SnapshotBuilder {
         let unhealthy = input.health.unhealthy_by_domain();
         let mut reporting = 0usize;
         for domain in input.known_domains {
-            let (window, cycles) =
-                self.domain_window(domain, input.history, input.regime_start.get(domain).copied());
+            let (window, cycles) = self.domain_window(
+                domain,
+                input.history,
+                input.regime_start.get(domain).copied(),
+            );
             global.merge(&window);
             let mut kpis = BTreeMap::new();
             let mut samples = BTreeMap::new();
@@ -220,9 +225,17 @@ impl SnapshotBuilder {
             .filter_map(|g| global_kpis.get(&g.kpi).map(|v| (g.kpi.clone(), g.gap(*v))))
             .collect();
 
-        let mut patterns: Vec<SystemicPattern> =
-            input.health.cascades().into_iter().map(SystemicPattern::DependencyCascade).collect();
-        for k in [kpi::OVERALL_SUCCESS_RATE, kpi::MEAN_RECOVERY_TIME, kpi::AUTONOMY_RATE] {
+        let mut patterns: Vec<SystemicPattern> = input
+            .health
+            .cascades()
+            .into_iter()
+            .map(SystemicPattern::DependencyCascade)
+            .collect();
+        for k in [
+            kpi::OVERALL_SUCCESS_RATE,
+            kpi::MEAN_RECOVERY_TIME,
+            kpi::AUTONOMY_RATE,
+        ] {
             let drifting: Vec<String> = domains
                 .iter()
                 .filter(|(d, s)| {
@@ -232,7 +245,10 @@ impl SnapshotBuilder {
                 .map(|(d, _)| d.clone())
                 .collect();
             if drifting.len() >= 2 {
-                patterns.push(SystemicPattern::MultiDomainDrift { kpi: k.to_string(), domains: drifting });
+                patterns.push(SystemicPattern::MultiDomainDrift {
+                    kpi: k.to_string(),
+                    domains: drifting,
+                });
             }
         }
 
@@ -260,7 +276,8 @@ impl SnapshotBuilder {
 
     /// Pairwise correlations of per-cycle success rate and mean recovery time.
     fn correlations(&self, history: &VecDeque<CycleWindows>) -> Vec<Correlation> {
-        let recent: Vec<&CycleWindows> = history.iter().rev().take(self.correlation_cycles).collect();
+        let recent: Vec<&CycleWindows> =
+            history.iter().rev().take(self.correlation_cycles).collect();
         let names: BTreeSet<&String> = recent.iter().flat_map(|c| c.domains.keys()).collect();
         let names: Vec<&String> = names.into_iter().collect();
         let mut out = Vec::new();

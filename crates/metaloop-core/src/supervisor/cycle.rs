@@ -4,7 +4,9 @@
 use super::ids::make_id;
 use super::{NotificationKind, Supervisor, short};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::directive::{ConfidenceFactors, Directive, DirectiveType, ImpactLevel, KnobAction, Status};
+use crate::directive::{
+    ConfidenceFactors, Directive, DirectiveType, ImpactLevel, KnobAction, Status,
+};
 use crate::kpi::{self, CycleWindows, DomainWindow};
 use crate::policy::confidence::combine;
 use crate::policy::{ConditionEval, MetaPolicy, TargetSelector};
@@ -31,16 +33,29 @@ impl Supervisor {
         for d in self.state.known_domains.iter() {
             domains.entry(d.clone()).or_default();
         }
-        let windows = CycleWindows { cycle, start: self.open_start, end, domains };
+        let windows = CycleWindows {
+            cycle,
+            start: self.open_start,
+            end,
+            domains,
+        };
         let regime_changes = std::mem::take(&mut self.open_regime);
         let snapshot = self.build_snapshot(&windows, &regime_changes, cycle, end);
         let mut recorded = snapshot.clone();
-        recorded.domains.values_mut().for_each(|d| d.window = DomainWindow::default());
+        recorded
+            .domains
+            .values_mut()
+            .for_each(|d| d.window = DomainWindow::default());
         recorded.global_window = DomainWindow::default();
         self.commit(
             end,
             &actor,
-            RecordBody::Snapshot { windows, health: self.open_health.clone(), regime_changes, snapshot: recorded },
+            RecordBody::Snapshot {
+                windows,
+                health: self.open_health.clone(),
+                regime_changes,
+                snapshot: recorded,
+            },
         );
 
         // approvals that ran out of time, acks that never came
@@ -67,7 +82,8 @@ impl Supervisor {
                 d.status == Status::Published
                     && d.directive.directive_type != DirectiveType::RequestReview
                     && !d.ack_timed_out
-                    && d.published_at.is_some_and(|t| end >= t.plus_millis(timeout))
+                    && d.published_at
+                        .is_some_and(|t| end >= t.plus_millis(timeout))
             })
             .cloned()
             .collect();
@@ -81,7 +97,14 @@ impl Supervisor {
         self.evaluate_alerts(&snapshot, end);
         let text = summary::render(&self.state, &snapshot, &self.journal);
         self.journal.clear();
-        self.commit(end, &actor, RecordBody::Summary { cycle, text: text.clone() });
+        self.commit(
+            end,
+            &actor,
+            RecordBody::Summary {
+                cycle,
+                text: text.clone(),
+            },
+        );
         self.notify(NotificationKind::Summary, end, text, None);
     }
 
@@ -116,14 +139,38 @@ impl Supervisor {
 
     /// The pre window of a directive proposed now in `domain`.
     fn pre_window(&self, domain: &str) -> (DomainWindow, u32) {
-        let builder = crate::snapshot::SnapshotBuilder { window_cycles: self.cfg.verification.pre_cycles, ..self.cfg.snapshot.clone() };
-        builder.domain_window(domain, &self.state.history, self.state.regime_start.get(domain).copied())
+        let builder = crate::snapshot::SnapshotBuilder {
+            window_cycles: self.cfg.verification.pre_cycles,
+            ..self.cfg.snapshot.clone()
+        };
+        builder.domain_window(
+            domain,
+            &self.state.history,
+            self.state.regime_start.get(domain).copied(),
+        )
+    }
+
+    /// Why the pre window of `domain` is too small to verify a change of `kpi_name` against,
+    /// if it is: a change that cannot be verified is not made.
+    fn baseline_shortfall(&self, domain: &str, kpi_name: &str) -> Option<String> {
+        let needed = match kpi::builtin(kpi_name).map(|(_, k)| k) {
+            Some(kpi::KpiKind::Score) | None => 3,
+            _ => self.cfg.verification.min_samples,
+        };
+        let (pre, _) = self.pre_window(domain);
+        let have = pre.samples(kpi_name);
+        (have < needed).then(|| format!("baseline has {have} of the {needed} observations of {kpi_name} needed to verify a change"))
     }
 
     fn verify_directives(&mut self, now: Timestamp, taken: &mut BTreeSet<String>) {
         let actor = self.cfg.actor.clone();
-        let ids: Vec<String> =
-            self.state.order.iter().filter(|id| self.state.directives[*id].status == Status::Verifying).cloned().collect();
+        let ids: Vec<String> = self
+            .state
+            .order
+            .iter()
+            .filter(|id| self.state.directives[*id].status == Status::Verifying)
+            .cloned()
+            .collect();
         for id in ids {
             let ds = &self.state.directives[&id];
             let Some(verdict) = verify::evaluate(
@@ -140,7 +187,14 @@ impl Supervisor {
             let d = ds.directive.clone();
             let outcome = verdict.outcome;
             let text = summary::verdict_line(&d, &verdict);
-            self.commit(now, &actor, RecordBody::VerdictReached { directive_id: id.clone(), verdict });
+            self.commit(
+                now,
+                &actor,
+                RecordBody::VerdictReached {
+                    directive_id: id.clone(),
+                    verdict,
+                },
+            );
             self.notify(NotificationKind::Verdict, now, text, Some(id.clone()));
             if let (Some(pid), None) = (&d.policy_id, &d.rollback_of)
                 && outcome != Outcome::Inconclusive
@@ -177,7 +231,11 @@ impl Supervisor {
         let ds = &self.state.directives[id];
         let Some(applied) = &ds.applied else { return };
         let orig = ds.directive.clone();
-        let verdict = ds.verdict.as_ref().map(|v| format!("{}: {}", v.outcome.as_str(), v.reason)).unwrap_or_default();
+        let verdict = ds
+            .verdict
+            .as_ref()
+            .map(|v| format!("{}: {}", v.outcome.as_str(), v.reason))
+            .unwrap_or_default();
         let (pre, pre_cycles) = self.pre_window(&orig.target_domain);
         let d = Directive {
             id: make_id(self.cfg.id_seed, now, &["rollback", id]),
@@ -186,7 +244,9 @@ impl Supervisor {
             target_subsystem: orig.target_subsystem.clone(),
             knob: orig.knob.clone(),
             action_name: "restore_previous_value".into(),
-            action: KnobAction::Set { value: applied.previous.clone() },
+            action: KnobAction::Set {
+                value: applied.previous.clone(),
+            },
             target_kpi: orig.target_kpi.clone(),
             justification: format!(
                 "verification of {} ({} {}) found {verdict}; restoring {} to {}",
@@ -196,14 +256,23 @@ impl Supervisor {
                 orig.knob,
                 applied.previous
             ),
-            expected_impact: format!("{} returns to where it was before {}", orig.target_kpi, short(id)),
+            expected_impact: format!(
+                "{} returns to where it was before {}",
+                orig.target_kpi,
+                short(id)
+            ),
             side_effects: BTreeMap::new(),
             // restoring the acknowledged previous value returns to a state that was in force
             // and approved before; it is pre-approved at LOW (auto + notify)
             impact: ImpactLevel::Low,
             policy_id: None,
             snapshot_id: orig.snapshot_id.clone(),
-            factors: ConfidenceFactors { evidence: 1.0, track_record: 1.0, coverage: 1.0, confidence: 1.0 },
+            factors: ConfidenceFactors {
+                evidence: 1.0,
+                track_record: 1.0,
+                coverage: 1.0,
+                confidence: 1.0,
+            },
             rollback_of: Some(id.to_string()),
             issued_cycle: self.state.cycle,
             issued_at: now,
@@ -221,7 +290,9 @@ impl Supervisor {
             target_subsystem: "humans".into(),
             knob: format!("review.{}", orig.id),
             action_name: "review_inconclusive_directive".into(),
-            action: KnobAction::Set { value: serde_json::Value::String(orig.id.clone()) },
+            action: KnobAction::Set {
+                value: serde_json::Value::String(orig.id.clone()),
+            },
             target_kpi: orig.target_kpi.clone(),
             justification: format!(
                 "verification of {} ({} {} in {}) was inconclusive: not enough data before the window ran out; keep or roll it back",
@@ -244,13 +315,33 @@ impl Supervisor {
     }
 
     /// Records a decided directive and gates it through the approval matrix.
-    fn submit(&mut self, d: Directive, approval_override: Option<ImpactLevel>, pre: DomainWindow, pre_cycles: u32, now: Timestamp) {
+    fn submit(
+        &mut self,
+        d: Directive,
+        approval_override: Option<ImpactLevel>,
+        pre: DomainWindow,
+        pre_cycles: u32,
+        now: Timestamp,
+    ) {
         let effective = approval_override.map_or(d.impact, |o| o.max(d.impact));
-        let requirement = self.state.approval.requirement(effective, &self.state.environment);
+        let requirement = self
+            .state
+            .approval
+            .requirement(effective, &self.state.environment);
         let id = d.id.clone();
         let actor = self.cfg.actor.clone();
         let review = d.directive_type == DirectiveType::RequestReview;
-        self.commit(now, &actor, RecordBody::Proposed { directive: d, requirement, effective_impact: effective, pre_window: pre, pre_cycles });
+        self.commit(
+            now,
+            &actor,
+            RecordBody::Proposed {
+                directive: d,
+                requirement,
+                effective_impact: effective,
+                pre_window: pre,
+                pre_cycles,
+            },
+        );
         if review || requirement.approvals == 0 {
             self.publish(&id, now);
             return;
@@ -271,7 +362,11 @@ impl Supervisor {
             "Approval needed ({} impact, {} approver(s){}) for directive {}: {} {} in {}: {}. Approve with `metaloop directives approve {}`, reject with `metaloop directives reject {}`; expires {}.",
             effective,
             requirement.approvals,
-            if requirement.review_note { " with a review note" } else { "" },
+            if requirement.review_note {
+                " with a review note"
+            } else {
+                ""
+            },
             short(&id),
             d.directive_type,
             d.knob,
@@ -284,9 +379,19 @@ impl Supervisor {
         self.notify(NotificationKind::ApprovalRequest, now, text, Some(id));
     }
 
-    fn run_strategy(&mut self, snap: &CrossDomainSnapshot, now: Timestamp, taken: &mut BTreeSet<String>) {
-        let mut policies: Vec<MetaPolicy> =
-            self.state.policies.values().filter(|p| p.policy.enabled).map(|p| p.policy.clone()).collect();
+    fn run_strategy(
+        &mut self,
+        snap: &CrossDomainSnapshot,
+        now: Timestamp,
+        taken: &mut BTreeSet<String>,
+    ) {
+        let mut policies: Vec<MetaPolicy> = self
+            .state
+            .policies
+            .values()
+            .filter(|p| p.policy.enabled)
+            .map(|p| p.policy.clone())
+            .collect();
         policies.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.id.cmp(&b.id)));
         let cascade_domains: BTreeSet<String> = snap
             .patterns
@@ -308,7 +413,10 @@ impl Supervisor {
             } else if streak < p.for_cycles {
                 format!("condition has held {streak} of {} cycles", p.for_cycles)
             } else if factors.confidence < p.confidence_threshold {
-                format!("confidence {:.2} below threshold {:.2}", factors.confidence, p.confidence_threshold)
+                format!(
+                    "confidence {:.2} below threshold {:.2}",
+                    factors.confidence, p.confidence_threshold
+                )
             } else {
                 let mut skipped = Vec::new();
                 for c in self.candidates(p, snap, &eval) {
@@ -316,21 +424,30 @@ impl Supervisor {
                     let why_not = if taken.contains(&c.domain) {
                         Some("already has a new directive this cycle".to_string())
                     } else if let Some(h) = self.state.knob_holder(&key) {
-                        Some(format!("knob held by directive {} ({})", short(&h.directive.id), h.status))
+                        Some(format!(
+                            "knob held by directive {} ({})",
+                            short(&h.directive.id),
+                            h.status
+                        ))
                     } else if to_submit.iter().any(|(d, _)| d.knob_key() == key) {
                         Some("knob taken this cycle".into())
-                    } else if p.template_target() != &TargetSelector::PatternRoot && cascade_domains.contains(&c.domain) {
+                    } else if p.template_target() != &TargetSelector::PatternRoot
+                        && cascade_domains.contains(&c.domain)
+                    {
                         Some("explained by a dependency cascade; acting at its root instead".into())
                     } else if let Some(last) = self.state.policies[&p.id].last_issued.get(&key)
                         && last + u64::from(p.cooldown_cycles) > snap.cycle
                     {
-                        Some(format!("cooling down until cycle {}", last + u64::from(p.cooldown_cycles)))
+                        Some(format!(
+                            "cooling down until cycle {}",
+                            last + u64::from(p.cooldown_cycles)
+                        ))
                     } else if let Ok(KnobAction::Set { value }) = p.directive_template.knob_action()
                         && self.state.knob_values.get(&key) == Some(&value)
                     {
                         Some(format!("already {value}"))
                     } else {
-                        None
+                        self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
                     };
                     if let Some(w) = why_not {
                         skipped.push(format!("{key}: {w}"));
@@ -347,7 +464,11 @@ impl Supervisor {
                     break;
                 }
                 if issued.is_empty() {
-                    if skipped.is_empty() { "no target found".to_string() } else { format!("no free target: {}", skipped.join("; ")) }
+                    if skipped.is_empty() {
+                        "no target found".to_string()
+                    } else {
+                        format!("no free target: {}", skipped.join("; "))
+                    }
                 } else {
                     String::new()
                 }
@@ -365,7 +486,15 @@ impl Supervisor {
             });
         }
         let actor = self.cfg.actor.clone();
-        self.commit(now, &actor, RecordBody::StrategyEvaluated { cycle: snap.cycle, evaluations, recommendations });
+        self.commit(
+            now,
+            &actor,
+            RecordBody::StrategyEvaluated {
+                cycle: snap.cycle,
+                evaluations,
+                recommendations,
+            },
+        );
         for (d, o) in to_submit {
             let (pre, pre_cycles) = self.pre_window(&d.target_domain);
             self.submit(d, o, pre, pre_cycles, now);
@@ -373,11 +502,20 @@ impl Supervisor {
     }
 
     /// Where a policy could act, best first.
-    fn candidates(&self, p: &MetaPolicy, snap: &CrossDomainSnapshot, eval: &ConditionEval) -> Vec<Candidate> {
+    fn candidates(
+        &self,
+        p: &MetaPolicy,
+        snap: &CrossDomainSnapshot,
+        eval: &ConditionEval,
+    ) -> Vec<Candidate> {
         let t = &p.directive_template;
         match &t.target {
             TargetSelector::Domain(d) => {
-                vec![Candidate { domain: d.clone(), knob: t.knob.clone(), why: format!("{d} (fixed target)") }]
+                vec![Candidate {
+                    domain: d.clone(),
+                    knob: t.knob.clone(),
+                    why: format!("{d} (fixed target)"),
+                }]
             }
             TargetSelector::PatternRoot => snap
                 .patterns
@@ -409,7 +547,11 @@ impl Supervisor {
                 .collect(),
             TargetSelector::WorstDomain => {
                 let metric = t.target_kpi.as_str();
-                let threshold = p.condition.gap_metric().filter(|(m, _)| *m == metric).map_or(0.0, |(_, th)| th);
+                let threshold = p
+                    .condition
+                    .gap_metric()
+                    .filter(|(m, _)| *m == metric)
+                    .map_or(0.0, |(_, th)| th);
                 let mut found: Vec<(f64, Candidate)> = snap
                     .domains
                     .iter()
@@ -425,7 +567,10 @@ impl Supervisor {
                             Candidate {
                                 domain: name.clone(),
                                 knob: t.knob.clone(),
-                                why: format!("{name}: {metric} {} (gap {gap:+.3}) over {n} observations", fmt_kpi(metric, v)),
+                                why: format!(
+                                    "{name}: {metric} {} (gap {gap:+.3}) over {n} observations",
+                                    fmt_kpi(metric, v)
+                                ),
                             },
                         ))
                     })
@@ -451,15 +596,28 @@ impl Supervisor {
         if let Some((m, th)) = p.condition.gap_metric()
             && let (Some(v), Some(g)) = (snap.global_kpis.get(m), snap.goal_gaps.get(m))
         {
-            let target = self.state.goals.iter().find(|x| x.kpi == m).map_or(f64::NAN, |x| x.target);
-            cond.push(format!("{m} {} against target {} (gap {g:+.3} >= {th})", fmt_kpi(m, *v), fmt_kpi(m, target)));
+            let target = self
+                .state
+                .goals
+                .iter()
+                .find(|x| x.kpi == m)
+                .map_or(f64::NAN, |x| x.target);
+            cond.push(format!(
+                "{m} {} against target {} (gap {g:+.3} >= {th})",
+                fmt_kpi(m, *v),
+                fmt_kpi(m, target)
+            ));
         }
         if let Some(n) = eval.values.get("underperforming_domains") {
             cond.push(format!("{n} domains underperforming"));
         }
         cond.push(c.why.clone());
         Directive {
-            id: make_id(self.cfg.id_seed, now, &["directive", &snap.cycle.to_string(), &p.id, &key]),
+            id: make_id(
+                self.cfg.id_seed,
+                now,
+                &["directive", &snap.cycle.to_string(), &p.id, &key],
+            ),
             directive_type: t.directive_type,
             target_domain: c.domain.clone(),
             target_subsystem: t.subsystem.clone(),
@@ -488,7 +646,10 @@ impl Supervisor {
             .state
             .verdict_log
             .iter()
-            .filter(|(c, o)| c + cfg.failure_window_cycles > cycle && matches!(o, Outcome::NoEffect | Outcome::Degraded))
+            .filter(|(c, o)| {
+                c + cfg.failure_window_cycles > cycle
+                    && matches!(o, Outcome::NoEffect | Outcome::Degraded)
+            })
             .count();
         if failures >= cfg.verification_failures {
             want.insert(
@@ -496,12 +657,20 @@ impl Supervisor {
                 (
                     AlertKind::VerificationFailures,
                     Severity::Critical,
-                    format!("{failures} directives failed verification in the last {} cycles", cfg.failure_window_cycles),
+                    format!(
+                        "{failures} directives failed verification in the last {} cycles",
+                        cfg.failure_window_cycles
+                    ),
                 ),
             );
         }
         for g in &self.state.goals {
-            let streak = self.state.goal_miss_streak.get(&g.kpi).copied().unwrap_or(0);
+            let streak = self
+                .state
+                .goal_miss_streak
+                .get(&g.kpi)
+                .copied()
+                .unwrap_or(0);
             if streak >= cfg.goal_gap_cycles {
                 let v = snap.global_kpis.get(&g.kpi).copied().unwrap_or(f64::NAN);
                 want.insert(
@@ -526,7 +695,10 @@ impl Supervisor {
                     (
                         AlertKind::SystemicPatternPersisting,
                         Severity::Critical,
-                        format!("{} for {} cycles despite directives", t.description, t.streak),
+                        format!(
+                            "{} for {} cycles despite directives",
+                            t.description, t.streak
+                        ),
                     ),
                 );
             }
@@ -540,7 +712,10 @@ impl Supervisor {
                     (
                         AlertKind::ComplianceBelowThreshold,
                         Severity::Critical,
-                        format!("{name} compliance score {v:.1} is below {}", cfg.compliance_threshold),
+                        format!(
+                            "{name} compliance score {v:.1} is below {}",
+                            cfg.compliance_threshold
+                        ),
                     ),
                 );
             }
@@ -565,18 +740,47 @@ impl Supervisor {
             }
         }
         let actor = self.cfg.actor.clone();
-        let gone: Vec<String> = self.state.alerts.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+        let gone: Vec<String> = self
+            .state
+            .alerts
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
+            .collect();
         for key in gone {
-            self.commit(now, &actor, RecordBody::AlertResolved { key: key.clone(), cycle });
-            self.notify(NotificationKind::AlertResolved, now, format!("Resolved: {key}."), Some(key));
+            self.commit(
+                now,
+                &actor,
+                RecordBody::AlertResolved {
+                    key: key.clone(),
+                    cycle,
+                },
+            );
+            self.notify(
+                NotificationKind::AlertResolved,
+                now,
+                format!("Resolved: {key}."),
+                Some(key),
+            );
         }
         for (key, (kind, severity, message)) in want {
             if self.state.alerts.contains_key(&key) {
                 continue;
             }
-            let alert = Alert { key: key.clone(), kind, severity, message: message.clone(), since_cycle: cycle };
+            let alert = Alert {
+                key: key.clone(),
+                kind,
+                severity,
+                message: message.clone(),
+                since_cycle: cycle,
+            };
             self.commit(now, &actor, RecordBody::AlertFired { alert });
-            self.notify(NotificationKind::AlertFiring, now, format!("Alert {}: {message}.", kind.as_str()), Some(key));
+            self.notify(
+                NotificationKind::AlertFiring,
+                now,
+                format!("Alert {}: {message}.", kind.as_str()),
+                Some(key),
+            );
         }
     }
 }

@@ -11,7 +11,9 @@ use crate::config::SupervisorConfig;
 use crate::directive::{DirectiveType, Status};
 use crate::health::HealthGraph;
 use crate::kpi::DomainWindow;
-use crate::protocol::{DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent};
+use crate::protocol::{
+    DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent,
+};
 use crate::record::{Entry, RecordBody};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -62,7 +64,11 @@ pub enum InputError {
     #[error("unknown directive {0}")]
     UnknownDirective(String),
     #[error("directive {id} is {status}, not {expected}")]
-    WrongStatus { id: String, status: Status, expected: &'static str },
+    WrongStatus {
+        id: String,
+        status: Status,
+        expected: &'static str,
+    },
     #[error("{approver} already approved directive {id}")]
     AlreadyApproved { id: String, approver: String },
     #[error("directive {0} needs a review note with its approval")]
@@ -72,9 +78,18 @@ pub enum InputError {
     #[error("approver name must not be empty")]
     EmptyApprover,
     #[error("ack for directive {id} names {got}, but the directive targets {expected}")]
-    AckMismatch { id: String, got: String, expected: String },
+    AckMismatch {
+        id: String,
+        got: String,
+        expected: String,
+    },
     #[error("invalid {event_type} event {id}: {field}: {reason}")]
-    InvalidEvent { event_type: &'static str, id: String, field: &'static str, reason: String },
+    InvalidEvent {
+        event_type: &'static str,
+        id: String,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// Counts of ingested events.
@@ -120,7 +135,11 @@ impl Supervisor {
     }
 
     /// Rebuilds a supervisor from its ledger records and records the restart at `now`.
-    pub fn restore(cfg: SupervisorConfig, records: &[(Timestamp, RecordBody)], now: Timestamp) -> Result<Self, String> {
+    pub fn restore(
+        cfg: SupervisorConfig,
+        records: &[(Timestamp, RecordBody)],
+        now: Timestamp,
+    ) -> Result<Self, String> {
         cfg.validate()?;
         let state = State::replay(&cfg, records.iter().map(|(t, r)| (*t, r)));
         let open_start = state.last_cycle_end.unwrap_or(state.started_at);
@@ -182,19 +201,35 @@ impl Supervisor {
     /// Appends a record: applies it to the state, then queues it for the ledger.
     fn commit(&mut self, time: Timestamp, actor: &str, body: RecordBody) {
         self.state.apply(&self.cfg, &body, time);
-        self.effects.push_back(Effect::Record(body.to_entry(time, actor)));
+        self.effects
+            .push_back(Effect::Record(body.to_entry(time, actor)));
         self.journal.push(body);
     }
 
-    fn notify(&mut self, kind: NotificationKind, time: Timestamp, text: String, subject: Option<String>) {
-        self.effects.push_back(Effect::Notify(Notification { kind, time, text, subject }));
+    fn notify(
+        &mut self,
+        kind: NotificationKind,
+        time: Timestamp,
+        text: String,
+        subject: Option<String>,
+    ) {
+        self.effects.push_back(Effect::Notify(Notification {
+            kind,
+            time,
+            text,
+            subject,
+        }));
     }
 
     /// Folds one authenticated spine event in. Acks change directives; other events go into
     /// the open cycle's KPI windows in O(1).
     pub fn ingest(&mut self, event: &SpineEvent) -> Result<(), InputError> {
         let r = self.ingest_inner(event);
-        if r.is_ok() { self.counters.accepted += 1 } else { self.counters.rejected += 1 }
+        if r.is_ok() {
+            self.counters.accepted += 1
+        } else {
+            self.counters.rejected += 1
+        }
         r
     }
 
@@ -204,25 +239,49 @@ impl Supervisor {
             EventData::DirectiveApplied(a) => self.handle_applied(event, a),
             EventData::DirectiveRefused(r) => self.handle_refused(event, r),
             EventData::HealthChanged(h) => {
-                let before = self.open_health.nodes.get(&format!("{}/{}", h.domain, h.node)).map(|n| n.state);
+                let before = self
+                    .open_health
+                    .nodes
+                    .get(&format!("{}/{}", h.domain, h.node))
+                    .map(|n| n.state);
                 self.open_health.apply(h);
                 if before != Some(h.state) {
                     self.open_regime.insert(h.domain.clone(), event.time);
                 }
-                self.open.entry(h.domain.clone()).or_default().observe(&event.data);
+                self.open
+                    .entry(h.domain.clone())
+                    .or_default()
+                    .observe(&event.data);
                 Ok(())
             }
             data => {
-                self.open.entry(data.domain().to_string()).or_default().observe(data);
+                self.open
+                    .entry(data.domain().to_string())
+                    .or_default()
+                    .observe(data);
                 Ok(())
             }
         }
     }
 
-    fn handle_applied(&mut self, event: &SpineEvent, a: &DirectiveApplied) -> Result<(), InputError> {
-        let ds = self.state.directives.get(&a.directive_id).ok_or_else(|| InputError::UnknownDirective(a.directive_id.clone()))?;
-        if ds.status != Status::Published || ds.directive.directive_type == DirectiveType::RequestReview {
-            return Err(InputError::WrongStatus { id: a.directive_id.clone(), status: ds.status, expected: "published" });
+    fn handle_applied(
+        &mut self,
+        event: &SpineEvent,
+        a: &DirectiveApplied,
+    ) -> Result<(), InputError> {
+        let ds = self
+            .state
+            .directives
+            .get(&a.directive_id)
+            .ok_or_else(|| InputError::UnknownDirective(a.directive_id.clone()))?;
+        if ds.status != Status::Published
+            || ds.directive.directive_type == DirectiveType::RequestReview
+        {
+            return Err(InputError::WrongStatus {
+                id: a.directive_id.clone(),
+                status: ds.status,
+                expected: "published",
+            });
         }
         if a.domain != ds.directive.target_domain || a.knob != ds.directive.knob {
             return Err(InputError::AckMismatch {
@@ -248,7 +307,12 @@ impl Supervisor {
         self.notify(
             NotificationKind::Applied,
             time,
-            format!("Spine applied directive {}: {knob_key} changed from {} to {}.", short(&a.directive_id), a.previous, a.current),
+            format!(
+                "Spine applied directive {}: {knob_key} changed from {} to {}.",
+                short(&a.directive_id),
+                a.previous,
+                a.current
+            ),
             Some(a.directive_id.clone()),
         );
         if let Some(orig) = rollback_of {
@@ -256,12 +320,20 @@ impl Supervisor {
             self.commit(
                 time,
                 &actor,
-                RecordBody::RolledBack { directive_id: orig.clone(), rollback_id: a.directive_id.clone(), restored: a.current.clone() },
+                RecordBody::RolledBack {
+                    directive_id: orig.clone(),
+                    rollback_id: a.directive_id.clone(),
+                    restored: a.current.clone(),
+                },
             );
             self.notify(
                 NotificationKind::Rollback,
                 time,
-                format!("Rolled back directive {}: {knob_key} restored to {}.", short(&orig), a.current),
+                format!(
+                    "Rolled back directive {}: {knob_key} restored to {}.",
+                    short(&orig),
+                    a.current
+                ),
                 Some(orig),
             );
         }
@@ -271,17 +343,40 @@ impl Supervisor {
         Ok(())
     }
 
-    fn handle_refused(&mut self, event: &SpineEvent, r: &DirectiveRefused) -> Result<(), InputError> {
-        let ds = self.state.directives.get(&r.directive_id).ok_or_else(|| InputError::UnknownDirective(r.directive_id.clone()))?;
+    fn handle_refused(
+        &mut self,
+        event: &SpineEvent,
+        r: &DirectiveRefused,
+    ) -> Result<(), InputError> {
+        let ds = self
+            .state
+            .directives
+            .get(&r.directive_id)
+            .ok_or_else(|| InputError::UnknownDirective(r.directive_id.clone()))?;
         if ds.status != Status::Published {
-            return Err(InputError::WrongStatus { id: r.directive_id.clone(), status: ds.status, expected: "published" });
+            return Err(InputError::WrongStatus {
+                id: r.directive_id.clone(),
+                status: ds.status,
+                expected: "published",
+            });
         }
         let was_late = ds.ack_timed_out;
-        self.commit(event.time, &event.source, RecordBody::Refused { directive_id: r.directive_id.clone(), reason: r.reason.clone() });
+        self.commit(
+            event.time,
+            &event.source,
+            RecordBody::Refused {
+                directive_id: r.directive_id.clone(),
+                reason: r.reason.clone(),
+            },
+        );
         self.notify(
             NotificationKind::Applied,
             event.time,
-            format!("Spine refused directive {}: {}.", short(&r.directive_id), r.reason),
+            format!(
+                "Spine refused directive {}: {}.",
+                short(&r.directive_id),
+                r.reason
+            ),
             Some(r.directive_id.clone()),
         );
         if was_late {
@@ -294,32 +389,69 @@ impl Supervisor {
         if self.state.alerts.contains_key(key) {
             let actor = self.cfg.actor.clone();
             let cycle = self.state.cycle;
-            self.commit(time, &actor, RecordBody::AlertResolved { key: key.to_string(), cycle });
-            self.notify(NotificationKind::AlertResolved, time, format!("Resolved: {key}."), Some(key.to_string()));
+            self.commit(
+                time,
+                &actor,
+                RecordBody::AlertResolved {
+                    key: key.to_string(),
+                    cycle,
+                },
+            );
+            self.notify(
+                NotificationKind::AlertResolved,
+                time,
+                format!("Resolved: {key}."),
+                Some(key.to_string()),
+            );
         }
     }
 
     /// Records an approval; publishes the directive once it has every approval it needs.
-    pub fn approve(&mut self, id: &str, approver: &str, note: &str, now: Timestamp) -> Result<(), InputError> {
+    pub fn approve(
+        &mut self,
+        id: &str,
+        approver: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<(), InputError> {
         let approver = approver.trim();
         if approver.is_empty() {
             return Err(InputError::EmptyApprover);
         }
-        let ds = self.state.directives.get(id).ok_or_else(|| InputError::UnknownDirective(id.into()))?;
+        let ds = self
+            .state
+            .directives
+            .get(id)
+            .ok_or_else(|| InputError::UnknownDirective(id.into()))?;
         if ds.status != Status::PendingApproval {
-            return Err(InputError::WrongStatus { id: id.into(), status: ds.status, expected: "pending_approval" });
+            return Err(InputError::WrongStatus {
+                id: id.into(),
+                status: ds.status,
+                expected: "pending_approval",
+            });
         }
         if ds.expires_at.is_some_and(|t| now >= t) {
             self.expire(id, now);
             return Err(InputError::Expired(id.into()));
         }
         if ds.approvals.iter().any(|a| a.approver == approver) {
-            return Err(InputError::AlreadyApproved { id: id.into(), approver: approver.into() });
+            return Err(InputError::AlreadyApproved {
+                id: id.into(),
+                approver: approver.into(),
+            });
         }
         if ds.requirement.review_note && note.trim().is_empty() {
             return Err(InputError::ReviewNoteRequired(id.into()));
         }
-        self.commit(now, approver, RecordBody::Approved { directive_id: id.into(), approver: approver.into(), note: note.into() });
+        self.commit(
+            now,
+            approver,
+            RecordBody::Approved {
+                directive_id: id.into(),
+                approver: approver.into(),
+                note: note.into(),
+            },
+        );
         if self.state.directives[id].status == Status::Approved {
             self.publish(id, now);
         }
@@ -327,16 +459,38 @@ impl Supervisor {
     }
 
     /// Records a rejection: the directive is never published.
-    pub fn reject(&mut self, id: &str, approver: &str, note: &str, now: Timestamp) -> Result<(), InputError> {
+    pub fn reject(
+        &mut self,
+        id: &str,
+        approver: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<(), InputError> {
         let approver = approver.trim();
         if approver.is_empty() {
             return Err(InputError::EmptyApprover);
         }
-        let ds = self.state.directives.get(id).ok_or_else(|| InputError::UnknownDirective(id.into()))?;
+        let ds = self
+            .state
+            .directives
+            .get(id)
+            .ok_or_else(|| InputError::UnknownDirective(id.into()))?;
         if ds.status != Status::PendingApproval {
-            return Err(InputError::WrongStatus { id: id.into(), status: ds.status, expected: "pending_approval" });
+            return Err(InputError::WrongStatus {
+                id: id.into(),
+                status: ds.status,
+                expected: "pending_approval",
+            });
         }
-        self.commit(now, approver, RecordBody::Rejected { directive_id: id.into(), approver: approver.into(), note: note.into() });
+        self.commit(
+            now,
+            approver,
+            RecordBody::Rejected {
+                directive_id: id.into(),
+                approver: approver.into(),
+                note: note.into(),
+            },
+        );
         Ok(())
     }
 
@@ -362,7 +516,13 @@ impl Supervisor {
 
     fn expire(&mut self, id: &str, now: Timestamp) {
         let actor = self.cfg.actor.clone();
-        self.commit(now, &actor, RecordBody::Expired { directive_id: id.into() });
+        self.commit(
+            now,
+            &actor,
+            RecordBody::Expired {
+                directive_id: id.into(),
+            },
+        );
         let d = &self.state.directives[id].directive;
         let text = format!(
             "Directive {} ({} {} in {}) expired without the approvals it needed; it will not be applied.",
@@ -392,7 +552,14 @@ impl Supervisor {
             )
         };
         let actor = self.cfg.actor.clone();
-        self.commit(now, &actor, RecordBody::Published { directive_id: id.into(), message: message.clone() });
+        self.commit(
+            now,
+            &actor,
+            RecordBody::Published {
+                directive_id: id.into(),
+                message: message.clone(),
+            },
+        );
         if review {
             self.notify(NotificationKind::ReviewRequest, now, text, Some(id.into()));
         } else {
@@ -424,21 +591,29 @@ fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
     match &e.data {
         EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
             if !r.duration_s.is_finite() || r.duration_s < 0.0 {
-                return Err(bad("duration_s", format!("must be a non-negative number of seconds, got {}", r.duration_s)));
+                return Err(bad(
+                    "duration_s",
+                    format!(
+                        "must be a non-negative number of seconds, got {}",
+                        r.duration_s
+                    ),
+                ));
             }
             if r.playbook.trim().is_empty() {
                 return Err(bad("playbook", "must not be empty".into()));
             }
         }
-        EventData::DecisionMade(d) => {
-            if !(0.0..=1.0).contains(&d.confidence) {
-                return Err(bad("confidence", format!("must be within 0..=1, got {}", d.confidence)));
-            }
+        EventData::DecisionMade(d) if !(0.0..=1.0).contains(&d.confidence) => {
+            return Err(bad(
+                "confidence",
+                format!("must be within 0..=1, got {}", d.confidence),
+            ));
         }
-        EventData::ComplianceScored(c) => {
-            if !(0.0..=100.0).contains(&c.score) {
-                return Err(bad("score", format!("must be within 0..=100, got {}", c.score)));
-            }
+        EventData::ComplianceScored(c) if !(0.0..=100.0).contains(&c.score) => {
+            return Err(bad(
+                "score",
+                format!("must be within 0..=100, got {}", c.score),
+            ));
         }
         EventData::KpiReported(k) => {
             if !k.value.is_finite() {
@@ -448,10 +623,8 @@ fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
                 return Err(bad("name", "must not be empty".into()));
             }
         }
-        EventData::HealthChanged(h) => {
-            if h.node.trim().is_empty() {
-                return Err(bad("node", "must not be empty".into()));
-            }
+        EventData::HealthChanged(h) if h.node.trim().is_empty() => {
+            return Err(bad("node", "must not be empty".into()));
         }
         _ => {}
     }

@@ -64,7 +64,8 @@ impl DirectiveState {
 
     /// True while it holds its knob.
     pub fn holds_knob(&self) -> bool {
-        self.status.in_flight() && self.directive.directive_type != crate::directive::DirectiveType::RequestReview
+        self.status.in_flight()
+            && self.directive.directive_type != crate::directive::DirectiveType::RequestReview
     }
 }
 
@@ -141,13 +142,22 @@ impl State {
 
     /// The directive holding a knob, if any.
     pub fn knob_holder(&self, knob_key: &str) -> Option<&DirectiveState> {
-        self.directives.values().find(|d| d.holds_knob() && d.directive.knob_key() == knob_key)
+        self.directives
+            .values()
+            .find(|d| d.holds_knob() && d.directive.knob_key() == knob_key)
     }
 
     /// Applies one record.
     pub fn apply(&mut self, cfg: &SupervisorConfig, record: &RecordBody, time: Timestamp) {
         match record {
-            RecordBody::Started { environment, goals, policies, approval, start, .. } => {
+            RecordBody::Started {
+                environment,
+                goals,
+                policies,
+                approval,
+                start,
+                ..
+            } => {
                 self.environment = environment.clone();
                 self.goals = goals.clone();
                 self.approval = approval.clone();
@@ -162,14 +172,22 @@ impl State {
                         PolicyState {
                             policy: p.clone(),
                             streak: prev.as_ref().map_or(0, |s| s.streak),
-                            last_issued: prev.as_ref().map(|s| s.last_issued.clone()).unwrap_or_default(),
+                            last_issued: prev
+                                .as_ref()
+                                .map(|s| s.last_issued.clone())
+                                .unwrap_or_default(),
                             track: prev.map(|s| s.track).unwrap_or_default(),
                         },
                     );
                 }
                 self.policies = next;
             }
-            RecordBody::Snapshot { windows, health, regime_changes, snapshot } => {
+            RecordBody::Snapshot {
+                windows,
+                health,
+                regime_changes,
+                snapshot,
+            } => {
                 self.cycle = windows.cycle;
                 self.last_cycle_end = Some(windows.end);
                 self.health = health.clone();
@@ -177,7 +195,8 @@ impl State {
                     self.known_domains.insert(d.clone());
                 }
                 for id in health.nodes.keys() {
-                    self.known_domains.insert(crate::health::split_id(id).0.to_string());
+                    self.known_domains
+                        .insert(crate::health::split_id(id).0.to_string());
                 }
                 for (d, t) in regime_changes {
                     let e = self.regime_start.entry(d.clone()).or_insert(*t);
@@ -197,7 +216,11 @@ impl State {
                 }
                 for (d, w) in &windows.domains {
                     let base = self.baselines.entry(d.clone()).or_default();
-                    for k in [crate::kpi::OVERALL_SUCCESS_RATE, crate::kpi::MEAN_RECOVERY_TIME, crate::kpi::AUTONOMY_RATE] {
+                    for k in [
+                        crate::kpi::OVERALL_SUCCESS_RATE,
+                        crate::kpi::MEAN_RECOVERY_TIME,
+                        crate::kpi::AUTONOMY_RATE,
+                    ] {
                         if let Some(v) = w.value(k) {
                             let b = base.entry(k.to_string()).or_insert(v);
                             *b += BASELINE_WEIGHT * (v - *b);
@@ -239,7 +262,11 @@ impl State {
                 self.last_kpis = snapshot.global_kpis.clone();
                 self.last_gaps = snapshot.goal_gaps.clone();
                 let horizon = cfg.alerts.failure_window_cycles;
-                while self.verdict_log.front().is_some_and(|(c, _)| c + horizon <= self.cycle) {
+                while self
+                    .verdict_log
+                    .front()
+                    .is_some_and(|(c, _)| c + horizon <= self.cycle)
+                {
                     self.verdict_log.pop_front();
                 }
             }
@@ -250,7 +277,13 @@ impl State {
                     }
                 }
             }
-            RecordBody::Proposed { directive, requirement, effective_impact, pre_window, pre_cycles } => {
+            RecordBody::Proposed {
+                directive,
+                requirement,
+                effective_impact,
+                pre_window,
+                pre_cycles,
+            } => {
                 let key = directive.knob_key();
                 if let Some(pid) = &directive.policy_id
                     && let Some(p) = self.policies.get_mut(pid)
@@ -287,23 +320,43 @@ impl State {
                     },
                 );
             }
-            RecordBody::ApprovalRequested { directive_id, expires_at, .. } => {
+            RecordBody::ApprovalRequested {
+                directive_id,
+                expires_at,
+                ..
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
                     d.expires_at = Some(*expires_at);
                     d.set_status(Status::PendingApproval, time);
                 }
             }
-            RecordBody::Approved { directive_id, approver, note } => {
+            RecordBody::Approved {
+                directive_id,
+                approver,
+                note,
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
-                    d.approvals.push(Approval { approver: approver.clone(), note: note.clone(), at: time });
+                    d.approvals.push(Approval {
+                        approver: approver.clone(),
+                        note: note.clone(),
+                        at: time,
+                    });
                     if d.approvals.len() >= d.requirement.approvals as usize {
                         d.set_status(Status::Approved, time);
                     }
                 }
             }
-            RecordBody::Rejected { directive_id, approver, note } => {
+            RecordBody::Rejected {
+                directive_id,
+                approver,
+                note,
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
-                    d.rejection = Some(Approval { approver: approver.clone(), note: note.clone(), at: time });
+                    d.rejection = Some(Approval {
+                        approver: approver.clone(),
+                        note: note.clone(),
+                        at: time,
+                    });
                     d.set_status(Status::Rejected, time);
                 }
             }
@@ -318,18 +371,31 @@ impl State {
                     d.set_status(Status::Published, time);
                 }
             }
-            RecordBody::Applied { directive_id, previous, current, at } => {
+            RecordBody::Applied {
+                directive_id,
+                previous,
+                current,
+                at,
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
-                    d.applied = Some(AppliedChange { previous: previous.clone(), current: current.clone(), at: *at });
+                    d.applied = Some(AppliedChange {
+                        previous: previous.clone(),
+                        current: current.clone(),
+                        at: *at,
+                    });
                     d.set_status(Status::Applied, time);
                     d.set_status(Status::Verifying, time);
                     let domain = d.directive.target_domain.clone();
-                    self.knob_values.insert(d.directive.knob_key(), current.clone());
+                    self.knob_values
+                        .insert(d.directive.knob_key(), current.clone());
                     let e = self.regime_start.entry(domain).or_insert(*at);
                     *e = (*e).max(*at);
                 }
             }
-            RecordBody::Refused { directive_id, reason } => {
+            RecordBody::Refused {
+                directive_id,
+                reason,
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
                     d.refused_reason = Some(reason.clone());
                     d.set_status(Status::Refused, time);
@@ -340,7 +406,10 @@ impl State {
                     d.ack_timed_out = true;
                 }
             }
-            RecordBody::VerdictReached { directive_id, verdict } => {
+            RecordBody::VerdictReached {
+                directive_id,
+                verdict,
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
                     let status = match verdict.outcome {
                         Outcome::Verified => Status::Verified,
@@ -353,13 +422,21 @@ impl State {
                     self.verdict_log.push_back((self.cycle, verdict.outcome));
                 }
             }
-            RecordBody::RolledBack { directive_id, rollback_id, .. } => {
+            RecordBody::RolledBack {
+                directive_id,
+                rollback_id,
+                ..
+            } => {
                 if let Some(d) = self.directives.get_mut(directive_id) {
                     d.rolled_back_by = Some(rollback_id.clone());
                     d.set_status(Status::RolledBack, time);
                 }
             }
-            RecordBody::TrackRecordUpdated { policy_id, track_record, .. } => {
+            RecordBody::TrackRecordUpdated {
+                policy_id,
+                track_record,
+                ..
+            } => {
                 if let Some(p) = self.policies.get_mut(policy_id) {
                     p.track = *track_record;
                 }

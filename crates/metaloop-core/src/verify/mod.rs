@@ -85,7 +85,7 @@ impl Default for VerifyConfig {
             min_samples: 1000,
             min_cycles: 3,
             max_cycles: 12,
-            pre_cycles: 6,
+            pre_cycles: 12,
             guardrail_min_samples: 100,
         }
     }
@@ -94,9 +94,15 @@ impl Default for VerifyConfig {
 impl VerifyConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, a) in [("alpha", self.alpha), ("degrade_alpha", self.degrade_alpha), ("guardrail_alpha", self.guardrail_alpha)] {
+        for (name, a) in [
+            ("alpha", self.alpha),
+            ("degrade_alpha", self.degrade_alpha),
+            ("guardrail_alpha", self.guardrail_alpha),
+        ] {
             if !(a > 0.0 && a < 0.5) {
-                return Err(format!("verification.{name} must be within (0, 0.5), got {a}"));
+                return Err(format!(
+                    "verification.{name} must be within (0, 0.5), got {a}"
+                ));
             }
         }
         if self.min_cycles == 0 || self.max_cycles < self.min_cycles {
@@ -177,7 +183,14 @@ fn direction_of(kpi: &str, goals: &[Goal]) -> Direction {
 
 /// Tests `kpi` for a change beyond `tolerance` in the worse direction (`worse = true`) or
 /// for any improvement (`worse = false`). `None` when either window lacks data.
-fn test_kpi(kpi: &str, dir: Direction, pre: &DomainWindow, post: &DomainWindow, tolerance: f64, worse: bool) -> Option<KpiTest> {
+fn test_kpi(
+    kpi: &str,
+    dir: Direction,
+    pre: &DomainWindow,
+    post: &DomainWindow,
+    tolerance: f64,
+    worse: bool,
+) -> Option<KpiTest> {
     let (n_pre, n_post) = (pre.samples(kpi), post.samples(kpi));
     let (pv, qv) = (pre.value(kpi)?, post.value(kpi)?);
     let higher = dir == Direction::HigherIsBetter;
@@ -204,7 +217,13 @@ fn test_kpi(kpi: &str, dir: Direction, pre: &DomainWindow, post: &DomainWindow, 
             if worse {
                 // H1: post worse than pre by more than the tolerance
                 let margin = if higher { -tolerance } else { tolerance };
-                let r = stats::two_proportion_margin(a.successes, a.trials, b.successes, b.trials, margin)?;
+                let r = stats::two_proportion_margin(
+                    a.successes,
+                    a.trials,
+                    b.successes,
+                    b.trials,
+                    margin,
+                )?;
                 t.statistic = Some(r.z);
                 t.p_value = Some(if higher { r.p_less } else { r.p_greater });
             } else {
@@ -218,8 +237,17 @@ fn test_kpi(kpi: &str, dir: Direction, pre: &DomainWindow, post: &DomainWindow, 
             t.test = "mann_whitney".into();
             let a = pre.recovery.weighted_values();
             // allow `tolerance` (relative) of slowdown before calling it worse
-            let scale = if worse && !higher { 1.0 / (1.0 + tolerance) } else { 1.0 };
-            let b: Vec<(f64, u64)> = post.recovery.weighted_values().into_iter().map(|(v, n)| (v * scale, n)).collect();
+            let scale = if worse && !higher {
+                1.0 / (1.0 + tolerance)
+            } else {
+                1.0
+            };
+            let b: Vec<(f64, u64)> = post
+                .recovery
+                .weighted_values()
+                .into_iter()
+                .map(|(v, n)| (v * scale, n))
+                .collect();
             let r = stats::mann_whitney(&a, &b)?;
             t.statistic = Some(r.z);
             let hl = stats::hodges_lehmann(&a, &post.recovery.weighted_values()).unwrap_or(qv - pv);
@@ -240,7 +268,15 @@ fn test_kpi(kpi: &str, dir: Direction, pre: &DomainWindow, post: &DomainWindow, 
                 (true, false) => tolerance,
                 _ => 0.0,
             };
-            let r = stats::welch(a.mean()?, a.variance()?, a.count, b.mean()?, b.variance()?, b.count, margin)?;
+            let r = stats::welch(
+                a.mean()?,
+                a.variance()?,
+                a.count,
+                b.mean()?,
+                b.variance()?,
+                b.count,
+                margin,
+            )?;
             t.statistic = Some(r.t);
             if worse {
                 t.p_value = Some(if higher { r.p_less } else { r.p_greater });
@@ -302,16 +338,34 @@ pub fn evaluate(
             let mut t = empty("no data");
             t.pre = pre.value(target_kpi).unwrap_or(0.0);
             t.post = post.value(target_kpi).unwrap_or(0.0);
-            return Some(verdict(Outcome::Inconclusive, t, vec![], "no data in a window".into()));
+            return Some(verdict(
+                Outcome::Inconclusive,
+                t,
+                vec![],
+                "no data in a window".into(),
+            ));
         };
         let mut t = empty("the seed's rule: success if the number went up");
         t.test = "naive".into();
         t.effect = dir.better(b - a);
-        let outcome = if t.effect > 0.0 { Outcome::Verified } else { Outcome::Degraded };
-        return Some(verdict(outcome, t, vec![], format!("{target_kpi} moved from {a:.4} to {b:.4}")));
+        let outcome = if t.effect > 0.0 {
+            Outcome::Verified
+        } else {
+            Outcome::Degraded
+        };
+        return Some(verdict(
+            outcome,
+            t,
+            vec![],
+            format!("{target_kpi} moved from {a:.4} to {b:.4}"),
+        ));
     }
 
-    let needed = if kind_of(target_kpi) == KpiKind::Score { 3 } else { cfg.min_samples };
+    let needed = if kind_of(target_kpi) == KpiKind::Score {
+        3
+    } else {
+        cfg.min_samples
+    };
     let enough = post.samples(target_kpi) >= needed && post_cycles >= cfg.min_cycles;
     if !enough {
         if post_cycles >= cfg.max_cycles {
@@ -337,7 +391,12 @@ pub fn evaluate(
         if t.post.is_nan() {
             t.post = 0.0;
         }
-        return Some(verdict(Outcome::Inconclusive, t, vec![], "no pre-window data to compare with".into()));
+        return Some(verdict(
+            Outcome::Inconclusive,
+            t,
+            vec![],
+            "no pre-window data to compare with".into(),
+        ));
     };
 
     // guardrails: every other goal KPI, tolerance from the declared side effects
@@ -346,12 +405,18 @@ pub fn evaluate(
         if g.kpi == target_kpi || builtin(&g.kpi).is_none() {
             continue;
         }
-        let min = if kind_of(&g.kpi) == KpiKind::Score { 3 } else { cfg.guardrail_min_samples };
+        let min = if kind_of(&g.kpi) == KpiKind::Score {
+            3
+        } else {
+            cfg.guardrail_min_samples
+        };
         if pre.samples(&g.kpi) < min || post.samples(&g.kpi) < min {
             continue;
         }
         let tol = side_effects.get(&g.kpi).copied().unwrap_or(0.0);
-        let Some(mut t) = test_kpi(&g.kpi, g.direction, pre, post, tol, true) else { continue };
+        let Some(mut t) = test_kpi(&g.kpi, g.direction, pre, post, tol, true) else {
+            continue;
+        };
         // a KPI that met its goal and now misses it fails without tolerance
         if g.met_by(t.pre)
             && !g.met_by(t.post)
@@ -363,31 +428,61 @@ pub fn evaluate(
         }
         guardrails.push(t);
     }
-    let raw: Vec<f64> = guardrails.iter().map(|t| t.p_value.unwrap_or(1.0)).collect();
+    let raw: Vec<f64> = guardrails
+        .iter()
+        .map(|t| t.p_value.unwrap_or(1.0))
+        .collect();
     let adjusted = stats::holm_adjust(&raw);
     for (t, p) in guardrails.iter_mut().zip(adjusted) {
         t.p_adjusted = Some(p);
         t.failed = p < cfg.guardrail_alpha;
         if t.note.is_empty() {
-            t.note = if t.failed { "degraded beyond its tolerance".into() } else { "within tolerance".into() };
+            t.note = if t.failed {
+                "degraded beyond its tolerance".into()
+            } else {
+                "within tolerance".into()
+            };
         }
     }
 
     let p_better = target.p_value.unwrap_or(1.0);
     let p_worse = target.p_worse.unwrap_or(1.0);
-    let failed: Vec<&str> = guardrails.iter().filter(|t| t.failed).map(|t| t.kpi.as_str()).collect();
+    let failed: Vec<&str> = guardrails
+        .iter()
+        .filter(|t| t.failed)
+        .map(|t| t.kpi.as_str())
+        .collect();
     let (outcome, reason) = if p_worse < cfg.degrade_alpha {
         target.failed = true;
         target.note = "significantly worse".into();
-        (Outcome::Degraded, format!("{target_kpi} got worse (p = {p_worse:.4} < {})", cfg.degrade_alpha))
+        (
+            Outcome::Degraded,
+            format!(
+                "{target_kpi} got worse (p = {p_worse:.4} < {})",
+                cfg.degrade_alpha
+            ),
+        )
     } else if !failed.is_empty() {
-        (Outcome::Degraded, format!("guardrail failed: {}", failed.join(", ")))
+        target.note = "guardrail failed".into();
+        (
+            Outcome::Degraded,
+            format!("guardrail failed: {}", failed.join(", ")),
+        )
     } else if p_better < cfg.alpha {
         target.note = "significantly better".into();
-        (Outcome::Verified, format!("{target_kpi} improved (p = {p_better:.4} < {})", cfg.alpha))
+        (
+            Outcome::Verified,
+            format!("{target_kpi} improved (p = {p_better:.4} < {})", cfg.alpha),
+        )
     } else {
         target.note = "no significant change".into();
-        (Outcome::NoEffect, format!("no significant improvement of {target_kpi} (p = {p_better:.4} >= {})", cfg.alpha))
+        (
+            Outcome::NoEffect,
+            format!(
+                "no significant improvement of {target_kpi} (p = {p_better:.4} >= {})",
+                cfg.alpha
+            ),
+        )
     };
     Some(verdict(outcome, target, guardrails, reason))
 }

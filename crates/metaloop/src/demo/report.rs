@@ -1,0 +1,116 @@
+//! The demo's JSON report (DESIGN.md §7). Field names are a contract: add, never rename.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub cycle: u64,
+    pub time: String,
+    pub snapshot_id: String,
+    pub global_kpis: BTreeMap<String, f64>,
+    pub goal_gaps: BTreeMap<String, f64>,
+    /// Ids of the directives issued this cycle.
+    pub directives: Vec<String>,
+    pub summary: String,
+}
+
+/// An approval as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalReport {
+    pub approver: String,
+    pub note: String,
+    pub time: String,
+}
+
+/// The verdict as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictReport {
+    pub method: String,
+    pub outcome: String,
+    pub p_value: Option<f64>,
+    pub effect: f64,
+    /// Everything the verifier computed (test, sample sizes, statistics, guardrails).
+    pub details: serde_json::Value,
+}
+
+/// The simulator's ground truth for a directive.
+#[derive(Debug, Clone, Serialize)]
+pub struct TruthReport {
+    pub effect: f64,
+    pub harmful: bool,
+    pub details: serde_json::Value,
+}
+
+/// One directive with its whole lifecycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectiveReport {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub directive_type: String,
+    pub policy_id: Option<String>,
+    pub target_domain: String,
+    pub knob: String,
+    pub action: serde_json::Value,
+    pub target_kpi: String,
+    pub impact: String,
+    pub confidence: f64,
+    pub confidence_factors: serde_json::Value,
+    pub justification: String,
+    pub issued_cycle: u64,
+    pub requires_approval: bool,
+    pub approvals_needed: u32,
+    pub approvals: Vec<ApprovalReport>,
+    pub status: String,
+    pub lifecycle: Vec<(String, String)>,
+    pub previous: Option<serde_json::Value>,
+    pub current: Option<serde_json::Value>,
+    pub verdict: Option<VerdictReport>,
+    pub rollback_of: Option<String>,
+    pub rolled_back_by: Option<String>,
+    pub truth: Option<TruthReport>,
+}
+
+/// Counts over the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub directives: usize,
+    pub published: usize,
+    pub verified: usize,
+    pub no_effect: usize,
+    pub degraded: usize,
+    pub inconclusive: usize,
+    pub rolled_back: usize,
+    pub rollbacks: usize,
+    pub expired: usize,
+    pub rejected: usize,
+    pub refused: usize,
+    pub pending_approval: usize,
+    pub events_ingested: u64,
+    pub events_rejected: u64,
+    pub alerts_fired: usize,
+}
+
+/// The ledger's head at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerReport {
+    pub records: u64,
+    pub head: String,
+    pub path: Option<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub method: String,
+    pub environment: String,
+    pub auto_approve_as: Option<String>,
+    pub cycles: Vec<CycleReport>,
+    pub directives: Vec<DirectiveReport>,
+    pub alerts: Vec<serde_json::Value>,
+    pub totals: Totals,
+    pub ledger: LedgerReport,
+}

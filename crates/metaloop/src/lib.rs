@@ -1,0 +1,6 @@
+//! The metaloop binary's library: the demo driver and the ledger commands, so tests can
+//! drive them in-process.
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod ledger_cmd;
