@@ -577,6 +577,11 @@ pub fn short(id: &str) -> &str {
     &id[..end]
 }
 
+/// Longest recovery accepted: a year, in seconds.
+pub const MAX_DURATION_S: f64 = 31_536_000.0;
+/// Largest magnitude of a reported KPI value.
+pub const MAX_KPI_VALUE: f64 = 1e15;
+
 /// Rejects events whose values no spine could mean.
 fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
     let bad = |field: &'static str, reason: String| InputError::InvalidEvent {
@@ -590,11 +595,11 @@ fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
     }
     match &e.data {
         EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
-            if !r.duration_s.is_finite() || r.duration_s < 0.0 {
+            if !r.duration_s.is_finite() || !(0.0..=MAX_DURATION_S).contains(&r.duration_s) {
                 return Err(bad(
                     "duration_s",
                     format!(
-                        "must be a non-negative number of seconds, got {}",
+                        "must be a number of seconds within 0..={MAX_DURATION_S}, got {}",
                         r.duration_s
                     ),
                 ));
@@ -616,8 +621,14 @@ fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
             ));
         }
         EventData::KpiReported(k) => {
-            if !k.value.is_finite() {
-                return Err(bad("value", "must be a finite number".into()));
+            if !k.value.is_finite() || k.value.abs() > MAX_KPI_VALUE {
+                return Err(bad(
+                    "value",
+                    format!(
+                        "must be a finite number within ±{MAX_KPI_VALUE:e}, got {}",
+                        k.value
+                    ),
+                ));
             }
             if k.name.trim().is_empty() {
                 return Err(bad("name", "must not be empty".into()));

@@ -73,6 +73,12 @@ pub struct VerifyConfig {
     pub pre_cycles: usize,
     /// Observations a guardrail KPI needs in each window to be tested.
     pub guardrail_min_samples: u64,
+    /// Degradation of a rate KPI tolerated when a directive declares none (absolute).
+    pub default_rate_tolerance: f64,
+    /// Degradation of a duration KPI tolerated when a directive declares none (relative).
+    pub default_duration_tolerance: f64,
+    /// Degradation of a score KPI tolerated when a directive declares none (points).
+    pub default_score_tolerance: f64,
 }
 
 impl Default for VerifyConfig {
@@ -87,6 +93,9 @@ impl Default for VerifyConfig {
             max_cycles: 12,
             pre_cycles: 12,
             guardrail_min_samples: 100,
+            default_rate_tolerance: 0.01,
+            default_duration_tolerance: 0.05,
+            default_score_tolerance: 1.0,
         }
     }
 }
@@ -286,6 +295,8 @@ fn test_kpi(
             }
         }
     }
+    // infinite statistics (zero variance on one side) are recorded as absent
+    t.statistic = t.statistic.filter(|z| z.is_finite());
     Some(t)
 }
 
@@ -405,15 +416,22 @@ pub fn evaluate(
         if g.kpi == target_kpi || builtin(&g.kpi).is_none() {
             continue;
         }
-        let min = if kind_of(&g.kpi) == KpiKind::Score {
-            3
+        let kind = kind_of(&g.kpi);
+        let min = if kind == KpiKind::Score {
+            5
         } else {
             cfg.guardrail_min_samples
         };
         if pre.samples(&g.kpi) < min || post.samples(&g.kpi) < min {
             continue;
         }
-        let tol = side_effects.get(&g.kpi).copied().unwrap_or(0.0);
+        // a change too small to matter is no guardrail failure, however significant
+        let default_tol = match kind {
+            KpiKind::Rate => cfg.default_rate_tolerance,
+            KpiKind::Duration => cfg.default_duration_tolerance,
+            KpiKind::Score => cfg.default_score_tolerance,
+        };
+        let tol = side_effects.get(&g.kpi).copied().unwrap_or(default_tol);
         let Some(mut t) = test_kpi(&g.kpi, g.direction, pre, post, tol, true) else {
             continue;
         };
