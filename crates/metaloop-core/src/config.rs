@@ -52,6 +52,11 @@ impl Default for SupervisorConfig {
 }
 
 impl SupervisorConfig {
+    /// How long after a change its domain's data is left out of both windows, ms.
+    pub fn settle_millis(&self) -> i64 {
+        i64::from(self.verification.settle_cycles) * self.cycle_seconds * 1000
+    }
+
     /// Checks the configuration; the error names the bad setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.environment.trim().is_empty() {

@@ -92,7 +92,7 @@ pub struct Recovery {
     pub incident_id: String,
     /// The playbook that ran (autonomously or under a human).
     pub playbook: String,
-    /// Detection to resolution (or to giving up), seconds.
+    /// Incident onset to resolution (or to giving up), seconds: detection delay included.
     pub duration_s: f64,
     /// True when the planner ran it without a human.
     pub autonomous: bool,

@@ -198,15 +198,17 @@ impl State {
                     self.known_domains
                         .insert(crate::health::split_id(id).0.to_string());
                 }
+                let settle = cfg.settle_millis();
                 for (d, t) in regime_changes {
-                    let e = self.regime_start.entry(d.clone()).or_insert(*t);
-                    *e = (*e).max(*t);
+                    let t = t.plus_millis(settle);
+                    let e = self.regime_start.entry(d.clone()).or_insert(t);
+                    *e = (*e).max(t);
                 }
                 // verifications in progress take every cycle that started after their ack
                 for ds in self.directives.values_mut() {
                     if ds.status == Status::Verifying
                         && let Some(a) = &ds.applied
-                        && windows.start >= a.at
+                        && windows.start >= a.at.plus_millis(settle)
                     {
                         if let Some(w) = windows.domains.get(&ds.directive.target_domain) {
                             ds.post.merge(w);
@@ -388,8 +390,9 @@ impl State {
                     let domain = d.directive.target_domain.clone();
                     self.knob_values
                         .insert(d.directive.knob_key(), current.clone());
-                    let e = self.regime_start.entry(domain).or_insert(*at);
-                    *e = (*e).max(*at);
+                    let t = at.plus_millis(cfg.settle_millis());
+                    let e = self.regime_start.entry(domain).or_insert(t);
+                    *e = (*e).max(t);
                 }
             }
             RecordBody::Refused {

@@ -71,6 +71,9 @@ pub struct VerifyConfig {
     pub max_cycles: u32,
     /// Closed cycles merged into the pre window (fewer right after a change).
     pub pre_cycles: usize,
+    /// Cycles after a change (an applied directive, a health change) that belong to neither
+    /// window: the spine is still settling, so they describe neither before nor after.
+    pub settle_cycles: u32,
     /// Observations a guardrail KPI needs in each window to be tested.
     pub guardrail_min_samples: u64,
     /// Degradation of a rate KPI tolerated when a directive declares none (absolute).
@@ -92,6 +95,7 @@ impl Default for VerifyConfig {
             min_cycles: 3,
             max_cycles: 12,
             pre_cycles: 12,
+            settle_cycles: 1,
             guardrail_min_samples: 100,
             default_rate_tolerance: 0.01,
             default_duration_tolerance: 0.05,

@@ -1,0 +1,631 @@
+//! The simulated spine: domains driven by a discrete-event agenda on virtual time, speaking
+//! only the spine protocol, and recording the ground truth of every directive it applies.
+
+use crate::agenda::{Agenda, Happening};
+use crate::directive::{self, Knob, Refusal};
+use crate::domain::{Conditions, DomainSpec, Knobs, Situation};
+use crate::health::{HealthGraph, Transition};
+use crate::incident::{self, Outcome, to_millis};
+use crate::kpis::{self, ExpectedKpis};
+use crate::playbook::failover_playbook;
+use crate::scenario::Scenario;
+use crate::truth::{self, Truth};
+use metaloop_core::protocol::{
+    ComplianceScore, Decision, DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData,
+    HealthChange, HealthState, KpiReport, Recovery, SpineEvent, TrustException,
+};
+use metaloop_core::time::Timestamp;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Period of `compliance.scored` and `kpi.reported` per domain.
+pub const REPORT_PERIOD_MS: i64 = 300_000;
+
+/// Name of the custom KPI each domain reports every period: human-handled incidents open.
+pub const HUMAN_QUEUE_DEPTH: &str = "human_queue_depth";
+
+/// Source of refusals for directives that name no known domain.
+pub const SPINE_SOURCE: &str = "urn:spine";
+
+/// Playbook name reported when no playbook was available and a human recovered by hand.
+pub const MANUAL_PLAYBOOK: &str = "manual";
+
+const TRUST_POLICIES: [&str; 4] = [
+    "least-privilege",
+    "change-window",
+    "data-residency",
+    "separation-of-duties",
+];
+
+/// One domain's live state.
+#[derive(Debug)]
+struct DomainState {
+    spec: DomainSpec,
+    knobs: Knobs,
+    /// `urn:spine:<domain>`.
+    source: String,
+    /// Draws of incidents and their arrivals.
+    incident_rng: ChaCha8Rng,
+    /// Draws of reports and trust exceptions.
+    aux_rng: ChaCha8Rng,
+    /// Events emitted so far (ids are `<domain>-<n>`).
+    events: u64,
+    incidents: u64,
+    /// Bumped when the incident rate changes; arrivals of older epochs are dropped.
+    epoch: u64,
+    /// Since when the threshold has been above the human team's overload limit.
+    raised_at: Option<Timestamp>,
+    /// Resolution times (ms) of human-handled incidents still open.
+    human_open: BinaryHeap<Reverse<i64>>,
+}
+
+/// The simulated spine of one scenario, deterministic from its seed.
+#[derive(Debug)]
+pub struct Spine {
+    scenario: Scenario,
+    start: Timestamp,
+    now: Timestamp,
+    started: bool,
+    domains: Vec<DomainState>,
+    health: HealthGraph,
+    agenda: Agenda,
+    truths: Vec<Truth>,
+    truth_index: BTreeMap<String, usize>,
+    acks: BTreeMap<String, SpineEvent>,
+    spine_events: u64,
+    approver_present: bool,
+}
+
+impl Spine {
+    /// A spine in `scenario`, its clock at `start`, its randomness derived from `seed` and the
+    /// scenario.
+    pub fn new(scenario: Scenario, seed: u64, start: Timestamp) -> Spine {
+        let world = scenario.world(start);
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8] = scenario.index();
+        key[16..].copy_from_slice(b"metaloop-sim/v1\0");
+        let domains = world
+            .domains
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let mut incident_rng = ChaCha8Rng::from_seed(key);
+                incident_rng.set_stream(2 * i as u64);
+                let mut aux_rng = ChaCha8Rng::from_seed(key);
+                aux_rng.set_stream(2 * i as u64 + 1);
+                DomainState {
+                    knobs: spec.default_knobs(),
+                    source: format!("urn:spine:{}", spec.name),
+                    spec,
+                    incident_rng,
+                    aux_rng,
+                    events: 0,
+                    incidents: 0,
+                    epoch: 0,
+                    raised_at: None,
+                    human_open: BinaryHeap::new(),
+                }
+            })
+            .collect();
+        let mut spine = Spine {
+            scenario,
+            start,
+            now: start,
+            started: false,
+            domains,
+            health: HealthGraph::new(world.health),
+            agenda: Agenda::default(),
+            truths: Vec::new(),
+            truth_index: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            spine_events: 0,
+            approver_present: world.approver_present,
+        };
+        for d in 0..spine.domains.len() {
+            spine.schedule_arrival(d, start.millis());
+            spine.agenda.schedule(
+                start.millis() + REPORT_PERIOD_MS,
+                Happening::Report { domain: d },
+            );
+            spine.schedule_trust_exception(d, start.millis());
+        }
+        if let Some((node, at)) = spine.health.fault() {
+            spine
+                .agenda
+                .schedule(at.millis(), Happening::Health(Transition::Fault(node)));
+        }
+        spine
+    }
+
+    /// The scenario being simulated.
+    pub fn scenario(&self) -> Scenario {
+        self.scenario
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Generates every event with time in (now, until], in time order, appending to `out`;
+    /// advances the clock. The first call also emits the initial `health.changed` of every
+    /// node (all healthy), stamped with the start time.
+    pub fn run_until(&mut self, until: Timestamp, out: &mut Vec<SpineEvent>) {
+        if !self.started {
+            self.started = true;
+            for node in 0..self.health.nodes().len() {
+                self.emit_health(node, self.start.millis(), out);
+            }
+        }
+        while let Some((at, happening)) = self.agenda.pop_due(until.millis()) {
+            self.happen(at, happening, out);
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Applies a directive at `now` and returns the acknowledgement:
+    /// `meta.directive.applied` with the knob's previous and current values, or
+    /// `meta.directive.refused` with the reason.
+    ///
+    /// `now` is meant to be the clock after `run_until(now)`; an earlier `now` counts as the
+    /// clock. The change affects incidents that start after the clock (those already under
+    /// way finish as they started). Delivering a directive id again returns the first
+    /// acknowledgement unchanged and changes nothing.
+    pub fn deliver(&mut self, directive: &DirectiveMessage, now: Timestamp) -> SpineEvent {
+        if let Some(ack) = self.acks.get(&directive.directive_id) {
+            return ack.clone();
+        }
+        let at = now.max(self.now);
+        let ack = match self.apply(directive, at) {
+            Ok((domain, applied)) => {
+                self.event(domain, at.millis(), EventData::DirectiveApplied(applied))
+            }
+            Err(reason) => {
+                let refused = EventData::DirectiveRefused(DirectiveRefused {
+                    directive_id: directive.directive_id.clone(),
+                    domain: directive.target_domain.clone(),
+                    reason: reason.to_string(),
+                });
+                match self.domain_index(&directive.target_domain) {
+                    Some(d) => self.event(d, at.millis(), refused),
+                    None => {
+                        self.spine_events += 1;
+                        SpineEvent {
+                            id: format!("spine-{}", self.spine_events),
+                            source: SPINE_SOURCE.to_string(),
+                            time: at,
+                            data: refused,
+                        }
+                    }
+                }
+            }
+        };
+        self.acks
+            .insert(directive.directive_id.clone(), ack.clone());
+        ack
+    }
+
+    /// The ground truth of an applied directive.
+    pub fn truth(&self, directive_id: &str) -> Option<&Truth> {
+        self.truth_index.get(directive_id).map(|&i| &self.truths[i])
+    }
+
+    /// The ground truth of every applied directive, in order of application.
+    pub fn truths(&self) -> impl Iterator<Item = &Truth> {
+        self.truths.iter()
+    }
+
+    /// False in approver-away: the simulated human approver never answers.
+    pub fn approver_present(&self) -> bool {
+        self.approver_present
+    }
+
+    /// The domains, in dependency order (infrastructure first).
+    pub fn domains(&self) -> Vec<String> {
+        self.domains.iter().map(|d| d.spec.name.clone()).collect()
+    }
+
+    /// The current value of a knob, or `None` for an unknown domain or knob.
+    pub fn knob(&self, domain: &str, knob: &str) -> Option<serde_json::Value> {
+        let d = &self.domains[self.domain_index(domain)?];
+        let k = directive::parse_knob(&d.spec, knob).ok()?;
+        Some(directive::knob_value(&d.knobs, k))
+    }
+
+    /// The playbooks of a domain (including ones incidents never pick, such as failovers).
+    pub fn playbooks(&self, domain: &str) -> Option<Vec<String>> {
+        let d = &self.domains[self.domain_index(domain)?];
+        Some(d.spec.playbooks.iter().map(|p| p.name.clone()).collect())
+    }
+
+    /// Analytic expected KPIs of a domain in the current state: the incidents that start now
+    /// have exactly these expectations.
+    pub fn expected_kpis(&self, domain: &str) -> Option<ExpectedKpis> {
+        let d = self.domain_index(domain)?;
+        let state = &self.domains[d];
+        let conditions = self.current_conditions(d, self.now);
+        Some(kpis::expected(&Situation {
+            spec: &state.spec,
+            knobs: &state.knobs,
+            conditions,
+        }))
+    }
+
+    /// The state of a health-graph node (`domain/node`).
+    pub fn node_state(&self, id: &str) -> Option<HealthState> {
+        Some(self.health.state(self.health.index_of_id(id)?))
+    }
+
+    fn domain_index(&self, name: &str) -> Option<usize> {
+        self.domains.iter().position(|d| d.spec.name == name)
+    }
+
+    /// Conditions of a domain at `at`, as incidents starting then experience them.
+    fn current_conditions(&self, d: usize, at: Timestamp) -> Conditions {
+        let state = &self.domains[d];
+        let overloaded = match (&state.spec.humans.overload, state.raised_at) {
+            (Some(o), Some(since)) => {
+                state.knobs.threshold > o.threshold_limit
+                    && at.millis() >= since.millis() + o.delay_ms
+            }
+            _ => false,
+        };
+        let unhealthy = self.health.domain_unhealthy(&state.spec.name);
+        Conditions {
+            at,
+            fault_penalty: self.fault_penalty(unhealthy),
+            overloaded,
+        }
+    }
+
+    /// Conditions of a domain at `at` once every delayed consequence of the current knobs has
+    /// played out (overload after its delay, failovers and cascades completed).
+    fn steady_conditions(&self, d: usize, at: Timestamp) -> Conditions {
+        let state = &self.domains[d];
+        let overloaded = state
+            .spec
+            .humans
+            .overload
+            .as_ref()
+            .is_some_and(|o| state.knobs.threshold > o.threshold_limit);
+        let unhealthy = self.health.domain_unhealthy_steady(&state.spec.name);
+        Conditions {
+            at,
+            fault_penalty: self.fault_penalty(unhealthy),
+            overloaded,
+        }
+    }
+
+    fn fault_penalty(&self, unhealthy: bool) -> f64 {
+        if unhealthy {
+            self.health.spec.fault_penalty
+        } else {
+            0.0
+        }
+    }
+
+    fn steady_kpis(&self, d: usize, at: Timestamp) -> ExpectedKpis {
+        let state = &self.domains[d];
+        let conditions = self.steady_conditions(d, at);
+        kpis::expected(&Situation {
+            spec: &state.spec,
+            knobs: &state.knobs,
+            conditions,
+        })
+    }
+
+    /// Validates and applies a directive; records its truth.
+    fn apply(
+        &mut self,
+        directive: &DirectiveMessage,
+        at: Timestamp,
+    ) -> Result<(usize, DirectiveApplied), Refusal> {
+        let d =
+            self.domain_index(&directive.target_domain)
+                .ok_or_else(|| Refusal::UnknownDomain {
+                    domain: directive.target_domain.clone(),
+                    known: self.domains().join(", "),
+                })?;
+        let change =
+            directive::interpret(&self.domains[d].spec, &self.domains[d].knobs, directive)?;
+        let kpis_before = self.steady_kpis(d, at);
+
+        let state = &mut self.domains[d];
+        if let Some(limit) = state
+            .spec
+            .humans
+            .overload
+            .as_ref()
+            .map(|o| o.threshold_limit)
+        {
+            // the overload clears as soon as the threshold is back within the team's limit
+            state.raised_at = match state.raised_at {
+                _ if change.knobs.threshold <= limit => None,
+                None => Some(at),
+                since => since,
+            };
+        }
+        state.knobs = change.knobs.clone();
+        if let Knob::Playbook(i) = change.knob
+            && state.knobs.playbook_enabled[i]
+        {
+            let node = state.spec.playbooks[i]
+                .name
+                .strip_prefix("failover-")
+                .and_then(|node| self.health.index_of(&state.spec.name, node));
+            if let Some(node) = node {
+                self.start_failover(node, at.millis());
+            }
+        }
+
+        let kpis_after = self.steady_kpis(d, at);
+        let (before, after, effect, harmful) =
+            truth::assess(&directive.target_kpi, &kpis_before, &kpis_after);
+        self.truth_index
+            .insert(directive.directive_id.clone(), self.truths.len());
+        self.truths.push(Truth {
+            directive_id: directive.directive_id.clone(),
+            target_domain: directive.target_domain.clone(),
+            target_kpi: directive.target_kpi.clone(),
+            knob: directive.knob.clone(),
+            previous: change.previous.clone(),
+            current: change.current.clone(),
+            applied_at: at,
+            before,
+            after,
+            effect,
+            harmful,
+            kpis_before,
+            kpis_after,
+        });
+        let applied = DirectiveApplied {
+            directive_id: directive.directive_id.clone(),
+            domain: directive.target_domain.clone(),
+            knob: directive.knob.clone(),
+            previous: change.previous,
+            current: change.current,
+        };
+        Ok((d, applied))
+    }
+
+    fn start_failover(&mut self, node: usize, at_ms: i64) {
+        if let Some(heal) = self.health.start_failover(node) {
+            self.agenda.schedule(
+                at_ms + self.health.spec.failover_delay_ms,
+                Happening::Health(heal),
+            );
+        }
+    }
+
+    /// True when the failover playbook of `node` is enabled in its domain.
+    fn failover_enabled(&self, node: usize) -> bool {
+        let n = &self.health.nodes()[node];
+        let Some(d) = self.domain_index(&n.domain) else {
+            return false;
+        };
+        let state = &self.domains[d];
+        state
+            .spec
+            .playbook_index(&failover_playbook(&n.name))
+            .is_some_and(|i| state.knobs.playbook_enabled[i])
+    }
+
+    fn incident_rate_per_ms(&self, d: usize) -> f64 {
+        let state = &self.domains[d];
+        let factor = if self.health.domain_unhealthy(&state.spec.name) {
+            self.health.spec.fault_rate_factor
+        } else {
+            1.0
+        };
+        state.spec.incidents_per_300s * factor / REPORT_PERIOD_MS as f64
+    }
+
+    /// Schedules the next incident of a domain after `from_ms` (exponential gap).
+    fn schedule_arrival(&mut self, d: usize, from_ms: i64) {
+        let rate = self.incident_rate_per_ms(d);
+        let state = &mut self.domains[d];
+        let u: f64 = state.incident_rng.random();
+        let gap_ms = (-(1.0 - u).ln() / rate).round() as i64;
+        let epoch = state.epoch;
+        self.agenda
+            .schedule(from_ms + gap_ms, Happening::Arrival { domain: d, epoch });
+    }
+
+    fn schedule_trust_exception(&mut self, d: usize, from_ms: i64) {
+        let state = &mut self.domains[d];
+        let u: f64 = state.aux_rng.random();
+        let gap_s = -(1.0 - u).ln() * 3600.0 / state.spec.trust_exceptions_per_hour;
+        self.agenda.schedule(
+            from_ms + to_millis(gap_s),
+            Happening::TrustException { domain: d },
+        );
+    }
+
+    fn happen(&mut self, at: i64, happening: Happening, out: &mut Vec<SpineEvent>) {
+        match happening {
+            Happening::Arrival { domain, epoch } => {
+                if epoch == self.domains[domain].epoch {
+                    self.start_incident(domain, at);
+                    self.schedule_arrival(domain, at);
+                }
+            }
+            Happening::Decision {
+                domain,
+                incident,
+                outcome,
+            } => {
+                let state = &self.domains[domain];
+                let data = EventData::DecisionMade(Decision {
+                    domain: state.spec.name.clone(),
+                    decision_id: format!("{}-dec-{incident}", state.spec.name),
+                    confidence: outcome.confidence,
+                    autonomous: outcome.autonomous_decision,
+                    approved_by_human: !outcome.autonomous_decision,
+                    overridden: outcome.overridden,
+                });
+                out.push(self.event(domain, at, data));
+            }
+            Happening::Recovery {
+                domain,
+                incident,
+                outcome,
+            } => {
+                let state = &self.domains[domain];
+                let recovery = Recovery {
+                    domain: state.spec.name.clone(),
+                    incident_id: format!("{}-inc-{incident}", state.spec.name),
+                    playbook: outcome.playbook.map_or_else(
+                        || MANUAL_PLAYBOOK.to_string(),
+                        |p| state.spec.playbooks[p].name.clone(),
+                    ),
+                    duration_s: outcome.duration_ms as f64 / 1000.0,
+                    autonomous: outcome.ran_autonomously(),
+                    human_override: outcome.overridden,
+                };
+                let data = if outcome.succeeded {
+                    EventData::RecoverySucceeded(recovery)
+                } else {
+                    EventData::RecoveryFailed(recovery)
+                };
+                out.push(self.event(domain, at, data));
+            }
+            Happening::Report { domain } => {
+                let state = &mut self.domains[domain];
+                let z: f64 = state.aux_rng.sample(StandardNormal);
+                let (mean, sd) = state.spec.compliance;
+                let score = (mean + sd * z).clamp(0.0, 100.0);
+                while state
+                    .human_open
+                    .peek()
+                    .is_some_and(|Reverse(end)| *end <= at)
+                {
+                    state.human_open.pop();
+                }
+                let depth = state.human_open.len() as f64;
+                let name = state.spec.name.clone();
+                let compliance = EventData::ComplianceScored(ComplianceScore {
+                    domain: name.clone(),
+                    score,
+                });
+                out.push(self.event(domain, at, compliance));
+                let queue = EventData::KpiReported(KpiReport {
+                    domain: name,
+                    name: HUMAN_QUEUE_DEPTH.to_string(),
+                    value: depth,
+                });
+                out.push(self.event(domain, at, queue));
+                self.agenda
+                    .schedule(at + REPORT_PERIOD_MS, Happening::Report { domain });
+            }
+            Happening::TrustException { domain } => {
+                let state = &mut self.domains[domain];
+                let u_policy: f64 = state.aux_rng.random();
+                let u_severity: f64 = state.aux_rng.random();
+                let policy = TRUST_POLICIES[((u_policy * TRUST_POLICIES.len() as f64) as usize)
+                    .min(TRUST_POLICIES.len() - 1)];
+                let severity = match u_severity {
+                    u if u < 0.6 => "low",
+                    u if u < 0.9 => "medium",
+                    _ => "high",
+                };
+                let data = EventData::TrustException(TrustException {
+                    domain: state.spec.name.clone(),
+                    policy: policy.to_string(),
+                    severity: severity.to_string(),
+                });
+                out.push(self.event(domain, at, data));
+                self.schedule_trust_exception(domain, at);
+            }
+            Happening::Health(transition) => self.transition(transition, at, out),
+        }
+    }
+
+    fn start_incident(&mut self, d: usize, at: i64) {
+        let conditions = self.current_conditions(d, Timestamp(at));
+        let state = &mut self.domains[d];
+        let situation = Situation {
+            spec: &state.spec,
+            knobs: &state.knobs,
+            conditions,
+        };
+        let outcome: Outcome = incident::sample(&situation, &mut state.incident_rng);
+        let incident = state.incidents;
+        state.incidents += 1;
+        if !outcome.ran_autonomously() {
+            state.human_open.push(Reverse(at + outcome.duration_ms));
+        }
+        self.agenda.schedule(
+            at + outcome.detection_ms,
+            Happening::Decision {
+                domain: d,
+                incident,
+                outcome,
+            },
+        );
+        self.agenda.schedule(
+            at + outcome.duration_ms,
+            Happening::Recovery {
+                domain: d,
+                incident,
+                outcome,
+            },
+        );
+    }
+
+    fn transition(&mut self, transition: Transition, at: i64, out: &mut Vec<SpineEvent>) {
+        let unhealthy_before: Vec<bool> = self
+            .domains
+            .iter()
+            .map(|d| self.health.domain_unhealthy(&d.spec.name))
+            .collect();
+        let (changed, follow) = self.health.apply(transition);
+        let Some(node) = changed else { return };
+        self.emit_health(node, at, out);
+        for next in follow {
+            self.agenda.schedule(
+                at + self.health.spec.cascade_delay_ms,
+                Happening::Health(next),
+            );
+        }
+        if self.health.state(node) != HealthState::Healthy && self.failover_enabled(node) {
+            self.start_failover(node, at);
+        }
+        for (d, was_unhealthy) in unhealthy_before.into_iter().enumerate() {
+            if self.health.domain_unhealthy(&self.domains[d].spec.name) != was_unhealthy {
+                // the incident rate changed: redraw the next arrival (exponential gaps are memoryless)
+                self.domains[d].epoch += 1;
+                self.schedule_arrival(d, at);
+            }
+        }
+    }
+
+    fn emit_health(&mut self, node: usize, at: i64, out: &mut Vec<SpineEvent>) {
+        let n = &self.health.nodes()[node];
+        let data = EventData::HealthChanged(HealthChange {
+            domain: n.domain.clone(),
+            node: n.name.clone(),
+            state: self.health.state(node),
+            depends_on: n.depends_on.clone(),
+        });
+        let Some(d) = self.domain_index(&n.domain) else {
+            return;
+        };
+        out.push(self.event(d, at, data));
+    }
+
+    /// Stamps an event of domain `d` with the next id of its source.
+    fn event(&mut self, d: usize, at: i64, data: EventData) -> SpineEvent {
+        let state = &mut self.domains[d];
+        state.events += 1;
+        SpineEvent {
+            id: format!("{}-{}", state.spec.name, state.events),
+            source: state.source.clone(),
+            time: Timestamp(at),
+            data,
+        }
+    }
+}
