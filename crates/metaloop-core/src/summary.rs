@@ -243,20 +243,25 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
 
 fn progress(state: &State, k: &str, now: f64, goal: &Goal) -> String {
     let target = fmt(k, goal.target);
+    // "improved" only when a verified directive on this KPI explains the move; otherwise
+    // the number is reported next to where it started, without a claim
+    let verified = state
+        .directives
+        .values()
+        .any(|d| d.status == Status::Verified && d.directive.target_kpi == k);
     match state.first_kpis.get(k) {
-        Some(first) if (first - now).abs() > f64::EPSILON => {
-            let moved = if goal.direction.better(now - first) > 0.0 {
-                "improved"
-            } else {
-                "moved"
-            };
-            format!(
-                "{} {moved} from {} to {} (target: {target}).",
-                kpi_words(k),
-                fmt(k, *first),
-                fmt(k, now)
-            )
-        }
+        Some(first) if verified && goal.direction.better(now - first) > 0.0 => format!(
+            "{} improved from {} to {} (target: {target}).",
+            kpi_words(k),
+            fmt(k, *first),
+            fmt(k, now)
+        ),
+        Some(first) if (first - now).abs() > f64::EPSILON => format!(
+            "{} {} (target: {target}; {} at the first cycle).",
+            kpi_words(k),
+            fmt(k, now),
+            fmt(k, *first)
+        ),
         _ => format!("{} {} (target: {target}).", kpi_words(k), fmt(k, now)),
     }
 }

@@ -432,8 +432,7 @@ fn a_long_random_run_exercises_every_gate() {
         published: BTreeSet::new(),
         environment: "production".into(),
     };
-    let mut i = 0usize;
-    for round in 0..60 {
+    for (i, round) in (0..60usize).enumerate() {
         for d in 0..3 {
             h.apply(&Op::Events(
                 d,
@@ -443,10 +442,9 @@ fn a_long_random_run_exercises_every_gate() {
             ));
         }
         h.apply(&Op::Tick);
-        h.apply(&Op::Approve(i, i % 3, i % 2 == 0));
+        h.apply(&Op::Approve(i, i % 3, i.is_multiple_of(2)));
         h.apply(&Op::Approve(i, (i + 1) % 3, true));
-        h.apply(&Op::Ack(i, i % 5 != 0));
-        i += 1;
+        h.apply(&Op::Ack(i, !i.is_multiple_of(5)));
     }
     let s = h.sup.state();
     let seen: BTreeSet<Status> = s

@@ -1,0 +1,411 @@
+//! Canonical JSON: the one byte string a payload is stored and hashed as.
+//!
+//! The rules are specified in `docs/LEDGER.md` ("Canonical JSON"). They are implemented here
+//! without relying on `serde_json`'s printer, whose map order depends on a cargo feature
+//! (`preserve_order`) and whose float format has changed between releases: a ledger written
+//! today must re-canonicalise byte for byte in ten years.
+
+use std::fmt::Write as _;
+
+use serde_json::{Number, Value};
+
+/// Deepest nesting of arrays and objects a payload may have.
+///
+/// `serde_json` refuses to parse documents nested 128 levels deep, and verification parses
+/// stored payloads, so appending anything deeper would create a ledger that cannot be verified.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a value has no canonical JSON form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalJsonError {
+    /// A number is infinite or NaN (only reachable with `serde_json/arbitrary_precision`).
+    #[error("number {0} is not finite")]
+    NonFiniteNumber(String),
+    /// Arrays and objects are nested deeper than [`MAX_DEPTH`].
+    #[error("arrays and objects are nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Returns the canonical JSON text of `value`.
+pub fn to_canonical_json(value: &Value) -> Result<String, CanonicalJsonError> {
+    let mut out = String::new();
+    write_canonical_json(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the canonical JSON text of `value` to `out`.
+///
+/// On error `out` holds a partial document and should be discarded.
+pub fn write_canonical_json(value: &Value, out: &mut String) -> Result<(), CanonicalJsonError> {
+    write_value(value, out, 0)
+}
+
+/// Parses `text` as JSON and returns its canonical form (which may differ from `text`).
+pub fn canonicalize(text: &[u8]) -> Result<String, CanonicalizeError> {
+    let value: Value = serde_json::from_slice(text).map_err(CanonicalizeError::Parse)?;
+    to_canonical_json(&value).map_err(CanonicalizeError::Canonical)
+}
+
+/// Why a JSON text could not be canonicalised.
+#[derive(Debug, thiserror::Error)]
+pub enum CanonicalizeError {
+    /// The text is not JSON (or not UTF-8).
+    #[error("not valid JSON: {0}")]
+    Parse(serde_json::Error),
+    /// The text is JSON but has no canonical form.
+    #[error("{0}")]
+    Canonical(CanonicalJsonError),
+}
+
+fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), CanonicalJsonError> {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => write_number(n, out)?,
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            if depth >= MAX_DEPTH {
+                return Err(CanonicalJsonError::TooDeep);
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, out, depth + 1)?;
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            if depth >= MAX_DEPTH {
+                return Err(CanonicalJsonError::TooDeep);
+            }
+            // Sorted here rather than trusting the map: with `preserve_order` it keeps
+            // insertion order.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_value(item, out, depth + 1)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalJsonError> {
+    if let Some(u) = n.as_u64() {
+        let _ = write!(out, "{u}");
+    } else if let Some(i) = n.as_i64() {
+        let _ = write!(out, "{i}");
+    } else {
+        match n.as_f64() {
+            Some(f) if f.is_finite() => write_f64(f, out),
+            _ => return Err(CanonicalJsonError::NonFiniteNumber(n.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Writes a finite double: the shortest digits that read back as the same double (closest to
+/// the exact value, ties to even), laid out in plain notation when the decimal exponent is in
+/// -5..=15 and in scientific notation otherwise (see `docs/LEDGER.md`).
+fn write_f64(f: f64, out: &mut String) {
+    debug_assert!(f.is_finite());
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    let magnitude = f.abs();
+    if magnitude == 0.0 {
+        out.push_str("0.0");
+        return;
+    }
+    let (digits, exponent) = shortest_digits(magnitude);
+    let n = digits.len() as i32;
+    if (-5..=15).contains(&exponent) {
+        if exponent >= n - 1 {
+            // 1234e7 -> 12340000000.0
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', (exponent - (n - 1)) as usize));
+            out.push_str(".0");
+        } else if exponent >= 0 {
+            // 1234e-2 -> 12.34
+            let point = (exponent + 1) as usize;
+            out.push_str(&digits[..point]);
+            out.push('.');
+            out.push_str(&digits[point..]);
+        } else {
+            // 1234e-6 -> 0.001234
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+            out.push_str(&digits);
+        }
+    } else {
+        // 1234e30 -> 1.234e+33
+        out.push_str(&digits[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exponent >= 0 { '+' } else { '-' });
+        let _ = write!(out, "{}", exponent.unsigned_abs());
+    }
+}
+
+/// Returns the shortest round-trip digits `d1 d2 … dn` (no leading or trailing zeros) of a
+/// positive finite double and the exponent `e` with `x = d1.d2…dn × 10^e`.
+///
+/// The digits come from zmij (Schubfach), which breaks ties between equally close shortest
+/// candidates towards an even last digit, like JavaScript, Python and Ryu; Rust's own `{:e}`
+/// breaks them upwards. Only zmij's digits are used, not its layout, which is its own
+/// business and may change.
+fn shortest_digits(magnitude: f64) -> (String, i32) {
+    debug_assert!(magnitude.is_finite() && magnitude > 0.0);
+    let mut buffer = zmij::Buffer::new();
+    let text = buffer.format_finite(magnitude);
+    let (mantissa, exp10) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (
+            m,
+            e.parse::<i32>().expect("zmij prints an integer exponent"),
+        ),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = [int, frac].concat();
+    let significant = all.trim_start_matches('0');
+    let digits = significant.trim_end_matches('0');
+    debug_assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    // `all` read as an integer times 10^(exp10 - frac.len()) is the value.
+    let power = exp10 - frac.len() as i32 + (significant.len() - digits.len()) as i32;
+    (digits.to_owned(), power + digits.len() as i32 - 1)
+}
+
+fn write_string(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, &byte) in s.as_bytes().iter().enumerate() {
+        let escape: &str = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x09 => "\\t",
+            0x0a => "\\n",
+            0x0c => "\\f",
+            0x0d => "\\r",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Every escaped byte is ASCII, so `i` is a char boundary.
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xf)] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn canon(v: &Value) -> String {
+        to_canonical_json(v).unwrap()
+    }
+
+    #[test]
+    fn sorts_keys_by_utf8_bytes_at_every_level() {
+        let mut inner = serde_json::Map::new();
+        inner.insert("é".into(), json!(1)); // 0xc3 0xa9
+        inner.insert("z".into(), json!(2));
+        inner.insert("Z".into(), json!(3));
+        inner.insert("".into(), json!(4));
+        let v = json!({"b": [Value::Object(inner)], "a": null, "aa": true});
+        assert_eq!(
+            canon(&v),
+            r#"{"a":null,"aa":true,"b":[{"":4,"Z":3,"z":2,"é":1}]}"#
+        );
+    }
+
+    #[test]
+    fn escapes_like_serde_json() {
+        let s: String = (0u8..0x80).map(char::from).collect::<String>() + "é€😀\u{2028}";
+        let v = Value::String(s);
+        assert_eq!(canon(&v), serde_json::to_string(&v).unwrap());
+        // Solidus and DEL are not escaped; the other control characters are.
+        assert_eq!(
+            canon(&json!("\u{0}\u{1f}\"\\/\u{7f}")),
+            "\"\\u0000\\u001f\\\"\\\\/\u{7f}\""
+        );
+    }
+
+    #[test]
+    fn integers_print_as_decimal() {
+        assert_eq!(canon(&json!(0)), "0");
+        assert_eq!(canon(&json!(-1)), "-1");
+        assert_eq!(canon(&json!(u64::MAX)), "18446744073709551615");
+        assert_eq!(canon(&json!(i64::MIN)), "-9223372036854775808");
+    }
+
+    #[test]
+    #[expect(
+        clippy::excessive_precision,
+        reason = "the exact halfway values are the point"
+    )]
+    fn floats_follow_the_documented_layout() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (-2.5, "-2.5"),
+            (0.1, "0.1"),
+            (100.0, "100.0"),
+            (123.456, "123.456"),
+            (1e15, "1000000000000000.0"),
+            (1.5e15, "1500000000000000.0"),
+            (1e16, "1e+16"),
+            (1.25e16, "1.25e+16"),
+            (0.00001, "0.00001"),
+            (0.000012345, "0.000012345"),
+            (1e-6, "1e-6"),
+            (1.5e-7, "1.5e-7"),
+            (1e100, "1e+100"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (5e-324, "5e-324"),
+            (0.30000000000000004, "0.30000000000000004"),
+            // Exactly halfway between ...469.2 and ...469.3: the even digit wins.
+            (-1762846210978469.25, "-1762846210978469.2"),
+            (1762846210978469.75, "1762846210978469.8"),
+        ];
+        for (f, expected) in cases {
+            assert_eq!(canon(&json!(f)), *expected, "formatting {f:e}");
+        }
+    }
+
+    #[test]
+    fn rejects_nesting_deeper_than_max_depth() {
+        let mut v = json!(1);
+        for _ in 0..MAX_DEPTH {
+            v = json!([v]);
+        }
+        let text = canon(&v);
+        assert_eq!(canonicalize(text.as_bytes()).unwrap(), text);
+        let too_deep = json!({ "k": v });
+        assert_eq!(
+            to_canonical_json(&too_deep),
+            Err(CanonicalJsonError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn canonicalize_reports_non_json() {
+        let err = canonicalize(b"{\"a\":").unwrap_err();
+        assert!(err.to_string().starts_with("not valid JSON"), "{err}");
+        assert!(canonicalize(b"\xff").is_err());
+    }
+
+    #[test]
+    fn canonicalize_removes_whitespace_and_duplicates_show_as_changes() {
+        assert_eq!(
+            canonicalize(b" { \"b\" : 1.50 , \"a\" : [ 1e2 ] } ").unwrap(),
+            r#"{"a":[100.0],"b":1.5}"#
+        );
+        // The last duplicate wins, so the canonical text differs from the stored one.
+        assert_eq!(canonicalize(br#"{"a":1,"a":2}"#).unwrap(), r#"{"a":2}"#);
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<u64>().prop_map(|u| json!(u)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(".*", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn canonical_text_is_a_fixed_point(v in arb_json()) {
+            let text = canon(&v);
+            prop_assert_eq!(canonicalize(text.as_bytes()).unwrap(), text.clone());
+            let back: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn any_double_round_trips(bits in any::<u64>()) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite());
+            let text = canon(&json!(f));
+            let back: f64 = text.parse().unwrap();
+            prop_assert_eq!(back.to_bits(), f.to_bits());
+            prop_assert_eq!(canonicalize(text.as_bytes()).unwrap(), text);
+        }
+
+        /// zmij's digits are as short as Rust's `{:e}` (both shortest) and the same, except
+        /// that in a tie zmij's last digit is even.
+        #[test]
+        fn digits_are_shortest_and_closest(bits in any::<u64>()) {
+            let f = f64::from_bits(bits).abs();
+            prop_assume!(f.is_finite() && f > 0.0);
+            let (digits, exponent) = shortest_digits(f);
+            let rust = format!("{f:e}");
+            let (mantissa, rust_exp) = rust.split_once('e').unwrap();
+            let rust_digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+            prop_assert_eq!(digits.len(), rust_digits.len());
+            prop_assert_eq!(exponent, rust_exp.parse::<i32>().unwrap());
+            if digits != rust_digits {
+                let a: u64 = digits.parse().unwrap();
+                let b: u64 = rust_digits.parse().unwrap();
+                prop_assert_eq!(a.abs_diff(b), 1);
+                prop_assert_eq!(a % 2, 0);
+            }
+        }
+
+        /// Today's `serde_json` prints doubles exactly as the canonical form does. If this
+        /// fails after a `serde_json` upgrade, do NOT change the canonical form (existing
+        /// ledgers depend on it): `docs/LEDGER.md` is the definition, not `serde_json`.
+        #[test]
+        fn doubles_match_current_serde_json(bits in any::<u64>()) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite());
+            prop_assert_eq!(canon(&json!(f)), serde_json::to_string(&f).unwrap());
+        }
+
+        #[test]
+        fn strings_match_serde_json(s in "\\PC*|[\\x00-\\x7f]*") {
+            let v = Value::String(s);
+            prop_assert_eq!(canon(&v), serde_json::to_string(&v).unwrap());
+        }
+    }
+}

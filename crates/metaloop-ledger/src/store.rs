@@ -1,0 +1,54 @@
+//! The storage interface every ledger backend implements.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::LedgerError;
+use crate::record::{NewRecord, Record, StoredRecord};
+
+/// The last record's seq and hash.
+pub type Head = (u64, [u8; 32]);
+
+/// A boxed future that can move between threads; keeps [`LedgerStore`] usable as `dyn`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An append-only, hash-chained record store (SQLite today, PostgreSQL later).
+///
+/// Object safe: the binary picks a backend from the configured URL and holds an
+/// `Arc<dyn LedgerStore>`.
+pub trait LedgerStore: Send + Sync {
+    /// Appends `batch` in one transaction and returns the records as stored, once committed.
+    ///
+    /// Assigns consecutive seqs after the current head and chains the hashes. Safe to call
+    /// from several tasks at once: appends are serialised so seqs stay gap-free. If any
+    /// record is invalid, nothing is written. An empty batch is a no-op.
+    fn append(&self, batch: Vec<NewRecord>) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>>;
+
+    /// Returns the last record's seq and hash, or `None` for an empty ledger.
+    fn head(&self) -> BoxFuture<'_, Result<Option<Head>, LedgerError>>;
+
+    /// Returns the number of records.
+    fn count(&self) -> BoxFuture<'_, Result<u64, LedgerError>>;
+
+    /// Returns up to `limit` stored rows with `seq >= from_seq`, ordered by seq, unchecked.
+    fn read_stored(
+        &self,
+        from_seq: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<StoredRecord>, LedgerError>>;
+
+    /// Returns up to `limit` records with `seq >= from_seq`, ordered by seq.
+    ///
+    /// Decodes but does not verify hashes; a row that cannot be decoded is
+    /// [`LedgerError::Corrupt`].
+    fn read(&self, from_seq: u64, limit: u32) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
+        let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
+        Box::pin(async move {
+            self.read_stored(from, limit)
+                .await?
+                .into_iter()
+                .map(StoredRecord::decode)
+                .collect()
+        })
+    }
+}
