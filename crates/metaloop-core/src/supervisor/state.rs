@@ -217,6 +217,10 @@ impl State {
                     }
                 }
                 for (d, w) in &windows.domains {
+                    // a settling cycle describes neither the old normal nor the new one
+                    if self.regime_start.get(d).is_some_and(|t| windows.end <= *t) {
+                        continue;
+                    }
                     let base = self.baselines.entry(d.clone()).or_default();
                     for k in [
                         crate::kpi::OVERALL_SUCCESS_RATE,
@@ -391,6 +395,9 @@ impl State {
                     self.knob_values
                         .insert(d.directive.knob_key(), current.clone());
                     let t = at.plus_millis(cfg.settle_millis());
+                    // the domain's new normal is what we changed it to: drift is measured
+                    // from here, so our own declared side effects are not "drift"
+                    self.baselines.remove(&domain);
                     let e = self.regime_start.entry(domain).or_insert(t);
                     *e = (*e).max(t);
                 }
