@@ -99,3 +99,63 @@ impl SupervisorConfig {
         self.verification.validate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directive::ImpactLevel;
+
+    #[test]
+    fn default_config_is_valid() {
+        SupervisorConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let bad = |f: &dyn Fn(&mut SupervisorConfig), needle: &str| {
+            let mut c = SupervisorConfig::default();
+            f(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+        };
+        bad(&|c| c.cycle_seconds = 0, "cycle_seconds");
+        bad(&|c| c.environment = " ".into(), "environment");
+        bad(&|c| c.ack_timeout_seconds = -1, "ack_timeout_seconds");
+        bad(&|c| c.rollback_on.push(Outcome::Verified), "rollback_on");
+        bad(&|c| c.verification.alpha = 0.7, "verification.alpha");
+        bad(&|c| c.verification.min_cycles = 0, "min_cycles");
+        bad(&|c| c.approval.ttl_seconds = 0, "ttl_seconds");
+        bad(
+            &|c| {
+                c.approval
+                    .rules
+                    .retain(|r| r.impact != ImpactLevel::Critical)
+            },
+            "CRITICAL",
+        );
+        bad(&|c| c.goals.push(c.goals[0].clone()), "appears twice");
+        bad(&|c| c.policies.push(c.policies[0].clone()), "appears twice");
+        bad(
+            &|c| c.policies[0].confidence_threshold = 1.5,
+            "confidence_threshold",
+        );
+        bad(
+            &|c| c.policies[1].directive_template.target_kpi = "happiness".into(),
+            "happiness",
+        );
+        bad(
+            &|c| {
+                c.policies[2].directive_template.parameters =
+                    serde_json::json!({"adjustment": "lots"})
+            },
+            "adjustment",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err =
+            serde_json::from_str::<SupervisorConfig>(r#"{"enviroment": "staging"}"#).unwrap_err();
+        assert!(err.to_string().contains("enviroment"), "{err}");
+    }
+}

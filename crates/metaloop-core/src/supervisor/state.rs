@@ -5,7 +5,7 @@ use crate::config::SupervisorConfig;
 use crate::directive::{Directive, ImpactLevel, Status};
 use crate::goal::Goal;
 use crate::health::HealthGraph;
-use crate::kpi::{CycleWindows, DomainWindow};
+use crate::kpi::{CycleWindows, DomainWindow, PlaybookCounts};
 use crate::pipeline::{ApprovalMatrix, Requirement};
 use crate::policy::{MetaPolicy, TrackRecord};
 use crate::record::RecordBody;
@@ -122,6 +122,9 @@ pub struct State {
     pub first_kpis: BTreeMap<String, f64>,
     pub last_kpis: BTreeMap<String, f64>,
     pub last_gaps: BTreeMap<String, f64>,
+    /// Every playbook's runs since the supervisor started (`domain/playbook`): the learned
+    /// success rates.
+    pub playbook_record: BTreeMap<String, PlaybookCounts>,
 }
 
 /// Weight of the newest cycle in a baseline.
@@ -217,6 +220,14 @@ impl State {
                     }
                 }
                 for (d, w) in &windows.domains {
+                    for (name, c) in &w.playbooks {
+                        let r = self
+                            .playbook_record
+                            .entry(format!("{d}/{name}"))
+                            .or_default();
+                        r.autonomous.merge(&c.autonomous);
+                        r.all.merge(&c.all);
+                    }
                     // a settling cycle describes neither the old normal nor the new one
                     if self.regime_start.get(d).is_some_and(|t| windows.end <= *t) {
                         continue;

@@ -14,8 +14,8 @@ use metaloop_core::{Supervisor, SupervisorConfig};
 use metaloop_ledger::{LedgerStore, NewRecord, SqliteLedger};
 use metaloop_sim::{Scenario, Spine};
 use report::{
-    ApprovalReport, CycleReport, DirectiveReport, LedgerReport, Report, Totals, TruthReport,
-    VerdictReport,
+    ApprovalReport, CycleReport, DirectiveReport, Learning, LedgerReport, PlaybookLearning,
+    PolicyLearning, Report, Totals, TruthReport, VerdictReport,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -407,7 +407,41 @@ fn build_report(
             truth,
         });
     }
+    let learning = Learning {
+        policies: state
+            .policies
+            .iter()
+            .map(|(id, p)| {
+                let t = p.track;
+                (
+                    id.clone(),
+                    PolicyLearning {
+                        verified: t.verified,
+                        failed: t.failed,
+                        inconclusive: t.inconclusive,
+                        score: t.score(),
+                    },
+                )
+            })
+            .collect(),
+        playbooks: state
+            .playbook_record
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.clone(),
+                    PlaybookLearning {
+                        runs: c.all.trials,
+                        success_rate: c.all.rate(),
+                        autonomous_runs: c.autonomous.trials,
+                        autonomous_success_rate: c.autonomous.rate(),
+                    },
+                )
+            })
+            .collect(),
+    };
     Report {
+        learning,
         scenario: opts.scenario.name().into(),
         seed: opts.seed,
         method: opts.method.as_str().into(),

@@ -100,6 +100,32 @@ pub struct LedgerReport {
     pub path: Option<String>,
 }
 
+/// A policy's record.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyLearning {
+    pub verified: u64,
+    pub failed: u64,
+    pub inconclusive: u64,
+    /// The track-record factor of its confidence.
+    pub score: f64,
+}
+
+/// A playbook's record over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaybookLearning {
+    pub runs: u64,
+    pub success_rate: Option<f64>,
+    pub autonomous_runs: u64,
+    pub autonomous_success_rate: Option<f64>,
+}
+
+/// What the supervisor learned from outcomes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Learning {
+    pub policies: BTreeMap<String, PolicyLearning>,
+    pub playbooks: BTreeMap<String, PlaybookLearning>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -111,6 +137,8 @@ pub struct Report {
     pub cycles: Vec<CycleReport>,
     pub directives: Vec<DirectiveReport>,
     pub alerts: Vec<serde_json::Value>,
+    /// What the supervisor learned: policy track records and playbook success rates.
+    pub learning: Learning,
     pub totals: Totals,
     pub ledger: LedgerReport,
 }
