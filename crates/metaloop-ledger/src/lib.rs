@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod canonical_json;
+pub mod checkpoint;
 pub mod encoding;
 mod error;
 pub mod hex;
@@ -28,6 +29,7 @@ mod store;
 mod verify;
 
 pub use canonical_json::{CanonicalJsonError, to_canonical_json};
+pub use checkpoint::{Checkpoint, CheckpointText};
 pub use encoding::{DOMAIN, HashInput, ZERO_HASH};
 pub use error::LedgerError;
 pub use record::{NewRecord, Record, StoredRecord};

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, QueryBuilder, Row, Sqlite, TypeInfo, ValueRef};
 use tokio::sync::Mutex;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
 use crate::record::{NewRecord, Record, StoredRecord, chain, hash_array, prepare};
 use crate::store::{BoxFuture, Head, LedgerStore};
@@ -279,4 +280,87 @@ impl LedgerStore for SqliteLedger {
                 .map_err(LedgerError::storage("decoding records"))
         })
     }
+
+    fn append_checkpoint(&self, checkpoint: Checkpoint) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(async move {
+            if self.read_only {
+                return Err(LedgerError::ReadOnly);
+            }
+            sqlx::query(
+                "INSERT INTO checkpoints (seq, head, merkle_root, time_ms, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(checkpoint.seq as i64)
+            .bind(checkpoint.head.to_vec())
+            .bind(checkpoint.merkle_root.to_vec())
+            .bind(checkpoint.time_ms)
+            .bind(checkpoint.key_id)
+            .bind(checkpoint.signature.to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(LedgerError::storage("storing a checkpoint"))?;
+            Ok(())
+        })
+    }
+
+    fn checkpoints(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Checkpoint>, LedgerError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT seq, head, merkle_root, time_ms, key_id, signature FROM checkpoints WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(LedgerError::storage("reading checkpoints"))?;
+            rows.iter().map(checkpoint_from_row).collect()
+        })
+    }
+
+    fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, LedgerError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT seq, head, merkle_root, time_ms, key_id, signature FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(LedgerError::storage("reading the latest checkpoint"))?;
+            row.as_ref().map(checkpoint_from_row).transpose()
+        })
+    }
+}
+
+/// Decodes a checkpoint row; a row of the wrong shape is reported as corrupt.
+fn checkpoint_from_row(row: &SqliteRow) -> Result<Checkpoint, LedgerError> {
+    let seq: i64 = row
+        .try_get("seq")
+        .map_err(LedgerError::storage("decoding a checkpoint"))?;
+    let corrupt = |detail: String| LedgerError::Corrupt { seq, detail };
+    let blob = |name: &str| -> Result<Vec<u8>, LedgerError> {
+        row.try_get::<Vec<u8>, _>(name)
+            .map_err(|e| corrupt(format!("checkpoint {name}: {e}")))
+    };
+    let fixed32 = |name: &str| -> Result<[u8; 32], LedgerError> {
+        blob(name)?
+            .try_into()
+            .map_err(|_| corrupt(format!("checkpoint {name} is not 32 bytes")))
+    };
+    let signature: [u8; 64] = blob("signature")?
+        .try_into()
+        .map_err(|_| corrupt("checkpoint signature is not 64 bytes".into()))?;
+    Ok(Checkpoint {
+        seq: u64::try_from(seq).map_err(|_| corrupt("negative checkpoint seq".into()))?,
+        head: fixed32("head")?,
+        merkle_root: fixed32("merkle_root")?,
+        time_ms: row
+            .try_get("time_ms")
+            .map_err(|e| corrupt(format!("checkpoint time_ms: {e}")))?,
+        key_id: row
+            .try_get("key_id")
+            .map_err(|e| corrupt(format!("checkpoint key_id: {e}")))?,
+        signature,
+    })
 }

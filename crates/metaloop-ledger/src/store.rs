@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
 use crate::record::{NewRecord, Record, StoredRecord};
 
@@ -36,6 +37,20 @@ pub trait LedgerStore: Send + Sync {
         from_seq: i64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<StoredRecord>, LedgerError>>;
+
+    /// Stores a signed checkpoint. It must cover existing records and be newer than the last
+    /// one; checkpoints are append-only like records.
+    fn append_checkpoint(&self, checkpoint: Checkpoint) -> BoxFuture<'_, Result<(), LedgerError>>;
+
+    /// Returns up to `limit` checkpoints with `seq > after_seq`, ordered by seq.
+    fn checkpoints(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Checkpoint>, LedgerError>>;
+
+    /// Returns the newest checkpoint, if any.
+    fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, LedgerError>>;
 
     /// Returns up to `limit` records with `seq >= from_seq`, ordered by seq.
     ///
