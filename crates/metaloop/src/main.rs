@@ -62,7 +62,8 @@ struct DemoArgs {
     /// Cycles per wall-clock second when not --fast.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Directory for the ledger (default: a fresh temporary directory, named on stderr).
+    /// Directory for the ledger (default: a fresh temporary directory, named on stderr). A
+    /// directory holding an interrupted run of the same options resumes it.
     #[arg(long)]
     data: Option<PathBuf>,
     /// text: each cycle's summary on stdout; json: one JSON document on stdout at the end.
@@ -192,7 +193,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
             }
         },
     };
-    let ledger = match demo::open_fresh_ledger(&data).await {
+    let ledger = match demo::open_ledger(&data).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -212,7 +213,11 @@ async fn run_demo(args: DemoArgs) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return 1;
+            return if e.downcast_ref::<demo::ResumeMismatch>().is_some() {
+                2
+            } else {
+                1
+            };
         }
     };
     if json {

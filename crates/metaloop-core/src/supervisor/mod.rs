@@ -143,6 +143,15 @@ impl Supervisor {
         cfg.validate()?;
         let state = State::replay(&cfg, records.iter().map(|(t, r)| (*t, r)));
         let open_start = state.last_cycle_end.unwrap_or(state.started_at);
+        // what happened since the last summary still belongs in the next one
+        let since_summary = records
+            .iter()
+            .rposition(|(_, r)| matches!(r, RecordBody::Summary { .. }))
+            .map_or(0, |i| i + 1);
+        let journal = records[since_summary..]
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
         let mut s = Supervisor {
             next_cycle_at: open_start.plus_millis(cfg.cycle_seconds * 1000),
             open_health: state.health.clone(),
@@ -152,7 +161,7 @@ impl Supervisor {
             open_regime: BTreeMap::new(),
             open_start,
             effects: VecDeque::new(),
-            journal: Vec::new(),
+            journal,
             counters: IngestCounters::default(),
         };
         s.record_start(now);

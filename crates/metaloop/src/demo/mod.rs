@@ -3,10 +3,12 @@
 
 pub mod report;
 
-use anyhow::{Context, Result, bail};
-use metaloop_core::directive::Status;
+use anyhow::{Context, Result};
+use metaloop_core::directive::{DirectiveType, Status};
+use metaloop_core::protocol::DirectiveMessage;
 use metaloop_core::protocol::SpineEvent;
 use metaloop_core::record::Entry;
+use metaloop_core::record::RecordBody;
 use metaloop_core::supervisor::{Effect, NotificationKind};
 use metaloop_core::time::Timestamp;
 use metaloop_core::verify::Method;
@@ -117,36 +119,124 @@ pub fn ledger_path(data: &std::path::Path) -> PathBuf {
     data.join("ledger.db")
 }
 
-/// Opens (creating) the demo's ledger in `data`, refusing one that already holds records.
-pub async fn open_fresh_ledger(data: &std::path::Path) -> Result<Arc<SqliteLedger>> {
+/// Opens (creating) the demo's ledger in `data`.
+pub async fn open_ledger(data: &std::path::Path) -> Result<Arc<SqliteLedger>> {
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
     let path = ledger_path(data);
     let ledger = SqliteLedger::open(&path)
         .await
         .with_context(|| format!("opening ledger {}", path.display()))?;
-    let n = ledger.count().await?;
-    if n > 0 {
-        bail!(
-            "{} already holds a ledger with {n} records; resuming a demo from its ledger is not built yet — use a new --data directory",
-            data.display()
-        );
-    }
     Ok(Arc::new(ledger))
 }
 
-/// Runs the demo and returns its report. `stop` ends it early (Ctrl-C).
+/// The demo's own record: what is being run, so a resume can check it is the same run.
+const DEMO_ACTOR: &str = "metaloop-demo";
+const DEMO_STARTED: &str = "demo.started";
+
+/// Why a demo could not start: the data directory holds a different run (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ResumeMismatch(pub String);
+
+fn demo_identity(opts: &DemoOptions) -> serde_json::Value {
+    serde_json::json!({
+        "scenario": opts.scenario.name(),
+        "seed": opts.seed,
+        "method": opts.method.as_str(),
+        "environment": opts.environment,
+        "auto_approve_as": opts.auto_approve_as,
+    })
+}
+
+impl Sink {
+    async fn read_all(&self) -> Result<Vec<Entry>> {
+        match self {
+            Sink::Memory(v) => Ok(v.clone()),
+            Sink::Ledger(l) => {
+                let mut out = Vec::new();
+                let mut next = 1;
+                loop {
+                    let page = l.read(next, 10_000).await.context("reading the ledger")?;
+                    let Some(last) = page.last() else { break };
+                    next = last.seq + 1;
+                    out.extend(page.into_iter().map(|r| Entry {
+                        time: Timestamp(r.time_ms),
+                        actor: r.actor,
+                        action: r.action,
+                        resource: r.resource,
+                        payload: r.payload,
+                    }));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Runs the demo and returns its report. `stop` ends it early (Ctrl-C). A sink that already
+/// holds records of the same run (same scenario, seed, method, environment and approver) is
+/// resumed: the supervisor's state is rebuilt from its records and the simulated spine is
+/// replayed to the same point, with the directives it had received.
 pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> Result<Report> {
     let start = Timestamp::parse_rfc3339(DEMO_START).expect("valid start");
     let cfg = opts.supervisor_config();
-    let mut sup = Supervisor::new(cfg.clone(), start)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let mut spine = Spine::new(opts.scenario, opts.seed, start);
     let mut events: Vec<SpineEvent> = Vec::new();
     let mut pending: Vec<Entry> = Vec::new();
-    let mut cycles: Vec<CycleReport> = Vec::new();
-    let mut alerts: Vec<serde_json::Value> = Vec::new();
-    let mut current = CycleState::default();
+    let existing = sink.read_all().await?;
+    let mut sup = if existing.is_empty() {
+        pending.push(Entry {
+            time: start,
+            actor: DEMO_ACTOR.into(),
+            action: DEMO_STARTED.into(),
+            resource: "demo".into(),
+            payload: demo_identity(opts),
+        });
+        Supervisor::new(cfg, start).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
+    } else {
+        resume(opts, cfg, &existing, &mut spine, &mut events)?
+    };
+    let mut publishes: Vec<DirectiveMessage> = Vec::new();
+    // a resumed run first finishes what the interrupted one had decided but not carried out
+    let now = sup.state().last_cycle_end.unwrap_or(start);
+    if !existing.is_empty() {
+        let unacked: Vec<DirectiveMessage> = sup
+            .state()
+            .order
+            .iter()
+            .map(|id| &sup.state().directives[id])
+            .filter(|d| {
+                d.status == Status::Published
+                    && d.directive.directive_type != DirectiveType::RequestReview
+            })
+            .map(|d| d.directive.message())
+            .collect();
+        publishes.extend(unacked);
+        drain(&mut sup, &mut pending, &mut publishes, opts);
+        carry_out(
+            &mut sup,
+            &mut spine,
+            &mut sink,
+            &mut pending,
+            &mut publishes,
+            opts,
+            now,
+        )
+        .await?;
+        auto_approve(&mut sup, &spine, opts, now);
+        drain(&mut sup, &mut pending, &mut publishes, opts);
+        carry_out(
+            &mut sup,
+            &mut spine,
+            &mut sink,
+            &mut pending,
+            &mut publishes,
+            opts,
+            now,
+        )
+        .await?;
+    }
 
     while sup.state().cycle < opts.cycles && !stop.load(Ordering::Relaxed) {
         let end = sup.next_cycle_at();
@@ -158,59 +248,32 @@ pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> R
             }
         }
         sup.tick(end);
-        drain(
+        drain(&mut sup, &mut pending, &mut publishes, opts);
+        // decide → log → act: the whole cycle's records are durable (one transaction) before
+        // any of its directives reaches the spine
+        carry_out(
             &mut sup,
             &mut spine,
             &mut sink,
             &mut pending,
-            &mut current,
-            &mut alerts,
+            &mut publishes,
             opts,
             end,
         )
         .await?;
         // the simulated approver answers pending approvals right after the cycle
-        if let Some(name) = &opts.auto_approve_as
-            && spine.approver_present()
-        {
-            let ids: Vec<String> = sup
-                .pending_approvals()
-                .iter()
-                .map(|d| d.directive.id.clone())
-                .collect();
-            for id in ids {
-                let note = format!("approved by {name} (demo auto-approval)");
-                if let Err(err) = sup.approve(&id, name, &note, end) {
-                    tracing::info!(directive = %id, error = %err, "auto-approval not possible");
-                }
-            }
-            drain(
-                &mut sup,
-                &mut spine,
-                &mut sink,
-                &mut pending,
-                &mut current,
-                &mut alerts,
-                opts,
-                end,
-            )
-            .await?;
-        }
-        sink.append(std::mem::take(&mut pending)).await?;
-        if let Some(snap) = current.snapshot.take() {
-            let directives = sup
-                .state()
-                .order
-                .iter()
-                .filter(|id| sup.state().directives[*id].directive.issued_cycle == snap.cycle)
-                .cloned()
-                .collect();
-            cycles.push(CycleReport {
-                directives,
-                summary: current.summary.take().unwrap_or_default(),
-                ..snap
-            });
-        }
+        auto_approve(&mut sup, &spine, opts, end);
+        drain(&mut sup, &mut pending, &mut publishes, opts);
+        carry_out(
+            &mut sup,
+            &mut spine,
+            &mut sink,
+            &mut pending,
+            &mut publishes,
+            opts,
+            end,
+        )
+        .await?;
         if !opts.fast {
             let wait = Duration::from_secs_f64(1.0 / opts.speed.max(1e-3));
             tokio::select! {
@@ -221,6 +284,7 @@ pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> R
     }
     sink.append(std::mem::take(&mut pending)).await?;
 
+    let entries = sink.read_all().await?;
     let (records, head) = sink.head().await?;
     let path = match &sink {
         Sink::Ledger(l) => Some(l.path().display().to_string()),
@@ -230,8 +294,7 @@ pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> R
         opts,
         &sup,
         &spine,
-        cycles,
-        alerts,
+        &entries,
         LedgerReport {
             records,
             head,
@@ -240,66 +303,89 @@ pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> R
     ))
 }
 
-#[derive(Default)]
-struct CycleState {
-    snapshot: Option<CycleReport>,
-    summary: Option<String>,
+/// Rebuilds the supervisor from the records and brings the simulated spine to the same point.
+fn resume(
+    opts: &DemoOptions,
+    cfg: metaloop_core::SupervisorConfig,
+    existing: &[Entry],
+    spine: &mut Spine,
+    scratch: &mut Vec<SpineEvent>,
+) -> Result<Supervisor> {
+    let identity = existing
+        .iter()
+        .find(|e| e.action == DEMO_STARTED)
+        .map(|e| e.payload.clone())
+        .ok_or_else(|| ResumeMismatch("the data directory's ledger was not written by `metaloop demo`; use a new --data directory".into()))?;
+    let wanted = demo_identity(opts);
+    if identity != wanted {
+        return Err(ResumeMismatch(format!(
+            "the data directory holds a different demo run ({identity}); resume it with the same options or use a new --data directory (asked for {wanted})"
+        ))
+        .into());
+    }
+    let mut records = Vec::new();
+    for e in existing.iter().filter(|e| e.actor != DEMO_ACTOR) {
+        let body = RecordBody::from_entry(&e.action, &e.payload)
+            .with_context(|| format!("decoding the {} record at {}", e.action, e.time))?;
+        records.push((e.time, body));
+    }
+    // replay the spine: every directive it was sent, at the time it was sent
+    for (t, body) in &records {
+        if let RecordBody::Published { message, .. } = body
+            && message.directive_type != DirectiveType::RequestReview.as_str()
+        {
+            scratch.clear();
+            spine.run_until(*t, scratch);
+            spine.deliver(message, *t);
+        }
+    }
+    let state =
+        metaloop_core::supervisor::State::replay(&cfg, records.iter().map(|(t, r)| (*t, r)));
+    let resume_at = state.last_cycle_end.unwrap_or(state.started_at);
+    scratch.clear();
+    spine.run_until(resume_at, scratch);
+    scratch.clear();
+    eprintln!(
+        "resuming after cycle {} ({} records)",
+        state.cycle,
+        existing.len()
+    );
+    Supervisor::restore(cfg, &records, resume_at)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
-/// Carries out the supervisor's effects in order: records are flushed to the ledger before
-/// any directive is published (decide → log → act); acks go straight back in.
-#[allow(clippy::too_many_arguments)]
-async fn drain(
+fn auto_approve(sup: &mut Supervisor, spine: &Spine, opts: &DemoOptions, now: Timestamp) {
+    let Some(name) = &opts.auto_approve_as else {
+        return;
+    };
+    if !spine.approver_present() {
+        return;
+    }
+    let ids: Vec<String> = sup
+        .pending_approvals()
+        .iter()
+        .map(|d| d.directive.id.clone())
+        .collect();
+    for id in ids {
+        let note = format!("approved by {name} (demo auto-approval)");
+        if let Err(err) = sup.approve(&id, name, &note, now) {
+            tracing::info!(directive = %id, error = %err, "auto-approval not possible");
+        }
+    }
+}
+
+/// Takes the supervisor's effects: records and directives to publish are queued, human
+/// notifications printed.
+fn drain(
     sup: &mut Supervisor,
-    spine: &mut Spine,
-    sink: &mut Sink,
     pending: &mut Vec<Entry>,
-    current: &mut CycleState,
-    alerts: &mut Vec<serde_json::Value>,
+    publishes: &mut Vec<DirectiveMessage>,
     opts: &DemoOptions,
-    now: Timestamp,
-) -> Result<()> {
+) {
     while let Some(effect) = sup.poll_effect() {
         match effect {
-            Effect::Record(entry) => {
-                match entry.action.as_str() {
-                    "snapshot.built" => {
-                        let snap = &entry.payload["snapshot"];
-                        current.snapshot = Some(CycleReport {
-                            cycle: snap["cycle"].as_u64().unwrap_or(0),
-                            time: entry.time.to_rfc3339(),
-                            snapshot_id: snap["id"].as_str().unwrap_or_default().to_string(),
-                            global_kpis: serde_json::from_value(snap["global_kpis"].clone())
-                                .unwrap_or_default(),
-                            goal_gaps: serde_json::from_value(snap["goal_gaps"].clone())
-                                .unwrap_or_default(),
-                            directives: vec![],
-                            summary: String::new(),
-                        });
-                    }
-                    "cycle.summary" => {
-                        current.summary = entry.payload["text"].as_str().map(str::to_string);
-                    }
-                    "alert.fired" | "alert.resolved" => {
-                        alerts.push(serde_json::json!({
-                            "time": entry.time.to_rfc3339(),
-                            "action": entry.action,
-                            "alert": entry.resource,
-                            "details": entry.payload,
-                        }));
-                    }
-                    _ => {}
-                }
-                pending.push(entry);
-            }
-            Effect::Publish(message) => {
-                // decide → log → act: the records behind this directive are durable first
-                sink.append(std::mem::take(pending)).await?;
-                let ack = spine.deliver(&message, now);
-                if let Err(err) = sup.ingest(&ack) {
-                    tracing::warn!(directive = %message.directive_id, error = %err, "ack rejected");
-                }
-            }
+            Effect::Record(entry) => pending.push(entry),
+            Effect::Publish(message) => publishes.push(message),
             Effect::Notify(n) => {
                 if opts.print_summaries && n.kind == NotificationKind::Summary {
                     if opts.summaries_to_stderr {
@@ -313,17 +399,95 @@ async fn drain(
             }
         }
     }
-    Ok(())
+}
+
+/// Makes the queued records durable, then delivers the queued directives and feeds their
+/// acks back, until nothing is left.
+#[allow(clippy::too_many_arguments)]
+async fn carry_out(
+    sup: &mut Supervisor,
+    spine: &mut Spine,
+    sink: &mut Sink,
+    pending: &mut Vec<Entry>,
+    publishes: &mut Vec<DirectiveMessage>,
+    opts: &DemoOptions,
+    now: Timestamp,
+) -> Result<()> {
+    loop {
+        sink.append(std::mem::take(pending)).await?;
+        if publishes.is_empty() {
+            return Ok(());
+        }
+        for message in std::mem::take(publishes) {
+            let ack = spine.deliver(&message, now);
+            if let Err(err) = sup.ingest(&ack) {
+                tracing::warn!(directive = %message.directive_id, error = %err, "ack rejected");
+            }
+        }
+        drain(sup, pending, publishes, opts);
+    }
+}
+
+/// The per-cycle part of the report, read back from the records.
+fn cycle_reports(
+    sup: &Supervisor,
+    entries: &[Entry],
+) -> (Vec<CycleReport>, Vec<serde_json::Value>) {
+    let mut cycles: Vec<CycleReport> = Vec::new();
+    let mut alerts = Vec::new();
+    for entry in entries {
+        match entry.action.as_str() {
+            "snapshot.built" => {
+                let snap = &entry.payload["snapshot"];
+                let cycle = snap["cycle"].as_u64().unwrap_or(0);
+                let directives = sup
+                    .state()
+                    .order
+                    .iter()
+                    .filter(|id| sup.state().directives[*id].directive.issued_cycle == cycle)
+                    .cloned()
+                    .collect();
+                cycles.push(CycleReport {
+                    cycle,
+                    time: entry.time.to_rfc3339(),
+                    snapshot_id: snap["id"].as_str().unwrap_or_default().to_string(),
+                    global_kpis: serde_json::from_value(snap["global_kpis"].clone())
+                        .unwrap_or_default(),
+                    goal_gaps: serde_json::from_value(snap["goal_gaps"].clone())
+                        .unwrap_or_default(),
+                    directives,
+                    summary: String::new(),
+                });
+            }
+            "cycle.summary" => {
+                let cycle = entry.payload["cycle"].as_u64();
+                if let Some(c) = cycles.iter_mut().rev().find(|c| Some(c.cycle) == cycle) {
+                    c.summary = entry.payload["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                }
+            }
+            "alert.fired" | "alert.resolved" => alerts.push(serde_json::json!({
+                "time": entry.time.to_rfc3339(),
+                "action": entry.action,
+                "alert": entry.resource,
+                "details": entry.payload,
+            })),
+            _ => {}
+        }
+    }
+    (cycles, alerts)
 }
 
 fn build_report(
     opts: &DemoOptions,
     sup: &Supervisor,
     spine: &Spine,
-    cycles: Vec<CycleReport>,
-    alerts: Vec<serde_json::Value>,
+    entries: &[Entry],
     ledger: LedgerReport,
 ) -> Report {
+    let (cycles, alerts) = cycle_reports(sup, entries);
     let state = sup.state();
     let mut totals = Totals {
         events_ingested: sup.counters().accepted,
