@@ -101,3 +101,239 @@ pub async fn show(
     }
     Ok(())
 }
+
+/// Every record of the ledger in `data`, in order.
+async fn all_records(data: &Path) -> Result<Vec<metaloop_ledger::Record>, LedgerCmdError> {
+    let ledger = open(data).await?;
+    let mut out = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = ledger
+            .read(next, 10_000)
+            .await
+            .context("reading the ledger")?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+/// The whole story of one directive, from the records: what triggered it, the policy and its
+/// condition values, confidence factors, approvals, publication, ack, verdict, rollback.
+pub async fn explain(data: &Path, id: &str, json: bool) -> Result<(), LedgerCmdError> {
+    let records = all_records(data).await?;
+    let proposed: Vec<&metaloop_ledger::Record> = records
+        .iter()
+        .filter(|r| r.action == "directive.proposed" && r.resource.starts_with(id))
+        .collect();
+    let prop = match proposed.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(LedgerCmdError::Usage(format!(
+                "no directive {id} in the ledger"
+            )));
+        }
+        many => {
+            return Err(LedgerCmdError::Usage(format!(
+                "{id} matches {} directives; give more of the id",
+                many.len()
+            )));
+        }
+    };
+    let id = prop.resource.clone();
+    let directive = &prop.payload["directive"];
+    let snapshot_id = directive["snapshot_id"].as_str().unwrap_or_default();
+    let cycle = directive["issued_cycle"].as_u64().unwrap_or(0);
+    let policy_id = directive["policy_id"].as_str();
+    let snapshot = records
+        .iter()
+        .find(|r| r.action == "snapshot.built" && r.resource == snapshot_id)
+        .map(|r| &r.payload["snapshot"]);
+    let evaluation = records
+        .iter()
+        .find(|r| r.action == "strategy.evaluated" && r.payload["cycle"].as_u64() == Some(cycle))
+        .and_then(|r| {
+            r.payload["evaluations"]
+                .as_array()?
+                .iter()
+                .find(|e| e["policy_id"].as_str() == policy_id)
+                .cloned()
+        });
+    let rollback_id = records
+        .iter()
+        .find(|r| r.action == "directive.rolled_back" && r.resource == id)
+        .and_then(|r| r.payload["rollback_id"].as_str().map(str::to_string));
+    let story: Vec<&metaloop_ledger::Record> = records
+        .iter()
+        .filter(|r| {
+            r.resource == id
+                || r.resource == format!("alert/directive_no_ack:{id}")
+                || (r.action == "learning.track_record" && r.payload["directive_id"] == id.as_str())
+                || rollback_id.as_deref().is_some_and(|rb| r.resource == rb)
+        })
+        .collect();
+    let domain = directive["target_domain"].as_str().unwrap_or_default();
+    if json {
+        let doc = serde_json::json!({
+            "directive": directive,
+            "snapshot": snapshot.map(|s| serde_json::json!({
+                "id": s["id"], "cycle": s["cycle"], "time": s["time"],
+                "global_kpis": s["global_kpis"], "goal_gaps": s["goal_gaps"],
+                "target_domain": s["domains"][domain],
+                "patterns": s["patterns"],
+            })),
+            "policy_evaluation": evaluation,
+            "records": story.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("encoding")?
+        );
+        return Ok(());
+    }
+    let t = |ms: i64| metaloop_core::time::Timestamp(ms).to_rfc3339();
+    println!("directive {id}");
+    println!(
+        "  {} {} in {} ({}), action {}, impact {}",
+        directive["type"].as_str().unwrap_or("?"),
+        directive["knob"].as_str().unwrap_or("?"),
+        domain,
+        directive["target_subsystem"].as_str().unwrap_or("?"),
+        directive["action"],
+        directive["impact"].as_str().unwrap_or("?"),
+    );
+    println!(
+        "  target KPI: {}",
+        directive["target_kpi"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  justification: {}",
+        directive["justification"].as_str().unwrap_or("")
+    );
+    if let Some(of) = directive["rollback_of"].as_str() {
+        println!("  rolls back: {of}");
+    }
+    if let Some(s) = snapshot {
+        println!(
+            "\ntriggered by snapshot {} (cycle {}, {})",
+            snapshot_id,
+            s["cycle"],
+            s["time"].as_i64().map(t).unwrap_or_default()
+        );
+        println!("  global KPIs: {}", s["global_kpis"]);
+        println!("  goal gaps (positive = worse): {}", s["goal_gaps"]);
+        println!(
+            "  {domain}: KPIs {} over {}",
+            s["domains"][domain]["kpis"], s["domains"][domain]["samples"]
+        );
+        if s["patterns"].as_array().is_some_and(|p| !p.is_empty()) {
+            println!("  patterns: {}", s["patterns"]);
+        }
+    }
+    match &evaluation {
+        Some(e) => {
+            println!(
+                "\npolicy {}: condition held {} cycle(s)",
+                policy_id.unwrap_or("?"),
+                e["streak"]
+            );
+            println!("  condition values: {}", e["condition"]["values"]);
+            println!(
+                "  confidence {:.3} = evidence {:.3} × track record {:.3} × coverage {:.3}",
+                e["factors"]["confidence"].as_f64().unwrap_or(0.0),
+                e["factors"]["evidence"].as_f64().unwrap_or(0.0),
+                e["factors"]["track_record"].as_f64().unwrap_or(0.0),
+                e["factors"]["coverage"].as_f64().unwrap_or(0.0),
+            );
+        }
+        None => println!("\nno policy: issued by the verification layer"),
+    }
+    println!(
+        "\nrequirement: {} (effective impact {})",
+        prop.payload["requirement"], prop.payload["effective_impact"]
+    );
+    println!("\nhistory:");
+    for r in story {
+        let detail = match r.action.as_str() {
+            "directive.proposed" if r.resource != id => format!("rollback {} proposed", r.resource),
+            "directive.proposed" => format!("pre window: {} cycles", r.payload["pre_cycles"]),
+            "directive.approval_requested" => format!(
+                "{} approval(s) needed, review note {}, expires {}",
+                r.payload["approvals_needed"],
+                r.payload["review_note_required"],
+                r.payload["expires_at"].as_i64().map(t).unwrap_or_default()
+            ),
+            "directive.approved" | "directive.rejected" => {
+                format!(
+                    "by {}: {}",
+                    r.payload["approver"].as_str().unwrap_or("?"),
+                    r.payload["note"]
+                )
+            }
+            "directive.applied" => format!(
+                "previous {} → current {}",
+                r.payload["previous"], r.payload["current"]
+            ),
+            "directive.refused" => format!("reason: {}", r.payload["reason"]),
+            "verification.verdict" => {
+                let v = &r.payload["verdict"];
+                let tt = &v["target"];
+                let mut s = format!(
+                    "{} ({}): {} {} n={} → {} n={}, {} p={} effect={}; {}",
+                    v["outcome"].as_str().unwrap_or("?"),
+                    v["method"].as_str().unwrap_or("?"),
+                    tt["kpi"].as_str().unwrap_or("?"),
+                    tt["pre"],
+                    tt["n_pre"],
+                    tt["post"],
+                    tt["n_post"],
+                    tt["test"].as_str().unwrap_or("?"),
+                    tt["p_value"],
+                    tt["effect"],
+                    v["reason"].as_str().unwrap_or("")
+                );
+                for g in v["guardrails"].as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "\n      guardrail {}: {} → {} (tolerance {}, p={}, adjusted {}){}",
+                        g["kpi"].as_str().unwrap_or("?"),
+                        g["pre"],
+                        g["post"],
+                        g["tolerance"],
+                        g["p_value"],
+                        g["p_adjusted"],
+                        if g["failed"].as_bool() == Some(true) {
+                            " FAILED"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                s
+            }
+            "directive.rolled_back" => format!(
+                "restored {} by rollback {}",
+                r.payload["restored"], r.payload["rollback_id"]
+            ),
+            "learning.track_record" => format!(
+                "policy track record now {} (score {:.3})",
+                r.payload["track_record"],
+                r.payload["score"].as_f64().unwrap_or(0.0)
+            ),
+            _ => String::new(),
+        };
+        let who = if r.resource == id || r.action == "learning.track_record" {
+            ""
+        } else {
+            "  [rollback]"
+        };
+        println!(
+            "  #{:<6} {}  {:<28} {:<16} {detail}{who}",
+            r.seq,
+            t(r.time_ms),
+            r.action,
+            r.actor
+        );
+    }
+    Ok(())
+}

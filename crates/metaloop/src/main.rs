@@ -87,6 +87,15 @@ enum LedgerCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// The whole story of one directive: trigger, policy, confidence, approvals, ack, verdict, rollback.
+    Explain {
+        /// The directive id (or a unique prefix of it).
+        id: String,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print records.
     Show {
         #[arg(long)]
@@ -260,6 +269,7 @@ async fn run_ledger(command: LedgerCommand) -> u8 {
                     println!("ledger ok: {records} records verified, head {head}");
                 })
         }
+        LedgerCommand::Explain { id, data, json } => ledger_cmd::explain(&data, &id, json).await,
         LedgerCommand::Show {
             data,
             from,
