@@ -96,6 +96,53 @@ fn demo_report_follows_the_contract_and_its_ledger_verifies() {
     );
     assert!(text(&out.stdout).contains(report["ledger"]["head"].as_str().unwrap()));
 
+    // the story of one directive, from the ledger alone
+    let id = report["directives"][0]["id"].as_str().unwrap();
+    let out = metaloop(&[
+        "ledger",
+        "explain",
+        &id[..13],
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let story = text(&out.stdout);
+    for needle in [
+        id,
+        "triggered by snapshot",
+        "confidence",
+        "directive.proposed",
+        "directive.published",
+        "directive.applied",
+    ] {
+        assert!(story.contains(needle), "explain lacks {needle:?}:\n{story}");
+    }
+    let out = metaloop(&[
+        "ledger",
+        "explain",
+        "--json",
+        id,
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["directive"]["id"], id);
+    assert!(
+        doc["policy_evaluation"]["factors"]["confidence"]
+            .as_f64()
+            .unwrap()
+            >= 0.7
+    );
+    let out = metaloop(&[
+        "ledger",
+        "explain",
+        "no-such-directive",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no directive no-such-directive"));
+
     // the same data directory does not take a different run
     let again = metaloop(&[
         "demo",
