@@ -2,5 +2,6 @@
 //! drive them in-process.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod demo;
 pub mod ledger_cmd;

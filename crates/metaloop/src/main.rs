@@ -31,6 +31,17 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate a metaloop.toml; exit 2 naming the first problem.
+    Check { file: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +145,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => run_demo(args).await,
             Command::Ledger { command } => run_ledger(command).await,
+            Command::Config {
+                command: ConfigCommand::Check { file },
+            } => config_check(&file),
         }
     });
     ExitCode::from(code)
@@ -258,6 +272,33 @@ async fn run_demo(args: DemoArgs) -> u8 {
         );
     }
     0
+}
+
+fn config_check(file: &std::path::Path) -> u8 {
+    match metaloop::config::FileConfig::load(file) {
+        Ok(cfg) => {
+            let sup = cfg.supervisor();
+            println!(
+                "{}: ok — environment {}, cycle every {}s, {} goals, {} policies ({} enabled), {} adapters, {} tokens, ledger {}, mesh {}, listen {}",
+                file.display(),
+                cfg.environment,
+                cfg.cycle_interval.0,
+                sup.goals.len(),
+                sup.policies.len(),
+                sup.policies.iter().filter(|p| p.enabled).count(),
+                cfg.adapters.len(),
+                cfg.tokens.len(),
+                cfg.ledger_url(),
+                cfg.mesh.url,
+                cfg.listen
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }
 
 async fn run_ledger(command: LedgerCommand) -> u8 {

@@ -1,0 +1,481 @@
+//! `metaloop.toml`: the daemon's one configuration file (DESIGN.md §7). Unknown keys are
+//! rejected with file:line:column; secrets come from the environment, never from the file.
+
+use metaloop_core::SupervisorConfig;
+use metaloop_core::alert::AlertConfig;
+use metaloop_core::goal::{Goal, default_goals};
+use metaloop_core::pipeline::ApprovalMatrix;
+use metaloop_core::policy::{MetaPolicy, default_policies};
+use metaloop_core::verify::VerifyConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `production`, `staging`, …: selects approval rules.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// Time between cycles: seconds as a number, or text like "5m", "30s", "1h".
+    #[serde(default = "default_cycle_interval")]
+    pub cycle_interval: Interval,
+    /// HTTP listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the ledger (SQLite), the supervisor's key and other state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub mesh: MeshSection,
+    #[serde(default)]
+    pub signing: SigningSection,
+    /// Spine adapters allowed to send events, with their public keys.
+    #[serde(default)]
+    pub adapters: Vec<AdapterEntry>,
+    /// API bearer tokens, stored as SHA-256 hashes.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    /// Strategic goals (default: the seed's five).
+    #[serde(default)]
+    pub goals: Option<Vec<Goal>>,
+    /// Meta-policies (default: the built-in four).
+    #[serde(default)]
+    pub policies: Option<Vec<MetaPolicy>>,
+    /// Approval matrix (default: the seed's).
+    #[serde(default)]
+    pub approval: Option<ApprovalMatrix>,
+    /// Verification settings (default: see docs/VERIFICATION.md).
+    #[serde(default)]
+    pub verification: Option<VerifyConfig>,
+    /// Alert thresholds.
+    #[serde(default)]
+    pub alerts: Option<AlertConfig>,
+    /// Human notification channels.
+    #[serde(default)]
+    pub notify: Vec<NotifyEntry>,
+}
+
+/// A duration in whole seconds, written as a number or as "5m" / "30s" / "1h".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Interval(pub u64);
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Interval(s)),
+            Raw::Text(t) => parse_interval(&t)
+                .map(Interval)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses "90", "90s", "5m", "1h".
+pub fn parse_interval(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1),
+        Some('m') => (&t[..t.len() - 1], 60),
+        Some('h') => (&t[..t.len() - 1], 3600),
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
+        format!(
+            "invalid interval {text:?}: expected seconds or a number with s, m or h (e.g. \"5m\")"
+        )
+    })
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// `sqlite://PATH` or `postgres://…`; default: `ledger.db` in the data directory.
+    pub url: Option<String>,
+    /// Sign a checkpoint every this many records …
+    pub checkpoint_every_records: u64,
+    /// … or this often (when there are new records), and at shutdown.
+    pub checkpoint_every: Interval,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            url: None,
+            checkpoint_every_records: 1000,
+            checkpoint_every: Interval(60),
+        }
+    }
+}
+
+/// `[mesh]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshSection {
+    /// `memory://` (in-process) or `nats://host:port`.
+    pub url: String,
+    /// Prefix of every subject on the bus.
+    pub subject_prefix: String,
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        MeshSection {
+            url: "memory://".into(),
+            subject_prefix: "metaloop".into(),
+        }
+    }
+}
+
+/// `[signing]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSection {
+    /// The supervisor's Ed25519 secret key (created on first start with mode 0600);
+    /// default: `supervisor.key` in the data directory.
+    pub key_file: Option<PathBuf>,
+    /// The CloudEvents `source` of what metaloop publishes.
+    pub source: String,
+}
+
+impl Default for SigningSection {
+    fn default() -> Self {
+        SigningSection {
+            key_file: None,
+            source: "urn:metaloop:supervisor".into(),
+        }
+    }
+}
+
+/// `[[adapters]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterEntry {
+    /// The CloudEvents `source` the adapter signs as.
+    pub source: String,
+    /// Ed25519 public keys (hex, 64 characters); two during a rotation.
+    pub public_keys: Vec<String>,
+}
+
+/// A principal's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Approver,
+    Admin,
+    Adapter,
+}
+
+/// `[[tokens]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub principal: String,
+    pub roles: Vec<Role>,
+    /// SHA-256 of the token, hex (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+}
+
+/// Kinds of notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyKind {
+    Log,
+    Webhook,
+    Slack,
+    Alertmanager,
+}
+
+/// `[[notify]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyEntry {
+    pub kind: NotifyKind,
+    /// Where to post (not for `log`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of the environment variable holding the webhook's HMAC secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+fn default_environment() -> String {
+    "production".into()
+}
+fn default_cycle_interval() -> Interval {
+    Interval(300)
+}
+fn default_listen() -> String {
+    "127.0.0.1:7171".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("metaloop-data")
+}
+
+/// A configuration error, already formatted with where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+impl FileConfig {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let cfg = Self::parse(&text, &path.display().to_string())?;
+        cfg.validate()
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; errors carry `name:line:column`.
+    pub fn parse(text: &str, name: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| line_col(text, s.start));
+            let msg = e.message().trim().to_string();
+            match at {
+                Some((l, c)) => ConfigError(format!("{name}:{l}:{c}: {msg}")),
+                None => ConfigError(format!("{name}: {msg}")),
+            }
+        })
+    }
+
+    /// The supervisor's core configuration.
+    pub fn supervisor(&self) -> SupervisorConfig {
+        let d = SupervisorConfig::default();
+        SupervisorConfig {
+            environment: self.environment.clone(),
+            cycle_seconds: self.cycle_interval.0 as i64,
+            goals: self.goals.clone().unwrap_or_else(default_goals),
+            policies: self.policies.clone().unwrap_or_else(default_policies),
+            approval: self.approval.clone().unwrap_or(d.approval.clone()),
+            verification: self.verification.clone().unwrap_or(d.verification.clone()),
+            alerts: self.alerts.clone().unwrap_or(d.alerts.clone()),
+            ..d
+        }
+    }
+
+    /// The ledger URL in force.
+    pub fn ledger_url(&self) -> String {
+        self.ledger
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ledger.db").display()))
+    }
+
+    /// The supervisor key file in force.
+    pub fn key_file(&self) -> PathBuf {
+        self.signing
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("supervisor.key"))
+    }
+
+    /// Checks everything that parsing cannot; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cycle_interval.0 == 0 {
+            return Err("cycle_interval must be at least 1 second".into());
+        }
+        self.supervisor().validate()?;
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            format!(
+                "listen: {:?} is not an address like 127.0.0.1:7171 ({e})",
+                self.listen
+            )
+        })?;
+        let url = self.ledger_url();
+        if !(url.starts_with("sqlite://")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "ledger.url: {url:?} must start with sqlite:// or postgres://"
+            ));
+        }
+        if self.ledger.checkpoint_every_records == 0 {
+            return Err("ledger.checkpoint_every_records must be at least 1".into());
+        }
+        if !(self.mesh.url == "memory://" || self.mesh.url.starts_with("nats://")) {
+            return Err(format!(
+                "mesh.url: {:?} must be memory:// or nats://host:port",
+                self.mesh.url
+            ));
+        }
+        if self.mesh.subject_prefix.is_empty()
+            || self
+                .mesh
+                .subject_prefix
+                .contains(|c: char| c.is_whitespace() || c == '*' || c == '>' || c == '.')
+        {
+            return Err(format!(
+                "mesh.subject_prefix: {:?} must be one subject token (no spaces, dots, * or >)",
+                self.mesh.subject_prefix
+            ));
+        }
+        let mut sources = Vec::new();
+        for (i, a) in self.adapters.iter().enumerate() {
+            if a.source.trim().is_empty() {
+                return Err(format!("adapters[{i}].source must not be empty"));
+            }
+            if sources.contains(&&a.source) {
+                return Err(format!("adapters[{i}].source {:?} appears twice", a.source));
+            }
+            sources.push(&a.source);
+            if a.public_keys.is_empty() || a.public_keys.len() > 2 {
+                return Err(format!(
+                    "adapters[{i}].public_keys: give one key, or two during a rotation"
+                ));
+            }
+            for (j, k) in a.public_keys.iter().enumerate() {
+                decode_public_key(k).map_err(|e| format!("adapters[{i}].public_keys[{j}]: {e}"))?;
+            }
+        }
+        let mut principals = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.principal.trim().is_empty() {
+                return Err(format!("tokens[{i}].principal must not be empty"));
+            }
+            if principals.contains(&&t.principal) {
+                return Err(format!(
+                    "tokens[{i}].principal {:?} appears twice",
+                    t.principal
+                ));
+            }
+            principals.push(&t.principal);
+            if t.roles.is_empty() {
+                return Err(format!("tokens[{i}].roles must name at least one role"));
+            }
+            if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "tokens[{i}].sha256 must be the 64-character hex SHA-256 of the token, not the token itself"
+                ));
+            }
+        }
+        for (i, n) in self.notify.iter().enumerate() {
+            match (n.kind, &n.url) {
+                (NotifyKind::Log, _) => {}
+                (_, None) => {
+                    return Err(format!("notify[{i}]: a {:?} channel needs a url", n.kind));
+                }
+                (_, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return Err(format!(
+                        "notify[{i}].url: {u:?} must be an http:// or https:// URL"
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(var) = &n.secret_env
+                && std::env::var_os(var).is_none()
+            {
+                return Err(format!(
+                    "notify[{i}].secret_env: environment variable {var} is not set"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a 32-byte Ed25519 public key written as 64 hex characters.
+pub fn decode_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let t = text.trim();
+    if t.len() != 64 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("expected 64 hex characters (an Ed25519 public key)".into());
+    }
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| format!("not a valid Ed25519 public key: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/metaloop.toml");
+        let cfg = FileConfig::load(&path).unwrap();
+        assert_eq!(cfg.cycle_interval, Interval(300));
+        assert!(!cfg.adapters.is_empty());
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let cfg = FileConfig::parse("", "x.toml").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.supervisor().policies.len(), 4);
+        assert_eq!(cfg.ledger_url(), "sqlite://metaloop-data/ledger.db");
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_column() {
+        let err = FileConfig::parse(
+            "environment = \"staging\"\n\n[mesh]\nurll = \"nats://x\"\n",
+            "m.toml",
+        )
+        .unwrap_err();
+        assert!(err.0.starts_with("m.toml:4:1:"), "{}", err.0);
+        assert!(err.0.contains("urll"), "{}", err.0);
+        let err = FileConfig::parse("cycle_interval = \"5 fortnights\"", "m.toml").unwrap_err();
+        assert!(err.0.contains("m.toml:1:"), "{}", err.0);
+    }
+
+    #[test]
+    fn semantic_errors_name_the_setting() {
+        let bad = |text: &str, needle: &str| {
+            let cfg = FileConfig::parse(text, "x.toml").unwrap();
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+        };
+        bad("listen = \"localhost\"", "listen");
+        bad("[ledger]\nurl = \"mysql://x\"", "ledger.url");
+        bad("[mesh]\nurl = \"kafka://x\"", "mesh.url");
+        bad(
+            "[[adapters]]\nsource = \"a\"\npublic_keys = [\"zz\"]",
+            "adapters[0].public_keys[0]",
+        );
+        bad(
+            "[[tokens]]\nprincipal = \"ops\"\nroles = [\"admin\"]\nsha256 = \"secret\"",
+            "tokens[0].sha256",
+        );
+        bad("[[notify]]\nkind = \"webhook\"", "notify[0]");
+        bad("cycle_interval = 0", "cycle_interval");
+        bad("environment = \"\"", "environment");
+    }
+
+    #[test]
+    fn intervals_parse() {
+        assert_eq!(parse_interval("5m"), Ok(300));
+        assert_eq!(parse_interval("30s"), Ok(30));
+        assert_eq!(parse_interval("1h"), Ok(3600));
+        assert_eq!(parse_interval("42"), Ok(42));
+        assert!(parse_interval("soon").is_err());
+    }
+}
