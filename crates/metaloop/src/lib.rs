@@ -5,3 +5,4 @@
 pub mod config;
 pub mod demo;
 pub mod ledger_cmd;
+pub mod runtime;
