@@ -367,7 +367,10 @@ fn usage_errors_are_clear_and_exit_2() {
             "no ledger at /nonexistent/metaloop-data/ledger.db",
         ),
         (&["ledger", "explode"], "unrecognized subcommand"),
-        (&["config", "check", "/nonexistent.toml"], "/nonexistent.toml: cannot read"),
+        (
+            &["config", "check", "/nonexistent.toml"],
+            "/nonexistent.toml: cannot read",
+        ),
     ];
     for (args, needle) in cases {
         let out = metaloop(args);
