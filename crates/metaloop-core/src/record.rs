@@ -156,6 +156,12 @@ pub enum RecordBody {
     /// The human summary of a cycle.
     #[serde(rename = "cycle.summary")]
     Summary { cycle: u64, text: String },
+    /// A policy was registered (or replaced) at run time.
+    #[serde(rename = "policy.registered")]
+    PolicyRegistered { policy: MetaPolicy },
+    /// A policy was enabled or disabled at run time.
+    #[serde(rename = "policy.enabled")]
+    PolicyEnabled { policy_id: String, enabled: bool },
 }
 
 /// A record body that cannot be turned back from an entry.
@@ -189,6 +195,8 @@ impl RecordBody {
             RecordBody::AlertFired { .. } => "alert.fired",
             RecordBody::AlertResolved { .. } => "alert.resolved",
             RecordBody::Summary { .. } => "cycle.summary",
+            RecordBody::PolicyRegistered { .. } => "policy.registered",
+            RecordBody::PolicyEnabled { .. } => "policy.enabled",
         }
     }
 
@@ -211,7 +219,11 @@ impl RecordBody {
             | RecordBody::AckTimedOut { directive_id }
             | RecordBody::VerdictReached { directive_id, .. }
             | RecordBody::RolledBack { directive_id, .. } => directive_id.clone(),
-            RecordBody::TrackRecordUpdated { policy_id, .. } => format!("policy/{policy_id}"),
+            RecordBody::TrackRecordUpdated { policy_id, .. }
+            | RecordBody::PolicyEnabled { policy_id, .. } => {
+                format!("policy/{policy_id}")
+            }
+            RecordBody::PolicyRegistered { policy } => format!("policy/{}", policy.id),
             RecordBody::AlertFired { alert } => format!("alert/{}", alert.key),
             RecordBody::AlertResolved { key, .. } => format!("alert/{key}"),
         }

@@ -469,3 +469,48 @@ fn a_long_random_run_exercises_every_gate() {
     let rebuilt = State::replay(&cfg, h.records.iter().map(|(t, r)| (*t, r)));
     assert_same_state(&rebuilt, s);
 }
+
+#[test]
+fn policy_changes_at_run_time_are_recorded_and_outlive_a_restart() {
+    let cfg = SupervisorConfig::default();
+    let start = Timestamp::from_secs(1_767_225_600);
+    let mut sup = Supervisor::new(cfg.clone(), start).unwrap();
+    sup.set_policy_enabled("improve_success_rate", false, "alice", start)
+        .unwrap();
+    assert_eq!(
+        sup.set_policy_enabled("nope", true, "alice", start),
+        Err(metaloop_core::supervisor::InputError::UnknownPolicy(
+            "nope".into()
+        ))
+    );
+    let mut custom = default_policies().remove(2);
+    custom.id = "custom".into();
+    custom.confidence_threshold = 0.9;
+    sup.register_policy(custom.clone(), "bob", start).unwrap();
+    let mut bad = custom.clone();
+    bad.for_cycles = 0;
+    assert!(sup.register_policy(bad, "bob", start).is_err());
+    let mut records = Vec::new();
+    let mut actors = Vec::new();
+    while let Some(e) = sup.poll_effect() {
+        if let Effect::Record(entry) = e {
+            actors.push((entry.action.clone(), entry.actor.clone()));
+            records.push((
+                entry.time,
+                RecordBody::from_entry(&entry.action, &entry.payload).unwrap(),
+            ));
+        }
+    }
+    assert!(actors.contains(&("policy.enabled".into(), "alice".into())));
+    assert!(actors.contains(&("policy.registered".into(), "bob".into())));
+    let restarted = Supervisor::restore(cfg, &records, start).unwrap();
+    let s = restarted.state();
+    assert!(
+        !s.policies["improve_success_rate"].policy.enabled,
+        "a disabled policy stays disabled"
+    );
+    assert_eq!(
+        s.policies["custom"].policy, custom,
+        "a registered policy survives"
+    );
+}

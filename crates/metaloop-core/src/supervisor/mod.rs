@@ -11,6 +11,7 @@ use crate::config::SupervisorConfig;
 use crate::directive::{DirectiveType, Status};
 use crate::health::HealthGraph;
 use crate::kpi::DomainWindow;
+use crate::policy::MetaPolicy;
 use crate::protocol::{
     DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent,
 };
@@ -83,6 +84,10 @@ pub enum InputError {
         got: String,
         expected: String,
     },
+    #[error("unknown policy {0}")]
+    UnknownPolicy(String),
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(String),
     #[error("invalid {event_type} event {id}: {field}: {reason}")]
     InvalidEvent {
         event_type: &'static str,
@@ -498,6 +503,49 @@ impl Supervisor {
                 directive_id: id.into(),
                 approver: approver.into(),
                 note: note.into(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Registers a policy at run time (replacing one with the same id, keeping its track
+    /// record), recorded with who did it.
+    pub fn register_policy(
+        &mut self,
+        policy: MetaPolicy,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<(), InputError> {
+        let by = by.trim();
+        if by.is_empty() {
+            return Err(InputError::EmptyApprover);
+        }
+        policy.validate().map_err(InputError::InvalidPolicy)?;
+        self.commit(now, by, RecordBody::PolicyRegistered { policy });
+        Ok(())
+    }
+
+    /// Enables or disables a policy, recorded with who did it.
+    pub fn set_policy_enabled(
+        &mut self,
+        id: &str,
+        enabled: bool,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<(), InputError> {
+        let by = by.trim();
+        if by.is_empty() {
+            return Err(InputError::EmptyApprover);
+        }
+        if !self.state.policies.contains_key(id) {
+            return Err(InputError::UnknownPolicy(id.into()));
+        }
+        self.commit(
+            now,
+            by,
+            RecordBody::PolicyEnabled {
+                policy_id: id.into(),
+                enabled,
             },
         );
         Ok(())

@@ -78,6 +78,10 @@ pub struct PolicyState {
     /// Knob key → cycle it last issued a directive on that knob.
     pub last_issued: BTreeMap<String, u64>,
     pub track: TrackRecord,
+    /// Registered, enabled or disabled at run time: such a change outlives a restart with
+    /// the configuration's own version of the policy.
+    #[serde(default)]
+    pub changed_at_run_time: bool,
 }
 
 /// A systemic pattern being tracked across cycles.
@@ -170,6 +174,10 @@ impl State {
                 let mut next = BTreeMap::new();
                 for p in policies {
                     let prev = self.policies.remove(&p.id);
+                    if let Some(kept) = prev.as_ref().filter(|s| s.changed_at_run_time) {
+                        next.insert(p.id.clone(), kept.clone());
+                        continue;
+                    }
                     next.insert(
                         p.id.clone(),
                         PolicyState {
@@ -180,9 +188,16 @@ impl State {
                                 .map(|s| s.last_issued.clone())
                                 .unwrap_or_default(),
                             track: prev.map(|s| s.track).unwrap_or_default(),
+                            changed_at_run_time: false,
                         },
                     );
                 }
+                // policies registered at run time and absent from the configuration stay
+                next.extend(
+                    std::mem::take(&mut self.policies)
+                        .into_iter()
+                        .filter(|(_, s)| s.changed_at_run_time),
+                );
                 self.policies = next;
             }
             RecordBody::Snapshot {
@@ -469,6 +484,31 @@ impl State {
                 self.alerts.remove(key);
             }
             RecordBody::Summary { .. } => {}
+            RecordBody::PolicyRegistered { policy } => {
+                let prev = self.policies.remove(&policy.id);
+                self.policies.insert(
+                    policy.id.clone(),
+                    PolicyState {
+                        policy: policy.clone(),
+                        streak: 0,
+                        last_issued: prev
+                            .as_ref()
+                            .map(|p| p.last_issued.clone())
+                            .unwrap_or_default(),
+                        track: prev.map(|p| p.track).unwrap_or_default(),
+                        changed_at_run_time: true,
+                    },
+                );
+            }
+            RecordBody::PolicyEnabled { policy_id, enabled } => {
+                if let Some(p) = self.policies.get_mut(policy_id) {
+                    p.policy.enabled = *enabled;
+                    p.changed_at_run_time = true;
+                    if !enabled {
+                        p.streak = 0;
+                    }
+                }
+            }
         }
     }
 }
