@@ -2,6 +2,7 @@
 //! drive them in-process.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod demo;
 pub mod ledger_cmd;

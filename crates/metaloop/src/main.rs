@@ -89,6 +89,10 @@ struct DemoArgs {
     /// Environment the approval matrix applies to.
     #[arg(long, default_value = "production")]
     environment: String,
+    /// Serve the HTTP API on ADDR (e.g. 127.0.0.1:7171) while the demo runs; API tokens are
+    /// written to the data directory and named on stderr.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -232,7 +236,20 @@ async fn run_demo(args: DemoArgs) -> u8 {
             }
         });
     }
-    let report = match demo::run(&opts, Sink::Ledger(ledger), stop).await {
+    let api = match args.listen {
+        None => None,
+        Some(listen) => match demo_tokens(&data) {
+            Ok(tokens) => Some(demo::DemoApi {
+                listen,
+                tokens: Arc::new(tokens),
+            }),
+            Err(e) => {
+                eprintln!("error: writing API tokens: {e:#}");
+                return 1;
+            }
+        },
+    };
+    let report = match demo::run(&opts, Sink::Ledger(ledger), stop, api).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -299,6 +316,54 @@ fn config_check(file: &std::path::Path) -> u8 {
             2
         }
     }
+}
+
+/// Two API tokens for a demo: `ops` (admin, approver) and `ops2` (approver, so CRITICAL
+/// directives can get their second approver). Written with mode 0600 into the data directory.
+fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::Tokens> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut entries = Vec::new();
+    for (name, roles) in [
+        (
+            "ops",
+            vec![
+                metaloop::config::Role::Admin,
+                metaloop::config::Role::Approver,
+            ],
+        ),
+        (
+            "ops2",
+            vec![
+                metaloop::config::Role::Approver,
+                metaloop::config::Role::Viewer,
+            ],
+        ),
+    ] {
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let path = data.join(format!("api-token-{name}"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        writeln!(f, "{token}")?;
+        eprintln!("API token for {name} ({roles:?}) in {}", path.display());
+        let sha256 = Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        entries.push(metaloop::config::TokenEntry {
+            principal: name.into(),
+            roles,
+            sha256,
+        });
+    }
+    metaloop::api::auth::Tokens::from_config(&entries).map_err(anyhow::Error::msg)
 }
 
 async fn run_ledger(command: LedgerCommand) -> u8 {

@@ -15,8 +15,9 @@ fn run(opts: &DemoOptions) -> Report {
         .unwrap();
     rt.block_on(demo::run(
         opts,
-        Sink::Memory(Vec::new()),
+        Sink::Memory(Default::default()),
         Arc::new(AtomicBool::new(false)),
+        None,
     ))
     .unwrap()
 }

@@ -3,13 +3,14 @@
 
 pub mod report;
 
+use crate::runtime::{NotificationSink, Publisher, RecordSink, Runtime};
 use anyhow::{Context, Result};
 use metaloop_core::directive::{DirectiveType, Status};
 use metaloop_core::protocol::DirectiveMessage;
 use metaloop_core::protocol::SpineEvent;
 use metaloop_core::record::Entry;
 use metaloop_core::record::RecordBody;
-use metaloop_core::supervisor::{Effect, NotificationKind};
+use metaloop_core::supervisor::NotificationKind;
 use metaloop_core::time::Timestamp;
 use metaloop_core::verify::Method;
 use metaloop_core::{Supervisor, SupervisorConfig};
@@ -76,9 +77,10 @@ impl DemoOptions {
 }
 
 /// Where records go: the ledger, or memory for tests that do not need a file.
+#[derive(Clone)]
 pub enum Sink {
     Ledger(Arc<SqliteLedger>),
-    Memory(Vec<Entry>),
+    Memory(Arc<std::sync::Mutex<Vec<Entry>>>),
 }
 
 impl Sink {
@@ -96,7 +98,10 @@ impl Sink {
                     .collect();
                 l.append(records).await.context("appending to the ledger")?;
             }
-            Sink::Memory(v) => v.extend(batch),
+            Sink::Memory(v) => v
+                .lock()
+                .map_err(|_| anyhow::anyhow!("record store poisoned"))?
+                .extend(batch),
         }
         Ok(())
     }
@@ -109,7 +114,7 @@ impl Sink {
                     (seq, metaloop_ledger::hex::encode(&h))
                 }))
             }
-            Sink::Memory(v) => Ok((v.len() as u64, String::new())),
+            Sink::Memory(v) => Ok((v.lock().map(|v| v.len()).unwrap_or(0) as u64, String::new())),
         }
     }
 }
@@ -152,7 +157,7 @@ fn demo_identity(opts: &DemoOptions) -> serde_json::Value {
 impl Sink {
     async fn read_all(&self) -> Result<Vec<Entry>> {
         match self {
-            Sink::Memory(v) => Ok(v.clone()),
+            Sink::Memory(v) => Ok(v.lock().map(|v| v.clone()).unwrap_or_default()),
             Sink::Ledger(l) => {
                 let mut out = Vec::new();
                 let mut next = 1;
@@ -174,106 +179,219 @@ impl Sink {
     }
 }
 
+/// Serving the API during a demo.
+#[derive(Clone)]
+pub struct DemoApi {
+    pub listen: std::net::SocketAddr,
+    pub tokens: Arc<crate::api::auth::Tokens>,
+}
+
+/// Records go to the sink; snapshots are also kept for the API.
+struct DemoRecords {
+    sink: Sink,
+    snapshots: crate::api::SnapshotCache,
+}
+
+impl RecordSink for DemoRecords {
+    fn append(&mut self, entries: Vec<Entry>) -> crate::runtime::BoxFuture<Result<()>> {
+        let mut sink = self.sink.clone();
+        let snapshots = self.snapshots.clone();
+        Box::pin(async move {
+            let snaps: Vec<serde_json::Value> = entries
+                .iter()
+                .filter(|e| e.action == "snapshot.built")
+                .map(|e| e.payload["snapshot"].clone())
+                .collect();
+            sink.append(entries).await?;
+            if let Ok(mut cache) = snapshots.lock() {
+                for s in snaps {
+                    cache.push_back(s);
+                    while cache.len() > 288 {
+                        cache.pop_front();
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Directives go to the simulated spine through a channel the demo loop drains.
+struct DemoPublisher(tokio::sync::mpsc::UnboundedSender<DirectiveMessage>);
+
+impl Publisher for DemoPublisher {
+    fn publish(&mut self, message: DirectiveMessage) -> crate::runtime::BoxFuture<Result<()>> {
+        let r = self
+            .0
+            .send(message)
+            .map_err(|_| anyhow::anyhow!("the simulated spine has stopped"));
+        Box::pin(async move { r })
+    }
+}
+
+/// Summaries are printed; other notifications are logged.
+struct DemoNotifier {
+    print: bool,
+    to_stderr: bool,
+}
+
+impl NotificationSink for DemoNotifier {
+    fn notify(&mut self, n: metaloop_core::supervisor::Notification) {
+        if self.print && n.kind == NotificationKind::Summary {
+            if self.to_stderr {
+                eprintln!("{}", n.text);
+            } else {
+                println!("{}", n.text);
+            }
+        } else {
+            tracing::info!(kind = ?n.kind, "{}", n.text);
+        }
+    }
+}
+
+/// Delivers every directive published so far to the spine and feeds the acks back.
+async fn deliver(
+    rt: &Runtime,
+    spine: &mut Spine,
+    published: &mut tokio::sync::mpsc::UnboundedReceiver<DirectiveMessage>,
+    now: Timestamp,
+) -> Result<()> {
+    while let Ok(message) = published.try_recv() {
+        let ack = spine.deliver(&message, now);
+        let id = message.directive_id.clone();
+        let r = rt.call(move |sup| sup.ingest(&ack)).await?;
+        if let Err(err) = r {
+            tracing::warn!(directive = %id, error = %err, "ack rejected");
+        }
+    }
+    Ok(())
+}
+
 /// Runs the demo and returns its report. `stop` ends it early (Ctrl-C). A sink that already
 /// holds records of the same run (same scenario, seed, method, environment and approver) is
 /// resumed: the supervisor's state is rebuilt from its records and the simulated spine is
-/// replayed to the same point, with the directives it had received.
-pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> Result<Report> {
+/// replayed to the same point, with the directives it had received. With `api`, the HTTP API
+/// is served while it runs (approvals given there are applied at the demo's virtual time).
+pub async fn run(
+    opts: &DemoOptions,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
+    api: Option<DemoApi>,
+) -> Result<Report> {
     let start = Timestamp::parse_rfc3339(DEMO_START).expect("valid start");
     let cfg = opts.supervisor_config();
     let mut spine = Spine::new(opts.scenario, opts.seed, start);
     let mut events: Vec<SpineEvent> = Vec::new();
-    let mut pending: Vec<Entry> = Vec::new();
     let existing = sink.read_all().await?;
-    let mut sup = if existing.is_empty() {
-        pending.push(Entry {
+    let mut sink = sink;
+    let sup = if existing.is_empty() {
+        sink.append(vec![Entry {
             time: start,
             actor: DEMO_ACTOR.into(),
             action: DEMO_STARTED.into(),
             resource: "demo".into(),
             payload: demo_identity(opts),
-        });
+        }])
+        .await?;
         Supervisor::new(cfg, start).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
     } else {
         resume(opts, cfg, &existing, &mut spine, &mut events)?
     };
-    let mut publishes: Vec<DirectiveMessage> = Vec::new();
-    // a resumed run first finishes what the interrupted one had decided but not carried out
-    let now = sup.state().last_cycle_end.unwrap_or(start);
+    let snapshots: crate::api::SnapshotCache = Default::default();
+    let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
+    let (rt, task) = Runtime::start(
+        sup,
+        DemoRecords {
+            sink: sink.clone(),
+            snapshots: snapshots.clone(),
+        },
+        DemoPublisher(tx),
+        DemoNotifier {
+            print: opts.print_summaries,
+            to_stderr: opts.summaries_to_stderr,
+        },
+    )
+    .await?;
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let server = match (&api, &sink) {
+        (Some(api), Sink::Ledger(ledger)) => {
+            let c = clock.clone();
+            let state = crate::api::ApiState {
+                runtime: rt.clone(),
+                tokens: api.tokens.clone(),
+                ledger: ledger.clone(),
+                snapshots,
+                ingest: None,
+                clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
+                metrics: None,
+            };
+            let listener = tokio::net::TcpListener::bind(api.listen)
+                .await
+                .with_context(|| format!("listening on {}", api.listen))?;
+            eprintln!("API on http://{}", listener.local_addr()?);
+            let app = crate::api::router(state);
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+        _ => None,
+    };
+
+    let mut now = rt
+        .call(|sup| sup.state().last_cycle_end)
+        .await?
+        .unwrap_or(start);
+    clock.store(now.millis(), Ordering::Relaxed);
     if !existing.is_empty() {
-        let unacked: Vec<DirectiveMessage> = sup
-            .state()
-            .order
-            .iter()
-            .map(|id| &sup.state().directives[id])
-            .filter(|d| {
-                d.status == Status::Published
-                    && d.directive.directive_type != DirectiveType::RequestReview
+        // a resumed run first finishes what the interrupted one had decided but not carried out
+        let unacked: Vec<DirectiveMessage> = rt
+            .call(|sup| {
+                let st = sup.state();
+                st.order
+                    .iter()
+                    .map(|id| &st.directives[id])
+                    .filter(|d| {
+                        d.status == Status::Published
+                            && d.directive.directive_type != DirectiveType::RequestReview
+                    })
+                    .map(|d| d.directive.message())
+                    .collect()
             })
-            .map(|d| d.directive.message())
-            .collect();
-        publishes.extend(unacked);
-        drain(&mut sup, &mut pending, &mut publishes, opts);
-        carry_out(
-            &mut sup,
-            &mut spine,
-            &mut sink,
-            &mut pending,
-            &mut publishes,
-            opts,
-            now,
-        )
-        .await?;
-        auto_approve(&mut sup, &spine, opts, now);
-        drain(&mut sup, &mut pending, &mut publishes, opts);
-        carry_out(
-            &mut sup,
-            &mut spine,
-            &mut sink,
-            &mut pending,
-            &mut publishes,
-            opts,
-            now,
-        )
-        .await?;
+            .await?;
+        for message in unacked {
+            let ack = spine.deliver(&message, now);
+            rt.call(move |sup| sup.ingest(&ack).ok()).await?;
+        }
+        auto_approve(&rt, &spine, opts, now).await?;
+        deliver(&rt, &mut spine, &mut published, now).await?;
     }
 
-    while sup.state().cycle < opts.cycles && !stop.load(Ordering::Relaxed) {
-        let end = sup.next_cycle_at();
+    while rt.call(|sup| sup.state().cycle).await? < opts.cycles && !stop.load(Ordering::Relaxed) {
+        // directives approved through the API since the last cycle reach the spine first
+        deliver(&rt, &mut spine, &mut published, now).await?;
+        let end = rt.call(|sup| sup.next_cycle_at()).await?;
         events.clear();
         spine.run_until(end, &mut events);
-        for e in &events {
-            if let Err(err) = sup.ingest(e) {
-                tracing::warn!(event = %e.id, error = %err, "event rejected");
-            }
-        }
-        sup.tick(end);
-        drain(&mut sup, &mut pending, &mut publishes, opts);
-        // decide → log → act: the whole cycle's records are durable (one transaction) before
-        // any of its directives reaches the spine
-        carry_out(
-            &mut sup,
-            &mut spine,
-            &mut sink,
-            &mut pending,
-            &mut publishes,
-            opts,
-            end,
-        )
-        .await?;
+        let batch = std::mem::take(&mut events);
+        events = rt
+            .call(move |sup| {
+                for e in &batch {
+                    if let Err(err) = sup.ingest(e) {
+                        tracing::warn!(event = %e.id, error = %err, "event rejected");
+                    }
+                }
+                sup.tick(end);
+                batch
+            })
+            .await?;
+        now = end;
+        clock.store(now.millis(), Ordering::Relaxed);
+        // decide → log → act: the cycle's records were durable before any of its directives
+        // reached the publisher; now they reach the spine
+        deliver(&rt, &mut spine, &mut published, now).await?;
         // the simulated approver answers pending approvals right after the cycle
-        auto_approve(&mut sup, &spine, opts, end);
-        drain(&mut sup, &mut pending, &mut publishes, opts);
-        carry_out(
-            &mut sup,
-            &mut spine,
-            &mut sink,
-            &mut pending,
-            &mut publishes,
-            opts,
-            end,
-        )
-        .await?;
+        auto_approve(&rt, &spine, opts, now).await?;
+        deliver(&rt, &mut spine, &mut published, now).await?;
         if !opts.fast {
             let wait = Duration::from_secs_f64(1.0 / opts.speed.max(1e-3));
             tokio::select! {
@@ -282,8 +400,13 @@ pub async fn run(opts: &DemoOptions, mut sink: Sink, stop: Arc<AtomicBool>) -> R
             }
         }
     }
-    sink.append(std::mem::take(&mut pending)).await?;
-
+    deliver(&rt, &mut spine, &mut published, now).await?;
+    if let Some(server) = server {
+        server.abort();
+        let _ = server.await;
+    }
+    drop(rt);
+    let sup = task.await.context("the supervisor task failed")?;
     let entries = sink.read_all().await?;
     let (records, head) = sink.head().await?;
     let path = match &sink {
@@ -354,78 +477,33 @@ fn resume(
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
-fn auto_approve(sup: &mut Supervisor, spine: &Spine, opts: &DemoOptions, now: Timestamp) {
-    let Some(name) = &opts.auto_approve_as else {
-        return;
-    };
-    if !spine.approver_present() {
-        return;
-    }
-    let ids: Vec<String> = sup
-        .pending_approvals()
-        .iter()
-        .map(|d| d.directive.id.clone())
-        .collect();
-    for id in ids {
-        let note = format!("approved by {name} (demo auto-approval)");
-        if let Err(err) = sup.approve(&id, name, &note, now) {
-            tracing::info!(directive = %id, error = %err, "auto-approval not possible");
-        }
-    }
-}
-
-/// Takes the supervisor's effects: records and directives to publish are queued, human
-/// notifications printed.
-fn drain(
-    sup: &mut Supervisor,
-    pending: &mut Vec<Entry>,
-    publishes: &mut Vec<DirectiveMessage>,
-    opts: &DemoOptions,
-) {
-    while let Some(effect) = sup.poll_effect() {
-        match effect {
-            Effect::Record(entry) => pending.push(entry),
-            Effect::Publish(message) => publishes.push(message),
-            Effect::Notify(n) => {
-                if opts.print_summaries && n.kind == NotificationKind::Summary {
-                    if opts.summaries_to_stderr {
-                        eprintln!("{}", n.text);
-                    } else {
-                        println!("{}", n.text);
-                    }
-                } else {
-                    tracing::debug!(kind = ?n.kind, "{}", n.text);
-                }
-            }
-        }
-    }
-}
-
-/// Makes the queued records durable, then delivers the queued directives and feeds their
-/// acks back, until nothing is left.
-#[allow(clippy::too_many_arguments)]
-async fn carry_out(
-    sup: &mut Supervisor,
-    spine: &mut Spine,
-    sink: &mut Sink,
-    pending: &mut Vec<Entry>,
-    publishes: &mut Vec<DirectiveMessage>,
+async fn auto_approve(
+    rt: &Runtime,
+    spine: &Spine,
     opts: &DemoOptions,
     now: Timestamp,
 ) -> Result<()> {
-    loop {
-        sink.append(std::mem::take(pending)).await?;
-        if publishes.is_empty() {
-            return Ok(());
-        }
-        for message in std::mem::take(publishes) {
-            let ack = spine.deliver(&message, now);
-            if let Err(err) = sup.ingest(&ack) {
-                tracing::warn!(directive = %message.directive_id, error = %err, "ack rejected");
+    let Some(name) = opts.auto_approve_as.clone() else {
+        return Ok(());
+    };
+    if !spine.approver_present() {
+        return Ok(());
+    }
+    rt.call(move |sup| {
+        let ids: Vec<String> = sup
+            .pending_approvals()
+            .iter()
+            .map(|d| d.directive.id.clone())
+            .collect();
+        for id in ids {
+            let note = format!("approved by {name} (demo auto-approval)");
+            if let Err(err) = sup.approve(&id, &name, &note, now) {
+                tracing::info!(directive = %id, error = %err, "auto-approval not possible");
             }
         }
-        drain(sup, pending, publishes, opts);
-    }
+    })
+    .await?;
+    Ok(())
 }
 
 /// The per-cycle part of the report, read back from the records.
