@@ -31,10 +31,109 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Goals vs KPIs at a glance, from a running daemon or demo.
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show, approve and reject directives on a running daemon or demo.
+    Directives {
+        #[command(subcommand)]
+        command: DirectivesCommand,
+    },
+    /// List, register, enable and disable policies on a running daemon or demo.
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+/// How to reach a running metaloop.
+#[derive(clap::Args, Clone)]
+struct ServerArgs {
+    /// The server (default http://127.0.0.1:7171, or $METALOOP_SERVER).
+    #[arg(long, env = "METALOOP_SERVER", default_value = "http://127.0.0.1:7171")]
+    server: String,
+    /// Bearer token (or $METALOOP_TOKEN).
+    #[arg(long, env = "METALOOP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DirectivesCommand {
+    /// Directives, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One directive with its whole lifecycle.
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve a directive waiting for approval.
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Reject a directive waiting for approval; it is never published.
+    Reject {
+        id: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoliciesCommand {
+    /// Policies with their track records.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register (or replace) a policy from a JSON or TOML file.
+    Register {
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Enable a policy.
+    Enable {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Disable a policy.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -152,6 +251,68 @@ fn main() -> ExitCode {
             Command::Config {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
+            Command::Status { server, json } => client_call(&server, json, ClientOp::Status).await,
+            Command::Directives { command } => match command {
+                DirectivesCommand::List {
+                    server,
+                    status,
+                    policy,
+                    domain,
+                    json,
+                } => {
+                    client_call(
+                        &server,
+                        json,
+                        ClientOp::List {
+                            status,
+                            policy,
+                            domain,
+                        },
+                    )
+                    .await
+                }
+                DirectivesCommand::Show { id, server } => {
+                    client_call(&server, true, ClientOp::Show(id)).await
+                }
+                DirectivesCommand::Approve { id, note, server } => {
+                    client_call(
+                        &server,
+                        false,
+                        ClientOp::Decide {
+                            id,
+                            note,
+                            approve: true,
+                        },
+                    )
+                    .await
+                }
+                DirectivesCommand::Reject { id, note, server } => {
+                    client_call(
+                        &server,
+                        false,
+                        ClientOp::Decide {
+                            id,
+                            note,
+                            approve: false,
+                        },
+                    )
+                    .await
+                }
+            },
+            Command::Policies { command } => match command {
+                PoliciesCommand::List { server, json } => {
+                    client_call(&server, json, ClientOp::Policies).await
+                }
+                PoliciesCommand::Register { file, server } => {
+                    client_call(&server, false, ClientOp::Register(file)).await
+                }
+                PoliciesCommand::Enable { id, server } => {
+                    client_call(&server, false, ClientOp::Enable(id, true)).await
+                }
+                PoliciesCommand::Disable { id, server } => {
+                    client_call(&server, false, ClientOp::Enable(id, false)).await
+                }
+            },
         }
     });
     ExitCode::from(code)
@@ -289,6 +450,154 @@ async fn run_demo(args: DemoArgs) -> u8 {
         );
     }
     0
+}
+
+enum ClientOp {
+    Status,
+    List {
+        status: Option<String>,
+        policy: Option<String>,
+        domain: Option<String>,
+    },
+    Show(String),
+    Decide {
+        id: String,
+        note: String,
+        approve: bool,
+    },
+    Policies,
+    Register(PathBuf),
+    Enable(String, bool),
+}
+
+async fn client_call(server: &ServerArgs, json: bool, op: ClientOp) -> u8 {
+    let token = match (&server.token, &server.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => {
+                eprintln!("error: --token-file {}: {e}", f.display());
+                return 2;
+            }
+        },
+        (None, None) => {
+            eprintln!("error: no token: pass --token, --token-file or set METALOOP_TOKEN");
+            return 2;
+        }
+    };
+    let c = metaloop::client::Client::new(&server.server, &token);
+    let result = match op {
+        ClientOp::Status => c.get("/v1/status", &[]).await.map(|v| {
+            if json {
+                v.to_string()
+            } else {
+                metaloop::client::render_status(&v)
+            }
+        }),
+        ClientOp::List {
+            status,
+            policy,
+            domain,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [("status", status), ("policy", policy), ("domain", domain)] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
+            c.get("/v1/directives", &q).await.map(|v| {
+                if json {
+                    v.to_string()
+                } else {
+                    metaloop::client::render_directives(&v)
+                }
+            })
+        }
+        ClientOp::Show(id) => c
+            .get(&format!("/v1/directives/{id}"), &[])
+            .await
+            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
+        ClientOp::Decide { id, note, approve } => {
+            let verb = if approve { "approve" } else { "reject" };
+            c.post(
+                &format!("/v1/directives/{id}/{verb}"),
+                &serde_json::json!({ "note": note }),
+            )
+            .await
+            .map(|v| {
+                format!(
+                    "directive {} is now {}",
+                    v["id"].as_str().unwrap_or(&id),
+                    v["status"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        ClientOp::Policies => c.get("/v1/policies", &[]).await.map(|v| {
+            if json {
+                v.to_string()
+            } else {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        format!(
+                            "{:<32} {:<8} track record {:.2} ({} verified, {} failed)\n",
+                            p["policy"]["id"].as_str().unwrap_or("?"),
+                            if p["policy"]["enabled"].as_bool() == Some(true) {
+                                "enabled"
+                            } else {
+                                "disabled"
+                            },
+                            p["track_record_score"].as_f64().unwrap_or(0.0),
+                            p["track_record"]["verified"],
+                            p["track_record"]["failed"]
+                        )
+                    })
+                    .collect()
+            }
+        }),
+        ClientOp::Register(file) => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return 2;
+                }
+            };
+            let parsed: Result<serde_json::Value, String> =
+                if file.extension().is_some_and(|e| e == "toml") {
+                    toml::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
+                } else {
+                    serde_json::from_str(&text).map_err(|e| e.to_string())
+                };
+            let body = match parsed {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return 2;
+                }
+            };
+            c.post("/v1/policies", &body)
+                .await
+                .map(|v| format!("registered policy {}", v["registered"]))
+        }
+        ClientOp::Enable(id, on) => {
+            let verb = if on { "enable" } else { "disable" };
+            c.post(&format!("/v1/policies/{id}/{verb}"), &serde_json::json!({}))
+                .await
+                .map(|_| format!("policy {id} {verb}d"))
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 fn config_check(file: &std::path::Path) -> u8 {
