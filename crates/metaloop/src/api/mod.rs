@@ -1,6 +1,7 @@
 //! The HTTP API (`/v1/...`, JSON, bearer tokens with roles), `/healthz`, `/readyz`.
 
 pub mod auth;
+pub mod openapi;
 mod routes;
 
 use crate::runtime::Runtime;
@@ -12,7 +13,7 @@ use metaloop_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-pub use routes::{ROUTES, router};
+pub use routes::router;
 
 /// Takes spine events posted to `/v1/events` (the mesh's ingest pipeline).
 pub trait EventIngest: Send + Sync + 'static {

@@ -14,34 +14,16 @@ use metaloop_core::supervisor::{DirectiveState, InputError};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// Every route the server serves.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/v1/status"),
-    ("GET", "/v1/goals"),
-    ("GET", "/v1/snapshots"),
-    ("GET", "/v1/snapshots/latest"),
-    ("GET", "/v1/directives"),
-    ("GET", "/v1/directives/{id}"),
-    ("POST", "/v1/directives/{id}/approve"),
-    ("POST", "/v1/directives/{id}/reject"),
-    ("GET", "/v1/policies"),
-    ("POST", "/v1/policies"),
-    ("POST", "/v1/policies/{id}/enable"),
-    ("POST", "/v1/policies/{id}/disable"),
-    ("GET", "/v1/ledger/records"),
-    ("GET", "/v1/ledger/checkpoints"),
-    ("POST", "/v1/events"),
-];
-
 /// The API router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
         .route("/v1/status", get(status))
         .route("/v1/goals", get(goals))
         .route("/v1/snapshots", get(snapshots))
@@ -123,8 +105,13 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiErro
     ))
 }
 
-async fn status(State(s): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+async fn status(
+    State(s): State<ApiState>,
+    p: Principal,
+    Query(q): Q,
+) -> Result<Json<Value>, ApiError> {
     p.require(READERS)?;
+    only_known(&q, &[])?;
     let v = s
         .runtime
         .call(|sup| {
@@ -162,8 +149,13 @@ async fn status(State(s): State<ApiState>, p: Principal) -> Result<Json<Value>, 
     Ok(Json(v))
 }
 
-async fn goals(State(s): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+async fn goals(
+    State(s): State<ApiState>,
+    p: Principal,
+    Query(q): Q,
+) -> Result<Json<Value>, ApiError> {
     p.require(READERS)?;
+    only_known(&q, &[])?;
     let v = s.runtime.call(|sup| json!(sup.state().goals)).await?;
     Ok(Json(v))
 }
@@ -184,8 +176,13 @@ async fn snapshots(
     Ok(Json(json!(out)))
 }
 
-async fn latest_snapshot(State(s): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+async fn latest_snapshot(
+    State(s): State<ApiState>,
+    p: Principal,
+    Query(q): Q,
+) -> Result<Json<Value>, ApiError> {
     p.require(READERS)?;
+    only_known(&q, &[])?;
     let cache = s
         .snapshots
         .lock()
@@ -261,8 +258,10 @@ async fn show_directive(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
+    Query(q): Q,
 ) -> Result<Json<Value>, ApiError> {
     p.require(READERS)?;
+    only_known(&q, &[])?;
     let idc = id.clone();
     let v = s
         .runtime
@@ -369,8 +368,13 @@ async fn reject(
     decide(s, p, id, body, false).await
 }
 
-async fn list_policies(State(s): State<ApiState>, p: Principal) -> Result<Json<Value>, ApiError> {
+async fn list_policies(
+    State(s): State<ApiState>,
+    p: Principal,
+    Query(q): Q,
+) -> Result<Json<Value>, ApiError> {
     p.require(READERS)?;
+    only_known(&q, &[])?;
     let v = s
         .runtime
         .call(|sup| {
