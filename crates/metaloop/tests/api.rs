@@ -1,0 +1,657 @@
+//! The HTTP API through a real server: every route for success, 400 (naming the field), 401,
+//! 403 and 404 where they apply; the approval workflow (HIGH needs one approval, CRITICAL two
+//! distinct approvers with a note, an approver cannot approve twice, rejected and expired
+//! directives are never published); the OpenAPI document lists every route served.
+
+use metaloop::api::auth::Tokens;
+use metaloop::api::{ApiError, ApiState, EventIngest, openapi, router};
+use metaloop::config::{Role, TokenEntry};
+use metaloop::runtime::{BoxFuture, NotificationSink, Publisher, RecordSink, Runtime};
+use metaloop_core::directive::{DirectiveType, ImpactLevel};
+use metaloop_core::policy::{Condition, DirectiveTemplate, MetaPolicy, TargetSelector};
+use metaloop_core::protocol::{Decision, DirectiveMessage, EventData, Recovery, SpineEvent};
+use metaloop_core::record::Entry;
+use metaloop_core::supervisor::Notification;
+use metaloop_core::time::Timestamp;
+use metaloop_core::{Supervisor, SupervisorConfig};
+use metaloop_ledger::{LedgerStore, NewRecord, SqliteLedger};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+struct LedgerRecords(Arc<SqliteLedger>);
+impl RecordSink for LedgerRecords {
+    fn append(&mut self, entries: Vec<Entry>) -> BoxFuture<anyhow::Result<()>> {
+        let l = self.0.clone();
+        Box::pin(async move {
+            let batch = entries
+                .into_iter()
+                .map(|e| NewRecord::new(e.time.millis(), e.actor, e.action, e.resource, e.payload))
+                .collect();
+            l.append(batch).await?;
+            Ok(())
+        })
+    }
+}
+
+#[derive(Clone, Default)]
+struct Published(Arc<Mutex<Vec<String>>>);
+impl Publisher for Published {
+    fn publish(&mut self, m: DirectiveMessage) -> BoxFuture<anyhow::Result<()>> {
+        self.0.lock().unwrap().push(m.directive_id);
+        Box::pin(async { Ok(()) })
+    }
+}
+struct Quiet;
+impl NotificationSink for Quiet {
+    fn notify(&mut self, _: Notification) {}
+}
+
+/// Counts events posted (stands in for the mesh's ingest pipeline).
+struct CountingIngest;
+impl EventIngest for CountingIngest {
+    fn ingest(&self, body: bytes::Bytes, _: Option<String>) -> BoxFuture<Result<Value, ApiError>> {
+        Box::pin(async move {
+            let v: Value =
+                serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
+            Ok(json!({ "accepted": v.as_array().map_or(1, Vec::len) }))
+        })
+    }
+}
+
+fn policy(id: &str, impact: ImpactLevel, knob: &str, kpi: &str) -> MetaPolicy {
+    MetaPolicy {
+        id: id.into(),
+        name: id.into(),
+        description: String::new(),
+        condition: Condition {
+            goal_gap_metric: Some(kpi.into()),
+            goal_gap_threshold: Some(0.0),
+            ..Default::default()
+        },
+        directive_template: DirectiveTemplate {
+            directive_type: DirectiveType::AdjustConfidence,
+            action: "test".into(),
+            target: TargetSelector::WorstDomain,
+            subsystem: "planner".into(),
+            knob: knob.into(),
+            parameters: json!({ "adjustment": 0.01 }),
+            target_kpi: kpi.into(),
+            impact_level: impact,
+            side_effects: BTreeMap::new(),
+            expected_impact: String::new(),
+        },
+        confidence_threshold: 0.0,
+        approval_override: None,
+        for_cycles: 1,
+        cooldown_cycles: 100,
+        priority: 0,
+        enabled: true,
+    }
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    published: Published,
+    runtime: Runtime,
+    clock: Arc<std::sync::atomic::AtomicI64>,
+    _dir: tempfile::TempDir,
+}
+
+const TOKENS: [(&str, &[Role]); 6] = [
+    ("viewer", &[Role::Viewer]),
+    ("operator", &[Role::Operator]),
+    ("approver", &[Role::Approver]),
+    ("approver2", &[Role::Approver]),
+    ("admin", &[Role::Admin]),
+    ("adapter", &[Role::Adapter]),
+];
+
+fn token(name: &str) -> String {
+    format!("token-of-{name}")
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(
+        SqliteLedger::open(dir.path().join("ledger.db"))
+            .await
+            .unwrap(),
+    );
+    let start = Timestamp::from_secs(1_767_225_600);
+    let mut cfg = SupervisorConfig {
+        id_seed: 3,
+        ..Default::default()
+    };
+    cfg.policies = vec![
+        policy(
+            "high_policy",
+            ImpactLevel::High,
+            "planner.exploration",
+            "autonomy_rate",
+        ),
+        policy(
+            "critical_policy",
+            ImpactLevel::Critical,
+            "planner.safety_checks",
+            "overall_success_rate",
+        ),
+    ];
+    cfg.policies[1].priority = 1;
+    cfg.verification.min_samples = 50;
+    cfg.approval.ttl_seconds = 600;
+    let sup = Supervisor::new(cfg, start).unwrap();
+    let published = Published::default();
+    let (runtime, _task) =
+        Runtime::start(sup, LedgerRecords(ledger.clone()), published.clone(), Quiet)
+            .await
+            .unwrap();
+    let entries: Vec<TokenEntry> = TOKENS
+        .iter()
+        .map(|(n, roles)| TokenEntry {
+            principal: n.to_string(),
+            roles: roles.to_vec(),
+            sha256: Sha256::digest(token(n).as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        })
+        .collect();
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(start.millis()));
+    let c = clock.clone();
+    let state = ApiState {
+        runtime: runtime.clone(),
+        tokens: Arc::new(Tokens::from_config(&entries).unwrap()),
+        ledger,
+        snapshots: Default::default(),
+        ingest: Some(Arc::new(CountingIngest)),
+        clock: Arc::new(move || Timestamp(c.load(std::sync::atomic::Ordering::Relaxed))),
+        metrics: Some(Arc::new(|| "# EOF\n".to_string())),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    Server {
+        base,
+        http: reqwest::Client::new(),
+        published,
+        runtime,
+        clock,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        who: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut r = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        };
+        if let Some(w) = who {
+            r = r.bearer_auth(token(w));
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Two cycles of events that miss the success and autonomy goals, so both test policies
+    /// fire: one HIGH and one CRITICAL directive wait for approval.
+    async fn make_pending(&self) -> (String, String) {
+        let mut n = 0;
+        for _ in 0..2 {
+            let events: Vec<SpineEvent> = (0..200)
+                .flat_map(|i| {
+                    n += 1;
+                    let r = Recovery {
+                        domain: "application".into(),
+                        incident_id: format!("i{n}"),
+                        playbook: "restart".into(),
+                        duration_s: 20.0,
+                        autonomous: true,
+                        human_override: false,
+                    };
+                    let rec = if i % 5 == 0 {
+                        EventData::RecoveryFailed(r)
+                    } else {
+                        EventData::RecoverySucceeded(r)
+                    };
+                    let dec = EventData::DecisionMade(Decision {
+                        domain: "application".into(),
+                        decision_id: format!("d{n}"),
+                        confidence: 0.8,
+                        autonomous: i % 2 == 0,
+                        approved_by_human: i % 2 == 1,
+                        overridden: false,
+                    });
+                    [rec, dec]
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(k, data)| SpineEvent {
+                            id: format!("e{n}-{k}"),
+                            source: "urn:spine:application".into(),
+                            time: Timestamp(0),
+                            data,
+                        })
+                })
+                .collect();
+            let now = self
+                .runtime
+                .call(move |sup| {
+                    let end = sup.next_cycle_at();
+                    for mut e in events {
+                        e.time = end.plus_millis(-1000);
+                        sup.ingest(&e).unwrap();
+                    }
+                    sup.tick(end);
+                    end
+                })
+                .await
+                .unwrap();
+            self.clock
+                .store(now.millis(), std::sync::atomic::Ordering::Relaxed);
+        }
+        let (_, list) = self
+            .req(
+                "GET",
+                "/v1/directives?status=pending_approval",
+                Some("viewer"),
+                None,
+            )
+            .await;
+        let find = |t: &str| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["effective_impact"] == t)
+                .map(|d| d["id"].as_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("no pending {t} directive in {list}"))
+        };
+        (find("HIGH"), find("CRITICAL"))
+    }
+}
+
+#[tokio::test]
+async fn approval_workflow_through_the_api() {
+    let s = server().await;
+    let (high, critical) = s.make_pending().await;
+    assert!(
+        s.published.0.lock().unwrap().is_empty(),
+        "nothing needing approval was published"
+    );
+
+    // HIGH: one approval publishes it
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{high}/approve"),
+            Some("approver"),
+            Some(json!({"note": "ok"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "published");
+    assert_eq!(s.published.0.lock().unwrap().as_slice(), [high.clone()]);
+    // approving again is a conflict, not a second publication
+    let (st, _) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{high}/approve"),
+            Some("approver2"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    // CRITICAL: needs a review note, two distinct approvers
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{critical}/approve"),
+            Some("approver"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(v["field"], "note", "{v}");
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{critical}/approve"),
+            Some("approver"),
+            Some(json!({"note": "reviewed"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["status"], "pending_approval",
+        "one approval is not enough"
+    );
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{critical}/approve"),
+            Some("approver"),
+            Some(json!({"note": "again"})),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "the same approver cannot approve twice: {v}"
+    );
+    assert_eq!(s.published.0.lock().unwrap().len(), 1);
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{critical}/approve"),
+            Some("approver2"),
+            Some(json!({"note": "second look"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "published");
+    assert_eq!(s.published.0.lock().unwrap().len(), 2);
+
+    // every change is recorded with its principal
+    let (_, records) = s
+        .req("GET", "/v1/ledger/records?limit=1000", Some("viewer"), None)
+        .await;
+    let approvals: Vec<(&str, &str)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "directive.approved")
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap(),
+                r["resource"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        approvals,
+        vec![
+            ("approver", high.as_str()),
+            ("approver", critical.as_str()),
+            ("approver2", critical.as_str())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rejected_and_expired_directives_are_never_published() {
+    let s = server().await;
+    let (high, critical) = s.make_pending().await;
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{high}/reject"),
+            Some("approver"),
+            Some(json!({"note": "no"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "rejected");
+    let (st, _) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{high}/approve"),
+            Some("approver2"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    // the CRITICAL one waits past its TTL
+    s.clock
+        .fetch_add(3_600_000, std::sync::atomic::Ordering::Relaxed);
+    let (st, v) = s
+        .req(
+            "POST",
+            &format!("/v1/directives/{critical}/approve"),
+            Some("approver"),
+            Some(json!({"note": "late"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
+    let (_, d) = s
+        .req(
+            "GET",
+            &format!("/v1/directives/{critical}"),
+            Some("viewer"),
+            None,
+        )
+        .await;
+    assert_eq!(d["status"], "expired");
+    assert!(s.published.0.lock().unwrap().is_empty());
+}
+
+/// (method, path, body, role that may call it, a role that may not, a bad request)
+#[tokio::test]
+async fn every_route_answers_401_403_400_404_and_success() {
+    let s = server().await;
+    let (high, _critical) = s.make_pending().await;
+    let policy_body = serde_json::to_value(policy(
+        "custom",
+        ImpactLevel::Low,
+        "planner.x",
+        "autonomy_rate",
+    ))
+    .unwrap();
+    type Case<'a> = (
+        &'a str,
+        String,
+        Option<Value>,
+        &'a str,
+        Option<&'a str>,
+        Option<(String, Option<Value>, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/v1/status".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/status?x=1".into(), None, "x")),
+        ),
+        (
+            "GET",
+            "/v1/goals".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/goals?y=1".into(), None, "y")),
+        ),
+        (
+            "GET",
+            "/v1/snapshots".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/snapshots?limit=lots".into(), None, "limit")),
+        ),
+        (
+            "GET",
+            "/v1/directives".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/directives?status=happy".into(), None, "status")),
+        ),
+        (
+            "GET",
+            format!("/v1/directives/{high}"),
+            None,
+            "operator",
+            Some("adapter"),
+            Some((format!("/v1/directives/{high}?z=1"), None, "z")),
+        ),
+        (
+            "GET",
+            "/v1/policies".into(),
+            None,
+            "approver",
+            Some("adapter"),
+            Some(("/v1/policies?q=1".into(), None, "q")),
+        ),
+        (
+            "POST",
+            "/v1/policies".into(),
+            Some(policy_body.clone()),
+            "admin",
+            Some("operator"),
+            Some((
+                "/v1/policies".into(),
+                Some(json!({"id": "p", "nmae": 1})),
+                "nmae",
+            )),
+        ),
+        (
+            "POST",
+            "/v1/policies/custom/disable".into(),
+            None,
+            "operator",
+            Some("viewer"),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/policies/custom/enable".into(),
+            None,
+            "admin",
+            Some("approver"),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/ledger/records".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/ledger/records?from=-1".into(), None, "from")),
+        ),
+        (
+            "GET",
+            "/v1/ledger/checkpoints".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/ledger/checkpoints?limit=5000".into(), None, "limit")),
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            Some(json!([{"a": 1}, {"b": 2}])),
+            "adapter",
+            Some("admin"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1/directives/{high}/approve"),
+            Some(json!({"note": "fine"})),
+            "approver",
+            Some("operator"),
+            Some((
+                format!("/v1/directives/{high}/approve"),
+                Some(json!({"notes": "x"})),
+                "notes",
+            )),
+        ),
+    ];
+    for (method, path, body, allowed, denied, bad) in cases {
+        let (st, v) = s.req(method, &path, None, body.clone()).await;
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token: {v}"
+        );
+        let (st, _) = s.req(method, &path, Some("nobody"), body.clone()).await;
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with an unknown token"
+        );
+        if let Some(d) = denied {
+            let (st, v) = s.req(method, &path, Some(d), body.clone()).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{method} {path} as {d}: {v}");
+        }
+        if let Some((bad_path, bad_body, field)) = bad {
+            let (st, v) = s.req(method, &bad_path, Some(allowed), bad_body).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{method} {bad_path}: {v}");
+            assert_eq!(v["field"], field, "{method} {bad_path}: {v}");
+            assert!(v["message"].as_str().unwrap().contains(field), "{v}");
+        }
+        let (st, v) = s.req(method, &path, Some(allowed), body).await;
+        assert!(st.is_success(), "{method} {path} as {allowed}: {st} {v}");
+    }
+    // 404s
+    for (method, path, who) in [
+        ("GET", "/v1/directives/nope", "viewer"),
+        ("POST", "/v1/directives/nope/approve", "approver"),
+        ("POST", "/v1/directives/nope/reject", "approver"),
+        ("POST", "/v1/policies/nope/enable", "operator"),
+        ("POST", "/v1/policies/nope/disable", "operator"),
+        ("GET", "/v1/snapshots/latest", "viewer"),
+        ("GET", "/v1/no-such-route", "viewer"),
+    ] {
+        let (st, v) = s.req(method, path, Some(who), None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+    }
+    // unauthenticated routes
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        let (st, _) = s.req("GET", path, None, None).await;
+        assert_eq!(st, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_served() {
+    let s = server().await;
+    let (st, doc) = s.req("GET", "/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for r in openapi::ROUTE_DOCS {
+        assert!(
+            paths[r.path][r.method].is_object(),
+            "{} {} missing",
+            r.method,
+            r.path
+        );
+        // and the server really serves it: not the fallback
+        let path = r.path.replace("{id}", "x");
+        let (st, v) = s
+            .req(&r.method.to_uppercase(), &path, Some("admin"), None)
+            .await;
+        assert!(
+            !(st == StatusCode::NOT_FOUND && v["message"] == "no such route")
+                && st != StatusCode::METHOD_NOT_ALLOWED,
+            "{} {} is documented but not served ({st})",
+            r.method,
+            r.path
+        );
+    }
+    // a route the server does not document does not exist
+    let (st, _) = s.req("GET", "/v1/secret", Some("admin"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
