@@ -308,7 +308,7 @@ async fn approval_workflow_through_the_api() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "published");
-    assert_eq!(s.published.0.lock().unwrap().as_slice(), [high.clone()]);
+    assert_eq!(*s.published.0.lock().unwrap(), vec![high.clone()]);
     // approving again is a conflict, not a second publication
     let (st, _) = s
         .req(
