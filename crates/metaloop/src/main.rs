@@ -185,9 +185,13 @@ struct DemoArgs {
     /// Verification method: metaloop (statistics) or naive (the seed's rule, for comparison).
     #[arg(long, value_enum, default_value = "metaloop")]
     method: MethodArg,
-    /// Environment the approval matrix applies to.
-    #[arg(long, default_value = "production")]
-    environment: String,
+    /// Environment the approval matrix applies to (default: the --config file's, else production).
+    #[arg(long)]
+    environment: Option<String>,
+    /// Take goals, policies, the approval matrix, verification and alert settings from a
+    /// metaloop.toml instead of the defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Serve the HTTP API on ADDR (e.g. 127.0.0.1:7171) while the demo runs; API tokens are
     /// written to the data directory and named on stderr.
     #[arg(long, value_name = "ADDR")]
@@ -346,6 +350,16 @@ async fn run_demo(args: DemoArgs) -> u8 {
         return 2;
     }
     let json = matches!(args.report, ReportFormat::Json);
+    let file_cfg = match &args.config {
+        None => None,
+        Some(path) => match metaloop::config::FileConfig::load(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+    };
     let opts = DemoOptions {
         cycles: args.cycles,
         fast: args.fast,
@@ -354,7 +368,12 @@ async fn run_demo(args: DemoArgs) -> u8 {
             MethodArg::Metaloop => Method::Metaloop,
             MethodArg::Naive => Method::Naive,
         },
-        environment: args.environment,
+        environment: args
+            .environment
+            .clone()
+            .or_else(|| file_cfg.as_ref().map(|c| c.environment.clone()))
+            .unwrap_or_else(|| "production".into()),
+        base: file_cfg.as_ref().map(|c| c.supervisor()),
         auto_approve_as: args.auto_approve_as,
         print_summaries: true,
         summaries_to_stderr: json,

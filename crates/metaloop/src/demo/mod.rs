@@ -45,6 +45,9 @@ pub struct DemoOptions {
     /// Print each cycle's summary (to stdout in text mode, stderr in JSON mode).
     pub print_summaries: bool,
     pub summaries_to_stderr: bool,
+    /// Goals, policies, approval matrix, verification and alert settings from a
+    /// `metaloop.toml` (`--config`), instead of the defaults.
+    pub base: Option<SupervisorConfig>,
 }
 
 impl DemoOptions {
@@ -61,15 +64,17 @@ impl DemoOptions {
             auto_approve_as: None,
             print_summaries: false,
             summaries_to_stderr: true,
+            base: None,
         }
     }
 
-    /// The supervisor configuration the demo runs with.
+    /// The supervisor configuration the demo runs with: `base` (from `--config`) or the
+    /// defaults, with the demo's environment, seed and verification method.
     pub fn supervisor_config(&self) -> SupervisorConfig {
         let mut cfg = SupervisorConfig {
             environment: self.environment.clone(),
             id_seed: self.seed,
-            ..Default::default()
+            ..self.base.clone().unwrap_or_default()
         };
         cfg.verification.method = self.method;
         cfg
@@ -151,6 +156,11 @@ fn demo_identity(opts: &DemoOptions) -> serde_json::Value {
         "method": opts.method.as_str(),
         "environment": opts.environment,
         "auto_approve_as": opts.auto_approve_as,
+        "config": opts.base.as_ref().map(|c| {
+            use sha2::{Digest, Sha256};
+            let text = serde_json::to_string(c).unwrap_or_default();
+            Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+        }),
     })
 }
 
