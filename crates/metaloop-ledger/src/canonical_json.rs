@@ -46,6 +46,244 @@ pub fn canonicalize(text: &[u8]) -> Result<String, CanonicalizeError> {
     to_canonical_json(&value).map_err(CanonicalizeError::Canonical)
 }
 
+/// Whether `text` is exactly the canonical JSON text of the value it parses to.
+///
+/// Checked in one pass over the bytes without building the value, which is several times
+/// faster than [`canonicalize`] and comparing (verification checks every stored payload).
+/// Agrees with that comparison on every input, except that it may answer `false` for a
+/// canonical text that it does not fully understand; callers fall back to [`canonicalize`]
+/// then, to be sure and to say what differs.
+pub fn is_canonical(text: &[u8]) -> bool {
+    if std::str::from_utf8(text).is_err() {
+        return false;
+    }
+    let mut checker = Checker {
+        text,
+        at: 0,
+        scratch: String::new(),
+    };
+    checker.value(0) && checker.at == text.len()
+}
+
+/// The state of [`is_canonical`]: a position in `text`.
+struct Checker<'a> {
+    text: &'a [u8],
+    at: usize,
+    /// Reused for the canonical form of each double.
+    scratch: String,
+}
+
+impl<'a> Checker<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    /// Consumes `byte` if it is next.
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self.text[self.at..].starts_with(word);
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    /// `depth` counts the arrays and objects around the value, as `write_value` does.
+    fn value(&mut self, depth: usize) -> bool {
+        match self.peek() {
+            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'"') => self.string().is_some(),
+            Some(b'[') => depth < MAX_DEPTH && self.array(depth),
+            Some(b'{') => depth < MAX_DEPTH && self.object(depth),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// Keys must be in strictly increasing order of their UTF-8 bytes (so also unique).
+    fn object(&mut self, depth: usize) -> bool {
+        self.at += 1;
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut previous: Option<&'a [u8]> = None;
+        loop {
+            if self.peek() != Some(b'"') {
+                return false;
+            }
+            let Some(key) = self.string() else {
+                return false;
+            };
+            if previous.is_some_and(|previous| !key_less(previous, key)) {
+                return false;
+            }
+            previous = Some(key);
+            if !self.eat(b':') || !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// Checks a string written as `write_string` writes it; returns the text between the
+    /// quotes, escapes and all.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let text = self.text;
+        self.at += 1;
+        let start = self.at;
+        loop {
+            match *text.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(&text[start..self.at - 1]);
+                }
+                b'\\' => {
+                    match *text.get(self.at + 1)? {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.at += 2,
+                        b'u' => {
+                            // Only `\u00xx` (lower-case hex) for a control character that has
+                            // no short escape.
+                            let code = match text.get(self.at + 2..self.at + 6)? {
+                                [b'0', b'0', high @ (b'0' | b'1'), low] => {
+                                    let low = match low {
+                                        b'0'..=b'9' => low - b'0',
+                                        b'a'..=b'f' => low - b'a' + 10,
+                                        _ => return None,
+                                    };
+                                    (high - b'0') << 4 | low
+                                }
+                                _ => return None,
+                            };
+                            if matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.at += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                // The whole text is valid UTF-8, so other bytes are characters as they are.
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// An integer in [-2^63, 2^64 - 1] without leading zeros, or a double written exactly
+    /// as `write_f64` writes it.
+    fn number(&mut self) -> bool {
+        let start = self.at;
+        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        let token = &self.text[start..self.at];
+        if !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+            return canonical_integer(token);
+        }
+        // Rust's parser is correctly rounded, like serde_json's with `float_roundtrip`: if
+        // the double's canonical text is the token, any such parser reads the token back
+        // as that double.
+        let parsed = std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok());
+        let Some(f) = parsed.filter(|f| f.is_finite()) else {
+            return false;
+        };
+        self.scratch.clear();
+        write_f64(f, &mut self.scratch);
+        self.scratch.as_bytes() == token
+    }
+}
+
+/// Whether `token` is an integer as `write_number` writes one.
+fn canonical_integer(token: &[u8]) -> bool {
+    let (negative, digits) = match token.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, token),
+    };
+    match digits {
+        [b'0'] => !negative,
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {
+            let magnitude = digits.iter().try_fold(0u64, |value, digit| {
+                value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+            });
+            match magnitude {
+                Some(m) => !negative || m <= 1 << 63,
+                None => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Compares two keys, given as canonical string contents, by their UTF-8 bytes.
+fn key_less(a: &[u8], b: &[u8]) -> bool {
+    if !a.contains(&b'\\') && !b.contains(&b'\\') {
+        return a < b;
+    }
+    unescape(a) < unescape(b)
+}
+
+/// The bytes of a canonical string's content (only the escapes `write_string` writes).
+fn unescape(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len());
+    let mut at = 0;
+    while at < content.len() {
+        if content[at] != b'\\' {
+            out.push(content[at]);
+            at += 1;
+            continue;
+        }
+        let (byte, len) = match content.get(at + 1) {
+            Some(b'b') => (0x08, 2),
+            Some(b't') => (0x09, 2),
+            Some(b'n') => (0x0a, 2),
+            Some(b'f') => (0x0c, 2),
+            Some(b'r') => (0x0d, 2),
+            Some(b'u') => {
+                let hex = content.get(at + 4..at + 6).unwrap_or(b"00");
+                let nibble = |h: u8| if h.is_ascii_digit() { h - b'0' } else { h - b'a' + 10 };
+                (nibble(hex[0]) << 4 | nibble(hex[1]), 6)
+            }
+            Some(&other) => (other, 2),
+            None => (b'\\', 1),
+        };
+        out.push(byte);
+        at += len;
+    }
+    out
+}
+
 /// Why a JSON text could not be canonicalised.
 #[derive(Debug, thiserror::Error)]
 pub enum CanonicalizeError {
@@ -351,8 +589,135 @@ mod tests {
         })
     }
 
+    #[test]
+    fn is_canonical_accepts_canonical_texts() {
+        for text in [
+            "null",
+            "true",
+            "0",
+            "-1",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.0",
+            "-0.0",
+            "1e+16",
+            "5e-324",
+            "0.00001",
+            r#""""#,
+            r#""\u0000\u001f\"\\/""#,
+            "\"\u{7f}é\u{2028}\"",
+            r#"{"":4,"Z":3,"z":2,"é":1}"#,
+            r#"{"\u0001":2,"\"":1,"A":[[],{}]}"#,
+            r#"[null,true,false,-1,2.5,"x\ty"]"#,
+        ] {
+            assert!(is_canonical(text.as_bytes()), "{text}");
+            assert_eq!(canonicalize(text.as_bytes()).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn is_canonical_rejects_other_texts() {
+        for text in [
+            "",
+            " null",
+            "null ",
+            "nul",
+            "-0",
+            "01",
+            "+1",
+            "1.",
+            ".5",
+            "1e16",
+            "1E+16",
+            "1.50",
+            "1e2",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "NaN",
+            r#""\/""#,
+            r#""\u0041""#,
+            r#""\u007f""#,
+            r#""\u001F""#,
+            r#""\u0009""#,
+            "\"\t\"",
+            r#""abc"#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,}"#,
+            r#"[1,]"#,
+            r#"[1 ]"#,
+            r#"{"a" :1}"#,
+            r#"{"a":1}x"#,
+            r#"{"\"":1,"!":2}"#,
+        ] {
+            assert!(!is_canonical(text.as_bytes()), "{text}");
+        }
+        assert!(!is_canonical(b"\"\xff\""));
+        let mut deep = "1".to_owned();
+        for _ in 0..=MAX_DEPTH {
+            deep = format!("[{deep}]");
+        }
+        assert!(!is_canonical(deep.as_bytes()));
+        assert!(is_canonical(&deep.as_bytes()[1..deep.len() - 1]));
+    }
+
+    /// Texts near canonical ones: a canonical text with one edit.
+    fn arb_near_canonical() -> impl Strategy<Value = Vec<u8>> {
+        let edits = prop::collection::vec(
+            (any::<prop::sample::Index>(), 0..4u8, prop::sample::select(
+                b" \\\"{}[],:.-+eE0159aAuf/\t\x01\xc3".to_vec(),
+            )),
+            1..3,
+        );
+        (arb_json(), edits).prop_map(|(v, edits)| {
+            let mut text = canon(&v).into_bytes();
+            for (at, kind, byte) in edits {
+                if text.is_empty() {
+                    text.push(byte);
+                    continue;
+                }
+                let i = at.index(text.len());
+                match kind {
+                    0 => text[i] = byte,
+                    1 => text.insert(i, byte),
+                    2 => {
+                        text.remove(i);
+                    }
+                    _ => {
+                        let j = (i + usize::from(byte)) % text.len();
+                        text.swap(i, j);
+                    }
+                }
+            }
+            text
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn is_canonical_agrees_with_canonicalize(text in arb_near_canonical()) {
+            let slow = matches!(canonicalize(&text), Ok(c) if c.as_bytes() == text.as_slice());
+            prop_assert_eq!(is_canonical(&text), slow, "{}", String::from_utf8_lossy(&text));
+        }
+
+        #[test]
+        fn is_canonical_accepts_every_canonical_text(v in arb_json()) {
+            prop_assert!(is_canonical(canon(&v).as_bytes()));
+        }
+
+        #[test]
+        fn is_canonical_checks_any_double(bits in any::<u64>(), digits in "[0-9]{1,20}", exp in -330..330i32) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite());
+            let text = canon(&json!(f));
+            prop_assert!(is_canonical(text.as_bytes()));
+            for other in [format!("{digits}e{exp}"), format!("0.{digits}"), format!("{digits}.0"), format!("{f:e}")] {
+                let slow = matches!(canonicalize(other.as_bytes()), Ok(c) if c == other);
+                prop_assert_eq!(is_canonical(other.as_bytes()), slow, "{}", other);
+            }
+        }
 
         #[test]
         fn canonical_text_is_a_fixed_point(v in arb_json()) {

@@ -18,24 +18,38 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod canonical_json;
 pub mod checkpoint;
 pub mod encoding;
 mod error;
 pub mod hex;
+pub mod keys;
+pub mod merkle;
+pub mod postgres;
+mod proof;
 mod record;
 mod sqlite;
 mod store;
 mod verify;
+mod writer;
 
 pub use canonical_json::{CanonicalJsonError, to_canonical_json};
-pub use checkpoint::{Checkpoint, CheckpointText};
+pub use checkpoint::{Checkpoint, CheckpointText, CheckpointTextError};
 pub use encoding::{DOMAIN, HashInput, ZERO_HASH};
 pub use error::LedgerError;
+pub use keys::KeyError;
+pub use postgres::PgLedger;
+pub use proof::{InclusionProof, ProofError, ProveError, prove};
 pub use record::{NewRecord, Record, StoredRecord};
 pub use sqlite::SqliteLedger;
 pub use store::{BoxFuture, Head, LedgerStore};
 pub use verify::{
+    CheckpointFailure, CheckpointVerifier, CheckpointVerifyError, CheckpointVerifyReport,
     DEFAULT_PAGE_SIZE, Problem, Verifier, VerifyError, VerifyFailure, VerifyReport, verify,
-    verify_paged,
+    verify_paged, verify_with_checkpoints, verify_with_checkpoints_paged,
+};
+pub use writer::{
+    CheckpointHook, Clock, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerWriter, WriterError, WriterOptions,
 };

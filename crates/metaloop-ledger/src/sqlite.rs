@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, QueryBuilder, Row, Sqlite, TypeInfo, ValueRef};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
@@ -239,9 +240,208 @@ fn stored_from_row(row: &SqliteRow) -> Result<StoredRecord, sqlx::Error> {
     })
 }
 
-/// Reads every column as stored; see [`stored_from_row`].
+/// Reads every column as stored, one result row per record; see [`stored_from_row`].
 const READ_STORED: &str = "SELECT seq, time_ms, actor, action, resource, payload, prev_hash, hash
 FROM records WHERE seq >= ?1 ORDER BY seq LIMIT ?2";
+
+/// Reads up to ?2 records from seq ?1 as one value: for each record a header of fixed-width
+/// lower-case hex numbers (seq and time_ms as 16 digits, two's complement; the byte lengths
+/// of actor, action, resource and payload as 8 digits each) followed by those four values'
+/// bytes as stored, then prev_hash and hash (32 bytes each). Also returns the number of
+/// records, the highest seq, and whether every value is of the kind [`stored_from_row`]
+/// accepts; when not, the records are read again with [`READ_STORED`], which describes the
+/// defect.
+///
+/// The kinds are checked cheaply (`typeof` on every column would cost more than the rest of
+/// the query): `seq` is the rowid, an integer; `time_ms` is checked; the four text columns
+/// hold only text or blobs if they are declared `TEXT NOT NULL` (SQLite converts numbers
+/// stored into a TEXT column to text), which the schema is checked for; and no number's text
+/// is 32 bytes long, so two 32-byte hashes are text or blobs.
+///
+/// Why: sqlx copies every value of every result row (two allocations each) and hands rows
+/// to the async side one by one, which made reading three times slower than checking. One
+/// value per [`PACKED_RECORDS`] records costs one copy.
+const READ_PACKED: &str = "SELECT count(*),
+    coalesce(min(typed), 1) AND (
+        SELECT count(*) = 4 FROM pragma_table_info('records')
+        WHERE name IN ('actor', 'action', 'resource', 'payload')
+            AND upper(type) = 'TEXT' AND \"notnull\"
+    ),
+    max(seq), string_agg(packed, '')
+FROM (
+    SELECT seq,
+        coalesce(typeof(time_ms) = 'integer'
+            AND octet_length(prev_hash) = 32 AND octet_length(hash) = 32, 0) AS typed,
+        concat(
+            printf('%016x%016x%08x%08x%08x%08x', seq, time_ms, octet_length(actor),
+                octet_length(action), octet_length(resource), octet_length(payload)),
+            actor, action, resource, payload, prev_hash, hash) AS packed
+    FROM records WHERE seq >= ?1 ORDER BY seq LIMIT ?2
+)";
+
+/// Records per [`READ_PACKED`] query: large enough to amortise a query, small enough that a
+/// value stays far below SQLite's 1 GB limit for ordinary payloads (a query that fails
+/// anyway, say for huge payloads, is retried row by row).
+const PACKED_RECORDS: u32 = 1024;
+
+/// Bytes of a record's header in [`READ_PACKED`].
+const PACKED_HEADER: usize = 16 + 16 + 4 * 8;
+
+/// Reads up to `limit` stored records from `from_seq`, [`PACKED_RECORDS`] at a time.
+///
+/// While one group is unpacked here, SQLite packs the next on its own thread.
+async fn read_stored(
+    pool: &SqlitePool,
+    from_seq: i64,
+    limit: u32,
+) -> Result<Vec<StoredRecord>, LedgerError> {
+    let mut records = Vec::with_capacity(limit.min(DEFAULT_CAPACITY) as usize);
+    let mut from = from_seq;
+    let mut left = limit;
+    let mut prefetched: Option<(i64, JoinHandle<Result<SqliteRow, sqlx::Error>>)> = None;
+    while left > 0 {
+        let want = left.min(PACKED_RECORDS);
+        let packed = match prefetched.take() {
+            Some((start, task)) if start == from => match task.await {
+                Ok(packed) => packed,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => fetch_packed(pool.clone(), from, want).await,
+            },
+            _ => fetch_packed(pool.clone(), from, want).await,
+        };
+        if let Ok(row) = &packed
+            && left > want
+            && let Some(next) = full_group_end(row, want).and_then(|end| end.checked_add(1))
+        {
+            let next_want = (left - want).min(PACKED_RECORDS);
+            let task = tokio::spawn(fetch_packed(pool.clone(), next, next_want));
+            prefetched = Some((next, task));
+        }
+        let before = records.len();
+        let found = match packed {
+            Ok(row) => match unpack(&row, &mut records) {
+                Some(found) => found,
+                None => {
+                    records.truncate(before);
+                    read_rows(pool, from, want, &mut records).await?
+                }
+            },
+            Err(_) => read_rows(pool, from, want, &mut records).await?,
+        };
+        if found < want {
+            break;
+        }
+        left -= want;
+        match records.last().and_then(|last| last.seq.checked_add(1)) {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    Ok(records)
+}
+
+async fn fetch_packed(pool: SqlitePool, from: i64, want: u32) -> Result<SqliteRow, sqlx::Error> {
+    sqlx::query(READ_PACKED)
+        .bind(from)
+        .bind(i64::from(want))
+        .fetch_one(&pool)
+        .await
+}
+
+/// The highest seq of a [`READ_PACKED`] row that holds `want` well-typed records (so the
+/// next group starts after it).
+fn full_group_end(row: &SqliteRow, want: u32) -> Option<i64> {
+    let count: i64 = row.try_get(0).ok()?;
+    let typed: bool = row.try_get(1).ok()?;
+    (count == i64::from(want) && typed).then(|| row.try_get(2).ok())?
+}
+
+/// Initial capacity of a page of records (a caller may ask for `u32::MAX`).
+const DEFAULT_CAPACITY: u32 = 16_384;
+
+/// Reads records one result row each with [`READ_STORED`]; returns how many it found.
+async fn read_rows(
+    pool: &SqlitePool,
+    from: i64,
+    limit: u32,
+    records: &mut Vec<StoredRecord>,
+) -> Result<u32, LedgerError> {
+    let rows = sqlx::query(READ_STORED)
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(LedgerError::storage("reading records"))?;
+    for row in &rows {
+        records.push(stored_from_row(row).map_err(LedgerError::storage("decoding records"))?);
+    }
+    Ok(rows.len() as u32)
+}
+
+/// Appends the records of a [`READ_PACKED`] row to `records` and returns how many there
+/// were; `None` if a value has an unexpected type or the packed value does not parse (the
+/// caller then reads the rows one by one).
+fn unpack(row: &SqliteRow, records: &mut Vec<StoredRecord>) -> Option<u32> {
+    let count: i64 = row.try_get(0).ok()?;
+    if count == 0 {
+        return Some(0);
+    }
+    let typed: bool = row.try_get(1).ok()?;
+    if !typed {
+        return None;
+    }
+    let mut packed: &[u8] = row.try_get(3).ok()?;
+    let start = records.len();
+    while !packed.is_empty() {
+        let header = packed.get(..PACKED_HEADER)?;
+        let seq = hex_u64(&header[..16])? as i64;
+        let time_ms = hex_u64(&header[16..32])? as i64;
+        packed = &packed[PACKED_HEADER..];
+        let mut fields: [Vec<u8>; 6] = Default::default();
+        for (i, field) in fields.iter_mut().enumerate() {
+            let len = match header.get(32 + 8 * i..40 + 8 * i) {
+                Some(digits) => usize::try_from(hex_u64(digits)?).ok()?,
+                None => 32, // prev_hash and hash
+            };
+            let (bytes, rest) = packed.split_at_checked(len)?;
+            *field = bytes.to_vec();
+            packed = rest;
+        }
+        let [actor, action, resource, payload, prev_hash, hash] = fields;
+        records.push(StoredRecord {
+            seq,
+            time_ms,
+            actor,
+            action,
+            resource,
+            payload,
+            prev_hash,
+            hash,
+            defect: None,
+        });
+    }
+    let unpacked = &mut records[start..];
+    if unpacked.len() as i64 != count {
+        return None;
+    }
+    // The aggregate's order follows the ordered subquery in practice; SQL does not promise it.
+    if !unpacked.is_sorted_by_key(|r| r.seq) {
+        unpacked.sort_by_key(|r| r.seq);
+    }
+    Some(count as u32)
+}
+
+/// Parses lower-case hexadecimal digits.
+fn hex_u64(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |value, &digit| {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u64::from(nibble))
+    })
+}
 
 impl LedgerStore for SqliteLedger {
     fn append(&self, batch: Vec<NewRecord>) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
@@ -267,18 +467,7 @@ impl LedgerStore for SqliteLedger {
         from_seq: i64,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<StoredRecord>, LedgerError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(READ_STORED)
-                .bind(from_seq)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(LedgerError::storage("reading records"))?;
-            rows.iter()
-                .map(stored_from_row)
-                .collect::<Result<_, _>>()
-                .map_err(LedgerError::storage("decoding records"))
-        })
+        Box::pin(read_stored(&self.pool, from_seq, limit))
     }
 
     fn append_checkpoint(&self, checkpoint: Checkpoint) -> BoxFuture<'_, Result<(), LedgerError>> {
@@ -363,4 +552,100 @@ fn checkpoint_from_row(row: &SqliteRow) -> Result<Checkpoint, LedgerError> {
             .map_err(|e| corrupt(format!("checkpoint key_id: {e}")))?,
         signature,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(i: usize) -> NewRecord {
+        NewRecord::new(
+            i as i64 - 3,
+            ["supervisor", "é😀", "a\u{7f}b"][i % 3],
+            "directive.issued",
+            if i % 5 == 0 { String::new() } else { format!("directive/{i}") },
+            json!({"i": i, "s": "tab\there \"quoted\" \\ \u{1}", "f": [0.1, -0.0, 1e300]}),
+        )
+    }
+
+    /// Reads everything both ways: packed groups and one row per record.
+    async fn both_ways(ledger: &SqliteLedger, from: i64, limit: u32) -> Vec<StoredRecord> {
+        let packed = read_stored(&ledger.pool, from, limit).await.unwrap();
+        let mut rows = Vec::new();
+        read_rows(&ledger.pool, from, limit, &mut rows).await.unwrap();
+        assert_eq!(packed, rows, "from {from}, limit {limit}");
+        packed
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn packed_reads_return_the_stored_rows_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(dir.path().join("ledger.db")).await.unwrap();
+        let n = 2 * PACKED_RECORDS as usize + 7;
+        ledger.append((0..n).map(record).collect()).await.unwrap();
+        assert_eq!(both_ways(&ledger, i64::MIN, u32::MAX).await.len(), n);
+        for (from, limit) in [(1, 1), (2, PACKED_RECORDS - 1), (1, PACKED_RECORDS), (5, PACKED_RECORDS + 1), (2000, 100), (n as i64, 10), (n as i64 + 1, 10), (1, 0)] {
+            let got = both_ways(&ledger, from, limit).await;
+            let expected = (n as i64 - from + 1).clamp(0, i64::from(limit));
+            assert_eq!(got.len() as i64, expected, "from {from}, limit {limit}");
+        }
+        // The fast path is the one taken for an intact ledger.
+        let row = fetch_packed(ledger.pool.clone(), 1, PACKED_RECORDS).await.unwrap();
+        assert_eq!(full_group_end(&row, PACKED_RECORDS), Some(i64::from(PACKED_RECORDS)));
+        assert_eq!(unpack(&row, &mut Vec::new()), Some(PACKED_RECORDS));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn packed_reads_keep_tampered_bytes_and_fall_back_on_wrong_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let ledger = SqliteLedger::open(&path).await.unwrap();
+        ledger.append((0..20).map(record).collect()).await.unwrap();
+        let raw = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "DROP TRIGGER records_refuse_update;
+             PRAGMA ignore_check_constraints = ON;
+             UPDATE records SET actor = CAST(x'ff00fe' AS TEXT), hash = x'01' WHERE seq = 3;
+             UPDATE records SET seq = 100 WHERE seq = 4;",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        let stored = both_ways(&ledger, i64::MIN, u32::MAX).await;
+        assert_eq!(stored[2].actor, b"\xff\x00\xfe");
+        assert_eq!(stored[2].hash, [1]);
+        assert_eq!(stored.last().unwrap().seq, 100);
+        let row = fetch_packed(ledger.pool.clone(), 1, 100).await.unwrap();
+        assert_eq!(unpack(&row, &mut Vec::new()), Some(20));
+
+        sqlx::raw_sql(
+            "UPDATE records SET time_ms = 2.5 WHERE seq = 6;
+             UPDATE records SET time_ms = 'soon' WHERE seq = 7;",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        let row = fetch_packed(ledger.pool.clone(), 1, 100).await.unwrap();
+        assert_eq!(unpack(&row, &mut Vec::new()), None, "wrong types go the slow way");
+        let stored = both_ways(&ledger, i64::MIN, u32::MAX).await;
+        let defect = |seq: i64| stored.iter().find(|r| r.seq == seq).unwrap().defect.as_deref();
+        assert_eq!(defect(6), Some("time_ms is real, not an integer"));
+        assert_eq!(
+            defect(7),
+            Some("time_ms is text, not an integer")
+        );
+    }
+
+    #[test]
+    fn hex_is_lower_case_only() {
+        assert_eq!(hex_u64(b"00ff"), Some(255));
+        assert_eq!(hex_u64(b"ffffffffffffffff"), Some(u64::MAX));
+        assert_eq!(hex_u64(b"0F"), None);
+        assert_eq!(hex_u64(b"0x"), None);
+    }
 }

@@ -9,6 +9,13 @@ use crate::hex;
 use crate::record::{StoredRecord, hash_array};
 use crate::store::LedgerStore;
 
+mod checkpoints;
+
+pub use checkpoints::{
+    CheckpointFailure, CheckpointVerifier, CheckpointVerifyError, CheckpointVerifyReport,
+    verify_with_checkpoints, verify_with_checkpoints_paged,
+};
+
 /// Records read per query by [`verify`]; bounds memory whatever the ledger's size.
 pub const DEFAULT_PAGE_SIZE: u32 = 10_000;
 

@@ -1,7 +1,7 @@
 //! `metaloop ledger verify|show`.
 
 use anyhow::{Context, Result};
-use metaloop_ledger::{LedgerStore, SqliteLedger, VerifyError};
+use metaloop_ledger::LedgerStore;
 use std::path::Path;
 
 /// Why a ledger command stopped: usage (exit 2), tampering (exit 3) or anything else (exit 1).
@@ -26,56 +26,161 @@ impl LedgerCmdError {
     }
 }
 
-async fn open(data: &Path) -> Result<SqliteLedger, LedgerCmdError> {
-    let path = crate::demo::ledger_path(data);
-    if !path.exists() {
+/// Which ledger a command reads: a data directory's SQLite file, or a URL.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Data(std::path::PathBuf),
+    Url(String),
+}
+
+impl Target {
+    fn location(&self) -> crate::store::LedgerLocation {
+        match self {
+            Target::Data(d) => crate::store::LedgerLocation::Sqlite(crate::demo::ledger_path(d)),
+            Target::Url(u) => crate::store::LedgerLocation::parse(u),
+        }
+    }
+
+    /// The public key file a data directory keeps, if this is one.
+    pub fn default_pubkey(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Target::Data(d) => Some(d.join("supervisor.pub")),
+            Target::Url(_) => None,
+        }
+    }
+}
+
+async fn open(target: &Target) -> Result<std::sync::Arc<dyn LedgerStore>, LedgerCmdError> {
+    let location = target.location();
+    if let crate::store::LedgerLocation::Sqlite(path) = &location
+        && !path.exists()
+    {
         return Err(LedgerCmdError::Usage(format!(
             "no ledger at {} (is --data the right directory?)",
             path.display()
         )));
     }
-    SqliteLedger::open_readonly(&path)
+    location
+        .open_readonly()
         .await
-        .with_context(|| format!("opening {}", path.display()))
         .map_err(LedgerCmdError::Other)
 }
 
-/// Verifies every record of the ledger in `data`; returns (records, head hex).
-pub async fn verify(data: &Path, progress: bool) -> Result<(u64, String), LedgerCmdError> {
-    let ledger = open(data).await?;
-    let mut last_shown = 0u64;
-    let report = metaloop_ledger::verify(&ledger, |checked, total| {
-        if progress && total >= 100_000 && checked >= last_shown + total / 20 {
-            last_shown = checked;
-            eprintln!(
-                "verified {checked} of {total} records ({:.0}%)",
-                100.0 * checked as f64 / total.max(1) as f64
-            );
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        VerifyError::Tampered(f) => LedgerCmdError::Tampered(f.to_string()),
-        VerifyError::Store(s) => {
-            LedgerCmdError::Other(anyhow::Error::new(s).context("reading the ledger"))
-        }
+/// What verification found.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub records: u64,
+    pub head: String,
+    pub checkpoints: u64,
+    pub last_checkpoint: Option<u64>,
+    pub unsigned_tail: u64,
+    pub signatures_checked: bool,
+}
+
+/// Verifies every record and every checkpoint of a ledger; with `pubkey`, checkpoint
+/// signatures too (which is what detects a chain re-computed without the key).
+pub async fn verify_target(
+    target: &Target,
+    pubkey: Option<&Path>,
+    progress: bool,
+) -> Result<Verified, LedgerCmdError> {
+    let key = match pubkey {
+        None => None,
+        Some(p) => Some(
+            metaloop_ledger::keys::load_public_key(p)
+                .map_err(|e| LedgerCmdError::Usage(format!("--pubkey {}: {e}", p.display())))?,
+        ),
+    };
+    let ledger = open(target).await?;
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying {bar:40} {pos}/{len} records ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let report = metaloop_ledger::verify_with_checkpoints(
+        ledger.as_ref(),
+        key.as_ref(),
+        |checked, total| {
+            if let Some(b) = &bar {
+                b.set_length(total);
+                b.set_position(checked);
+            }
+        },
+    )
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report.map_err(|e| match e.exit_code() {
+        3 => LedgerCmdError::Tampered(e.to_string()),
+        _ => LedgerCmdError::Other(anyhow::Error::new(e).context("reading the ledger")),
     })?;
-    let head = report
-        .head
-        .map(|h| metaloop_ledger::hex::encode(&h))
-        .unwrap_or_default();
-    Ok((report.records, head))
+    Ok(Verified {
+        records: report.chain.records,
+        head: report
+            .chain
+            .head
+            .map(|h| metaloop_ledger::hex::encode(&h))
+            .unwrap_or_default(),
+        checkpoints: report.checkpoints,
+        last_checkpoint: report.last_checkpoint.map(|c| c.seq),
+        unsigned_tail: report.unsigned_tail,
+        signatures_checked: report.signatures_checked,
+    })
+}
+
+/// Verifies the ledger in `data` (records and checkpoints, no signatures); returns (records, head).
+pub async fn verify(data: &Path, progress: bool) -> Result<(u64, String), LedgerCmdError> {
+    let v = verify_target(&Target::Data(data.to_path_buf()), None, progress).await?;
+    Ok((v.records, v.head))
+}
+
+/// An inclusion proof for record `seq` against a checkpoint (the newest by default),
+/// checked with `pubkey` when given.
+pub async fn prove(
+    target: &Target,
+    seq: u64,
+    checkpoint: Option<u64>,
+    pubkey: Option<&Path>,
+) -> Result<String, LedgerCmdError> {
+    let ledger = open(target).await?;
+    let proof = metaloop_ledger::prove(ledger.as_ref(), seq, checkpoint)
+        .await
+        .map_err(|e| match e {
+            metaloop_ledger::ProveError::Store(s) => LedgerCmdError::Other(anyhow::Error::new(s)),
+            metaloop_ledger::ProveError::Mismatch { .. }
+            | metaloop_ledger::ProveError::Truncated { .. } => {
+                LedgerCmdError::Tampered(e.to_string())
+            }
+            other => LedgerCmdError::Usage(other.to_string()),
+        })?;
+    if let Some(p) = pubkey {
+        let key = metaloop_ledger::keys::load_public_key(p)
+            .map_err(|e| LedgerCmdError::Usage(format!("--pubkey {}: {e}", p.display())))?;
+        proof
+            .verify(&key)
+            .map_err(|e| LedgerCmdError::Tampered(format!("the proof does not verify: {e}")))?;
+    }
+    serde_json::to_string_pretty(&proof).map_err(|e| LedgerCmdError::Other(e.into()))
 }
 
 /// Prints records from `from` on, optionally filtered by actor or action.
 pub async fn show(
-    data: &Path,
+    target: &Target,
     from: u64,
     actor: Option<&str>,
     action: Option<&str>,
     json: bool,
 ) -> Result<(), LedgerCmdError> {
-    let ledger = open(data).await?;
+    let ledger = open(target).await?;
     let mut next = from.max(1);
     loop {
         let page = ledger
@@ -103,8 +208,8 @@ pub async fn show(
 }
 
 /// Every record of the ledger in `data`, in order.
-async fn all_records(data: &Path) -> Result<Vec<metaloop_ledger::Record>, LedgerCmdError> {
-    let ledger = open(data).await?;
+async fn all_records(target: &Target) -> Result<Vec<metaloop_ledger::Record>, LedgerCmdError> {
+    let ledger = open(target).await?;
     let mut out = Vec::new();
     let mut next = 1;
     loop {
@@ -121,8 +226,8 @@ async fn all_records(data: &Path) -> Result<Vec<metaloop_ledger::Record>, Ledger
 
 /// The whole story of one directive, from the records: what triggered it, the policy and its
 /// condition values, confidence factors, approvals, publication, ack, verdict, rollback.
-pub async fn explain(data: &Path, id: &str, json: bool) -> Result<(), LedgerCmdError> {
-    let records = all_records(data).await?;
+pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), LedgerCmdError> {
+    let records = all_records(target).await?;
     let proposed: Vec<&metaloop_ledger::Record> = records
         .iter()
         .filter(|r| r.action == "directive.proposed" && r.resource.starts_with(id))

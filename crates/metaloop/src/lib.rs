@@ -7,4 +7,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod ledger_cmd;
+pub mod metrics;
+pub mod notify;
 pub mod runtime;
+pub mod store;

@@ -200,24 +200,29 @@ struct DemoArgs {
 
 #[derive(Subcommand)]
 enum LedgerCommand {
-    /// Check every record's hash and link; exit 3 at the first bad record.
+    /// Check every record's hash and link and every checkpoint; with --pubkey, checkpoint
+    /// signatures too. Exit 3 at the first problem.
     Verify {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The supervisor's public key (supervisor.pub): checks checkpoint signatures, which
+        /// is what detects a chain re-computed by someone without the key.
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
     },
     /// The whole story of one directive: trigger, policy, confidence, approvals, ack, verdict, rollback.
     Explain {
         /// The directive id (or a unique prefix of it).
         id: String,
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long)]
         json: bool,
     },
     /// Print records.
     Show {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
         #[arg(long, default_value_t = 1)]
         from: u64,
         #[arg(long)]
@@ -227,6 +232,40 @@ enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// An inclusion proof of record SEQ against a signed checkpoint (the newest by default),
+    /// as JSON; checked with --pubkey when given.
+    Prove {
+        seq: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Prove against the checkpoint at this seq.
+        #[arg(long)]
+        checkpoint: Option<u64>,
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
+    },
+}
+
+/// Which ledger: a data directory, or a URL.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct TargetArgs {
+    /// A data directory (its ledger.db).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A ledger URL: sqlite://PATH or postgres://…
+    #[arg(long)]
+    ledger: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(self) -> ledger_cmd::Target {
+        match (self.data, self.ledger) {
+            (Some(d), _) => ledger_cmd::Target::Data(d),
+            (None, Some(u)) => ledger_cmd::Target::Url(u),
+            (None, None) => unreachable!("clap requires one of --data and --ledger"),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -696,21 +735,60 @@ fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::To
 
 async fn run_ledger(command: LedgerCommand) -> u8 {
     let result = match command {
-        LedgerCommand::Verify { data } => {
-            ledger_cmd::verify(&data, true)
-                .await
-                .map(|(records, head)| {
-                    println!("ledger ok: {records} records verified, head {head}");
-                })
+        LedgerCommand::Verify { target, pubkey } => {
+            let target = target.target();
+            ledger_cmd::verify_target(&target, pubkey.as_deref(), true).await.map(|v| {
+                println!("ledger ok: {} records verified, head {}", v.records, v.head);
+                match v.last_checkpoint {
+                    Some(seq) => println!(
+                        "{} signed checkpoint(s), the last at record {seq}; {} record(s) after it are covered by the hash chain only",
+                        v.checkpoints, v.unsigned_tail
+                    ),
+                    None => println!("no signed checkpoint yet: the records are covered by the hash chain only"),
+                }
+                if !v.signatures_checked {
+                    let hint = target
+                        .default_pubkey()
+                        .map(|p| format!(" (e.g. --pubkey {})", p.display()))
+                        .unwrap_or_default();
+                    println!("checkpoint signatures were not checked: pass --pubkey FILE{hint} to authenticate the chain");
+                }
+            })
         }
-        LedgerCommand::Explain { id, data, json } => ledger_cmd::explain(&data, &id, json).await,
+        LedgerCommand::Explain { id, target, json } => {
+            ledger_cmd::explain(&target.target(), &id, json).await
+        }
         LedgerCommand::Show {
-            data,
+            target,
             from,
             actor,
             action,
             json,
-        } => ledger_cmd::show(&data, from, actor.as_deref(), action.as_deref(), json).await,
+        } => {
+            ledger_cmd::show(
+                &target.target(),
+                from,
+                actor.as_deref(),
+                action.as_deref(),
+                json,
+            )
+            .await
+        }
+        LedgerCommand::Prove {
+            seq,
+            target,
+            checkpoint,
+            pubkey,
+        } => ledger_cmd::prove(&target.target(), seq, checkpoint, pubkey.as_deref())
+            .await
+            .map(|proof| {
+                println!("{proof}");
+                if pubkey.is_some() {
+                    eprintln!(
+                        "the proof verifies: record {seq} is included under the signed checkpoint"
+                    );
+                }
+            }),
     };
     match result {
         Ok(()) => 0,

@@ -45,6 +45,8 @@ use std::time::{Duration, Instant};
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`Metrics::encode_text`]'s output (Prometheus text format 0.0.4).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -185,7 +187,11 @@ impl Metrics {
             Unit::Seconds,
             cycle_duration.clone(),
         );
-        r.register("metaloop_cycles", "Supervisor cycles completed", cycles.clone());
+        r.register(
+            "metaloop_cycles",
+            "Supervisor cycles completed",
+            cycles.clone(),
+        );
         r.register(
             "metaloop_directives",
             "Directives currently in each lifecycle status, by directive type",
@@ -318,6 +324,23 @@ impl Metrics {
         out
     }
 
+    /// The same metrics in the Prometheus text format 0.0.4, for scrapers and tools that do not
+    /// speak OpenMetrics (`promtool check metrics`, older agents): counters' `HELP` and `TYPE`
+    /// name the `_total` series, and `UNIT` and `EOF` lines are left out.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
+
+    /// The body and content type for a `/metrics` request with this `Accept` header:
+    /// OpenMetrics when the client asks for it (Prometheus does), text 0.0.4 otherwise.
+    pub fn render(&self, accept: Option<&str>) -> (&'static str, String) {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (CONTENT_TYPE, self.encode())
+        } else {
+            (TEXT_CONTENT_TYPE, self.encode_text())
+        }
+    }
+
     /// One cycle finished after `duration` of wall-clock time.
     pub fn observe_cycle(&self, duration: Duration) {
         self.inner.cycle_duration.observe(duration.as_secs_f64());
@@ -402,7 +425,10 @@ impl Metrics {
             matches.inc();
         }
         let ratio = matches.get() as f64 / evaluations.get().max(1) as f64;
-        self.inner.policy_match_ratio.get_or_create(&labels).set(ratio);
+        self.inner
+            .policy_match_ratio
+            .get_or_create(&labels)
+            .set(ratio);
     }
 
     /// A spine event was accepted.
@@ -473,17 +499,117 @@ impl Metrics {
     /// so a dashboard sees the channel exists.
     pub fn register_channel(&self, channel: &str) {
         let labels = ChannelLabels::new(channel);
-        self.inner.notifications_sent.get_or_create(&labels);
-        self.inner.notifications_dropped.get_or_create(&labels);
-        self.inner.notifications_failed.get_or_create(&labels);
-        self.inner.notifications_retried.get_or_create(&labels);
+        let _ = self.inner.notifications_sent.get_or_create(&labels);
+        let _ = self.inner.notifications_dropped.get_or_create(&labels);
+        let _ = self.inner.notifications_failed.get_or_create(&labels);
+        let _ = self.inner.notifications_retried.get_or_create(&labels);
     }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4 (see [`Metrics::encode_text`]).
+fn openmetrics_to_text(open: &str) -> String {
+    let mut out = String::with_capacity(open.len());
+    let mut help: Option<(&str, &str)> = None;
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), "counter"),
+                "gauge" | "counter" | "histogram" | "summary" => (name.to_string(), kind),
+                _ => (name.to_string(), "untyped"),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some((name, text)) = help.take() {
+            // a HELP with no TYPE after it
+            out.push_str(&format!("# HELP {name} {text}\n"));
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 impl ChannelLabels {
     fn new(channel: &str) -> Self {
         ChannelLabels {
             channel: channel.into(),
+        }
+    }
+}
+
+/// Keeps the metrics current from what the supervisor records: cycle latency, KPIs and goal
+/// gaps per domain, directives by type and status, verdicts, rollbacks, policy match rate,
+/// ledger appends.
+pub struct MetricsObserver(pub std::sync::Arc<Metrics>);
+
+impl crate::runtime::Observer for MetricsObserver {
+    fn observe(
+        &mut self,
+        sup: &metaloop_core::Supervisor,
+        records: &[metaloop_core::record::Entry],
+        elapsed: Duration,
+    ) {
+        let m = &self.0;
+        if records.is_empty() {
+            return;
+        }
+        m.ledger_appended(records.len() as u64);
+        for r in records {
+            match r.action.as_str() {
+                "snapshot.built" => {
+                    m.observe_cycle(elapsed);
+                    let snap = &r.payload["snapshot"];
+                    for (domain, d) in snap["domains"].as_object().into_iter().flatten() {
+                        for (kpi, v) in d["kpis"].as_object().into_iter().flatten() {
+                            m.set_kpi(domain, kpi, v.as_f64().unwrap_or(f64::NAN));
+                        }
+                    }
+                    for (kpi, v) in snap["global_kpis"].as_object().into_iter().flatten() {
+                        m.set_kpi("all", kpi, v.as_f64().unwrap_or(f64::NAN));
+                    }
+                    for (kpi, g) in snap["goal_gaps"].as_object().into_iter().flatten() {
+                        m.set_goal_gap(kpi, g.as_f64().unwrap_or(f64::NAN));
+                    }
+                }
+                "strategy.evaluated" => {
+                    for e in r.payload["evaluations"].as_array().into_iter().flatten() {
+                        let matched = e["directives"].as_array().is_some_and(|d| !d.is_empty());
+                        m.policy_evaluated(e["policy_id"].as_str().unwrap_or("?"), matched);
+                    }
+                }
+                "verification.verdict" => {
+                    let v = &r.payload["verdict"];
+                    m.verdict(
+                        v["outcome"].as_str().unwrap_or("?"),
+                        v["method"].as_str().unwrap_or("?"),
+                    );
+                }
+                "directive.rolled_back" => m.rollback(),
+                _ => {}
+            }
+        }
+        let mut counts: std::collections::BTreeMap<(&str, &str), u64> =
+            std::collections::BTreeMap::new();
+        for d in sup.state().directives.values() {
+            *counts
+                .entry((d.directive.directive_type.as_str(), d.status.as_str()))
+                .or_insert(0) += 1;
+        }
+        m.clear_directive_status();
+        for ((t, s), n) in counts {
+            m.directive_status(t, s, n);
         }
     }
 }
@@ -547,6 +673,29 @@ mod tests {
     }
 
     #[test]
+    fn text_format_names_counters_by_their_series() {
+        let m = Metrics::new();
+        m.rollback();
+        m.observe_cycle(Duration::from_millis(3));
+        let text = m.encode_text();
+        assert!(text.contains(
+            "# HELP metaloop_rollbacks_total Rollbacks of directives carried out.\n\
+             # TYPE metaloop_rollbacks_total counter\n\
+             metaloop_rollbacks_total 1\n"
+        ));
+        assert!(text.contains("# TYPE metaloop_cycle_duration_seconds histogram\n"));
+        assert!(!text.contains("# UNIT") && !text.contains("# EOF"));
+        assert_eq!(m.render(None).0, TEXT_CONTENT_TYPE);
+        assert_eq!(
+            m.render(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            ))
+            .0,
+            CONTENT_TYPE
+        );
+    }
+
+    #[test]
     fn missing_kpi_has_no_series() {
         let m = Metrics::new();
         m.set_kpi("security", "compliance_score", 97.0);
@@ -558,7 +707,10 @@ mod tests {
     #[test]
     fn checkpoint_age_appears_after_the_first_checkpoint() {
         let m = Metrics::new();
-        assert!(!m.encode().contains("metaloop_ledger_checkpoint_age_seconds "));
+        assert!(
+            !m.encode()
+                .contains("metaloop_ledger_checkpoint_age_seconds ")
+        );
         m.checkpoint_made(Timestamp::from_secs(1_767_225_600));
         let text = m.encode();
         let age: f64 = line(&text, "metaloop_ledger_checkpoint_age_seconds ")

@@ -169,7 +169,7 @@ async fn server() -> Server {
         snapshots: Default::default(),
         ingest: Some(Arc::new(CountingIngest)),
         clock: Arc::new(move || Timestamp(c.load(std::sync::atomic::Ordering::Relaxed))),
-        metrics: Some(Arc::new(|| "# EOF\n".to_string())),
+        metrics: Some(Arc::new(metaloop::metrics::Metrics::new())),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

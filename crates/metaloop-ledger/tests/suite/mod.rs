@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
+use ed25519_dalek::SigningKey;
 use metaloop_ledger::{
-    HashInput, LedgerError, LedgerStore, NewRecord, Problem, Record, StoredRecord, VerifyError,
-    VerifyFailure, VerifyReport, ZERO_HASH, to_canonical_json, verify, verify_paged,
+    Checkpoint, HashInput, LedgerError, LedgerStore, NewRecord, Problem, Record, StoredRecord,
+    VerifyError, VerifyFailure, VerifyReport, ZERO_HASH, to_canonical_json, verify, verify_paged,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -19,6 +20,18 @@ use serde_json::json;
 pub trait Backend: Sized {
     /// The store under test.
     type Store: LedgerStore + 'static;
+
+    /// Whether the database can be reached; `false` skips the test (a backend that needs a
+    /// server decides here whether its absence is an error, and says so once).
+    async fn available() -> bool {
+        true
+    }
+
+    /// Whether `set_text` can store these bytes (PostgreSQL text must be valid UTF-8 without
+    /// NUL, so an attacker cannot store other bytes there).
+    fn text_is_storable(_bytes: &[u8]) -> bool {
+        true
+    }
 
     /// A fresh, empty ledger.
     async fn create() -> Self;
@@ -81,13 +94,20 @@ macro_rules! ledger_test_suite {
             swapped_records_are_detected,
             inserted_record_is_detected,
             tampering_is_detected_across_pages,
-            any_flipped_text_byte_is_detected
+            any_flipped_text_byte_is_detected,
+            checkpoints_round_trip,
+            checkpoint_beyond_the_last_record_is_refused,
+            checkpoint_not_newer_than_the_last_is_refused,
+            checkpoint_update_and_delete_are_refused
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
+                if !<$backend as suite::Backend>::available().await {
+                    return;
+                }
                 suite::$name::<$backend>().await;
             }
         )*
@@ -721,7 +741,13 @@ pub async fn any_flipped_text_byte_is_detected<B: Backend>() {
                     _ => &original.payload,
                 };
                 let at = index.index(value.len());
-                b.set_text(seq, column, &flip(value, at, mask)).await;
+                let flipped = flip(value, at, mask);
+                if !B::text_is_storable(&flipped) {
+                    return Err(TestCaseError::reject(
+                        "the database cannot store these bytes",
+                    ));
+                }
+                b.set_text(seq, column, &flipped).await;
                 let outcome = verify(&*b.store(), |_, _| {}).await;
                 // Put it back for the next case.
                 b.set_text(seq, column, value).await;
@@ -742,4 +768,148 @@ pub async fn any_flipped_text_byte_is_detected<B: Backend>() {
         verify(&*b.store(), |_, _| {}).await.unwrap().records,
         RECORDS as u64
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints
+
+/// The message of an error and of all its causes (a database's refusal is a cause).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+fn checkpoint_for(records: &[Record], seq: u64) -> Checkpoint {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let head = records[seq as usize - 1].hash;
+    // Storage does not interpret the Merkle root; any 32 bytes will do here.
+    Checkpoint::sign(
+        &key,
+        seq,
+        1_767_225_600_000 + seq as i64,
+        head,
+        [seq as u8; 32],
+    )
+}
+
+async fn assert_checkpoint_refused<B: Backend>(b: &B, checkpoint: Checkpoint) {
+    let seq = checkpoint.seq;
+    let err = b.store().append_checkpoint(checkpoint).await.unwrap_err();
+    let message = error_chain(&err);
+    assert!(
+        message.contains("ledger checkpoints are append-only"),
+        "checkpoint {seq}: {message}"
+    );
+}
+
+pub async fn checkpoints_round_trip<B: Backend>() {
+    let b = B::create().await;
+    let store = b.store();
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    assert!(store.checkpoints(0, 10).await.unwrap().is_empty());
+    let records = store.append(batch(0..5)).await.unwrap();
+    let first = checkpoint_for(&records, 2);
+    let second = checkpoint_for(&records, 5);
+    store.append_checkpoint(first.clone()).await.unwrap();
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some(first.clone())
+    );
+    store.append_checkpoint(second.clone()).await.unwrap();
+    assert_eq!(
+        store.checkpoints(0, 10).await.unwrap(),
+        [first.clone(), second.clone()]
+    );
+    assert_eq!(store.checkpoints(0, 1).await.unwrap(), vec![first.clone()]);
+    assert_eq!(
+        store.checkpoints(1, 10).await.unwrap(),
+        [first.clone(), second.clone()]
+    );
+    assert_eq!(store.checkpoints(2, 10).await.unwrap(), vec![second.clone()]);
+    assert!(store.checkpoints(5, 10).await.unwrap().is_empty());
+    assert!(store.checkpoints(u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some(second.clone())
+    );
+    // Stored exactly: the signature still verifies.
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    assert!(
+        store
+            .checkpoints(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.verify_signature(&key))
+    );
+}
+
+pub async fn checkpoint_beyond_the_last_record_is_refused<B: Backend>() {
+    let b = B::create().await;
+    let store = b.store();
+    let none = Checkpoint::sign(&SigningKey::from_bytes(&[7; 32]), 1, 0, [1; 32], [2; 32]);
+    assert_checkpoint_refused(&b, none).await;
+    let records = store.append(batch(0..3)).await.unwrap();
+    let mut beyond = checkpoint_for(&records, 3);
+    beyond.seq = 4;
+    assert_checkpoint_refused(&b, beyond).await;
+    let mut far = checkpoint_for(&records, 3);
+    far.seq = u64::MAX;
+    assert_checkpoint_refused(&b, far).await;
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    // The last record itself may be covered.
+    store
+        .append_checkpoint(checkpoint_for(&records, 3))
+        .await
+        .unwrap();
+}
+
+pub async fn checkpoint_not_newer_than_the_last_is_refused<B: Backend>() {
+    let b = B::create().await;
+    let store = b.store();
+    let records = store.append(batch(0..6)).await.unwrap();
+    let stored = checkpoint_for(&records, 4);
+    store.append_checkpoint(stored.clone()).await.unwrap();
+    // The same seq again (even re-signed at another time), and an older one.
+    let mut again = checkpoint_for(&records, 4);
+    again.time_ms += 1;
+    assert_checkpoint_refused(&b, again).await;
+    assert_checkpoint_refused(&b, checkpoint_for(&records, 3)).await;
+    assert_eq!(store.checkpoints(0, 10).await.unwrap(), [stored]);
+    store
+        .append_checkpoint(checkpoint_for(&records, 6))
+        .await
+        .unwrap();
+    assert_eq!(store.latest_checkpoint().await.unwrap().unwrap().seq, 6);
+}
+
+pub async fn checkpoint_update_and_delete_are_refused<B: Backend>() {
+    let b = B::create().await;
+    let store = b.store();
+    let records = store.append(batch(0..3)).await.unwrap();
+    let stored = checkpoint_for(&records, 3);
+    store.append_checkpoint(stored.clone()).await.unwrap();
+    let err = b
+        .exec("UPDATE checkpoints SET time_ms = 0 WHERE seq = 3")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("ledger checkpoints are append-only: UPDATE is refused"),
+        "{err}"
+    );
+    let err = b
+        .exec("DELETE FROM checkpoints WHERE seq = 3")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("ledger checkpoints are append-only: DELETE is refused"),
+        "{err}"
+    );
+    assert_eq!(store.checkpoints(0, 10).await.unwrap(), [stored]);
 }

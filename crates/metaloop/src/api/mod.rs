@@ -38,8 +38,8 @@ pub struct ApiState {
     pub ingest: Option<Arc<dyn EventIngest>>,
     /// The supervisor's clock (wall clock for the daemon, virtual time for the demo).
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
-    /// `/metrics` text, when metrics are kept.
-    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Prometheus metrics, when kept.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// An API failure, as JSON `{"error": kind, "message": …, "field": …}`.

@@ -91,18 +91,19 @@ async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
-    let f = s
+async fn metrics(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let m = s
         .metrics
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("metrics are not kept by this server".into()))?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        f(),
-    ))
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, body) = m.render(accept);
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body))
 }
 
 async fn status(

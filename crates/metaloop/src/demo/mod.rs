@@ -14,7 +14,7 @@ use metaloop_core::supervisor::NotificationKind;
 use metaloop_core::time::Timestamp;
 use metaloop_core::verify::Method;
 use metaloop_core::{Supervisor, SupervisorConfig};
-use metaloop_ledger::{LedgerStore, NewRecord, SqliteLedger};
+use metaloop_ledger::NewRecord;
 use metaloop_sim::{Scenario, Spine};
 use report::{
     ApprovalReport, CycleReport, DirectiveReport, Learning, LedgerReport, PlaybookLearning,
@@ -84,7 +84,7 @@ impl DemoOptions {
 /// Where records go: the ledger, or memory for tests that do not need a file.
 #[derive(Clone)]
 pub enum Sink {
-    Ledger(Arc<SqliteLedger>),
+    Ledger(crate::store::OpenLedger),
     Memory(Arc<std::sync::Mutex<Vec<Entry>>>),
 }
 
@@ -101,7 +101,10 @@ impl Sink {
                         NewRecord::new(e.time.millis(), e.actor, e.action, e.resource, e.payload)
                     })
                     .collect();
-                l.append(records).await.context("appending to the ledger")?;
+                l.writer
+                    .append_batch(records)
+                    .await
+                    .context("appending to the ledger")?;
             }
             Sink::Memory(v) => v
                 .lock()
@@ -114,7 +117,7 @@ impl Sink {
     async fn head(&self) -> Result<(u64, String)> {
         match self {
             Sink::Ledger(l) => {
-                let head = l.head().await?;
+                let head = l.store.head().await?;
                 Ok(head.map_or((0, String::new()), |(seq, h)| {
                     (seq, metaloop_ledger::hex::encode(&h))
                 }))
@@ -129,15 +132,20 @@ pub fn ledger_path(data: &std::path::Path) -> PathBuf {
     data.join("ledger.db")
 }
 
-/// Opens (creating) the demo's ledger in `data`.
-pub async fn open_ledger(data: &std::path::Path) -> Result<Arc<SqliteLedger>> {
+/// Opens (creating) the demo's ledger in `data`, with the supervisor's key
+/// (`supervisor.key`, created with mode 0600; its public half in `supervisor.pub`) signing a
+/// checkpoint every 1,000 records, every minute and at the end.
+pub async fn open_ledger(data: &std::path::Path) -> Result<crate::store::OpenLedger> {
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
-    let path = ledger_path(data);
-    let ledger = SqliteLedger::open(&path)
-        .await
-        .with_context(|| format!("opening ledger {}", path.display()))?;
-    Ok(Arc::new(ledger))
+    crate::store::open_for_supervisor(
+        &crate::store::LedgerLocation::Sqlite(ledger_path(data)),
+        &data.join("supervisor.key"),
+        metaloop_ledger::DEFAULT_CHECKPOINT_EVERY,
+        metaloop_ledger::DEFAULT_CHECKPOINT_INTERVAL,
+        |cp| tracing::info!(seq = cp.seq, key = %cp.key_id, "signed ledger checkpoint"),
+    )
+    .await
 }
 
 /// The demo's own record: what is being run, so a resume can check it is the same run.
@@ -172,7 +180,11 @@ impl Sink {
                 let mut out = Vec::new();
                 let mut next = 1;
                 loop {
-                    let page = l.read(next, 10_000).await.context("reading the ledger")?;
+                    let page = l
+                        .store
+                        .read(next, 10_000)
+                        .await
+                        .context("reading the ledger")?;
                     let Some(last) = page.last() else { break };
                     next = last.seq + 1;
                     out.extend(page.into_iter().map(|r| Entry {
@@ -309,7 +321,10 @@ pub async fn run(
     };
     let snapshots: crate::api::SnapshotCache = Default::default();
     let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
-    let (rt, task) = Runtime::start(
+    let metrics = api
+        .as_ref()
+        .map(|_| Arc::new(crate::metrics::Metrics::new()));
+    let (rt, task) = Runtime::start_observed(
         sup,
         DemoRecords {
             sink: sink.clone(),
@@ -320,6 +335,7 @@ pub async fn run(
             print: opts.print_summaries,
             to_stderr: opts.summaries_to_stderr,
         },
+        metrics.clone().map(crate::metrics::MetricsObserver),
     )
     .await?;
     let clock = Arc::new(std::sync::atomic::AtomicI64::new(0));
@@ -329,11 +345,11 @@ pub async fn run(
             let state = crate::api::ApiState {
                 runtime: rt.clone(),
                 tokens: api.tokens.clone(),
-                ledger: ledger.clone(),
+                ledger: ledger.store.clone(),
                 snapshots,
                 ingest: None,
                 clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
-                metrics: None,
+                metrics: metrics.clone(),
             };
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await
@@ -417,10 +433,20 @@ pub async fn run(
     }
     drop(rt);
     let sup = task.await.context("the supervisor task failed")?;
+    let mut checkpoints = 0;
+    if let Sink::Ledger(l) = &sink {
+        // the final checkpoint signs everything this run wrote
+        l.writer
+            .clone()
+            .shutdown()
+            .await
+            .context("closing the ledger")?;
+        checkpoints = l.store.checkpoints(0, u32::MAX).await?.len() as u64;
+    }
     let entries = sink.read_all().await?;
     let (records, head) = sink.head().await?;
     let path = match &sink {
-        Sink::Ledger(l) => Some(l.path().display().to_string()),
+        Sink::Ledger(l) => Some(l.location.clone()),
         Sink::Memory(_) => None,
     };
     Ok(build_report(
@@ -432,6 +458,7 @@ pub async fn run(
             records,
             head,
             path,
+            checkpoints,
         },
     ))
 }

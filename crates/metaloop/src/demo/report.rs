@@ -98,6 +98,8 @@ pub struct LedgerReport {
     pub records: u64,
     pub head: String,
     pub path: Option<String>,
+    /// Signed checkpoints in the ledger.
+    pub checkpoints: u64,
 }
 
 /// A policy's record.

@@ -136,8 +136,12 @@ impl Message {
     /// A resolved alert, by its key.
     pub fn alert_resolved(key: &str, time: Timestamp) -> Message {
         alert_fields(
-            Message::new(MessageKind::AlertResolved, time, format!("Resolved: {key}."))
-                .with_subject(key),
+            Message::new(
+                MessageKind::AlertResolved,
+                time,
+                format!("Resolved: {key}."),
+            )
+            .with_subject(key),
         )
     }
 
@@ -156,7 +160,10 @@ impl Message {
 
     /// The alert key (the subject) of an alert message.
     pub fn alert_key(&self) -> Option<&str> {
-        self.kind.is_alert().then_some(self.subject.as_deref()).flatten()
+        self.kind
+            .is_alert()
+            .then_some(self.subject.as_deref())
+            .flatten()
     }
 }
 
@@ -169,7 +176,11 @@ impl From<&Notification> for Message {
             subject: n.subject.clone(),
             fields: BTreeMap::new(),
         };
-        if m.kind.is_alert() { alert_fields(m) } else { m }
+        if m.kind.is_alert() {
+            alert_fields(m)
+        } else {
+            m
+        }
     }
 }
 

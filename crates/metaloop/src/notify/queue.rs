@@ -104,8 +104,8 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::message::MessageKind;
+    use super::*;
     use metaloop_core::time::Timestamp;
 
     fn msg(n: i64) -> Message {

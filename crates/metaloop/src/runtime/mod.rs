@@ -35,6 +35,28 @@ pub trait NotificationSink: Send + 'static {
     fn notify(&mut self, notification: Notification);
 }
 
+/// Sees every input's outcome: the supervisor after it, the records it produced, and how
+/// long it took (deciding plus making the records durable). Metrics hang here.
+pub trait Observer: Send + 'static {
+    /// Called after each input's effects are carried out.
+    fn observe(&mut self, sup: &Supervisor, records: &[Entry], elapsed: std::time::Duration);
+}
+
+impl<T: Observer> Observer for Option<T> {
+    fn observe(&mut self, sup: &Supervisor, records: &[Entry], elapsed: std::time::Duration) {
+        if let Some(o) = self {
+            o.observe(sup, records, elapsed);
+        }
+    }
+}
+
+/// Observes nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn observe(&mut self, _: &Supervisor, _: &[Entry], _: std::time::Duration) {}
+}
+
 type Reply = Box<dyn FnOnce() + Send>;
 type Job = Box<dyn FnOnce(&mut Supervisor) -> Reply + Send>;
 
@@ -51,17 +73,18 @@ pub enum RuntimeError {
     Stopped(String),
 }
 
-struct Actor<R, P, N> {
+struct Actor<R, P, N, O> {
     sup: Supervisor,
     records: R,
     publisher: P,
     notifier: N,
+    observer: O,
 }
 
-impl<R: RecordSink, P: Publisher, N: NotificationSink> Actor<R, P, N> {
+impl<R: RecordSink, P: Publisher, N: NotificationSink, O: Observer> Actor<R, P, N, O> {
     /// Carries out every queued effect: records first (one durable batch), then publications,
     /// then notifications. Publications wait until the records that decided them are durable.
-    async fn carry_out(&mut self) -> Result<()> {
+    async fn carry_out(&mut self, started: std::time::Instant) -> Result<()> {
         let mut entries = Vec::new();
         let mut publishes = Vec::new();
         let mut notes = Vec::new();
@@ -73,8 +96,10 @@ impl<R: RecordSink, P: Publisher, N: NotificationSink> Actor<R, P, N> {
             }
         }
         if !entries.is_empty() {
-            self.records.append(entries).await?;
+            self.records.append(entries.clone()).await?;
         }
+        self.observer
+            .observe(&self.sup, &entries, started.elapsed());
         for m in publishes {
             let id = m.directive_id.clone();
             if let Err(e) = self.publisher.publish(m).await {
@@ -98,18 +123,31 @@ impl Runtime {
         publisher: P,
         notifier: N,
     ) -> Result<(Runtime, tokio::task::JoinHandle<Supervisor>)> {
+        Self::start_observed(sup, records, publisher, notifier, NoObserver).await
+    }
+
+    /// [`Runtime::start`] with an observer of every input's outcome.
+    pub async fn start_observed<R: RecordSink, P: Publisher, N: NotificationSink, O: Observer>(
+        sup: Supervisor,
+        records: R,
+        publisher: P,
+        notifier: N,
+        observer: O,
+    ) -> Result<(Runtime, tokio::task::JoinHandle<Supervisor>)> {
         let mut actor = Actor {
             sup,
             records,
             publisher,
             notifier,
+            observer,
         };
-        actor.carry_out().await?;
+        actor.carry_out(std::time::Instant::now()).await?;
         let (tx, mut rx) = mpsc::channel::<Job>(1024);
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
+                let started = std::time::Instant::now();
                 let reply = job(&mut actor.sup);
-                if let Err(e) = actor.carry_out().await {
+                if let Err(e) = actor.carry_out(started).await {
                     tracing::error!(error = %e, "the ledger failed; stopping the supervisor");
                     rx.close();
                     drop(reply); // the caller sees the supervisor stop, never a false success
