@@ -5,6 +5,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod ledger_cmd;
 pub mod metrics;

@@ -48,6 +48,16 @@ enum Command {
         #[command(subcommand)]
         command: PoliciesCommand,
     },
+    /// The daemon: supervise a real spine (signed events in, directives out) per metaloop.toml.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Key pairs for spine adapters.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]
@@ -134,6 +144,20 @@ enum PoliciesCommand {
         id: String,
         #[command(flatten)]
         server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate an Ed25519 key pair for an adapter: OUT.key (secret, mode 0600) and OUT.pub,
+    /// and print the [[adapters]] entry for metaloop.toml.
+    Generate {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+        /// The CloudEvents source the adapter will sign as.
+        #[arg(long, default_value = "urn:spine:my-domain")]
+        source: String,
     },
 }
 
@@ -294,6 +318,10 @@ fn main() -> ExitCode {
             Command::Config {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
+            Command::Run { config } => run_daemon(&config).await,
+            Command::Keys {
+                command: KeysCommand::Generate { out, source },
+            } => keys_generate(&out, &source),
             Command::Status { server, json } => client_call(&server, json, ClientOp::Status).await,
             Command::Directives { command } => match command {
                 DirectivesCommand::List {
@@ -507,6 +535,69 @@ async fn run_demo(args: DemoArgs) -> u8 {
             report.ledger.records, report.ledger.head
         );
     }
+    0
+}
+
+async fn run_daemon(path: &std::path::Path) -> u8 {
+    let cfg = match metaloop::config::FileConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match metaloop::daemon::run(cfg).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn keys_generate(out: &std::path::Path, source: &str) -> u8 {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = metaloop_mesh::keys::generate_signing_key();
+    let secret: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let public = metaloop_mesh::keys::public_key_hex(&key.verifying_key());
+    let secret_path = out.with_extension("key");
+    let public_path = out.with_extension("pub");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret_path)?;
+        writeln!(f, "{secret}")?;
+        let mut p = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&public_path)?;
+        writeln!(p, "{public}")?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        eprintln!(
+            "error: writing {} / {}: {e} (existing key files are never overwritten)",
+            secret_path.display(),
+            public_path.display()
+        );
+        return if e.kind() == std::io::ErrorKind::AlreadyExists {
+            2
+        } else {
+            1
+        };
+    }
+    println!(
+        "secret key: {} (mode 0600; give it to the adapter only)",
+        secret_path.display()
+    );
+    println!("public key: {}", public_path.display());
+    println!(
+        "\n# add to metaloop.toml:\n[[adapters]]\nsource = \"{source}\"\npublic_keys = [\"{public}\"]"
+    );
     0
 }
 

@@ -1,0 +1,461 @@
+//! `metaloop run --config metaloop.toml`: the supervisor against a real spine. Signed events
+//! arrive on the mesh (and `POST /v1/events`); directives leave on it, signed; the ledger,
+//! the API, notifications and metrics run alongside; SIGTERM stops it gracefully.
+
+use crate::api::{ApiError, ApiState, EventIngest};
+use crate::config::{FileConfig, NotifyEntry, NotifyKind};
+use crate::metrics::{Metrics, MetricsObserver};
+use crate::notify::{Message as NoteMessage, Notifier};
+use crate::runtime::{BoxFuture, Publisher, RecordSink, Runtime};
+use crate::store::{LedgerLocation, OpenLedger, open_for_supervisor};
+use anyhow::{Context, Result, anyhow};
+use metaloop_core::Supervisor;
+use metaloop_core::protocol::DirectiveMessage;
+use metaloop_core::record::{Entry, RecordBody};
+use metaloop_core::time::Timestamp;
+use metaloop_ledger::{LedgerWriter, NewRecord};
+use metaloop_mesh::mesh::{MemoryConfig, NatsConfig};
+use metaloop_mesh::{
+    AdapterKeys, Delivery, EventSigner, IngestConfig, Ingestor, KeyRegistry, MemoryMesh, Mesh,
+    NatsMesh, SubjectPattern, SubjectPrefix, SubscribeOptions,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Wall-clock time as the core sees it.
+pub fn wall_clock() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Timestamp(ms)
+}
+
+/// The durable consumer's name on the mesh.
+const CONSUMER: &str = "metaloop-supervisor";
+
+/// Records go through the group-commit writer; snapshots are also kept for the API.
+struct WriterRecords {
+    writer: LedgerWriter,
+    snapshots: crate::api::SnapshotCache,
+}
+
+impl RecordSink for WriterRecords {
+    fn append(&mut self, entries: Vec<Entry>) -> BoxFuture<Result<()>> {
+        let writer = self.writer.clone();
+        let snapshots = self.snapshots.clone();
+        Box::pin(async move {
+            let snaps: Vec<serde_json::Value> = entries
+                .iter()
+                .filter(|e| e.action == "snapshot.built")
+                .map(|e| e.payload["snapshot"].clone())
+                .collect();
+            let batch = entries
+                .into_iter()
+                .map(|e| NewRecord::new(e.time.millis(), e.actor, e.action, e.resource, e.payload))
+                .collect();
+            writer
+                .append_batch(batch)
+                .await
+                .map_err(|e| anyhow!("appending to the ledger: {e}"))?;
+            if let Ok(mut cache) = snapshots.lock() {
+                for s in snaps {
+                    cache.push_back(s);
+                    while cache.len() > 288 {
+                        cache.pop_front();
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Directives leave as signed `meta.directive.<type>` CloudEvents on the mesh.
+struct MeshPublisher {
+    mesh: Arc<dyn Mesh>,
+    signer: Arc<EventSigner>,
+}
+
+impl Publisher for MeshPublisher {
+    fn publish(&mut self, message: DirectiveMessage) -> BoxFuture<Result<()>> {
+        let mesh = self.mesh.clone();
+        let signer = self.signer.clone();
+        Box::pin(async move {
+            let event = metaloop_mesh::directive_event(&message, &signer, wall_clock())
+                .map_err(|e| anyhow!("signing directive {}: {e}", message.directive_id))?;
+            metaloop_mesh::mesh::publish_event(mesh.as_ref(), &event)
+                .await
+                .map_err(|e| anyhow!("publishing directive {}: {e}", message.directive_id))?;
+            Ok(())
+        })
+    }
+}
+
+/// `POST /v1/events`: the same checks as the mesh (schema, signature, dedupe), then into the
+/// supervisor. Accepted events count in the open cycle and are durable once it closes.
+struct HttpIngest {
+    ingestor: Arc<Mutex<Ingestor>>,
+    runtime: Runtime,
+    metrics: Arc<Metrics>,
+}
+
+impl EventIngest for HttpIngest {
+    fn ingest(
+        &self,
+        body: bytes::Bytes,
+        content_type: Option<String>,
+    ) -> BoxFuture<Result<serde_json::Value, ApiError>> {
+        let ingestor = self.ingestor.clone();
+        let runtime = self.runtime.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let outcome = {
+                let mut ing = ingestor
+                    .lock()
+                    .map_err(|_| ApiError::Unavailable("ingest pipeline poisoned".into()))?;
+                ing.ingest(&body, content_type.as_deref(), wall_clock())
+            };
+            let mut results = Vec::new();
+            let mut accepted = Vec::new();
+            for r in outcome.results() {
+                match r {
+                    Ok(ev) => {
+                        results.push(serde_json::json!({ "id": ev.id, "source": ev.source, "result": "accepted" }));
+                        accepted.push(ev.clone());
+                    }
+                    Err(rej) => {
+                        metrics.event_rejected(rej.reason.as_str());
+                        let result = if rej.reason.as_str() == "duplicate" {
+                            "duplicate"
+                        } else {
+                            "rejected"
+                        };
+                        results.push(serde_json::json!({
+                            "id": rej.id, "source": rej.source, "result": result,
+                            "reason": rej.reason.as_str(), "message": rej.message,
+                        }));
+                    }
+                }
+            }
+            if !accepted.is_empty() {
+                let m = metrics.clone();
+                let refused = runtime
+                    .call(move |sup| {
+                        let mut refused = Vec::new();
+                        for ev in &accepted {
+                            match sup.ingest(ev) {
+                                Ok(()) => m.event_ingested(),
+                                Err(e) => refused.push((ev.id.clone(), e.to_string())),
+                            }
+                        }
+                        refused
+                    })
+                    .await?;
+                for (id, why) in refused {
+                    if let Some(r) = results.iter_mut().find(|r| r["id"] == id.as_str()) {
+                        r["result"] = "rejected".into();
+                        r["reason"] = "refused_by_supervisor".into();
+                        r["message"] = why.into();
+                    }
+                }
+            }
+            Ok(serde_json::json!({ "results": results }))
+        })
+    }
+}
+
+/// Reads every record of the ledger, decoded.
+async fn records_of(ledger: &OpenLedger) -> Result<Vec<(Timestamp, RecordBody)>> {
+    let mut out = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = ledger
+            .store
+            .read(next, 10_000)
+            .await
+            .context("reading the ledger")?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for r in page {
+            let body = RecordBody::from_entry(&r.action, &r.payload)
+                .with_context(|| format!("record {} ({}) cannot be replayed", r.seq, r.action))?;
+            out.push((Timestamp(r.time_ms), body));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(cfg: FileConfig) -> Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let notify_entries = if cfg.notify.is_empty() {
+        vec![NotifyEntry {
+            kind: NotifyKind::Log,
+            url: None,
+            secret_env: None,
+        }]
+    } else {
+        cfg.notify.clone()
+    };
+    let notifier = Notifier::from_config_with(
+        &notify_entries,
+        crate::notify::NotifyOptions {
+            environment: Some(cfg.environment.clone()),
+            metrics: Some((*metrics).clone()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow!("notify: {e}"))?;
+
+    // the ledger, its writer and the supervisor's key; checkpoints reach humans as they are made
+    let location = LedgerLocation::parse(&cfg.ledger_url());
+    let (n, m) = (notifier.clone(), metrics.clone());
+    let ledger = open_for_supervisor(
+        &location,
+        &cfg.key_file(),
+        cfg.ledger.checkpoint_every_records,
+        Duration::from_secs(cfg.ledger.checkpoint_every.0),
+        move |cp| {
+            m.checkpoint_made(Timestamp(cp.time_ms));
+            n.send(NoteMessage::checkpoint(
+                Timestamp(cp.time_ms),
+                cp.seq,
+                &metaloop_ledger::hex::encode(&cp.head),
+                &cp.key_id,
+            ));
+        },
+    )
+    .await?;
+    tracing::info!(ledger = %ledger.location, "ledger open");
+
+    // the supervisor: rebuilt from its records when there are any
+    let records = records_of(&ledger).await?;
+    let sup_cfg = cfg.supervisor();
+    let now = wall_clock();
+    let sup = if records.is_empty() {
+        Supervisor::new(sup_cfg, now).map_err(|e| anyhow!("invalid configuration: {e}"))?
+    } else {
+        tracing::info!(
+            records = records.len(),
+            "rebuilding the supervisor's state from the ledger"
+        );
+        Supervisor::restore(sup_cfg, &records, now)
+            .map_err(|e| anyhow!("invalid configuration: {e}"))?
+    };
+
+    // the mesh
+    let prefix = SubjectPrefix::new(cfg.mesh.subject_prefix.clone())
+        .map_err(|e| anyhow!("mesh.subject_prefix: {e}"))?;
+    let mesh: Arc<dyn Mesh> = if cfg.mesh.url == "memory://" {
+        Arc::new(MemoryMesh::new(MemoryConfig {
+            capacity: 65_536,
+            ..Default::default()
+        }))
+    } else {
+        let ack_wait_ms = (cfg.cycle_interval.0 * 2 + 60) * 1000;
+        Arc::new(
+            NatsMesh::connect(NatsConfig {
+                url: cfg.mesh.url.clone(),
+                subject_prefix: prefix.clone(),
+                ack_wait_ms,
+                max_ack_pending: 1_000_000,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("connecting to the mesh at {}", cfg.mesh.url))?,
+        )
+    };
+    let key = crate::store::supervisor_key(&cfg.key_file(), ledger.store.as_ref()).await?;
+    let signer = Arc::new(EventSigner::new(cfg.signing.source.clone(), key));
+    let adapters: Vec<AdapterKeys> = cfg
+        .adapters
+        .iter()
+        .map(|a| AdapterKeys {
+            source: a.source.clone(),
+            public_keys: a.public_keys.clone(),
+        })
+        .collect();
+    let registry = KeyRegistry::from_entries(&adapters).map_err(|e| anyhow!("adapters: {e}"))?;
+
+    let snapshots: crate::api::SnapshotCache = Default::default();
+    let (runtime, task) = Runtime::start_observed(
+        sup,
+        WriterRecords {
+            writer: ledger.writer.clone(),
+            snapshots: snapshots.clone(),
+        },
+        MeshPublisher {
+            mesh: mesh.clone(),
+            signer,
+        },
+        notifier.clone(),
+        MetricsObserver(metrics.clone()),
+    )
+    .await?;
+
+    // events from the mesh; each delivery is acknowledged once the cycle holding it is durable
+    let mesh_ingestor = Arc::new(Mutex::new(Ingestor::new(
+        IngestConfig::default(),
+        registry.clone(),
+    )));
+    let pending: Arc<Mutex<Vec<Delivery>>> = Default::default();
+    let mut subscription = mesh
+        .subscribe(SubjectPattern::all(), SubscribeOptions::durable(CONSUMER))
+        .await
+        .context("subscribing to the mesh")?;
+    let consumer = {
+        let (runtime, ingestor, pending, metrics) = (
+            runtime.clone(),
+            mesh_ingestor.clone(),
+            pending.clone(),
+            metrics.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let delivery = match subscription.next().await {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the mesh");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let subject = delivery.message.subject.as_str().to_string();
+                // our own directives and human messages travel on the same bus
+                let ours = subject.starts_with("meta.")
+                    && subject != "meta.directive.applied"
+                    && subject != "meta.directive.refused";
+                if ours {
+                    let _ = delivery.ack().await;
+                    continue;
+                }
+                let outcome = match ingestor.lock() {
+                    Ok(mut ing) => ing.ingest(
+                        &delivery.message.payload,
+                        delivery.message.content_type.as_deref(),
+                        wall_clock(),
+                    ),
+                    Err(_) => break,
+                };
+                let mut accepted = Vec::new();
+                for r in outcome.results() {
+                    match r {
+                        Ok(ev) => accepted.push(ev.clone()),
+                        Err(rej) => {
+                            metrics.event_rejected(rej.reason.as_str());
+                            tracing::warn!(reason = rej.reason.as_str(), source = ?rej.source, id = ?rej.id, "event rejected: {}", rej.message);
+                        }
+                    }
+                }
+                if !accepted.is_empty() {
+                    let m = metrics.clone();
+                    let r = runtime
+                        .call(move |sup| {
+                            for ev in &accepted {
+                                match sup.ingest(ev) {
+                                    Ok(()) => m.event_ingested(),
+                                    Err(e) => tracing::warn!(id = %ev.id, error = %e, "event refused by the supervisor"),
+                                }
+                            }
+                        })
+                        .await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                if let Ok(mut p) = pending.lock() {
+                    p.push(delivery);
+                }
+            }
+        })
+    };
+
+    // the HTTP API
+    let tokens = Arc::new(
+        crate::api::auth::Tokens::from_config(&cfg.tokens).map_err(|e| anyhow!("tokens: {e}"))?,
+    );
+    let http_ingestor = Arc::new(Mutex::new(Ingestor::new(IngestConfig::default(), registry)));
+    let state = ApiState {
+        runtime: runtime.clone(),
+        tokens,
+        ledger: ledger.store.clone(),
+        snapshots,
+        ingest: Some(Arc::new(HttpIngest {
+            ingestor: http_ingestor,
+            runtime: runtime.clone(),
+            metrics: metrics.clone(),
+        })),
+        clock: Arc::new(wall_clock),
+        metrics: Some(metrics.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, "API up");
+    eprintln!(
+        "metaloop running: API on http://{}, ledger {}, mesh {}",
+        listener.local_addr()?,
+        ledger.location,
+        cfg.mesh.url
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(
+            axum::serve(listener, crate::api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .into_future(),
+        )
+    };
+
+    // cycles on the wall clock, until a signal
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    loop {
+        let next = runtime.call(|s| s.next_cycle_at()).await?;
+        let wait = Duration::from_millis((next.millis() - wall_clock().millis()).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                // deliveries folded in so far are in the cycle about to close
+                let acks: Vec<Delivery> = pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+                let now = wall_clock();
+                runtime.call(move |s| s.tick(now)).await?;
+                // the cycle's records are durable: its events may leave the bus
+                for d in acks {
+                    if let Err(e) = d.ack().await {
+                        tracing::warn!(error = %e, "acknowledging a delivery");
+                    }
+                }
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); break; }
+        }
+    }
+
+    // graceful shutdown: stop taking input, leave unrecorded deliveries unacknowledged (the
+    // bus redelivers them to the next run), sign a final checkpoint
+    let _ = stop_tx.send(true);
+    consumer.abort();
+    let _ = server.await;
+    let unrecorded = pending.lock().map(|p| p.len()).unwrap_or(0);
+    drop(runtime);
+    let sup = task.await.context("the supervisor task failed")?;
+    tracing::info!(cycle = sup.state().cycle, unrecorded, "supervisor stopped");
+    let final_cp = ledger
+        .writer
+        .clone()
+        .shutdown()
+        .await
+        .map_err(|e| anyhow!("closing the ledger: {e}"))?;
+    if let Some(cp) = final_cp {
+        eprintln!(
+            "final checkpoint at record {} signed by {}",
+            cp.seq, cp.key_id
+        );
+    }
+    notifier.flush(Duration::from_secs(5)).await;
+    Ok(())
+}
