@@ -58,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print the HTTP API's OpenAPI document.
+    Openapi,
     /// Check configuration files.
     Config {
         #[command(subcommand)]
@@ -319,6 +321,10 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
             Command::Run { config } => run_daemon(&config).await,
+            Command::Openapi => {
+                println!("{}", serde_json::to_string_pretty(&metaloop::api::openapi::document()).unwrap_or_default());
+                0
+            }
             Command::Keys {
                 command: KeysCommand::Generate { out, source },
             } => keys_generate(&out, &source),
