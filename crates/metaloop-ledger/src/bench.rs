@@ -301,7 +301,11 @@ async fn measure(
     for (writers, group_commit) in levels.chain(contrast) {
         on_step(&format!(
             "durable append, {writers} writers{}",
-            if group_commit { "" } else { ", no group commit" }
+            if group_commit {
+                ""
+            } else {
+                ", no group commit"
+            }
         ));
         let name = format!("d{writers}{}", if group_commit { "" } else { "_single" });
         let store = scratch.ledger(&name).await?;
@@ -313,7 +317,10 @@ async fn measure(
         });
     }
 
-    on_step(&format!("filling a ledger with {} records", options.records));
+    on_step(&format!(
+        "filling a ledger with {} records",
+        options.records
+    ));
     let store = scratch.ledger("verify").await?;
     let started = Instant::now();
     let mut appended = 0;
@@ -498,8 +505,7 @@ impl Scratch {
                 Arc::new(SqliteLedger::open_readonly(dir.join(format!("{name}.db"))).await?)
             }
             Self::Postgres { url, prefix, .. } => Arc::new(
-                PgLedger::connect_readonly(&with_schema(url, &format!("{prefix}_{name}")))
-                    .await?,
+                PgLedger::connect_readonly(&with_schema(url, &format!("{prefix}_{name}"))).await?,
             ),
         })
     }
@@ -618,7 +624,10 @@ async fn raw_insert_sqlite(
     let mut seq = 0u64;
     while seq < records {
         let n = (records - seq).min(BATCH) as usize;
-        let mut tx = pool.begin().await.map_err(raw_error("starting a transaction"))?;
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(raw_error("starting a transaction"))?;
         for chunk in rows[..n].chunks(SQLITE_ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO bench_raw (seq, time_ms, actor, action, resource, payload, prev_hash, hash) ",
@@ -663,7 +672,10 @@ async fn raw_insert_postgres(
         let text = |f: fn(&RawRow) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
         let prev: Vec<&[u8]> = vec![&ZERO_HASH[..]; n];
         let hashes: Vec<&[u8]> = batch.iter().map(|r| r.hash.as_slice()).collect();
-        let mut tx = pool.begin().await.map_err(raw_error("starting a transaction"))?;
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(raw_error("starting a transaction"))?;
         // The PostgreSQL backend's own statement shape.
         sqlx::query(
             "INSERT INTO bench_raw (seq, time_ms, actor, action, resource, payload, prev_hash, hash)
@@ -772,9 +784,15 @@ mod tests {
     fn schema_parameters_are_replaced() {
         assert_eq!(
             split_schema("postgres://db/x?sslmode=disable&schema=s"),
-            ("postgres://db/x?sslmode=disable".to_owned(), Some("s".to_owned()))
+            (
+                "postgres://db/x?sslmode=disable".to_owned(),
+                Some("s".to_owned())
+            )
         );
-        assert_eq!(without_schema("postgres://db/x?schema=s"), "postgres://db/x");
+        assert_eq!(
+            without_schema("postgres://db/x?schema=s"),
+            "postgres://db/x"
+        );
         assert_eq!(
             with_schema("postgres://db/x", "b"),
             "postgres://db/x?schema=b"

@@ -272,7 +272,13 @@ fn unescape(content: &[u8]) -> Vec<u8> {
             Some(b'r') => (0x0d, 2),
             Some(b'u') => {
                 let hex = content.get(at + 4..at + 6).unwrap_or(b"00");
-                let nibble = |h: u8| if h.is_ascii_digit() { h - b'0' } else { h - b'a' + 10 };
+                let nibble = |h: u8| {
+                    if h.is_ascii_digit() {
+                        h - b'0'
+                    } else {
+                        h - b'a' + 10
+                    }
+                };
                 (nibble(hex[0]) << 4 | nibble(hex[1]), 6)
             }
             Some(&other) => (other, 2),
@@ -664,9 +670,11 @@ mod tests {
     /// Texts near canonical ones: a canonical text with one edit.
     fn arb_near_canonical() -> impl Strategy<Value = Vec<u8>> {
         let edits = prop::collection::vec(
-            (any::<prop::sample::Index>(), 0..4u8, prop::sample::select(
-                b" \\\"{}[],:.-+eE0159aAuf/\t\x01\xc3".to_vec(),
-            )),
+            (
+                any::<prop::sample::Index>(),
+                0..4u8,
+                prop::sample::select(b" \\\"{}[],:.-+eE0159aAuf/\t\x01\xc3".to_vec()),
+            ),
             1..3,
         );
         (arb_json(), edits).prop_map(|(v, edits)| {

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgValueFormat,
-};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::{Connection, Executor, Postgres, Row, TypeInfo, ValueRef};
 use tokio::sync::Mutex;
 
@@ -84,6 +82,19 @@ impl PgLedger {
             .map_err(|source| target.open_error(source))?;
         let ledger = Self::new(pool, target, false);
         ledger.migrate().await?;
+        let privileges = ledger.role_privileges().await?;
+        if !privileges.is_append_only() {
+            tracing::warn!(
+                role = %privileges.role,
+                superuser = privileges.superuser,
+                owner = privileges.owner,
+                update = privileges.update,
+                delete = privileges.delete,
+                truncate = privileges.truncate,
+                "the ledger's database role can change or remove records; \
+                 run metaloop as a role with INSERT and SELECT only (docs/LEDGER.md, PostgreSQL)"
+            );
+        }
         Ok(ledger)
     }
 
@@ -144,23 +155,19 @@ impl PgLedger {
     /// A deployment's writer role should own nothing and hold none of these (the triggers
     /// stop mistakes; an owner can disable them, a mere writer cannot).
     pub async fn role_privileges(&self) -> Result<RolePrivileges, LedgerError> {
-        let (role, owner, update, delete, truncate): (String, bool, bool, bool, bool) =
-            sqlx::query_as(
-                "SELECT current_user::text,
+        type Row = (String, bool, bool, bool, bool, bool);
+        let (role, superuser, owner, update, delete, truncate): Row = sqlx::query_as(
+            "SELECT current_user::text,
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
                     pg_has_role(current_user, c.relowner, 'USAGE'),
                     has_table_privilege(c.oid, 'UPDATE'),
                     has_table_privilege(c.oid, 'DELETE'),
                     has_table_privilege(c.oid, 'TRUNCATE')
              FROM pg_class c WHERE c.oid = 'records'::regclass",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(LedgerError::storage("reading the role's privileges"))?;
-        let superuser: bool =
-            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(LedgerError::storage("reading the role's privileges"))?;
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(LedgerError::storage("reading the role's privileges"))?;
         Ok(RolePrivileges {
             role,
             superuser,

@@ -564,7 +564,11 @@ mod tests {
             i as i64 - 3,
             ["supervisor", "é😀", "a\u{7f}b"][i % 3],
             "directive.issued",
-            if i % 5 == 0 { String::new() } else { format!("directive/{i}") },
+            if i.is_multiple_of(5) {
+                String::new()
+            } else {
+                format!("directive/{i}")
+            },
             json!({"i": i, "s": "tab\there \"quoted\" \\ \u{1}", "f": [0.1, -0.0, 1e300]}),
         )
     }
@@ -573,7 +577,9 @@ mod tests {
     async fn both_ways(ledger: &SqliteLedger, from: i64, limit: u32) -> Vec<StoredRecord> {
         let packed = read_stored(&ledger.pool, from, limit).await.unwrap();
         let mut rows = Vec::new();
-        read_rows(&ledger.pool, from, limit, &mut rows).await.unwrap();
+        read_rows(&ledger.pool, from, limit, &mut rows)
+            .await
+            .unwrap();
         assert_eq!(packed, rows, "from {from}, limit {limit}");
         packed
     }
@@ -581,18 +587,34 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn packed_reads_return_the_stored_rows_exactly() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = SqliteLedger::open(dir.path().join("ledger.db")).await.unwrap();
+        let ledger = SqliteLedger::open(dir.path().join("ledger.db"))
+            .await
+            .unwrap();
         let n = 2 * PACKED_RECORDS as usize + 7;
         ledger.append((0..n).map(record).collect()).await.unwrap();
         assert_eq!(both_ways(&ledger, i64::MIN, u32::MAX).await.len(), n);
-        for (from, limit) in [(1, 1), (2, PACKED_RECORDS - 1), (1, PACKED_RECORDS), (5, PACKED_RECORDS + 1), (2000, 100), (n as i64, 10), (n as i64 + 1, 10), (1, 0)] {
+        for (from, limit) in [
+            (1, 1),
+            (2, PACKED_RECORDS - 1),
+            (1, PACKED_RECORDS),
+            (5, PACKED_RECORDS + 1),
+            (2000, 100),
+            (n as i64, 10),
+            (n as i64 + 1, 10),
+            (1, 0),
+        ] {
             let got = both_ways(&ledger, from, limit).await;
             let expected = (n as i64 - from + 1).clamp(0, i64::from(limit));
             assert_eq!(got.len() as i64, expected, "from {from}, limit {limit}");
         }
         // The fast path is the one taken for an intact ledger.
-        let row = fetch_packed(ledger.pool.clone(), 1, PACKED_RECORDS).await.unwrap();
-        assert_eq!(full_group_end(&row, PACKED_RECORDS), Some(i64::from(PACKED_RECORDS)));
+        let row = fetch_packed(ledger.pool.clone(), 1, PACKED_RECORDS)
+            .await
+            .unwrap();
+        assert_eq!(
+            full_group_end(&row, PACKED_RECORDS),
+            Some(i64::from(PACKED_RECORDS))
+        );
         assert_eq!(unpack(&row, &mut Vec::new()), Some(PACKED_RECORDS));
     }
 
@@ -610,7 +632,8 @@ mod tests {
         sqlx::raw_sql(
             "DROP TRIGGER records_refuse_update;
              PRAGMA ignore_check_constraints = ON;
-             UPDATE records SET actor = CAST(x'ff00fe' AS TEXT), hash = x'01' WHERE seq = 3;
+             UPDATE records SET actor = CAST(x'ff00fe' AS TEXT), hash = zeroblob(32) WHERE seq = 3;
+             UPDATE records SET prev_hash = CAST(zeroblob(32) AS TEXT) WHERE seq = 5;
              UPDATE records SET seq = 100 WHERE seq = 4;",
         )
         .execute(&raw)
@@ -618,10 +641,19 @@ mod tests {
         .unwrap();
         let stored = both_ways(&ledger, i64::MIN, u32::MAX).await;
         assert_eq!(stored[2].actor, b"\xff\x00\xfe");
-        assert_eq!(stored[2].hash, [1]);
+        assert_eq!(stored[2].hash, [0; 32]);
         assert_eq!(stored.last().unwrap().seq, 100);
         let row = fetch_packed(ledger.pool.clone(), 1, 100).await.unwrap();
         assert_eq!(unpack(&row, &mut Vec::new()), Some(20));
+
+        // A hash of the wrong size is read row by row (and reported by verification).
+        sqlx::raw_sql("UPDATE records SET hash = x'01' WHERE seq = 3")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let row = fetch_packed(ledger.pool.clone(), 1, 100).await.unwrap();
+        assert_eq!(unpack(&row, &mut Vec::new()), None);
+        assert_eq!(both_ways(&ledger, i64::MIN, u32::MAX).await[2].hash, [1]);
 
         sqlx::raw_sql(
             "UPDATE records SET time_ms = 2.5 WHERE seq = 6;
@@ -631,13 +663,53 @@ mod tests {
         .await
         .unwrap();
         let row = fetch_packed(ledger.pool.clone(), 1, 100).await.unwrap();
-        assert_eq!(unpack(&row, &mut Vec::new()), None, "wrong types go the slow way");
-        let stored = both_ways(&ledger, i64::MIN, u32::MAX).await;
-        let defect = |seq: i64| stored.iter().find(|r| r.seq == seq).unwrap().defect.as_deref();
-        assert_eq!(defect(6), Some("time_ms is real, not an integer"));
         assert_eq!(
-            defect(7),
-            Some("time_ms is text, not an integer")
+            unpack(&row, &mut Vec::new()),
+            None,
+            "wrong types go the slow way"
+        );
+        let stored = both_ways(&ledger, i64::MIN, u32::MAX).await;
+        let defect = |seq: i64| {
+            stored
+                .iter()
+                .find(|r| r.seq == seq)
+                .unwrap()
+                .defect
+                .as_deref()
+        };
+        assert_eq!(defect(6), Some("time_ms is real, not an integer"));
+        assert_eq!(defect(7), Some("time_ms is text, not an integer"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn packed_reads_check_the_declared_column_types() {
+        // A file whose text columns may hold anything (not one this crate creates): every
+        // record is read row by row, and a number where text belongs is reported.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let raw = SqlitePool::connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE records (seq INTEGER PRIMARY KEY, time_ms INTEGER, actor, action TEXT,
+                 resource TEXT, payload TEXT, prev_hash BLOB, hash BLOB);
+             INSERT INTO records VALUES (1, 5, 42, 'a', '', '{}', zeroblob(32), zeroblob(32));",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        raw.close().await;
+        let ledger = SqliteLedger::open_readonly(&path).await.unwrap();
+        let row = fetch_packed(ledger.pool.clone(), 1, 100).await.unwrap();
+        assert_eq!(unpack(&row, &mut Vec::new()), None);
+        let stored = both_ways(&ledger, i64::MIN, u32::MAX).await;
+        assert_eq!(
+            stored[0].defect.as_deref(),
+            Some("actor is integer, not text or bytes")
         );
     }
 

@@ -13,7 +13,7 @@ pub type Head = (u64, [u8; 32]);
 /// A boxed future that can move between threads; keeps [`LedgerStore`] usable as `dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An append-only, hash-chained record store (SQLite today, PostgreSQL later).
+/// An append-only, hash-chained record store ([`crate::SqliteLedger`], [`crate::PgLedger`]).
 ///
 /// Object safe: the binary picks a backend from the configured URL and holds an
 /// `Arc<dyn LedgerStore>`.

@@ -222,6 +222,10 @@ struct DemoArgs {
     /// written to the data directory and named on stderr.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Run the simulated spine over NATS JetStream (nats://HOST:PORT): signed events and
+    /// directives on the bus, as with any adapter. Default: in-process.
+    #[arg(long, value_name = "URL")]
+    mesh: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -322,7 +326,11 @@ fn main() -> ExitCode {
             } => config_check(&file),
             Command::Run { config } => run_daemon(&config).await,
             Command::Openapi => {
-                println!("{}", serde_json::to_string_pretty(&metaloop::api::openapi::document()).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&metaloop::api::openapi::document())
+                        .unwrap_or_default()
+                );
                 0
             }
             Command::Keys {
@@ -403,6 +411,12 @@ async fn run_demo(args: DemoArgs) -> u8 {
             return 2;
         }
     };
+    if let Some(m) = &args.mesh
+        && !m.starts_with("nats://")
+    {
+        eprintln!("error: --mesh must be a nats://HOST:PORT URL, got {m:?}");
+        return 2;
+    }
     if args.cycles == 0 {
         eprintln!("error: --cycles must be at least 1");
         return 2;
@@ -447,6 +461,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
             .or_else(|| file_cfg.as_ref().map(|c| c.environment.clone()))
             .unwrap_or_else(|| "production".into()),
         base: file_cfg.as_ref().map(|c| c.supervisor()),
+        mesh: args.mesh.clone(),
         auto_approve_as: args.auto_approve_as,
         print_summaries: true,
         summaries_to_stderr: json,

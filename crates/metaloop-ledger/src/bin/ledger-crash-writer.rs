@@ -69,7 +69,11 @@ async fn main() -> ExitCode {
                         // One write per line (stdout is line-buffered), so lines never mix.
                         let line = format!("{} {}\n", record.seq, record.hash_hex());
                         let mut out = std::io::stdout().lock();
-                        if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+                        if out
+                            .write_all(line.as_bytes())
+                            .and_then(|()| out.flush())
+                            .is_err()
+                        {
                             return;
                         }
                     }

@@ -831,7 +831,10 @@ pub async fn checkpoints_round_trip<B: Backend>() {
         store.checkpoints(1, 10).await.unwrap(),
         [first.clone(), second.clone()]
     );
-    assert_eq!(store.checkpoints(2, 10).await.unwrap(), vec![second.clone()]);
+    assert_eq!(
+        store.checkpoints(2, 10).await.unwrap(),
+        vec![second.clone()]
+    );
     assert!(store.checkpoints(5, 10).await.unwrap().is_empty());
     assert!(store.checkpoints(u64::MAX, 10).await.unwrap().is_empty());
     assert_eq!(

@@ -1,6 +1,7 @@
 //! `metaloop demo`: the whole loop, embedded — simulated spine, in-process delivery, SQLite
 //! ledger — on virtual time.
 
+mod mesh_link;
 pub mod report;
 
 use crate::runtime::{NotificationSink, Publisher, RecordSink, Runtime};
@@ -48,6 +49,8 @@ pub struct DemoOptions {
     /// Goals, policies, approval matrix, verification and alert settings from a
     /// `metaloop.toml` (`--config`), instead of the defaults.
     pub base: Option<SupervisorConfig>,
+    /// Run the simulated spine over NATS (`nats://…`) instead of in-process.
+    pub mesh: Option<String>,
 }
 
 impl DemoOptions {
@@ -65,6 +68,7 @@ impl DemoOptions {
             print_summaries: false,
             summaries_to_stderr: true,
             base: None,
+            mesh: None,
         }
     }
 
@@ -251,6 +255,21 @@ impl Publisher for DemoPublisher {
     }
 }
 
+/// Directives go to the spine in-process or over the bus.
+enum AnyPublisher {
+    Local(DemoPublisher),
+    Mesh(mesh_link::MeshDirectivePublisher),
+}
+
+impl Publisher for AnyPublisher {
+    fn publish(&mut self, message: DirectiveMessage) -> crate::runtime::BoxFuture<Result<()>> {
+        match self {
+            AnyPublisher::Local(p) => p.publish(message),
+            AnyPublisher::Mesh(p) => p.publish(message),
+        }
+    }
+}
+
 /// Summaries are printed; other notifications are logged.
 struct DemoNotifier {
     print: bool,
@@ -289,6 +308,20 @@ async fn deliver(
     Ok(())
 }
 
+/// Delivers directives in-process or over the bus.
+async fn deliver_any(
+    rt: &Runtime,
+    spine: &mut Spine,
+    published: &mut tokio::sync::mpsc::UnboundedReceiver<DirectiveMessage>,
+    link: &mut Option<mesh_link::MeshLink>,
+    now: Timestamp,
+) -> Result<()> {
+    match link {
+        Some(l) => l.deliver_directives(spine, now).await,
+        None => deliver(rt, spine, published, now).await,
+    }
+}
+
 /// Runs the demo and returns its report. `stop` ends it early (Ctrl-C). A sink that already
 /// holds records of the same run (same scenario, seed, method, environment and approver) is
 /// resumed: the supervisor's state is rebuilt from its records and the simulated spine is
@@ -324,13 +357,29 @@ pub async fn run(
     let metrics = api
         .as_ref()
         .map(|_| Arc::new(crate::metrics::Metrics::new()));
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(start.millis()));
+    let mut link = match &opts.mesh {
+        None => None,
+        Some(url) => {
+            if !existing.is_empty() {
+                anyhow::bail!(
+                    "resuming a demo over the mesh is not supported: resume it without --mesh"
+                );
+            }
+            Some(mesh_link::MeshLink::connect(url, &spine.domains()).await?)
+        }
+    };
+    let publisher = match &link {
+        Some(l) => AnyPublisher::Mesh(l.publisher(clock.clone())),
+        None => AnyPublisher::Local(DemoPublisher(tx)),
+    };
     let (rt, task) = Runtime::start_observed(
         sup,
         DemoRecords {
             sink: sink.clone(),
             snapshots: snapshots.clone(),
         },
-        DemoPublisher(tx),
+        publisher,
         DemoNotifier {
             print: opts.print_summaries,
             to_stderr: opts.summaries_to_stderr,
@@ -338,7 +387,9 @@ pub async fn run(
         metrics.clone().map(crate::metrics::MetricsObserver),
     )
     .await?;
-    let clock = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    if let Some(l) = &mut link {
+        l.start_consumer(rt.clone(), clock.clone()).await?;
+    }
     let server = match (&api, &sink) {
         (Some(api), Sink::Ledger(ledger)) => {
             let c = clock.clone();
@@ -394,30 +445,40 @@ pub async fn run(
 
     while rt.call(|sup| sup.state().cycle).await? < opts.cycles && !stop.load(Ordering::Relaxed) {
         // directives approved through the API since the last cycle reach the spine first
-        deliver(&rt, &mut spine, &mut published, now).await?;
+        deliver_any(&rt, &mut spine, &mut published, &mut link, now).await?;
         let end = rt.call(|sup| sup.next_cycle_at()).await?;
         events.clear();
         spine.run_until(end, &mut events);
         let batch = std::mem::take(&mut events);
-        events = rt
-            .call(move |sup| {
-                for e in &batch {
-                    if let Err(err) = sup.ingest(e) {
-                        tracing::warn!(event = %e.id, error = %err, "event rejected");
-                    }
-                }
-                sup.tick(end);
+        events = match &mut link {
+            // over the bus: the cycle closes once the supervisor has taken every event
+            Some(l) => {
+                l.send_events(&batch).await?;
+                l.wait_processed().await?;
+                rt.call(move |sup| sup.tick(end)).await?;
                 batch
-            })
-            .await?;
+            }
+            None => {
+                rt.call(move |sup| {
+                    for e in &batch {
+                        if let Err(err) = sup.ingest(e) {
+                            tracing::warn!(event = %e.id, error = %err, "event rejected");
+                        }
+                    }
+                    sup.tick(end);
+                    batch
+                })
+                .await?
+            }
+        };
         now = end;
         clock.store(now.millis(), Ordering::Relaxed);
         // decide → log → act: the cycle's records were durable before any of its directives
         // reached the publisher; now they reach the spine
-        deliver(&rt, &mut spine, &mut published, now).await?;
+        deliver_any(&rt, &mut spine, &mut published, &mut link, now).await?;
         // the simulated approver answers pending approvals right after the cycle
         auto_approve(&rt, &spine, opts, now).await?;
-        deliver(&rt, &mut spine, &mut published, now).await?;
+        deliver_any(&rt, &mut spine, &mut published, &mut link, now).await?;
         if !opts.fast {
             let wait = Duration::from_secs_f64(1.0 / opts.speed.max(1e-3));
             tokio::select! {
@@ -426,7 +487,10 @@ pub async fn run(
             }
         }
     }
-    deliver(&rt, &mut spine, &mut published, now).await?;
+    deliver_any(&rt, &mut spine, &mut published, &mut link, now).await?;
+    if let Some(l) = link.take() {
+        l.close().await;
+    }
     if let Some(server) = server {
         server.abort();
         let _ = server.await;
