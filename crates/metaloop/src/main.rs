@@ -60,6 +60,11 @@ enum Command {
     },
     /// Print the HTTP API's OpenAPI document.
     Openapi,
+    /// Benchmarks that print figures and ratios.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]
@@ -146,6 +151,33 @@ enum PoliciesCommand {
         id: String,
         #[command(flatten)]
         server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The ledger: raw batched insert (no hashing), durable append with 1, 8 and 64
+    /// concurrent writers, full verification, and the ratios between them.
+    Ledger {
+        /// Where: sqlite://DIR_OR_FILE (scratch files beside it) or postgres://… (scratch
+        /// schemas). Default: SQLite in the temporary directory.
+        #[arg(long)]
+        ledger: Option<String>,
+        /// Records inserted and verified.
+        #[arg(long, default_value_t = 200_000)]
+        records: u64,
+    },
+    /// The mesh: Ed25519 verifications/s on one core, and end-to-end ingest through the
+    /// in-process mesh and NATS, with the ratios.
+    Mesh {
+        /// Events per end-to-end run.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// NATS to measure against (default nats://127.0.0.1:4222); --no-nats skips it.
+        #[arg(long)]
+        nats: Option<String>,
+        #[arg(long)]
+        no_nats: bool,
     },
 }
 
@@ -325,6 +357,7 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
             Command::Run { config } => run_daemon(&config).await,
+            Command::Bench { command } => run_bench(command).await,
             Command::Openapi => {
                 println!(
                     "{}",
@@ -557,6 +590,55 @@ async fn run_demo(args: DemoArgs) -> u8 {
         );
     }
     0
+}
+
+async fn run_bench(command: BenchCommand) -> u8 {
+    match command {
+        BenchCommand::Ledger { ledger, records } => {
+            let target = ledger.as_deref().map_or_else(
+                metaloop_ledger::bench::BenchTarget::temporary,
+                metaloop_ledger::bench::BenchTarget::parse,
+            );
+            match metaloop_ledger::bench::run(
+                &target,
+                &metaloop_ledger::bench::BenchOptions::new(records),
+            )
+            .await
+            {
+                Ok(report) => {
+                    println!("{report}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        BenchCommand::Mesh {
+            events,
+            nats,
+            no_nats,
+        } => {
+            let mut options = metaloop_mesh::bench::BenchOptions {
+                events,
+                ..Default::default()
+            };
+            if no_nats {
+                options.nats_url = None;
+            } else if let Some(url) = nats {
+                options.nats_url = Some(url);
+            }
+            let mut out = std::io::stdout();
+            match metaloop_mesh::bench::run(&options, &mut out).await {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+    }
 }
 
 async fn run_daemon(path: &std::path::Path) -> u8 {
