@@ -10,7 +10,7 @@
 //!   through the group-commit [`LedgerWriter`] and waiting until it is durable (plus the same
 //!   without group commit, every append its own transaction, for contrast);
 //! - **verify**: [`crate::verify`] over a ledger of the requested size, from a read-only
-//!   handle, as `metaloop ledger verify` runs it.
+//!   handle, as `metaloop ledger verify` runs it (the fastest of three passes).
 //!
 //! Rates are records per second of wall-clock time; the report names the core count, since
 //! verification overlaps reading and checking on two cores.
@@ -40,6 +40,10 @@ use crate::writer::{LedgerWriter, WriterError, WriterOptions};
 
 /// Rows per transaction in the raw insert and in filling the ledger to verify.
 pub const BATCH: u64 = 1_000;
+
+/// Verification runs this many times and the fastest pass counts (it only reads, and a
+/// single pass of a small ledger is short enough for other processes to skew).
+pub const VERIFY_PASSES: usize = 3;
 
 /// Concurrent writers of the durable-append measurement.
 pub const DEFAULT_WRITERS: [usize; 3] = [1, 8, 64];
@@ -117,12 +121,12 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// `records` for the raw insert and verification; durable runs of up to 20,000 records
+    /// `records` for the raw insert and verification; durable runs of up to 100,000 records
     /// or 5 seconds each, with 1, 8 and 64 writers.
     pub fn new(records: u64) -> Self {
         Self {
             records: records.max(1),
-            durable_records: records.clamp(1, 20_000),
+            durable_records: records.clamp(1, 100_000),
             durable_time_limit: Duration::from_secs(5),
             writers: DEFAULT_WRITERS.to_vec(),
         }
@@ -154,6 +158,15 @@ pub struct DurableRun {
     pub group_commit: bool,
     /// Acknowledged (durable) appends.
     pub rate: Rate,
+    /// Transactions (one fsync each) that wrote them.
+    pub commits: u64,
+}
+
+impl DurableRun {
+    /// Records written per transaction on average.
+    pub fn records_per_commit(&self) -> f64 {
+        self.rate.records as f64 / self.commits.max(1) as f64
+    }
 }
 
 /// What [`run`] measured; `Display` prints it as a table with ratios.
@@ -170,7 +183,7 @@ pub struct BenchReport {
     pub batched_append: Rate,
     /// (b) Durable appends, one record at a time per writer.
     pub durable: Vec<DurableRun>,
-    /// (c) Full verification.
+    /// (c) Full verification (the fastest of [`VERIFY_PASSES`]).
     pub verify: Rate,
 }
 
@@ -216,8 +229,19 @@ impl fmt::Display for BenchReport {
                 }
             );
             line(f, &what, &run.rate, true)?;
+            writeln!(
+                f,
+                "      {:.1} records per transaction ({} transactions)",
+                run.records_per_commit(),
+                run.commits
+            )?;
         }
-        line(f, "(c) verify", &self.verify, true)?;
+        line(
+            f,
+            &format!("(c) verify (fastest of {VERIFY_PASSES} passes)"),
+            &self.verify,
+            true,
+        )?;
         Ok(())
     }
 }
@@ -308,12 +332,15 @@ async fn measure(
             }
         ));
         let name = format!("d{writers}{}", if group_commit { "" } else { "_single" });
-        let store = scratch.ledger(&name).await?;
-        let rate = durable_appends(store, writers, group_commit, options).await?;
+        let ledger = scratch.ledger(&name).await?;
+        let (rate, commits) =
+            durable_appends(ledger.store(), writers, group_commit, options).await?;
+        ledger.close().await;
         durable.push(DurableRun {
             writers,
             group_commit,
             rate,
+            commits,
         });
     }
 
@@ -321,7 +348,8 @@ async fn measure(
         "filling a ledger with {} records",
         options.records
     ));
-    let store = scratch.ledger("verify").await?;
+    let ledger = scratch.ledger("verify").await?;
+    let store = ledger.store();
     let started = Instant::now();
     let mut appended = 0;
     while appended < options.records {
@@ -335,27 +363,38 @@ async fn measure(
         records: appended,
         elapsed: started.elapsed(),
     };
+    // Closed (for SQLite: the WAL checkpointed into the file), as after a shutdown; a running
+    // writer keeps the WAL short anyway.
     drop(store);
+    ledger.close().await;
 
     on_step(&format!("verifying {} records", options.records));
     let reader = scratch.reader("verify").await?;
-    let started = Instant::now();
-    let report = verify(&*reader, |_, _| {}).await?;
-    let verify = Rate {
-        records: report.records,
-        elapsed: started.elapsed(),
-    };
+    let mut fastest: Option<Rate> = None;
+    for _ in 0..VERIFY_PASSES {
+        let started = Instant::now();
+        let report = verify(&*reader, |_, _| {}).await?;
+        let pass = Rate {
+            records: report.records,
+            elapsed: started.elapsed(),
+        };
+        if fastest.is_none_or(|f| pass.elapsed < f.elapsed) {
+            fastest = Some(pass);
+        }
+    }
+    let verify = fastest.expect("at least one verification pass");
     Ok((raw_insert, batched_append, durable, verify))
 }
 
 /// Appends through `writers` tasks, one record at a time each, until
-/// `options.durable_records` or `options.durable_time_limit`.
+/// `options.durable_records` or `options.durable_time_limit`; returns the rate and the
+/// number of transactions.
 async fn durable_appends(
     store: Arc<dyn LedgerStore>,
     writers: usize,
     group_commit: bool,
     options: &BenchOptions,
-) -> Result<Rate, BenchError> {
+) -> Result<(Rate, u64), BenchError> {
     let writer = if group_commit {
         Some(LedgerWriter::spawn(store.clone(), WriterOptions::new()).await?)
     } else {
@@ -395,10 +434,15 @@ async fn durable_appends(
         }
     }
     let elapsed = started.elapsed();
-    if let Some(writer) = writer {
-        writer.shutdown().await?;
-    }
-    Ok(Rate { records, elapsed })
+    let commits = match writer {
+        Some(writer) => {
+            let commits = writer.stats().commits;
+            writer.shutdown().await?;
+            commits
+        }
+        None => records,
+    };
+    Ok((Rate { records, elapsed }, commits))
 }
 
 /// A ledger record shaped like a directive verdict (about 300 bytes).
@@ -486,14 +530,14 @@ impl Scratch {
     }
 
     /// A fresh, empty ledger named `name`.
-    async fn ledger(&self, name: &str) -> Result<Arc<dyn LedgerStore>, BenchError> {
+    async fn ledger(&self, name: &str) -> Result<ScratchLedger, BenchError> {
         Ok(match self {
-            Self::Sqlite { dir } => {
-                Arc::new(SqliteLedger::open(dir.join(format!("{name}.db"))).await?)
-            }
+            Self::Sqlite { dir } => ScratchLedger::Sqlite(Arc::new(
+                SqliteLedger::open(dir.join(format!("{name}.db"))).await?,
+            )),
             Self::Postgres { .. } => {
                 let url = self.schema_url(name);
-                Arc::new(PgLedger::connect(&url).await?)
+                ScratchLedger::Postgres(Arc::new(PgLedger::connect(&url).await?))
             }
         })
     }
@@ -598,6 +642,28 @@ impl Scratch {
                 pool.close().await;
                 Ok(())
             }
+        }
+    }
+}
+
+/// A scratch ledger of either backend.
+enum ScratchLedger {
+    Sqlite(Arc<SqliteLedger>),
+    Postgres(Arc<PgLedger>),
+}
+
+impl ScratchLedger {
+    fn store(&self) -> Arc<dyn LedgerStore> {
+        match self {
+            Self::Sqlite(ledger) => ledger.clone(),
+            Self::Postgres(ledger) => ledger.clone(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(ledger) => ledger.close().await,
+            Self::Postgres(ledger) => ledger.close().await,
         }
     }
 }

@@ -51,5 +51,6 @@ pub use verify::{
 };
 pub use writer::{
     CheckpointHook, Clock, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,
-    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerWriter, WriterError, WriterOptions,
+    DEFAULT_GATHER_WINDOW, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, LedgerWriter, WriterError,
+    WriterOptions, WriterStats,
 };

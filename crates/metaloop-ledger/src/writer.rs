@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -30,6 +31,9 @@ pub const DEFAULT_MAX_BATCH: usize = 4_096;
 
 /// Requests that may wait in the queue before callers wait to enqueue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1_024;
+
+/// How long the writer may wait for the callers of its last commit to append again.
+pub const DEFAULT_GATHER_WINDOW: Duration = Duration::from_micros(200);
 
 /// A checkpoint is signed once this many records were added since the last one.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000;
@@ -70,6 +74,7 @@ pub type Clock = Box<dyn Fn() -> i64 + Send>;
 pub struct WriterOptions {
     max_batch: usize,
     queue_capacity: usize,
+    gather_window: Duration,
     signing_key: Option<SigningKey>,
     checkpoint_every: u64,
     checkpoint_interval: Duration,
@@ -82,6 +87,7 @@ impl Default for WriterOptions {
         Self {
             max_batch: DEFAULT_MAX_BATCH,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            gather_window: DEFAULT_GATHER_WINDOW,
             signing_key: None,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
@@ -96,6 +102,7 @@ impl fmt::Debug for WriterOptions {
         f.debug_struct("WriterOptions")
             .field("max_batch", &self.max_batch)
             .field("queue_capacity", &self.queue_capacity)
+            .field("gather_window", &self.gather_window)
             .field(
                 "signing_key",
                 &self
@@ -125,6 +132,13 @@ impl WriterOptions {
     /// Requests that may wait in the queue (at least 1).
     pub fn queue_capacity(mut self, requests: usize) -> Self {
         self.queue_capacity = requests.max(1);
+        self
+    }
+
+    /// How long a commit may wait, at most, for as many callers as the last commit answered
+    /// (zero: commit whatever is queued at once).
+    pub fn gather_window(mut self, window: Duration) -> Self {
+        self.gather_window = window;
         self
     }
 
@@ -180,10 +194,37 @@ enum Request {
     Shutdown(Reply<Option<Checkpoint>>),
 }
 
+/// What a writer has committed so far (see [`LedgerWriter::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Store calls that committed (one transaction and one fsync each).
+    pub commits: u64,
+    /// Records those commits wrote.
+    pub records: u64,
+}
+
+impl WriterStats {
+    /// Records per commit on average (0 before the first commit).
+    pub fn records_per_commit(&self) -> f64 {
+        if self.commits == 0 {
+            0.0
+        } else {
+            self.records as f64 / self.commits as f64
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    records: AtomicU64,
+}
+
 /// A handle on the writer task; clone it freely, every clone feeds the same task.
 #[derive(Debug, Clone)]
 pub struct LedgerWriter {
     tx: mpsc::Sender<Request>,
+    counters: Arc<Counters>,
 }
 
 impl LedgerWriter {
@@ -200,6 +241,7 @@ impl LedgerWriter {
         let WriterOptions {
             max_batch,
             queue_capacity,
+            gather_window,
             signing_key,
             checkpoint_every,
             checkpoint_interval,
@@ -226,13 +268,25 @@ impl LedgerWriter {
             None => None,
         };
         let (tx, rx) = mpsc::channel(queue_capacity);
+        let counters = Arc::new(Counters::default());
         let task = Task {
             store,
             max_batch,
             signer,
+            counters: counters.clone(),
+            expected_callers: 1,
+            gather_window,
         };
         tokio::spawn(task.run(rx));
-        Ok(Self { tx })
+        Ok(Self { tx, counters })
+    }
+
+    /// Commits and records written so far by the writer task behind this handle.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            records: self.counters.records.load(Ordering::Relaxed),
+        }
     }
 
     /// Appends one record; returns it as stored, once durable.
@@ -291,9 +345,65 @@ struct Task {
     store: Arc<dyn LedgerStore>,
     max_batch: usize,
     signer: Option<Signer>,
+    counters: Arc<Counters>,
+    /// Callers the last commit answered: how many to wait for while gathering.
+    expected_callers: usize,
+    /// How long gathering may wait for them.
+    gather_window: Duration,
+}
+
+/// The appends being assembled into one commit.
+struct Group {
+    pending: Vec<Pending>,
+    records: usize,
+}
+
+impl Group {
+    fn new(first: Pending) -> Self {
+        Self {
+            records: first.records.len(),
+            pending: vec![first],
+        }
+    }
 }
 
 impl Task {
+    /// Adds queued appends to `group` until it holds `max_batch` records or the queue is
+    /// empty; returns a request that could not join (another kind, or one too big).
+    ///
+    /// Callers answered by the last commit come back with their next append a moment later,
+    /// all together; taking only those already queued would split them into a small commit
+    /// and a large one, every time. So while the group has fewer callers than the last commit
+    /// answered, the task yields to let them run, for at most `gather_window`.
+    async fn gather(
+        &mut self,
+        group: &mut Group,
+        rx: &mut mpsc::Receiver<Request>,
+    ) -> Option<Request> {
+        let deadline = std::time::Instant::now() + self.gather_window;
+        loop {
+            while group.records < self.max_batch {
+                match rx.try_recv() {
+                    Ok(Request::Append(next))
+                        if group.records + next.records.len() <= self.max_batch =>
+                    {
+                        group.records += next.records.len();
+                        group.pending.push(next);
+                    }
+                    Ok(other) => return Some(other),
+                    Err(_) => break,
+                }
+            }
+            if group.records >= self.max_batch
+                || group.pending.len() >= self.expected_callers
+                || std::time::Instant::now() >= deadline
+            {
+                return None;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         // A request taken from the queue that did not fit the batch being assembled.
         let mut held: Option<Request> = None;
@@ -320,24 +430,10 @@ impl Task {
             };
             match request {
                 Request::Append(first) => {
-                    let mut records = first.records.len();
-                    let mut group = vec![first];
-                    while records < self.max_batch {
-                        match rx.try_recv() {
-                            Ok(Request::Append(next))
-                                if records + next.records.len() <= self.max_batch =>
-                            {
-                                records += next.records.len();
-                                group.push(next);
-                            }
-                            Ok(other) => {
-                                held = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.commit(group).await;
+                    let mut group = Group::new(first);
+                    held = self.gather(&mut group, &mut rx).await;
+                    self.expected_callers = group.pending.len();
+                    self.commit(group.pending).await;
                 }
                 Request::Checkpoint(reply) => {
                     let _ = reply.send(self.checkpoint().await);
@@ -374,6 +470,10 @@ impl Task {
         match self.store.append(batch).await {
             Ok(stored) => {
                 debug_assert_eq!(stored.len(), sizes.iter().sum::<usize>());
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .records
+                    .fetch_add(stored.len() as u64, Ordering::Relaxed);
                 if let Some(signer) = &mut self.signer {
                     signer.absorb(&*self.store, &stored).await;
                 }

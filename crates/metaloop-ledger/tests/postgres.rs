@@ -144,6 +144,15 @@ fn column(name: &str) -> &str {
     name
 }
 
+/// Only the checkpoint columns the suite changes may be interpolated into SQL.
+fn checkpoint_column(name: &str) -> &str {
+    assert!(
+        ["head", "merkle_root", "signature"].contains(&name),
+        "unknown checkpoint column {name}"
+    );
+    name
+}
+
 async fn raw_pool(url: &str, schema: &str) -> PgPool {
     let options = PgConnectOptions::from_str(url)
         .unwrap()
@@ -239,6 +248,20 @@ impl Backend for PgBackend {
         let done = sqlx::query(AssertSqlSafe(sql))
             .bind(bytes)
             .bind(seq)
+            .execute(&self.raw)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+
+    async fn set_checkpoint_blob(&self, seq: u64, name: &str, bytes: &[u8]) {
+        let sql = format!(
+            "UPDATE checkpoints SET {} = $1 WHERE seq = $2",
+            checkpoint_column(name)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(bytes)
+            .bind(seq as i64)
             .execute(&self.raw)
             .await
             .unwrap();

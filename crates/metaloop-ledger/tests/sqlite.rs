@@ -52,6 +52,15 @@ fn column(name: &str) -> &str {
     name
 }
 
+/// Only the checkpoint columns the suite changes may be interpolated into SQL.
+fn checkpoint_column(name: &str) -> &str {
+    assert!(
+        ["head", "merkle_root", "signature"].contains(&name),
+        "unknown checkpoint column {name}"
+    );
+    name
+}
+
 impl Backend for SqliteBackend {
     type Store = SqliteLedger;
 
@@ -87,7 +96,10 @@ impl Backend for SqliteBackend {
         self.exec(
             "DROP TRIGGER records_refuse_update;
              DROP TRIGGER records_refuse_delete;
-             DROP TRIGGER records_refuse_out_of_chain_insert;",
+             DROP TRIGGER records_refuse_out_of_chain_insert;
+             DROP TRIGGER checkpoints_refuse_update;
+             DROP TRIGGER checkpoints_refuse_delete;
+             DROP TRIGGER checkpoints_refuse_out_of_order_insert;",
         )
         .await
         .unwrap();
@@ -124,6 +136,20 @@ impl Backend for SqliteBackend {
         let done = sqlx::query(AssertSqlSafe(sql))
             .bind(bytes.to_vec())
             .bind(seq)
+            .execute(&self.raw)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    }
+
+    async fn set_checkpoint_blob(&self, seq: u64, name: &str, bytes: &[u8]) {
+        let sql = format!(
+            "UPDATE checkpoints SET {} = ?1 WHERE seq = ?2",
+            checkpoint_column(name)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(bytes.to_vec())
+            .bind(seq as i64)
             .execute(&self.raw)
             .await
             .unwrap();

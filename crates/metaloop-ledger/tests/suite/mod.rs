@@ -4,6 +4,12 @@
 //! (the model is quickwit's `metastore_test_suite!`). Tampering goes around the store, as an
 //! attacker with access to the database would: raw SQL, guards dropped first.
 
+mod checkpoints;
+mod writer;
+
+pub use checkpoints::*;
+pub use writer::*;
+
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
@@ -43,7 +49,8 @@ pub trait Backend: Sized {
     /// message with its causes.
     async fn exec(&self, sql: &str) -> Result<(), String>;
 
-    /// Removes whatever makes the database refuse UPDATE, DELETE and out-of-chain INSERT.
+    /// Removes whatever makes the database refuse UPDATE, DELETE and out-of-order INSERT, on
+    /// records and checkpoints.
     async fn drop_guards(&self);
 
     /// Overwrites an integer column of the record with seq `seq`.
@@ -55,6 +62,10 @@ pub trait Backend: Sized {
 
     /// Overwrites a binary column.
     async fn set_blob(&self, seq: i64, column: &str, bytes: &[u8]);
+
+    /// Overwrites a binary column (`head`, `merkle_root`, `signature`) of the checkpoint with
+    /// seq `seq`.
+    async fn set_checkpoint_blob(&self, seq: u64, column: &str, bytes: &[u8]);
 
     /// Inserts a row directly, bypassing the store.
     async fn insert_raw(&self, row: &StoredRecord) -> Result<(), String>;
@@ -98,7 +109,35 @@ macro_rules! ledger_test_suite {
             checkpoints_round_trip,
             checkpoint_beyond_the_last_record_is_refused,
             checkpoint_not_newer_than_the_last_is_refused,
-            checkpoint_update_and_delete_are_refused
+            checkpoint_update_and_delete_are_refused,
+            checkpoints_every_n_records_and_at_shutdown_have_scratch_roots,
+            a_checkpoint_follows_the_interval_only_when_records_were_added,
+            a_restarted_writer_primes_its_tree_from_the_stored_hashes,
+            the_writer_catches_up_with_records_appended_around_it,
+            the_writer_refuses_a_ledger_that_no_longer_matches_its_checkpoint,
+            an_intact_ledger_verifies_with_every_page_size,
+            a_chain_recomputed_without_the_key_is_detected,
+            a_tail_cut_off_after_a_checkpoint_is_detected,
+            an_edited_checkpoint_is_detected,
+            a_rewrite_with_matching_forged_checkpoints_needs_the_key_to_be_caught,
+            the_wrong_public_key_fails_at_the_first_checkpoint,
+            with_a_key_a_ledger_without_checkpoints_fails,
+            record_tampering_is_still_reported_as_a_record_failure,
+            every_record_has_a_proof_that_verifies_alone,
+            proof_json_has_the_documented_shape,
+            a_changed_proof_or_record_does_not_verify,
+            proofs_are_refused_where_no_checkpoint_vouches,
+            a_proof_is_refused_from_a_ledger_that_no_longer_matches_its_checkpoint,
+            concurrent_appends_coalesce_into_one_store_call,
+            callers_answered_together_are_committed_together,
+            batches_stay_contiguous_and_seqs_gap_free_under_concurrency,
+            a_batch_larger_than_the_maximum_is_written_whole,
+            a_failing_store_call_fails_every_caller_of_its_batch_and_the_writer_goes_on,
+            an_invalid_record_fails_only_its_own_caller,
+            shutdown_flushes_the_queue_and_signs_a_final_checkpoint,
+            shutdown_without_a_key_or_new_records_signs_nothing,
+            dropping_every_handle_signs_what_is_left,
+            a_commit_that_landed_despite_its_error_is_caught_up_before_signing,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {

@@ -1,6 +1,6 @@
-//! The group-commit writer: concurrent appends coalesce into few store calls, stay gap-free
-//! and contiguous per caller, fail together when their batch fails, and are flushed and
-//! checkpointed at shutdown.
+//! The group-commit writer, on every backend: concurrent appends coalesce into few store
+//! calls, stay gap-free and contiguous per caller, fail together when their batch fails, and
+//! are flushed and checkpointed at shutdown.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,17 +10,18 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use metaloop_ledger::merkle::root;
 use metaloop_ledger::{
-    BoxFuture, Checkpoint, LedgerError, LedgerStore, LedgerWriter, NewRecord, Record, SqliteLedger,
-    StoredRecord, WriterError, WriterOptions, verify, verify_with_checkpoints,
+    BoxFuture, Checkpoint, LedgerError, LedgerStore, LedgerWriter, NewRecord, Record, StoredRecord,
+    WriterError, WriterOptions, verify, verify_with_checkpoints,
 };
 use serde_json::json;
-use tempfile::TempDir;
 use tokio::sync::Semaphore;
 
-/// A SQLite ledger behind a wrapper that counts `append` calls, can hold them at a gate and
+use super::Backend;
+
+/// The backend's ledger behind a wrapper that counts `append` calls, can hold them at a gate and
 /// can fail chosen calls.
 struct Probe {
-    inner: SqliteLedger,
+    inner: Arc<dyn LedgerStore>,
     calls: AtomicUsize,
     /// Records per `append` call, in call order.
     batches: Mutex<Vec<usize>>,
@@ -33,11 +34,9 @@ struct Probe {
 }
 
 impl Probe {
-    async fn new(dir: &TempDir, gated: bool) -> Arc<Self> {
+    fn new<B: Backend>(backend: &B, gated: bool) -> Arc<Self> {
         Arc::new(Self {
-            inner: SqliteLedger::open(dir.path().join("ledger.db"))
-                .await
-                .unwrap(),
+            inner: backend.store(),
             calls: AtomicUsize::new(0),
             batches: Mutex::new(Vec::new()),
             failing: Mutex::new(HashSet::new()),
@@ -144,11 +143,10 @@ async fn until(what: &str, mut ready: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_coalesce_into_one_store_call() {
+pub async fn concurrent_appends_coalesce_into_one_store_call<B: Backend>() {
     const CALLERS: usize = 64;
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, true).await;
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, true);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new())
         .await
         .unwrap();
@@ -181,12 +179,52 @@ async fn concurrent_appends_coalesce_into_one_store_call() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn batches_stay_contiguous_and_seqs_gap_free_under_concurrency() {
+pub async fn callers_answered_together_are_committed_together<B: Backend>() {
+    const CALLERS: usize = 16;
+    const ROUNDS: usize = 20;
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
+    // A generous window, so a loaded machine slow to run the callers cannot split a round.
+    let options = WriterOptions::new().gather_window(Duration::from_millis(500));
+    let writer = LedgerWriter::spawn(probe.clone(), options).await.unwrap();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                for i in 0..ROUNDS {
+                    writer.append(record(caller, i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let batches = probe.batches();
+    assert_eq!(batches.iter().sum::<usize>(), CALLERS * ROUNDS);
+    // Without waiting for the callers of the last commit, the rounds split into a small and
+    // a large commit (alternating cohorts). With it, once every caller has been answered by
+    // one commit, each round is one commit of all of them.
+    let whole_rounds = batches.iter().filter(|&&n| n == CALLERS).count();
+    assert!(whole_rounds >= ROUNDS / 2, "commits: {batches:?}");
+    let stats = writer.stats();
+    assert_eq!(stats.commits as usize, batches.len());
+    assert_eq!(stats.records as usize, CALLERS * ROUNDS);
+    assert!(
+        stats.records_per_commit() > (CALLERS / 2) as f64,
+        "{stats:?}"
+    );
+    assert_eq!(
+        verify(&*probe, |_, _| {}).await.unwrap().records,
+        (CALLERS * ROUNDS) as u64
+    );
+}
+
+pub async fn batches_stay_contiguous_and_seqs_gap_free_under_concurrency<B: Backend>() {
     const CALLERS: usize = 64;
     const ROUNDS: usize = 5;
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, false).await;
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new().max_batch(40))
         .await
         .unwrap();
@@ -233,10 +271,9 @@ async fn batches_stay_contiguous_and_seqs_gap_free_under_concurrency() {
     assert_eq!(verify(&*probe, |_, _| {}).await.unwrap().records, total);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_batch_larger_than_the_maximum_is_written_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, false).await;
+pub async fn a_batch_larger_than_the_maximum_is_written_whole<B: Backend>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new().max_batch(4))
         .await
         .unwrap();
@@ -253,10 +290,11 @@ async fn a_batch_larger_than_the_maximum_is_written_whole() {
     assert_eq!(probe.calls(), 1, "an empty batch never reaches the store");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_store_call_fails_every_caller_of_its_batch_and_the_writer_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, true).await;
+pub async fn a_failing_store_call_fails_every_caller_of_its_batch_and_the_writer_goes_on<
+    B: Backend,
+>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, true);
     probe.failing.lock().unwrap().insert(2);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new())
         .await
@@ -295,10 +333,9 @@ async fn a_failing_store_call_fails_every_caller_of_its_batch_and_the_writer_goe
     assert_eq!(verify(&*probe, |_, _| {}).await.unwrap().records, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_invalid_record_fails_only_its_own_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, false).await;
+pub async fn an_invalid_record_fails_only_its_own_caller<B: Backend>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new())
         .await
         .unwrap();
@@ -322,10 +359,9 @@ async fn an_invalid_record_fails_only_its_own_caller() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shutdown_flushes_the_queue_and_signs_a_final_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, true).await;
+pub async fn shutdown_flushes_the_queue_and_signs_a_final_checkpoint<B: Backend>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, true);
     let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
     let options = WriterOptions::new()
         .signing_key(key())
@@ -387,10 +423,9 @@ async fn shutdown_flushes_the_queue_and_signs_a_final_checkpoint() {
     assert_eq!((report.checkpoints, report.unsigned_tail), (1, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shutdown_without_a_key_or_new_records_signs_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, false).await;
+pub async fn shutdown_without_a_key_or_new_records_signs_nothing<B: Backend>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new())
         .await
         .unwrap();
@@ -407,10 +442,9 @@ async fn shutdown_without_a_key_or_new_records_signs_nothing() {
     assert_eq!(writer.shutdown().await.unwrap(), None, "nothing new since");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dropping_every_handle_signs_what_is_left() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, false).await;
+pub async fn dropping_every_handle_signs_what_is_left<B: Backend>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
     let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
     let writer = LedgerWriter::spawn(
         probe.clone(),
@@ -429,10 +463,9 @@ async fn dropping_every_handle_signs_what_is_left() {
     assert_eq!(published.recv().await, None, "the task ended");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_commit_that_landed_despite_its_error_is_caught_up_before_signing() {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = Probe::new(&dir, false).await;
+pub async fn a_commit_that_landed_despite_its_error_is_caught_up_before_signing<B: Backend>() {
+    let backend = B::create().await;
+    let probe = Probe::new(&backend, false);
     probe.landing.lock().unwrap().insert(2);
     let writer = LedgerWriter::spawn(probe.clone(), WriterOptions::new().signing_key(key()))
         .await
