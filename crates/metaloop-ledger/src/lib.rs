@@ -41,7 +41,7 @@ pub use error::LedgerError;
 pub use keys::KeyError;
 pub use postgres::PgLedger;
 pub use proof::{InclusionProof, ProofError, ProveError, prove};
-pub use record::{NewRecord, Record, StoredRecord};
+pub use record::{NewRecord, PreparedRecord, Record, StoredRecord};
 pub use sqlite::SqliteLedger;
 pub use store::{BoxFuture, Head, LedgerStore};
 pub use verify::{

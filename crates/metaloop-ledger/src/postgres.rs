@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
-use crate::record::{NewRecord, Record, StoredRecord, chain, hash_array, prepare};
+use crate::record::{PreparedRecord, Record, StoredRecord, chain, hash_array};
 use crate::store::{BoxFuture, Head, LedgerStore};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -226,14 +226,16 @@ impl PgLedger {
         })
     }
 
-    async fn append_batch(&self, batch: Vec<NewRecord>) -> Result<Vec<Record>, LedgerError> {
+    async fn append_batch(
+        &self,
+        prepared: Vec<PreparedRecord>,
+    ) -> Result<Vec<Record>, LedgerError> {
         if self.read_only {
             return Err(LedgerError::ReadOnly);
         }
-        if batch.is_empty() {
+        if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = prepare(batch)?;
         let _guard = self.append_lock.lock().await;
         let mut tx = self
             .pool
@@ -490,7 +492,10 @@ fn stored_from_row(row: &PgRow) -> Result<StoredRecord, sqlx::Error> {
 }
 
 impl LedgerStore for PgLedger {
-    fn append(&self, batch: Vec<NewRecord>) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
+    fn append_prepared(
+        &self,
+        batch: Vec<PreparedRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
         Box::pin(self.append_batch(batch))
     }
 

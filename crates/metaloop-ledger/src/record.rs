@@ -207,11 +207,34 @@ pub(crate) fn hash_array(name: &str, bytes: &[u8]) -> Result<[u8; 32], String> {
         .map_err(|_| format!("{name} is {} bytes, not 32", bytes.len()))
 }
 
-/// A validated record whose payload is canonicalised, waiting for its place in the chain.
+/// A [`NewRecord`] that was checked and whose payload is in canonical form, waiting for its
+/// place in the chain ([`PreparedRecord::prepare`], [`crate::LedgerStore::append_prepared`]).
+///
+/// Preparing is the CPU work of an append that does not depend on the chain; the group-commit
+/// writer does it on each caller's task, so the task that commits does not.
 #[derive(Debug, Clone)]
-pub(crate) struct PreparedRecord {
+pub struct PreparedRecord {
     new: NewRecord,
     payload_text: String,
+}
+
+impl PreparedRecord {
+    /// Checks every record of `batch` (actor and action not empty, no NUL in actor, action or
+    /// resource, a payload that has a canonical form) and canonicalises the payloads. The
+    /// first bad record fails the whole batch as [`LedgerError::InvalidRecord`] with its index.
+    pub fn prepare(batch: Vec<NewRecord>) -> Result<Vec<Self>, LedgerError> {
+        prepare(batch)
+    }
+
+    /// The record as given.
+    pub fn record(&self) -> &NewRecord {
+        &self.new
+    }
+
+    /// The payload's canonical JSON text, as it will be hashed and stored.
+    pub fn payload_text(&self) -> &str {
+        &self.payload_text
+    }
 }
 
 /// A record ready to insert: the [`Record`] plus its payload's canonical text.
@@ -219,6 +242,30 @@ pub(crate) struct PreparedRecord {
 pub(crate) struct SealedRecord {
     pub record: Record,
     pub payload_text: String,
+}
+
+impl SealedRecord {
+    /// Takes the record out of the chain again (to chain it after another head).
+    pub(crate) fn unseal(self) -> PreparedRecord {
+        let Record {
+            time_ms,
+            actor,
+            action,
+            resource,
+            payload,
+            ..
+        } = self.record;
+        PreparedRecord {
+            new: NewRecord {
+                time_ms,
+                actor,
+                action,
+                resource,
+                payload,
+            },
+            payload_text: self.payload_text,
+        }
+    }
 }
 
 /// Validates `batch` and canonicalises the payloads (done before taking the append lock).
@@ -231,16 +278,6 @@ pub(crate) fn prepare(batch: Vec<NewRecord>) -> Result<Vec<PreparedRecord>, Ledg
             Ok(PreparedRecord { new, payload_text })
         })
         .collect()
-}
-
-/// Checks `batch` as [`prepare`] does, without keeping anything (the group-commit writer
-/// checks each caller's records on the caller's task, so one bad record fails only its own
-/// caller).
-pub(crate) fn validate(batch: &[NewRecord]) -> Result<(), LedgerError> {
-    for (index, new) in batch.iter().enumerate() {
-        check_new(index, new)?;
-    }
-    Ok(())
 }
 
 /// Checks one record of a batch and returns its payload's canonical text.

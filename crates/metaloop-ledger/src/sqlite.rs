@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
-use crate::record::{NewRecord, Record, StoredRecord, chain, hash_array, prepare};
+use crate::record::{PreparedRecord, Record, SealedRecord, StoredRecord, chain, hash_array};
 use crate::store::{BoxFuture, Head, LedgerStore};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -35,8 +35,9 @@ pub struct SqliteLedger {
     pool: SqlitePool,
     path: PathBuf,
     read_only: bool,
-    /// Serialises appends within this process (the transaction serialises across processes).
-    append_lock: Mutex<()>,
+    /// Serialises appends within this process (the transaction serialises across processes),
+    /// and holds the head as this process's last append left it (`None`: not known).
+    append_lock: Mutex<Option<Option<Head>>>,
 }
 
 impl SqliteLedger {
@@ -70,7 +71,7 @@ impl SqliteLedger {
             pool,
             path,
             read_only: false,
-            append_lock: Mutex::new(()),
+            append_lock: Mutex::new(None),
         })
     }
 
@@ -110,7 +111,7 @@ impl SqliteLedger {
             pool,
             path,
             read_only: true,
-            append_lock: Mutex::new(()),
+            append_lock: Mutex::new(None),
         })
     }
 
@@ -124,15 +125,40 @@ impl SqliteLedger {
         self.pool.close().await;
     }
 
-    async fn append_batch(&self, batch: Vec<NewRecord>) -> Result<Vec<Record>, LedgerError> {
+    async fn append_batch(
+        &self,
+        prepared: Vec<PreparedRecord>,
+    ) -> Result<Vec<Record>, LedgerError> {
         if self.read_only {
             return Err(LedgerError::ReadOnly);
         }
-        if batch.is_empty() {
+        if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = prepare(batch)?;
-        let _guard = self.append_lock.lock().await;
+        let mut known_head = self.append_lock.lock().await;
+        let mut prepared = prepared;
+        // Fast path: chained after the head this process left, in one INSERT statement that is
+        // its own transaction (one round trip to SQLite instead of four). The insert trigger
+        // refuses rows that do not extend the stored chain, so if another process appended
+        // since, nothing is written and the records are chained again below.
+        if prepared.len() <= INSERT_CHUNK
+            && let Some(head) = known_head.take()
+        {
+            let sealed = chain(prepared, head)?;
+            match insert(&sealed, &self.pool).await {
+                Ok(_) => {
+                    *known_head = Some(sealed.last().map(|s| (s.record.seq, s.record.hash)));
+                    return Ok(sealed.into_iter().map(|s| s.record).collect());
+                }
+                Err(e) if appended_elsewhere(&e) => {
+                    tracing::debug!(
+                        "the ledger was appended to by another process; re-reading its head"
+                    );
+                    prepared = sealed.into_iter().map(SealedRecord::unseal).collect();
+                }
+                Err(e) => return Err(LedgerError::storage("appending records")(e)),
+            }
+        }
         // IMMEDIATE takes the write lock up front, so the head read below cannot go stale
         // because of another process appending.
         let mut tx = self
@@ -143,31 +169,46 @@ impl SqliteLedger {
         let head = query_head(&mut *tx).await?;
         let sealed = chain(prepared, head)?;
         for rows in sealed.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO records (seq, time_ms, actor, action, resource, payload, prev_hash, hash) ",
-            );
-            insert.push_values(rows, |mut row, sealed| {
-                let r = &sealed.record;
-                row.push_bind(r.seq as i64)
-                    .push_bind(r.time_ms)
-                    .push_bind(r.actor.clone())
-                    .push_bind(r.action.clone())
-                    .push_bind(r.resource.clone())
-                    .push_bind(sealed.payload_text.clone())
-                    .push_bind(r.prev_hash.to_vec())
-                    .push_bind(r.hash.to_vec());
-            });
-            insert
-                .build()
-                .execute(&mut *tx)
+            insert(rows, &mut *tx)
                 .await
                 .map_err(LedgerError::storage("appending records"))?;
         }
         tx.commit()
             .await
             .map_err(LedgerError::storage("committing appended records"))?;
+        *known_head = Some(sealed.last().map(|s| (s.record.seq, s.record.hash)));
         Ok(sealed.into_iter().map(|s| s.record).collect())
     }
+}
+
+/// Runs one INSERT of `rows` (at most [`INSERT_CHUNK`]).
+async fn insert<'e>(
+    rows: &[SealedRecord],
+    executor: impl Executor<'e, Database = Sqlite>,
+) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO records (seq, time_ms, actor, action, resource, payload, prev_hash, hash) ",
+    );
+    insert.push_values(rows, |mut row, sealed| {
+        let r = &sealed.record;
+        row.push_bind(r.seq as i64)
+            .push_bind(r.time_ms)
+            .push_bind(r.actor.as_str())
+            .push_bind(r.action.as_str())
+            .push_bind(r.resource.as_str())
+            .push_bind(sealed.payload_text.as_str())
+            .push_bind(&r.prev_hash[..])
+            .push_bind(&r.hash[..]);
+    });
+    insert.build().execute(executor).await.map(|_| ())
+}
+
+/// Whether an INSERT failed because the rows do not extend the stored chain: the insert
+/// trigger's refusal, or (with the trigger gone) a seq that is already taken.
+fn appended_elsewhere(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|db| {
+        db.message().contains("an INSERT must extend the chain") || db.is_unique_violation()
+    })
 }
 
 async fn query_head<'e>(
@@ -444,7 +485,10 @@ fn hex_u64(digits: &[u8]) -> Option<u64> {
 }
 
 impl LedgerStore for SqliteLedger {
-    fn append(&self, batch: Vec<NewRecord>) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
+    fn append_prepared(
+        &self,
+        batch: Vec<PreparedRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
         Box::pin(self.append_batch(batch))
     }
 
@@ -557,6 +601,7 @@ fn checkpoint_from_row(row: &SqliteRow) -> Result<Checkpoint, LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::NewRecord;
     use serde_json::json;
 
     fn record(i: usize) -> NewRecord {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
-use crate::record::{NewRecord, Record, StoredRecord};
+use crate::record::{NewRecord, PreparedRecord, Record, StoredRecord};
 
 /// The last record's seq and hash.
 pub type Head = (u64, [u8; 32]);
@@ -23,7 +23,15 @@ pub trait LedgerStore: Send + Sync {
     /// Assigns consecutive seqs after the current head and chains the hashes. Safe to call
     /// from several tasks at once: appends are serialised so seqs stay gap-free. If any
     /// record is invalid, nothing is written. An empty batch is a no-op.
-    fn append(&self, batch: Vec<NewRecord>) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>>;
+    fn append(&self, batch: Vec<NewRecord>) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
+        Box::pin(async move { self.append_prepared(PreparedRecord::prepare(batch)?).await })
+    }
+
+    /// [`LedgerStore::append`] of records already checked and canonicalised.
+    fn append_prepared(
+        &self,
+        batch: Vec<PreparedRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>>;
 
     /// Returns the last record's seq and hash, or `None` for an empty ledger.
     fn head(&self) -> BoxFuture<'_, Result<Option<Head>, LedgerError>>;

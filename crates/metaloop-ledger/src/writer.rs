@@ -23,7 +23,7 @@ use crate::checkpoint::{Checkpoint, key_id};
 use crate::error::LedgerError;
 use crate::hex;
 use crate::merkle::{Frontier, Hash};
-use crate::record::{NewRecord, Record, validate};
+use crate::record::{NewRecord, PreparedRecord, Record};
 use crate::store::LedgerStore;
 
 /// Records per store call at most (a caller's batch larger than this is written alone, whole).
@@ -184,7 +184,7 @@ fn system_time_ms() -> i64 {
 type Reply<T> = oneshot::Sender<Result<T, WriterError>>;
 
 struct Pending {
-    records: Vec<NewRecord>,
+    records: Vec<PreparedRecord>,
     reply: Reply<Vec<Record>>,
 }
 
@@ -304,7 +304,7 @@ impl LedgerWriter {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        validate(&records).map_err(WriterError::store)?;
+        let records = PreparedRecord::prepare(records).map_err(WriterError::store)?;
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request::Append(Pending { records, reply }))
@@ -463,11 +463,11 @@ impl Task {
     /// Writes the group's records in one store call and answers every caller.
     async fn commit(&mut self, mut group: Vec<Pending>) {
         let sizes: Vec<usize> = group.iter().map(|p| p.records.len()).collect();
-        let batch: Vec<NewRecord> = group
+        let batch: Vec<PreparedRecord> = group
             .iter_mut()
             .flat_map(|p| std::mem::take(&mut p.records))
             .collect();
-        match self.store.append(batch).await {
+        match self.store.append_prepared(batch).await {
             Ok(stored) => {
                 debug_assert_eq!(stored.len(), sizes.iter().sum::<usize>());
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);

@@ -271,6 +271,48 @@ async fn two_handles_on_one_file_keep_seqs_gap_free() {
 }
 
 #[tokio::test]
+async fn a_handle_whose_head_went_stale_chains_after_the_other_handles_records() {
+    // Each handle remembers the head its last append left and chains the next one after it;
+    // when another handle appended in between, the insert is refused (by the chain trigger,
+    // or with the triggers dropped, by the taken seq) and the records are chained again.
+    for drop_triggers in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let a = SqliteLedger::open(&path).await.unwrap();
+        let b = SqliteLedger::open(&path).await.unwrap();
+        if drop_triggers {
+            let raw = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path))
+                .await
+                .unwrap();
+            sqlx::raw_sql(
+                "DROP TRIGGER records_refuse_update; DROP TRIGGER records_refuse_delete;
+                 DROP TRIGGER records_refuse_out_of_chain_insert;",
+            )
+            .execute(&raw)
+            .await
+            .unwrap();
+        }
+        let seqs = |records: Vec<metaloop_ledger::Record>| -> Vec<u64> {
+            records.iter().map(|r| r.seq).collect()
+        };
+        assert_eq!(seqs(a.append(vec![record(1)]).await.unwrap()), [1]);
+        assert_eq!(
+            seqs(b.append(vec![record(2), record(3)]).await.unwrap()),
+            [2, 3]
+        );
+        assert_eq!(seqs(a.append(vec![record(4)]).await.unwrap()), [4]);
+        assert_eq!(seqs(a.append(vec![record(5)]).await.unwrap()), [5]);
+        assert_eq!(seqs(b.append(vec![record(6)]).await.unwrap()), [6]);
+        let records = a.read(1, 10).await.unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.time_ms).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(verify(&a, |_, _| {}).await.unwrap().records, 6);
+    }
+}
+
+#[tokio::test]
 async fn open_readonly_verifies_and_refuses_appends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");

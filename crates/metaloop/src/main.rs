@@ -166,6 +166,10 @@ enum BenchCommand {
         /// Records inserted and verified.
         #[arg(long, default_value_t = 200_000)]
         records: u64,
+        /// Concurrent writers of the durable-append runs, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64",
+              value_parser = clap::value_parser!(u16).range(1..=4096))]
+        writers: Vec<u16>,
     },
     /// The mesh: Ed25519 verifications/s on one core, and end-to-end ingest through the
     /// in-process mesh and NATS, with the ratios.
@@ -594,17 +598,19 @@ async fn run_demo(args: DemoArgs) -> u8 {
 
 async fn run_bench(command: BenchCommand) -> u8 {
     match command {
-        BenchCommand::Ledger { ledger, records } => {
+        BenchCommand::Ledger {
+            ledger,
+            records,
+            writers,
+        } => {
             let target = ledger.as_deref().map_or_else(
                 metaloop_ledger::bench::BenchTarget::temporary,
                 metaloop_ledger::bench::BenchTarget::parse,
             );
-            match metaloop_ledger::bench::run(
-                &target,
-                &metaloop_ledger::bench::BenchOptions::new(records),
-            )
-            .await
-            {
+            let mut options = metaloop_ledger::bench::BenchOptions::new(records);
+            options.writers = writers.into_iter().map(usize::from).collect();
+            let progress = |step: &str| eprintln!("  {step}…");
+            match metaloop_ledger::bench::run_with_progress(&target, &options, progress).await {
                 Ok(report) => {
                     println!("{report}");
                     0
