@@ -262,6 +262,10 @@ struct DemoArgs {
     /// directives on the bus, as with any adapter. Default: in-process.
     #[arg(long, value_name = "URL")]
     mesh: Option<String>,
+    /// Keep the ledger here instead of in the data directory: sqlite://PATH or
+    /// postgres://…[?schema=NAME]. The supervisor's key stays in the data directory.
+    #[arg(long, value_name = "URL")]
+    ledger: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -282,6 +286,7 @@ enum LedgerCommand {
         id: String,
         #[command(flatten)]
         target: TargetArgs,
+        /// The story as one JSON document instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -301,12 +306,15 @@ enum LedgerCommand {
     /// An inclusion proof of record SEQ against a signed checkpoint (the newest by default),
     /// as JSON; checked with --pubkey when given.
     Prove {
+        /// The record to prove.
         seq: u64,
         #[command(flatten)]
         target: TargetArgs,
         /// Prove against the checkpoint at this seq.
         #[arg(long)]
         checkpoint: Option<u64>,
+        /// The supervisor's public key (supervisor.pub): check the proof and the checkpoint's
+        /// signature before printing it.
         #[arg(long, value_name = "FILE")]
         pubkey: Option<PathBuf>,
     },
@@ -525,7 +533,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
             }
         },
     };
-    let ledger = match demo::open_ledger(&data).await {
+    let ledger = match demo::open_ledger(&data, args.ledger.as_deref()).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e:#}");

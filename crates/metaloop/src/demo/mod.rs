@@ -136,14 +136,22 @@ pub fn ledger_path(data: &std::path::Path) -> PathBuf {
     data.join("ledger.db")
 }
 
-/// Opens (creating) the demo's ledger in `data`, with the supervisor's key
+/// Opens (creating) the demo's ledger — `ledger` (a `sqlite://PATH` or `postgres://…` URL)
+/// if given, else `ledger.db` in `data` — with the supervisor's key in `data`
 /// (`supervisor.key`, created with mode 0600; its public half in `supervisor.pub`) signing a
 /// checkpoint every 1,000 records, every minute and at the end.
-pub async fn open_ledger(data: &std::path::Path) -> Result<crate::store::OpenLedger> {
+pub async fn open_ledger(
+    data: &std::path::Path,
+    ledger: Option<&str>,
+) -> Result<crate::store::OpenLedger> {
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
+    let location = match ledger {
+        Some(url) => crate::store::LedgerLocation::parse(url),
+        None => crate::store::LedgerLocation::Sqlite(ledger_path(data)),
+    };
     crate::store::open_for_supervisor(
-        &crate::store::LedgerLocation::Sqlite(ledger_path(data)),
+        &location,
         &data.join("supervisor.key"),
         metaloop_ledger::DEFAULT_CHECKPOINT_EVERY,
         metaloop_ledger::DEFAULT_CHECKPOINT_INTERVAL,
