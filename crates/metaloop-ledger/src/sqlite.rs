@@ -1,5 +1,6 @@
 //! The SQLite backend: one file, WAL journal, `synchronous = FULL`.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ impl SqliteLedger {
             source,
         };
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(1 + PREFETCH_GROUPS as u32)
             .connect_with(options)
             .await
             .map_err(open_error)?;
@@ -339,24 +340,44 @@ async fn read_stored(
     let mut records = Vec::with_capacity(limit.min(DEFAULT_CAPACITY) as usize);
     let mut from = from_seq;
     let mut left = limit;
-    let mut prefetched: Option<(i64, JoinHandle<Result<SqliteRow, sqlx::Error>>)> = None;
+    // Groups being packed ahead, on other connections: (first seq, records, query).
+    let mut ahead: VecDeque<Prefetch> = VecDeque::new();
     while left > 0 {
         let want = left.min(PACKED_RECORDS);
-        let packed = match prefetched.take() {
-            Some((start, task)) if start == from => match task.await {
+        let packed = match ahead.pop_front() {
+            Some((start, size, task)) if start == from && size == want => match task.await {
                 Ok(packed) => packed,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => fetch_packed(pool.clone(), from, want).await,
             },
-            _ => fetch_packed(pool.clone(), from, want).await,
+            Some((_, _, task)) => {
+                task.abort();
+                abort_all(&mut ahead);
+                fetch_packed(pool.clone(), from, want).await
+            }
+            None => fetch_packed(pool.clone(), from, want).await,
         };
-        if let Ok(row) = &packed
-            && left > want
-            && let Some(next) = full_group_end(row, want).and_then(|end| end.checked_add(1))
+        // Seqs are consecutive in an intact ledger, so the next groups start where this one
+        // ends; if they do not (a gap, a renumbered row), the guesses are dropped above.
+        match packed
+            .as_ref()
+            .ok()
+            .and_then(|row| full_group_end(row, want))
         {
-            let next_want = (left - want).min(PACKED_RECORDS);
-            let task = tokio::spawn(fetch_packed(pool.clone(), next, next_want));
-            prefetched = Some((next, task));
+            Some(end) if left > want => {
+                let queued: u32 = ahead.iter().map(|(_, size, _)| size).sum();
+                let mut next = end.checked_add(1 + i64::from(queued));
+                let mut remaining = left - want - queued;
+                while ahead.len() < PREFETCH_GROUPS && remaining > 0 {
+                    let Some(start) = next else { break };
+                    let size = remaining.min(PACKED_RECORDS);
+                    let task = tokio::spawn(fetch_packed(pool.clone(), start, size));
+                    ahead.push_back((start, size, task));
+                    next = start.checked_add(i64::from(size));
+                    remaining -= size;
+                }
+            }
+            _ => abort_all(&mut ahead),
         }
         let before = records.len();
         let found = match packed {
@@ -378,7 +399,21 @@ async fn read_stored(
             None => break,
         }
     }
+    abort_all(&mut ahead);
     Ok(records)
+}
+
+/// A group read ahead: its first seq, its size and the query packing it.
+type Prefetch = (i64, u32, JoinHandle<Result<SqliteRow, sqlx::Error>>);
+
+/// Groups packed ahead at most (each on its own connection, so SQLite packs them while the
+/// caller unpacks and checks).
+const PREFETCH_GROUPS: usize = 2;
+
+fn abort_all(ahead: &mut VecDeque<Prefetch>) {
+    for (_, _, task) in ahead.drain(..) {
+        task.abort();
+    }
 }
 
 async fn fetch_packed(pool: SqlitePool, from: i64, want: u32) -> Result<SqliteRow, sqlx::Error> {
@@ -661,6 +696,38 @@ mod tests {
             Some(i64::from(PACKED_RECORDS))
         );
         assert_eq!(unpack(&row, &mut Vec::new()), Some(PACKED_RECORDS));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn groups_read_ahead_are_dropped_when_seqs_are_not_consecutive() {
+        // Groups after the current one are read ahead assuming consecutive seqs; removed and
+        // renumbered rows break that, and the guesses must not leak into the result.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let ledger = SqliteLedger::open(&path).await.unwrap();
+        let n = 6 * PACKED_RECORDS as usize;
+        ledger.append((0..n).map(record).collect()).await.unwrap();
+        let raw = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "DROP TRIGGER records_refuse_update;
+             DROP TRIGGER records_refuse_delete;
+             DELETE FROM records WHERE seq IN (1500, 1501, 1502);
+             UPDATE records SET seq = seq + 100000 WHERE seq = 3000;
+             DELETE FROM records WHERE seq BETWEEN 4000 AND 4100;",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        for (from, limit) in [(i64::MIN, u32::MAX), (1, 5000), (1400, 3 * PACKED_RECORDS)] {
+            let got = both_ways(&ledger, from, limit).await;
+            let seqs: Vec<i64> = got.iter().map(|r| r.seq).collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "from {from}");
+            assert!(!seqs.contains(&1501) && !seqs.contains(&3000) && !seqs.contains(&4050));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]
