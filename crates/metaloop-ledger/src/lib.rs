@@ -43,7 +43,7 @@ pub use postgres::PgLedger;
 pub use proof::{InclusionProof, ProofError, ProveError, prove};
 pub use record::{NewRecord, PreparedRecord, Record, StoredRecord};
 pub use sqlite::SqliteLedger;
-pub use store::{BoxFuture, Head, LedgerStore};
+pub use store::{BoxFuture, Head, LedgerStore, READ_ALL_PAGE};
 pub use verify::{
     CheckpointFailure, CheckpointVerifier, CheckpointVerifyError, CheckpointVerifyReport,
     DEFAULT_PAGE_SIZE, Problem, Verifier, VerifyError, VerifyFailure, VerifyReport, verify,

@@ -74,4 +74,28 @@ pub trait LedgerStore: Send + Sync {
                 .collect()
         })
     }
+
+    /// Returns every record, ordered by seq (read in pages of [`READ_ALL_PAGE`]).
+    ///
+    /// Decodes but does not verify hashes, like [`LedgerStore::read`].
+    fn read_all(&self) -> BoxFuture<'_, Result<Vec<Record>, LedgerError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut next = 1;
+            loop {
+                let page = self.read(next, READ_ALL_PAGE).await?;
+                let full = page.len() == READ_ALL_PAGE as usize;
+                let Some(last) = page.last() else { break };
+                next = last.seq + 1;
+                out.extend(page);
+                if !full {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
 }
+
+/// Records per query of [`LedgerStore::read_all`].
+pub const READ_ALL_PAGE: u32 = 10_000;

@@ -166,23 +166,19 @@ impl EventIngest for HttpIngest {
 
 /// Reads every record of the ledger, decoded.
 async fn records_of(ledger: &OpenLedger) -> Result<Vec<(Timestamp, RecordBody)>> {
-    let mut out = Vec::new();
-    let mut next = 1;
-    loop {
-        let page = ledger
-            .store
-            .read(next, 10_000)
-            .await
-            .context("reading the ledger")?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for r in page {
+    let records = ledger
+        .store
+        .read_all()
+        .await
+        .context("reading the ledger")?;
+    records
+        .into_iter()
+        .map(|r| {
             let body = RecordBody::from_entry(&r.action, &r.payload)
                 .with_context(|| format!("record {} ({}) cannot be replayed", r.seq, r.action))?;
-            out.push((Timestamp(r.time_ms), body));
-        }
-    }
-    Ok(out)
+            Ok((Timestamp(r.time_ms), body))
+        })
+        .collect()
 }
 
 /// Runs until SIGTERM or Ctrl-C.

@@ -210,18 +210,7 @@ pub async fn show(
 /// Every record of the ledger in `data`, in order.
 async fn all_records(target: &Target) -> Result<Vec<metaloop_ledger::Record>, LedgerCmdError> {
     let ledger = open(target).await?;
-    let mut out = Vec::new();
-    let mut next = 1;
-    loop {
-        let page = ledger
-            .read(next, 10_000)
-            .await
-            .context("reading the ledger")?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        out.extend(page);
-    }
-    Ok(out)
+    Ok(ledger.read_all().await.context("reading the ledger")?)
 }
 
 /// The whole story of one directive, from the records: what triggered it, the policy and its

@@ -83,6 +83,7 @@ macro_rules! ledger_test_suite {
             concurrent_appends_are_gap_free,
             chain_links_every_record,
             large_batch_in_one_append,
+            read_all_returns_every_record_across_pages,
             update_is_refused,
             delete_is_refused,
             out_of_chain_insert_is_refused,
@@ -359,6 +360,19 @@ pub async fn large_batch_in_one_append<B: Backend>() {
         verify(&*b.store(), |_, _| {}).await.unwrap().head,
         Some(records[999].hash)
     );
+}
+
+pub async fn read_all_returns_every_record_across_pages<B: Backend>() {
+    let b = B::create().await;
+    let store = b.store();
+    assert!(store.read_all().await.unwrap().is_empty());
+    let page = metaloop_ledger::READ_ALL_PAGE as usize;
+    let mut appended = Vec::new();
+    for n in [page, page + 1] {
+        let from = appended.len();
+        appended.extend(store.append(batch(from..n)).await.unwrap());
+        assert_eq!(store.read_all().await.unwrap(), appended, "{n} records");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -189,25 +189,17 @@ impl Sink {
         match self {
             Sink::Memory(v) => Ok(v.lock().map(|v| v.clone()).unwrap_or_default()),
             Sink::Ledger(l) => {
-                let mut out = Vec::new();
-                let mut next = 1;
-                loop {
-                    let page = l
-                        .store
-                        .read(next, 10_000)
-                        .await
-                        .context("reading the ledger")?;
-                    let Some(last) = page.last() else { break };
-                    next = last.seq + 1;
-                    out.extend(page.into_iter().map(|r| Entry {
+                let records = l.store.read_all().await.context("reading the ledger")?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| Entry {
                         time: Timestamp(r.time_ms),
                         actor: r.actor,
                         action: r.action,
                         resource: r.resource,
                         payload: r.payload,
-                    }));
-                }
-                Ok(out)
+                    })
+                    .collect())
             }
         }
     }
