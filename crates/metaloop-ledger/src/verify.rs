@@ -262,21 +262,74 @@ pub async fn verify<S: LedgerStore + ?Sized>(
 pub async fn verify_paged<S: LedgerStore + ?Sized>(
     store: &S,
     page_size: u32,
-    mut on_progress: impl FnMut(u64, u64),
+    on_progress: impl FnMut(u64, u64),
 ) -> Result<VerifyReport, VerifyError> {
+    let verifier = check_pages(
+        store,
+        page_size,
+        Verifier::new(),
+        async |_: &mut Verifier, _| Ok(()),
+        on_progress,
+    )
+    .await?;
+    Ok(verifier.report())
+}
+
+/// What [`check_pages`] runs over every stored record, in seq order.
+pub(crate) trait PageCheck: Send + 'static {
+    /// What a bad record or a failed read becomes.
+    type Error: From<LedgerError> + Send + 'static;
+
+    /// Checks the next stored record.
+    fn check(&mut self, stored: &StoredRecord) -> Result<(), Self::Error>;
+
+    /// Records checked so far.
+    fn records(&self) -> u64;
+}
+
+impl PageCheck for Verifier {
+    type Error = VerifyError;
+
+    fn check(&mut self, stored: &StoredRecord) -> Result<(), VerifyError> {
+        Ok(Verifier::check(self, stored)?)
+    }
+
+    fn records(&self) -> u64 {
+        Verifier::records(self)
+    }
+}
+
+/// Reads every stored record, `page_size` at a time from the lowest possible seq (so that a
+/// row renumbered to 0 or below is seen), and runs `checker` over them. Before each page,
+/// `before_page(checker, reach)` is called with the number of records checked once that page
+/// is; after it, `on_progress(checked, total)`.
+///
+/// Checking is CPU-bound (canonical JSON, SHA-256, signatures), so it runs on tokio's
+/// blocking pool, overlapped with reading the next page.
+pub(crate) async fn check_pages<S, C>(
+    store: &S,
+    page_size: u32,
+    mut checker: C,
+    mut before_page: impl AsyncFnMut(&mut C, u64) -> Result<(), C::Error>,
+    mut on_progress: impl FnMut(u64, u64),
+) -> Result<C, C::Error>
+where
+    S: LedgerStore + ?Sized,
+    C: PageCheck,
+{
     let page_size = page_size.max(1);
     let total = store.count().await?;
-    let mut verifier = Verifier::new();
-    // From the lowest possible seq, so that a row renumbered to 0 or below is seen.
     let mut page = store.read_stored(i64::MIN, page_size).await?;
     loop {
+        let reach = checker.records() + page.len() as u64;
+        before_page(&mut checker, reach).await?;
         let next_from = match page.last() {
             Some(last) if page.len() == page_size as usize => last.seq.checked_add(1),
             _ => None,
         };
         let check = tokio::task::spawn_blocking(move || {
-            let outcome = page.iter().try_for_each(|stored| verifier.check(stored));
-            (verifier, outcome)
+            let outcome = page.iter().try_for_each(|stored| checker.check(stored));
+            (checker, outcome)
         });
         let (checked, next) = match next_from {
             Some(from) => {
@@ -285,21 +338,20 @@ pub async fn verify_paged<S: LedgerStore + ?Sized>(
             }
             None => (check.await, None),
         };
-        let (checked_verifier, outcome) = match checked {
+        let (returned, outcome) = match checked {
             Ok(done) => done,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // A blocking task is only cancelled if the runtime shuts down before it starts.
             Err(e) => panic!("verification task did not run: {e}"),
         };
-        verifier = checked_verifier;
+        checker = returned;
         outcome?;
-        on_progress(verifier.records(), total.max(verifier.records()));
+        on_progress(checker.records(), total.max(checker.records()));
         match next {
             Some(next) => page = next?,
-            None => break,
+            None => return Ok(checker),
         }
     }
-    Ok(verifier.report())
 }
 
 #[cfg(test)]

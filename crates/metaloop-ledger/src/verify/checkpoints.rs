@@ -14,7 +14,9 @@ use crate::hex;
 use crate::merkle::{Frontier, Hash, empty_root};
 use crate::record::{StoredRecord, hash_array};
 use crate::store::LedgerStore;
-use crate::verify::{DEFAULT_PAGE_SIZE, Verifier, VerifyError, VerifyFailure, VerifyReport};
+use crate::verify::{
+    DEFAULT_PAGE_SIZE, PageCheck, Verifier, VerifyError, VerifyFailure, VerifyReport, check_pages,
+};
 
 /// Checkpoints read per query.
 const CHECKPOINT_PAGE: u32 = 1_000;
@@ -272,6 +274,18 @@ impl CheckpointVerifier {
     }
 }
 
+impl PageCheck for CheckpointVerifier {
+    type Error = CheckpointVerifyError;
+
+    fn check(&mut self, stored: &StoredRecord) -> Result<(), CheckpointVerifyError> {
+        CheckpointVerifier::check(self, stored)
+    }
+
+    fn records(&self) -> u64 {
+        CheckpointVerifier::records(self)
+    }
+}
+
 /// Reads the stored checkpoints in pages, just ahead of the records being checked.
 struct CheckpointFeed {
     after: u64,
@@ -328,51 +342,22 @@ pub async fn verify_with_checkpoints_paged<S: LedgerStore + ?Sized>(
     store: &S,
     page_size: u32,
     key: Option<&VerifyingKey>,
-    mut on_progress: impl FnMut(u64, u64),
+    on_progress: impl FnMut(u64, u64),
 ) -> Result<CheckpointVerifyReport, CheckpointVerifyError> {
-    let page_size = page_size.max(1);
-    let total = store.count().await?;
-    let mut verifier = CheckpointVerifier::new(key.copied());
     let mut feed = CheckpointFeed {
         after: 0,
         exhausted: false,
     };
-    // From the lowest possible seq, so that a row renumbered to 0 or below is seen.
-    let mut page = store.read_stored(i64::MIN, page_size).await?;
-    loop {
-        let reach = verifier.records() + page.len() as u64;
-        feed.feed(store, &mut verifier, reach).await?;
-        let next_from = match page.last() {
-            Some(last) if page.len() == page_size as usize => last.seq.checked_add(1),
-            _ => None,
-        };
-        // Checking is CPU-bound (canonical JSON, SHA-256, signatures): off the async threads,
-        // overlapped with reading the next page.
-        let check = tokio::task::spawn_blocking(move || {
-            let outcome = page.iter().try_for_each(|stored| verifier.check(stored));
-            (verifier, outcome)
-        });
-        let (checked, next) = match next_from {
-            Some(from) => {
-                let (checked, next) = tokio::join!(check, store.read_stored(from, page_size));
-                (checked, Some(next))
-            }
-            None => (check.await, None),
-        };
-        let (checked_verifier, outcome) = match checked {
-            Ok(done) => done,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // A blocking task is only cancelled if the runtime shuts down before it starts.
-            Err(e) => panic!("verification task did not run: {e}"),
-        };
-        verifier = checked_verifier;
-        outcome?;
-        on_progress(verifier.records(), total.max(verifier.records()));
-        match next {
-            Some(next) => page = next?,
-            None => break,
-        }
-    }
+    let mut verifier = check_pages(
+        store,
+        page_size,
+        CheckpointVerifier::new(key.copied()),
+        async |verifier: &mut CheckpointVerifier, reach| {
+            Ok(feed.feed(store, verifier, reach).await?)
+        },
+        on_progress,
+    )
+    .await?;
     // One checkpoint beyond the last record, if stored, means the tail was cut off.
     let reach = verifier.records() + 1;
     feed.feed(store, &mut verifier, reach).await?;
