@@ -340,7 +340,11 @@ impl Harness {
             }
             Op::Reject(i, a) => {
                 if let Some(id) = self.nth_with(Status::PendingApproval, i) {
-                    self.sup.reject(&id, APPROVERS[a], "no", self.now).unwrap();
+                    // A directive past its deadline expires instead of being rejected.
+                    match self.sup.reject(&id, APPROVERS[a], "no", self.now) {
+                        Ok(()) | Err(metaloop_core::supervisor::InputError::Expired(_)) => {}
+                        Err(e) => panic!("rejecting {id}: {e}"),
+                    }
                 }
             }
             Op::Ack(i, ok) => {
@@ -512,5 +516,65 @@ fn policy_changes_at_run_time_are_recorded_and_outlive_a_restart() {
     assert_eq!(
         s.policies["custom"].policy, custom,
         "a registered policy survives"
+    );
+}
+
+#[test]
+fn a_decision_after_the_deadline_is_refused_and_the_directive_expires() {
+    let cfg = config("production");
+    let start = Timestamp::from_secs(1_767_225_600);
+    let mut h = Harness {
+        sup: Supervisor::new(cfg, start).unwrap(),
+        now: start,
+        counter: 0,
+        records: vec![],
+        published: BTreeSet::new(),
+        environment: "production".into(),
+    };
+    let mut pending = None;
+    for _ in 0..30 {
+        for d in 0..3 {
+            h.apply(&Op::Events(d, 300, 850, 40));
+        }
+        h.apply(&Op::Tick);
+        pending = h.nth_with(Status::PendingApproval, 0);
+        if pending.is_some() {
+            break;
+        }
+    }
+    let id = pending.expect("a directive awaiting approval");
+    let deadline = h.sup.state().directives[&id]
+        .expires_at
+        .expect("approvals have a deadline");
+    assert!(deadline > h.now);
+    let err = h
+        .sup
+        .reject(&id, "alice", "too late", deadline)
+        .unwrap_err();
+    assert!(
+        matches!(&err, metaloop_core::supervisor::InputError::Expired(e) if *e == id),
+        "{err}"
+    );
+    assert_eq!(h.sup.state().directives[&id].status, Status::Expired);
+    h.drain();
+    assert!(
+        h.records
+            .iter()
+            .all(|(_, r)| !matches!(r, RecordBody::Rejected { .. })),
+        "a late rejection is not recorded"
+    );
+    let err = h
+        .sup
+        .approve(&id, "bob", "later still", deadline)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            metaloop_core::supervisor::InputError::WrongStatus {
+                status: Status::Expired,
+                ..
+            }
+        ),
+        "{err}"
     );
 }

@@ -428,26 +428,8 @@ impl Supervisor {
         note: &str,
         now: Timestamp,
     ) -> Result<(), InputError> {
-        let approver = approver.trim();
-        if approver.is_empty() {
-            return Err(InputError::EmptyApprover);
-        }
-        let ds = self
-            .state
-            .directives
-            .get(id)
-            .ok_or_else(|| InputError::UnknownDirective(id.into()))?;
-        if ds.status != Status::PendingApproval {
-            return Err(InputError::WrongStatus {
-                id: id.into(),
-                status: ds.status,
-                expected: "pending_approval",
-            });
-        }
-        if ds.expires_at.is_some_and(|t| now >= t) {
-            self.expire(id, now);
-            return Err(InputError::Expired(id.into()));
-        }
+        let approver = self.check_decision(id, approver, now)?;
+        let ds = &self.state.directives[id];
         if ds.approvals.iter().any(|a| a.approver == approver) {
             return Err(InputError::AlreadyApproved {
                 id: id.into(),
@@ -472,7 +454,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Records a rejection: the directive is never published.
+    /// Records a rejection: the directive is never published. A directive past its deadline
+    /// has expired instead, and the rejection is refused like an approval would be.
     pub fn reject(
         &mut self,
         id: &str,
@@ -480,6 +463,28 @@ impl Supervisor {
         note: &str,
         now: Timestamp,
     ) -> Result<(), InputError> {
+        let approver = self.check_decision(id, approver, now)?;
+        self.commit(
+            now,
+            approver,
+            RecordBody::Rejected {
+                directive_id: id.into(),
+                approver: approver.into(),
+                note: note.into(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Checks a human decision on directive `id` before it is recorded: a named approver, a
+    /// known directive that awaits approval and has not expired (one past its deadline is
+    /// expired now, and the decision refused). Returns the approver's name, trimmed.
+    fn check_decision<'a>(
+        &mut self,
+        id: &str,
+        approver: &'a str,
+        now: Timestamp,
+    ) -> Result<&'a str, InputError> {
         let approver = approver.trim();
         if approver.is_empty() {
             return Err(InputError::EmptyApprover);
@@ -496,16 +501,11 @@ impl Supervisor {
                 expected: "pending_approval",
             });
         }
-        self.commit(
-            now,
-            approver,
-            RecordBody::Rejected {
-                directive_id: id.into(),
-                approver: approver.into(),
-                note: note.into(),
-            },
-        );
-        Ok(())
+        if ds.expires_at.is_some_and(|t| now >= t) {
+            self.expire(id, now);
+            return Err(InputError::Expired(id.into()));
+        }
+        Ok(approver)
     }
 
     /// Registers a policy at run time (replacing one with the same id, keeping its track
