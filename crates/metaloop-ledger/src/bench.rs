@@ -9,8 +9,11 @@
 //! - **durable append**: 1, 8 and 64 concurrent writers each appending one record at a time
 //!   through the group-commit [`LedgerWriter`] and waiting until it is durable (plus the same
 //!   without group commit, every append its own transaction, for contrast);
-//! - **verify**: [`crate::verify`] over a ledger of the requested size, from a read-only
-//!   handle, as `metaloop ledger verify` runs it (the fastest of three passes).
+//! - **verify**: over a ledger of the requested size written through a signing
+//!   [`LedgerWriter`] (a checkpoint every 1,000 records), from a read-only handle: the chain
+//!   alone ([`crate::verify`]: every record's canonical form, hash and link), and everything
+//!   `metaloop ledger verify --pubkey` checks ([`crate::verify_with_checkpoints`]: the chain,
+//!   the Merkle root and every checkpoint's signature); three passes each, the fastest counts.
 //!
 //! Rates are records per second of wall-clock time; the report names the core count, since
 //! verification overlaps reading and checking on two cores.
@@ -35,8 +38,9 @@ use crate::postgres::{PgLedger, mask_password};
 use crate::record::NewRecord;
 use crate::sqlite::SqliteLedger;
 use crate::store::LedgerStore;
-use crate::verify::{VerifyError, verify};
-use crate::writer::{LedgerWriter, WriterError, WriterOptions};
+use crate::verify::{CheckpointVerifyError, verify, verify_with_checkpoints};
+use crate::writer::{DEFAULT_CHECKPOINT_EVERY, LedgerWriter, WriterError, WriterOptions};
+use ed25519_dalek::SigningKey;
 
 /// Rows per transaction in the raw insert and in filling the ledger to verify.
 pub const BATCH: u64 = 1_000;
@@ -178,15 +182,34 @@ pub struct BenchReport {
     pub cores: usize,
     /// (a) Plain batched INSERTs of the same rows, no hashing.
     pub raw_insert: Rate,
-    /// Filling the ledger to verify: `LedgerStore::append` of 1,000-record batches (hashing,
-    /// canonical JSON, triggers, one transaction each).
+    /// Filling the ledger to verify: 1,000-record batches through a signing writer (hashing,
+    /// canonical JSON, triggers, one transaction each, a signed checkpoint every 1,000).
     pub batched_append: Rate,
     /// (b) Durable appends, one record at a time per writer.
     pub durable: Vec<DurableRun>,
-    /// (c) Full verification (the fastest of [`VERIFY_PASSES`]).
-    pub verify: Rate,
-    /// Every verification pass, in order.
-    pub verify_passes: Vec<Rate>,
+    /// (c) Verification of the hash chain, [`VERIFY_PASSES`] times.
+    pub verify: Passes,
+    /// (c) Verification of the chain, the Merkle root and the checkpoint signatures.
+    pub verify_signed: Passes,
+}
+
+/// Repeated runs of one measurement, in order; the fastest counts (the others show how much
+/// the machine's other work moved it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passes(pub Vec<Rate>);
+
+impl Passes {
+    /// The fastest pass.
+    pub fn fastest(&self) -> Rate {
+        self.0
+            .iter()
+            .copied()
+            .min_by_key(|p| p.elapsed)
+            .unwrap_or(Rate {
+                records: 0,
+                elapsed: Duration::ZERO,
+            })
+    }
 }
 
 impl fmt::Display for BenchReport {
@@ -215,7 +238,7 @@ impl fmt::Display for BenchReport {
         )?;
         line(
             f,
-            "    ledger append, 1,000 records per transaction",
+            "    ledger append, 1,000 per transaction, signed",
             &self.batched_append,
             true,
         )?;
@@ -238,18 +261,26 @@ impl fmt::Display for BenchReport {
                 run.commits
             )?;
         }
-        line(
-            f,
-            &format!("(c) verify (fastest of {VERIFY_PASSES} passes)"),
-            &self.verify,
-            true,
-        )?;
-        let passes: Vec<String> = self
-            .verify_passes
-            .iter()
-            .map(|p| format!("{:.0}", p.per_second()))
-            .collect();
-        writeln!(f, "      passes: {} records/s", passes.join(", "))?;
+        for (what, passes) in [
+            ("(c) verify, hash chain", &self.verify),
+            (
+                "(c) verify, chain + Merkle root + signatures",
+                &self.verify_signed,
+            ),
+        ] {
+            line(f, what, &passes.fastest(), true)?;
+            let rates: Vec<String> = passes
+                .0
+                .iter()
+                .map(|p| format!("{:.0}", p.per_second()))
+                .collect();
+            writeln!(
+                f,
+                "      fastest of {} passes: {} records/s",
+                rates.len(),
+                rates.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
@@ -283,7 +314,7 @@ pub enum BenchError {
     Writer(#[from] WriterError),
     /// Verification failed (a scratch ledger cannot be tampered with; this is a bug).
     #[error(transparent)]
-    Verify(#[from] VerifyError),
+    Verify(#[from] CheckpointVerifyError),
 }
 
 fn raw_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> BenchError {
@@ -304,12 +335,7 @@ pub async fn run_with_progress(
     let scratch = Scratch::create(target).await?;
     let outcome = measure(&scratch, options, &mut on_step).await;
     let cleaned = scratch.remove().await;
-    let (raw_insert, batched_append, durable, verify_passes) = outcome?;
-    let verify = verify_passes
-        .iter()
-        .copied()
-        .min_by_key(|p| p.elapsed)
-        .expect("at least one verification pass");
+    let (raw_insert, batched_append, durable, verify, verify_signed) = outcome?;
     cleaned?;
     Ok(BenchReport {
         backend: target.describe(),
@@ -318,11 +344,11 @@ pub async fn run_with_progress(
         batched_append,
         durable,
         verify,
-        verify_passes,
+        verify_signed,
     })
 }
 
-type Measured = (Rate, Rate, Vec<DurableRun>, Vec<Rate>);
+type Measured = (Rate, Rate, Vec<DurableRun>, Passes, Passes);
 
 async fn measure(
     scratch: &Scratch,
@@ -338,7 +364,8 @@ async fn measure(
     let contrast = options.writers.iter().max().map(|&w| (w, false));
     for (writers, group_commit) in levels.chain(contrast) {
         on_step(&format!(
-            "durable append, {writers} writers{}",
+            "durable append, {writers} writer{}{}",
+            if writers == 1 { "" } else { "s" },
             if group_commit {
                 ""
             } else {
@@ -364,12 +391,20 @@ async fn measure(
     ));
     let ledger = scratch.ledger("verify").await?;
     let store = ledger.store();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let writer = LedgerWriter::spawn(
+        store.clone(),
+        WriterOptions::new()
+            .signing_key(key.clone())
+            .checkpoint_every(DEFAULT_CHECKPOINT_EVERY),
+    )
+    .await?;
     let started = Instant::now();
     let mut appended = 0;
     while appended < options.records {
         let n = BATCH.min(options.records - appended);
-        store
-            .append((appended..appended + n).map(ledger_record).collect())
+        writer
+            .append_batch((appended..appended + n).map(ledger_record).collect())
             .await?;
         appended += n;
     }
@@ -377,6 +412,7 @@ async fn measure(
         records: appended,
         elapsed: started.elapsed(),
     };
+    writer.shutdown().await?;
     // Closed (for SQLite: the WAL checkpointed into the file), as after a shutdown; a running
     // writer keeps the WAL short anyway.
     drop(store);
@@ -384,17 +420,33 @@ async fn measure(
 
     on_step(&format!("verifying {} records", options.records));
     let reader = scratch.reader("verify").await?;
-    let mut passes = Vec::with_capacity(VERIFY_PASSES);
+    let mut chain = Vec::with_capacity(VERIFY_PASSES);
+    let mut signed = Vec::with_capacity(VERIFY_PASSES);
     for _ in 0..VERIFY_PASSES {
         let started = Instant::now();
-        let report = verify(&*reader, |_, _| {}).await?;
-        let pass = Rate {
+        let report = verify(&*reader, |_, _| {})
+            .await
+            .map_err(CheckpointVerifyError::from)?;
+        chain.push(Rate {
             records: report.records,
             elapsed: started.elapsed(),
-        };
-        passes.push(pass);
+        });
+        let started = Instant::now();
+        let report =
+            verify_with_checkpoints(&*reader, Some(&key.verifying_key()), |_, _| {}).await?;
+        debug_assert_eq!(report.unsigned_tail, 0);
+        signed.push(Rate {
+            records: report.chain.records,
+            elapsed: started.elapsed(),
+        });
     }
-    Ok((raw_insert, batched_append, durable, passes))
+    Ok((
+        raw_insert,
+        batched_append,
+        durable,
+        Passes(chain),
+        Passes(signed),
+    ))
 }
 
 /// Appends through `writers` tasks, one record at a time each, until
@@ -890,7 +942,8 @@ mod tests {
             .unwrap();
         assert_eq!(report.raw_insert.records, 2_500);
         assert_eq!(report.batched_append.records, 2_500);
-        assert_eq!(report.verify.records, 2_500);
+        assert_eq!(report.verify.fastest().records, 2_500);
+        assert_eq!(report.verify_signed.fastest().records, 2_500);
         let runs: Vec<(usize, bool)> = report
             .durable
             .iter()
