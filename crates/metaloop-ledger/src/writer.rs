@@ -1,10 +1,13 @@
 //! Group commit and signed checkpoints: one writer task in front of a [`LedgerStore`].
 //!
-//! Callers queue their appends on a bounded channel; the task takes everything queued (up to
-//! a maximum batch) and writes it with **one** `store.append` call — one transaction, one
+//! Callers check and canonicalise their records on their own task ([`PreparedRecord`]), then
+//! queue them on a bounded channel; the writer task takes everything queued (up to a maximum
+//! batch) and writes it with **one** `store.append_prepared` call — one transaction, one
 //! fsync — then answers each caller with its own records. So a thousand concurrent appends
 //! cost a handful of fsyncs instead of a thousand, and every append still returns only once
-//! it is durable.
+//! it is durable. Callers answered together come back together: before committing, the task
+//! waits up to a short window ([`DEFAULT_GATHER_WINDOW`]) for as many callers as its last
+//! commit answered, so that they share the next fsync instead of splitting into two.
 //!
 //! With a signing key, the task also keeps the compact Merkle frontier of the record hashes
 //! (O(log n) hashes, primed once at spawn) and signs a [`Checkpoint`] every N records, every
