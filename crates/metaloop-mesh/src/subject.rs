@@ -86,6 +86,16 @@ impl Subject {
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
         self.0.split('.')
     }
+
+    /// Whether the supervisor itself publishes on this subject — `meta.*`: directives and
+    /// messages to humans — so that its own consumer of the bus skips it. The adapters'
+    /// answers to directives, `meta.directive.applied` and `meta.directive.refused`, are
+    /// inbound.
+    pub fn is_supervisor_output(&self) -> bool {
+        self.0.starts_with("meta.")
+            && self.0 != "meta.directive.applied"
+            && self.0 != "meta.directive.refused"
+    }
 }
 
 impl fmt::Display for Subject {
@@ -409,5 +419,16 @@ mod tests {
         let p = SubjectPattern::exact(&s);
         assert!(p.matches(&s));
         assert!(!p.matches_str("kpi.reported.x"));
+    }
+
+    #[test]
+    fn the_supervisors_own_subjects_are_told_from_inbound_ones() {
+        let own = |s: &str| Subject::new(s).unwrap().is_supervisor_output();
+        assert!(own("meta.directive.adjust_threshold"));
+        assert!(own("meta.summary"));
+        assert!(!own("meta.directive.applied"));
+        assert!(!own("meta.directive.refused"));
+        assert!(!own("recovery.succeeded"));
+        assert!(!own("metadata.x"));
     }
 }

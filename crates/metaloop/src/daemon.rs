@@ -317,12 +317,8 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
                         continue;
                     }
                 };
-                let subject = delivery.message.subject.as_str().to_string();
                 // our own directives and human messages travel on the same bus
-                let ours = subject.starts_with("meta.")
-                    && subject != "meta.directive.applied"
-                    && subject != "meta.directive.refused";
-                if ours {
+                if delivery.message.subject.is_supervisor_output() {
                     let _ = delivery.ack().await;
                     continue;
                 }

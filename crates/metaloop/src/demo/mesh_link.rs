@@ -168,11 +168,7 @@ impl MeshLink {
         let processed = self.processed.clone();
         self.consumer = Some(tokio::spawn(async move {
             while let Ok(Some(d)) = sub.next().await {
-                let subject = d.message.subject.as_str().to_string();
-                let ours = subject.starts_with("meta.")
-                    && subject != "meta.directive.applied"
-                    && subject != "meta.directive.refused";
-                if !ours {
+                if !d.message.subject.is_supervisor_output() {
                     let now = Timestamp(clock.load(Ordering::Relaxed));
                     let outcome =
                         ingestor.ingest(&d.message.payload, d.message.content_type.as_deref(), now);
