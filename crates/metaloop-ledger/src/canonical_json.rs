@@ -210,6 +210,13 @@ impl<'a> Checker<'a> {
         if !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
             return canonical_integer(token);
         }
+        // A decimal of at most 15 significant digits well inside the normal range is the
+        // shortest text of the double it reads as (DBL_DIG: no two such decimals read as
+        // the same double), so it is canonical exactly when it is laid out as `write_f64`
+        // lays out its digits; no parsing or printing of the double is needed.
+        if is_canonical_short_decimal(token, &mut self.scratch) {
+            return true;
+        }
         // Rust's parser is correctly rounded, like serde_json's with `float_roundtrip`: if
         // the double's canonical text is the token, any such parser reads the token back
         // as that double.
@@ -223,6 +230,95 @@ impl<'a> Checker<'a> {
         write_f64(f, &mut self.scratch);
         self.scratch.as_bytes() == token
     }
+}
+
+/// At most this many significant digits take [`Checker::number`]'s fast path (`f64::DIGITS`).
+const SHORT_DIGITS: usize = 15;
+
+/// Decimal exponents of the fast path: every such decimal is a normal double, far from
+/// overflow and from subnormals (whose precision is below 15 digits).
+const SHORT_EXPONENTS: std::ops::RangeInclusive<i32> = -300..=300;
+
+/// Significant digits of a short decimal, kept on the stack.
+struct ShortDigits {
+    bytes: [u8; SHORT_DIGITS],
+    len: usize,
+}
+
+impl ShortDigits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("ASCII digits")
+    }
+}
+
+/// Reads a number token as `-? d1.d2…dn × 10^e` if it is written as digits with an
+/// optional point and exponent and has 1 to [`SHORT_DIGITS`] significant digits with `e` in
+/// [`SHORT_EXPONENTS`]; `None` otherwise (including for zero and anything malformed).
+fn short_decimal(token: &[u8]) -> Option<(bool, ShortDigits, i32)> {
+    let (negative, unsigned) = match token.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, token),
+    };
+    let (mantissa, written_exponent) = match unsigned.iter().position(|b| matches!(b, b'e' | b'E'))
+    {
+        Some(at) => {
+            let text = std::str::from_utf8(&unsigned[at + 1..]).ok()?;
+            if text.len() > 5 {
+                return None;
+            }
+            (&unsigned[..at], text.parse::<i32>().ok()?)
+        }
+        None => (unsigned, 0),
+    };
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, &mantissa[mantissa.len()..]),
+    };
+    if int.is_empty() || !int.iter().chain(frac).all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Significant digits, from the first non-zero one; trailing zeros are dropped below.
+    let mut all = int.iter().chain(frac).skip_while(|&&b| b == b'0');
+    let mut bytes = [0; SHORT_DIGITS];
+    let mut len = 0;
+    let mut zeros = 0;
+    for &b in all.by_ref() {
+        if b == b'0' {
+            zeros += 1;
+            continue;
+        }
+        if len + zeros >= SHORT_DIGITS {
+            return None;
+        }
+        bytes[len..len + zeros].fill(b'0');
+        len += zeros;
+        zeros = 0;
+        bytes[len] = b;
+        len += 1;
+    }
+    if len == 0 {
+        return None;
+    }
+    // The digits read as an integer are the value times 10^(frac.len() - written_exponent),
+    // less the trailing zeros dropped.
+    let exponent = written_exponent - frac.len() as i32 + zeros as i32 + len as i32 - 1;
+    SHORT_EXPONENTS
+        .contains(&exponent)
+        .then_some((negative, ShortDigits { bytes, len }, exponent))
+}
+
+/// Whether `token` is a [`short_decimal`] laid out as `write_f64` lays out its digits (so,
+/// by DBL_DIG, the canonical text of the double it reads as). `false` says nothing.
+fn is_canonical_short_decimal(token: &[u8], scratch: &mut String) -> bool {
+    let Some((negative, digits, exponent)) = short_decimal(token) else {
+        return false;
+    };
+    scratch.clear();
+    if negative {
+        scratch.push('-');
+    }
+    lay_out(digits.as_str(), exponent, scratch);
+    scratch.as_bytes() == token
 }
 
 /// Whether `token` is an integer as `write_number` writes one.
@@ -372,6 +468,12 @@ fn write_f64(f: f64, out: &mut String) {
         return;
     }
     let (digits, exponent) = shortest_digits(magnitude);
+    lay_out(&digits, exponent, out);
+}
+
+/// Writes `d1.d2…dn × 10^exponent` (digits without leading or trailing zeros) in
+/// `write_f64`'s layout.
+fn lay_out(digits: &str, exponent: i32, out: &mut String) {
     let n = digits.len() as i32;
     if (-5..=15).contains(&exponent) {
         if exponent >= n - 1 {
@@ -724,6 +826,55 @@ mod tests {
             for other in [format!("{digits}e{exp}"), format!("0.{digits}"), format!("{digits}.0"), format!("{f:e}")] {
                 let slow = matches!(canonicalize(other.as_bytes()), Ok(c) if c == other);
                 prop_assert_eq!(is_canonical(other.as_bytes()), slow, "{}", other);
+            }
+        }
+
+        /// The fast path for short decimals decides as parsing and re-printing does, for
+        /// decimals written in every layout, near the ends of the normal range too.
+        #[test]
+        fn short_decimals_are_judged_as_by_reprinting(
+            digits in "[0-9]{1,17}",
+            exp in -330..330i32,
+            point in 0usize..18,
+            negative in any::<bool>(),
+        ) {
+            let sign = if negative { "-" } else { "" };
+            let trimmed = digits.trim_start_matches('0');
+            let mut tokens = vec![
+                format!("{sign}{digits}e{exp}"),
+                format!("{sign}{digits}e+{exp}"),
+                format!("{sign}{digits}.0"),
+                format!("{sign}0.{digits}"),
+                format!("{sign}0.00000{digits}"),
+            ];
+            if !trimmed.is_empty() {
+                let (a, b) = trimmed.split_at(point.min(trimmed.len()));
+                let b = if b.is_empty() { "0" } else { b };
+                tokens.push(format!("{sign}{a}.{b}"));
+                tokens.push(format!("{sign}{}.{}e{}", &trimmed[..1], &trimmed[1..], exp));
+                tokens.push(format!("{sign}{}.{}e+{}", &trimmed[..1], &trimmed[1..], exp));
+                tokens.push(format!("{sign}{}e{}", &trimmed[..1], exp));
+                tokens.push(format!("{sign}{}e+{}", &trimmed[..1], exp));
+            }
+            for token in tokens {
+                let slow = matches!(canonicalize(token.as_bytes()), Ok(c) if c == token);
+                prop_assert_eq!(is_canonical(token.as_bytes()), slow, "{}", token);
+            }
+        }
+
+        /// Canonical doubles of up to 15 significant digits in the range take the fast path.
+        #[test]
+        fn short_canonical_doubles_take_the_fast_path(bits in any::<u64>(), precision in 0usize..15) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite() && f != 0.0);
+            // A nearby double whose shortest text has at most `precision + 1` digits.
+            let short: f64 = format!("{f:.precision$e}").parse().unwrap();
+            for x in [f, short] {
+                let text = canon(&json!(x));
+                let (digits, exponent) = shortest_digits(x.abs());
+                let expected = digits.len() <= SHORT_DIGITS && SHORT_EXPONENTS.contains(&exponent);
+                let mut scratch = String::new();
+                prop_assert_eq!(is_canonical_short_decimal(text.as_bytes(), &mut scratch), expected, "{}", text);
             }
         }
 
