@@ -478,7 +478,7 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
     if (-5..=15).contains(&exponent) {
         if exponent >= n - 1 {
             // 1234e7 -> 12340000000.0
-            out.push_str(&digits);
+            out.push_str(digits);
             out.extend(std::iter::repeat_n('0', (exponent - (n - 1)) as usize));
             out.push_str(".0");
         } else if exponent >= 0 {
@@ -491,7 +491,7 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
             // 1234e-6 -> 0.001234
             out.push_str("0.");
             out.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
-            out.push_str(&digits);
+            out.push_str(digits);
         }
     } else {
         // 1234e30 -> 1.234e+33
