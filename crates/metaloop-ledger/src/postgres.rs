@@ -492,6 +492,10 @@ fn stored_from_row(row: &PgRow) -> Result<StoredRecord, sqlx::Error> {
 }
 
 impl LedgerStore for PgLedger {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.pool.close().await })
+    }
+
     fn append_prepared(
         &self,
         batch: Vec<PreparedRecord>,

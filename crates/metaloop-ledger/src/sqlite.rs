@@ -527,6 +527,10 @@ fn hex_u64(digits: &[u8]) -> Option<u64> {
 }
 
 impl LedgerStore for SqliteLedger {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.pool.close().await })
+    }
+
     fn append_prepared(
         &self,
         batch: Vec<PreparedRecord>,

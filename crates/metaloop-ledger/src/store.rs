@@ -60,6 +60,10 @@ pub trait LedgerStore: Send + Sync {
     /// Returns the newest checkpoint, if any.
     fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, LedgerError>>;
 
+    /// Closes every connection, waiting for them to finish (SQLite then folds its WAL into
+    /// the main file); later calls fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
+
     /// Returns up to `limit` records with `seq >= from_seq`, ordered by seq.
     ///
     /// Decodes but does not verify hashes; a row that cannot be decoded is

@@ -442,6 +442,7 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
         .shutdown()
         .await
         .map_err(|e| anyhow!("closing the ledger: {e}"))?;
+    ledger.store.close().await;
     if let Some(cp) = final_cp {
         eprintln!(
             "final checkpoint at record {} signed by {}",

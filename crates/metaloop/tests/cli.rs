@@ -41,6 +41,11 @@ fn demo_into(dir: &Path, scenario: &str, cycles: &str) -> serde_json::Value {
 fn demo_report_follows_the_contract_and_its_ledger_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let report = demo_into(dir.path(), "seed", "12");
+    // a finished run closes the ledger: the write-ahead log is folded into the file
+    assert!(
+        !dir.path().join("ledger.db-wal").exists(),
+        "the demo left its write-ahead log behind"
+    );
     for field in [
         "scenario",
         "seed",

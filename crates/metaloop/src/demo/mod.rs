@@ -509,6 +509,9 @@ pub async fn run(
     }
     let entries = sink.read_all().await?;
     let (records, head) = sink.head().await?;
+    if let Sink::Ledger(l) = &sink {
+        l.store.close().await;
+    }
     let path = match &sink {
         Sink::Ledger(l) => Some(l.location.clone()),
         Sink::Memory(_) => None,
