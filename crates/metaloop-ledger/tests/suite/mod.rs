@@ -84,6 +84,7 @@ macro_rules! ledger_test_suite {
             chain_links_every_record,
             large_batch_in_one_append,
             read_all_returns_every_record_across_pages,
+            a_closed_store_refuses_further_calls,
             update_is_refused,
             delete_is_refused,
             out_of_chain_insert_is_refused,
@@ -360,6 +361,16 @@ pub async fn large_batch_in_one_append<B: Backend>() {
         verify(&*b.store(), |_, _| {}).await.unwrap().head,
         Some(records[999].hash)
     );
+}
+
+pub async fn a_closed_store_refuses_further_calls<B: Backend>() {
+    let b = B::create().await;
+    let store = b.store();
+    store.append(batch(0..3)).await.unwrap();
+    store.close().await;
+    assert!(store.append(batch(3..4)).await.is_err());
+    assert!(store.head().await.is_err());
+    assert!(store.read(1, 10).await.is_err());
 }
 
 pub async fn read_all_returns_every_record_across_pages<B: Backend>() {

@@ -119,6 +119,10 @@ impl LedgerStore for Probe {
     fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, LedgerError>> {
         self.inner.latest_checkpoint()
     }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close()
+    }
 }
 
 fn record(caller: usize, i: usize) -> NewRecord {
