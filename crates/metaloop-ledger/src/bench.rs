@@ -375,7 +375,7 @@ async fn measure(
         let name = format!("d{writers}{}", if group_commit { "" } else { "_single" });
         let ledger = scratch.ledger(&name).await?;
         let (rate, commits) =
-            durable_appends(ledger.store(), writers, group_commit, options).await?;
+            durable_appends(ledger.clone(), writers, group_commit, options).await?;
         ledger.close().await;
         durable.push(DurableRun {
             writers,
@@ -389,8 +389,7 @@ async fn measure(
         "filling a ledger with {} records",
         options.records
     ));
-    let ledger = scratch.ledger("verify").await?;
-    let store = ledger.store();
+    let store = scratch.ledger("verify").await?;
     let key = SigningKey::from_bytes(&[7; 32]);
     let writer = LedgerWriter::spawn(
         store.clone(),
@@ -415,8 +414,7 @@ async fn measure(
     writer.shutdown().await?;
     // Closed (for SQLite: the WAL checkpointed into the file), as after a shutdown; a running
     // writer keeps the WAL short anyway.
-    drop(store);
-    ledger.close().await;
+    store.close().await;
 
     on_step(&format!("verifying {} records", options.records));
     let reader = scratch.reader("verify").await?;
@@ -593,14 +591,14 @@ impl Scratch {
     }
 
     /// A fresh, empty ledger named `name`.
-    async fn ledger(&self, name: &str) -> Result<ScratchLedger, BenchError> {
+    async fn ledger(&self, name: &str) -> Result<Arc<dyn LedgerStore>, BenchError> {
         Ok(match self {
-            Self::Sqlite { dir } => ScratchLedger::Sqlite(Arc::new(
-                SqliteLedger::open(dir.join(format!("{name}.db"))).await?,
-            )),
+            Self::Sqlite { dir } => {
+                Arc::new(SqliteLedger::open(dir.join(format!("{name}.db"))).await?)
+            }
             Self::Postgres { .. } => {
                 let url = self.schema_url(name);
-                ScratchLedger::Postgres(Arc::new(PgLedger::connect(&url).await?))
+                Arc::new(PgLedger::connect(&url).await?)
             }
         })
     }
@@ -705,28 +703,6 @@ impl Scratch {
                 pool.close().await;
                 Ok(())
             }
-        }
-    }
-}
-
-/// A scratch ledger of either backend.
-enum ScratchLedger {
-    Sqlite(Arc<SqliteLedger>),
-    Postgres(Arc<PgLedger>),
-}
-
-impl ScratchLedger {
-    fn store(&self) -> Arc<dyn LedgerStore> {
-        match self {
-            Self::Sqlite(ledger) => ledger.clone(),
-            Self::Postgres(ledger) => ledger.clone(),
-        }
-    }
-
-    async fn close(&self) {
-        match self {
-            Self::Sqlite(ledger) => ledger.close().await,
-            Self::Postgres(ledger) => ledger.close().await,
         }
     }
 }

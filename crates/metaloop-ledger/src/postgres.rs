@@ -145,11 +145,6 @@ impl PgLedger {
         &self.display_url
     }
 
-    /// Closes every connection; later calls fail.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
     /// What the connected role may do to the records table beyond INSERT and SELECT.
     ///
     /// A deployment's writer role should own nothing and hold none of these (the triggers

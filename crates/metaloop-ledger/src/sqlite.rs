@@ -124,11 +124,6 @@ impl SqliteLedger {
         &self.path
     }
 
-    /// Closes every connection (checkpointing the WAL into the main file); later calls fail.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
     async fn append_batch(
         &self,
         prepared: Vec<PreparedRecord>,

@@ -1,46 +1,19 @@
 //! The `metaloop` command as a user runs it: the demo's ledger verifies, any changed byte of
 //! any record fails verification with exit 3, and bad usage is a clear exit 2, never a panic.
 
-use sqlx::{Connection, Row, SqliteConnection};
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn metaloop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metaloop"))
-        .args(args)
-        .output()
-        .expect("metaloop runs")
-}
+use common::{demo_report, metaloop};
+use sqlx::{Connection, Row, SqliteConnection};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn demo_into(dir: &Path, scenario: &str, cycles: &str) -> serde_json::Value {
-    let out = metaloop(&[
-        "demo",
-        "--scenario",
-        scenario,
-        "--seed",
-        "1",
-        "--fast",
-        "--cycles",
-        cycles,
-        "--auto-approve-as",
-        "ops",
-        "--report",
-        "json",
-        "--data",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
-}
-
 #[test]
 fn demo_report_follows_the_contract_and_its_ledger_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let report = demo_into(dir.path(), "seed", "12");
+    let report = demo_report(dir.path(), "seed", "12", &[]);
     // a finished run closes the ledger: the write-ahead log is folded into the file
     assert!(
         !dir.path().join("ledger.db-wal").exists(),
@@ -265,7 +238,7 @@ async fn restore(conn: &mut SqliteConnection, seq: i64, column: &str, original: 
 #[test]
 fn changing_any_field_of_any_record_fails_verification() {
     let dir = tempfile::tempdir().unwrap();
-    let report = demo_into(dir.path(), "bad-directive", "10");
+    let report = demo_report(dir.path(), "bad-directive", "10", &[]);
     let records = report["ledger"]["records"].as_i64().unwrap();
     let db = dir.path().join("ledger.db");
     let rt = tokio::runtime::Builder::new_current_thread()

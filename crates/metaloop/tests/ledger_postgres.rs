@@ -7,8 +7,11 @@
 //! role that may create schemas): with CI=true a missing server fails the test, otherwise it
 //! is skipped with a message.
 
+mod common;
+
+use common::{demo_report, metaloop};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -58,40 +61,15 @@ impl Drop for Schema {
     }
 }
 
-fn metaloop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metaloop"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 fn demo(data: &Path, cycles: &str, ledger: Option<&str>) -> serde_json::Value {
-    let mut args = vec![
-        "demo",
-        "--scenario",
-        "seed",
-        "--seed",
-        "1",
-        "--fast",
-        "--cycles",
-        cycles,
-        "--auto-approve-as",
-        "ops",
-        "--report",
-        "json",
-        "--data",
-        data.to_str().unwrap(),
-    ];
-    if let Some(url) = ledger {
-        args.extend(["--ledger", url]);
+    match ledger {
+        Some(url) => demo_report(data, "seed", cycles, &["--ledger", url]),
+        None => demo_report(data, "seed", cycles, &[]),
     }
-    let out = metaloop(&args);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// What the two runs must agree on.
