@@ -704,6 +704,15 @@ mod tests {
         assert_eq!(unpack(&row, &mut Vec::new()), Some(PACKED_RECORDS));
     }
 
+    /// A connection to the file past the ledger's API, for tampering.
+    async fn raw_pool(path: &Path) -> SqlitePool {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(path))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn groups_read_ahead_are_dropped_when_seqs_are_not_consecutive() {
         // Groups after the current one are read ahead assuming consecutive seqs; removed and
@@ -713,11 +722,7 @@ mod tests {
         let ledger = SqliteLedger::open(&path).await.unwrap();
         let n = 6 * PACKED_RECORDS as usize;
         ledger.append((0..n).map(record).collect()).await.unwrap();
-        let raw = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap();
+        let raw = raw_pool(&path).await;
         sqlx::raw_sql(
             "DROP TRIGGER records_refuse_update;
              DROP TRIGGER records_refuse_delete;
@@ -742,11 +747,7 @@ mod tests {
         let path = dir.path().join("ledger.db");
         let ledger = SqliteLedger::open(&path).await.unwrap();
         ledger.append((0..20).map(record).collect()).await.unwrap();
-        let raw = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap();
+        let raw = raw_pool(&path).await;
         sqlx::raw_sql(
             "DROP TRIGGER records_refuse_update;
              PRAGMA ignore_check_constraints = ON;
