@@ -2,6 +2,7 @@
 //! the others? Pre vs post windows, real statistics, guardrails with a multiple-testing
 //! correction (see `docs/VERIFICATION.md`).
 
+pub mod rules;
 pub mod stats;
 
 use crate::goal::Goal;

@@ -15,6 +15,7 @@ mod hodges_lehmann;
 mod holm;
 mod mann_whitney;
 mod normal;
+pub mod sequential;
 mod two_proportion;
 mod weighted_sample;
 mod welch;

@@ -1,0 +1,1 @@
+//! Argo Rollouts / Flagger threshold count (to be written).

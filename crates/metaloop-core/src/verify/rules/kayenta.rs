@@ -1,0 +1,1 @@
+//! Kayenta's Mann–Whitney judge (to be written).
