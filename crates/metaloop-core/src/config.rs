@@ -30,6 +30,27 @@ pub struct SupervisorConfig {
     pub id_seed: u64,
     /// The supervisor's name in the ledger.
     pub actor: String,
+    /// How often a policy may reverse a knob's last change.
+    pub flap: FlapBudget,
+}
+
+/// Flap control: a policy may reverse a knob's last change at most `max_reversals` times in
+/// `window_cycles` cycles (rollbacks, which restore a value known to be safe, are never held
+/// back but do count).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlapBudget {
+    pub max_reversals: u32,
+    pub window_cycles: u64,
+}
+
+impl Default for FlapBudget {
+    fn default() -> Self {
+        FlapBudget {
+            max_reversals: 1,
+            window_cycles: 12,
+        }
+    }
 }
 
 impl Default for SupervisorConfig {
@@ -47,6 +68,7 @@ impl Default for SupervisorConfig {
             rollback_on: vec![Outcome::Degraded, Outcome::NoEffect],
             id_seed: 0,
             actor: "metaloop".into(),
+            flap: FlapBudget::default(),
         }
     }
 }

@@ -176,6 +176,10 @@ pub struct Directive {
     /// Declared side effects: KPI → tolerated degradation (absolute for rates and scores,
     /// relative for durations) before a guardrail fails.
     pub side_effects: BTreeMap<String, f64>,
+    /// The least improvement of the target worth keeping (absolute for rates and scores,
+    /// relative for durations); verification does not credit less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_effect: Option<f64>,
     pub impact: ImpactLevel,
     /// `None` for rollbacks and manual directives.
     pub policy_id: Option<String>,

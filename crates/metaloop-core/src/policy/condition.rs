@@ -233,11 +233,24 @@ fn goal_gap(
     };
     ConditionEval {
         holds: *gap >= threshold,
-        evidence: evidence_goal_missed(&snap.global_window, goal).unwrap_or(0.0),
+        // evidence that the condition holds: the true value misses the target by at least
+        // the threshold
+        evidence: evidence_goal_missed(&snap.global_window, &beyond(goal, threshold))
+            .unwrap_or(0.0),
         coverage,
         values,
         failing_playbooks: vec![],
     }
+}
+
+/// The goal moved by `threshold` in the worse direction.
+fn beyond(goal: &Goal, threshold: f64) -> Goal {
+    let mut g = goal.clone();
+    g.target = match g.direction {
+        crate::kpi::Direction::HigherIsBetter => g.target - threshold,
+        crate::kpi::Direction::LowerIsBetter => g.target + threshold,
+    };
+    g
 }
 
 fn underperforming(snap: &CrossDomainSnapshot, goals: &[Goal], n: u32) -> ConditionEval {

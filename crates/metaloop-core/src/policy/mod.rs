@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 fn default_confidence_threshold() -> f64 {
     0.70
 }
+fn default_min_evidence() -> f64 {
+    0.95
+}
 fn default_for_cycles() -> u32 {
     1
 }
@@ -36,6 +39,11 @@ pub struct MetaPolicy {
     /// Minimum decision confidence to issue a directive (default 0.70).
     #[serde(default = "default_confidence_threshold")]
     pub confidence_threshold: f64,
+    /// Minimum evidence that the condition truly holds (the confidence's evidence factor) to
+    /// issue a directive (default 0.95): a low-volume domain acts later, when its data say
+    /// enough, instead of never or on noise.
+    #[serde(default = "default_min_evidence")]
+    pub min_evidence: f64,
     /// Treat the directive as at least this impact level for approvals (never lowers it).
     #[serde(default)]
     pub approval_override: Option<ImpactLevel>,
@@ -62,6 +70,12 @@ impl MetaPolicy {
             return Err(format!(
                 "policy {}: confidence_threshold must be within 0..=1, got {}",
                 self.id, self.confidence_threshold
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_evidence) {
+            return Err(format!(
+                "policy {}: min_evidence must be within 0..=1, got {}",
+                self.id, self.min_evidence
             ));
         }
         if self.for_cycles == 0 {

@@ -41,6 +41,11 @@ pub struct DirectiveTemplate {
     /// relative for durations, e.g. 0.25 = 25 % slower).
     #[serde(default)]
     pub side_effects: BTreeMap<String, f64>,
+    /// The least improvement of the target worth keeping (absolute for rates and scores,
+    /// relative for durations): verification credits no less, and rules out a change that
+    /// cannot reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_effect: Option<f64>,
     #[serde(default)]
     pub expected_impact: String,
 }
@@ -94,6 +99,11 @@ impl DirectiveTemplate {
                 "target_kpi {:?} is not a built-in KPI (overall_success_rate, mean_recovery_time_seconds, autonomy_rate, human_intervention_rate, compliance_score)",
                 self.target_kpi
             ));
+        }
+        if let Some(m) = self.min_effect
+            && !(m.is_finite() && m >= 0.0)
+        {
+            return Err(format!("min_effect must be a non-negative number, got {m}"));
         }
         for (k, tol) in &self.side_effects {
             if kpi::builtin(k).is_none() {

@@ -15,6 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub struct SnapshotBuilder {
     /// Closed cycles merged into each domain's window (fewer right after a change).
     pub window_cycles: usize,
+    /// A window is extended beyond `window_cycles`, one older cycle at a time, until it holds
+    /// this many recoveries (so a low-volume domain is judged on enough data, later).
+    pub min_window_samples: u64,
+    /// The longest a window is extended to, cycles.
+    pub max_window_cycles: usize,
     /// A rate KPI worse than its baseline by this much (absolute) is drifting.
     pub drift_rate: f64,
     /// A duration or score KPI worse than its baseline by this fraction is drifting.
@@ -33,6 +38,8 @@ impl Default for SnapshotBuilder {
     fn default() -> Self {
         SnapshotBuilder {
             window_cycles: 3,
+            min_window_samples: 400,
+            max_window_cycles: 288,
             drift_rate: 0.03,
             drift_relative: 0.15,
             correlation_cycles: 12,
@@ -82,7 +89,12 @@ impl SnapshotBuilder {
     ) -> (DomainWindow, u32) {
         let mut merged = DomainWindow::default();
         let mut cycles = 0;
-        for (i, c) in history.iter().rev().take(self.window_cycles).enumerate() {
+        for (i, c) in history.iter().rev().enumerate() {
+            if i >= self.window_cycles
+                && (merged.success.trials >= self.min_window_samples || i >= self.max_window_cycles)
+            {
+                break;
+            }
             if i > 0 && regime_start.is_some_and(|t| c.end <= t) {
                 break;
             }

@@ -109,13 +109,15 @@ impl Supervisor {
     }
 
     fn build_snapshot(
-        &self,
+        &mut self,
         windows: &CycleWindows,
         regime_changes: &BTreeMap<String, Timestamp>,
         cycle: u64,
         end: Timestamp,
     ) -> CrossDomainSnapshot {
-        let mut history = self.state.history.clone();
+        // the closed cycle joins the history only when its record is applied; the snapshot
+        // sees it already (lent for the build, not a copy of the whole history)
+        let mut history = std::mem::take(&mut self.state.history);
         history.push_back(windows.clone());
         let mut regime = self.state.regime_start.clone();
         for (d, t) in regime_changes {
@@ -124,7 +126,7 @@ impl Supervisor {
         }
         let mut known = self.state.known_domains.clone();
         known.extend(windows.domains.keys().cloned());
-        self.cfg.snapshot.build(&SnapshotInputs {
+        let snapshot = self.cfg.snapshot.build(&SnapshotInputs {
             id: make_id(self.cfg.id_seed, end, &["snapshot", &cycle.to_string()]),
             cycle,
             time: end,
@@ -134,13 +136,17 @@ impl Supervisor {
             goals: &self.state.goals,
             baselines: &self.state.baselines,
             known_domains: &known,
-        })
+        });
+        history.pop_back();
+        self.state.history = history;
+        snapshot
     }
 
     /// The pre window of a directive proposed now in `domain`.
     fn pre_window(&self, domain: &str) -> (DomainWindow, u32) {
         let builder = crate::snapshot::SnapshotBuilder {
             window_cycles: self.cfg.verification.pre_cycles,
+            min_window_samples: 0,
             ..self.cfg.snapshot.clone()
         };
         builder.domain_window(
@@ -153,6 +159,10 @@ impl Supervisor {
     /// Why the pre window of `domain` is too small to verify a change of `kpi_name` against,
     /// if it is: a change that cannot be verified is not made.
     fn baseline_shortfall(&self, domain: &str, kpi_name: &str) -> Option<String> {
+        // the one-look method needs its samples; the others act on the evidence there is
+        if self.cfg.verification.method != verify::Method::Fixed {
+            return None;
+        }
         let needed = match kpi::builtin(kpi_name).map(|(_, k)| k) {
             Some(kpi::KpiKind::Score) | None => 3,
             _ => self.cfg.verification.min_samples,
@@ -160,6 +170,43 @@ impl Supervisor {
         let (pre, _) = self.pre_window(domain);
         let have = pre.samples(kpi_name);
         (have < needed).then(|| format!("baseline has {have} of the {needed} observations of {kpi_name} needed to verify a change"))
+    }
+
+    /// The control domains of a sequential verification and where its pre window starts:
+    /// other domains with no change of their own since the pre window began. When none
+    /// qualifies over the whole pre window, the pre window is shortened to start after the
+    /// other domains' last change, if at least `min_pre_cycles` cycles remain.
+    fn controls_for(&self, ds: &super::DirectiveState) -> (Vec<String>, usize) {
+        let v = &self.cfg.verification;
+        if v.seasonality == verify::Seasonality::None || ds.pre_series.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let target = &ds.directive.target_domain;
+        let others: Vec<&String> = self
+            .state
+            .known_domains
+            .iter()
+            .filter(|d| *d != target)
+            .collect();
+        let changed = |d: &String| self.state.regime_start.get(d).copied();
+        let first = ds.pre_series[0].start;
+        let clean: Vec<String> = others
+            .iter()
+            .filter(|d| changed(d).is_none_or(|t| t <= first))
+            .map(|d| (*d).clone())
+            .collect();
+        if !clean.is_empty() {
+            return (clean, 0);
+        }
+        let Some(latest) = others.iter().filter_map(|d| changed(d)).max() else {
+            return (Vec::new(), 0);
+        };
+        let from = ds.pre_series.partition_point(|c| c.start < latest);
+        if ds.pre_series.len() - from >= v.min_pre_cycles {
+            (others.into_iter().cloned().collect(), from)
+        } else {
+            (Vec::new(), 0)
+        }
     }
 
     fn verify_directives(&mut self, now: Timestamp, taken: &mut BTreeSet<String>) {
@@ -173,14 +220,22 @@ impl Supervisor {
             .collect();
         for id in ids {
             let ds = &self.state.directives[&id];
-            let Some(verdict) = verify::evaluate(
+            let (controls, pre_from) = self.controls_for(ds);
+            let Some(verdict) = verify::decide(
                 &self.cfg.verification,
-                &ds.directive.target_kpi,
-                &ds.directive.side_effects,
-                &self.state.goals,
-                &ds.pre,
-                &ds.post,
-                ds.post_cycles,
+                &verify::VerifyInput {
+                    target_domain: &ds.directive.target_domain,
+                    target_kpi: &ds.directive.target_kpi,
+                    side_effects: &ds.directive.side_effects,
+                    min_effect: ds.directive.min_effect,
+                    goals: &self.state.goals,
+                    pre: &ds.pre,
+                    post: &ds.post,
+                    pre_series: &ds.pre_series[pre_from..],
+                    post_series: &ds.post_series,
+                    controls: &controls,
+                    post_cycles: ds.post_cycles,
+                },
             ) else {
                 continue;
             };
@@ -197,12 +252,12 @@ impl Supervisor {
             );
             self.notify(NotificationKind::Verdict, now, text, Some(id.clone()));
             if let (Some(pid), None) = (&d.policy_id, &d.rollback_of)
-                && outcome != Outcome::Inconclusive
                 && let Some(p) = self.state.policies.get(pid)
             {
                 let mut track = p.track;
                 match outcome {
                     Outcome::Verified => track.verified += 1,
+                    Outcome::Inconclusive => track.inconclusive += 1,
                     _ => track.failed += 1,
                 }
                 self.commit(
@@ -262,6 +317,7 @@ impl Supervisor {
                 short(id)
             ),
             side_effects: BTreeMap::new(),
+            min_effect: None,
             // restoring the acknowledged previous value returns to a state that was in force
             // and approved before; it is pre-approved at LOW (auto + notify)
             impact: ImpactLevel::Low,
@@ -303,6 +359,7 @@ impl Supervisor {
             ),
             expected_impact: "a human decides".into(),
             side_effects: BTreeMap::new(),
+            min_effect: None,
             impact: ImpactLevel::Minimal,
             policy_id: None,
             snapshot_id: orig.snapshot_id.clone(),
@@ -417,6 +474,11 @@ impl Supervisor {
                     "confidence {:.2} below threshold {:.2}",
                     factors.confidence, p.confidence_threshold
                 )
+            } else if factors.evidence < p.min_evidence {
+                format!(
+                    "evidence {:.3} that the condition holds is below {:.2}: waiting for more data",
+                    factors.evidence, p.min_evidence
+                )
             } else {
                 let mut skipped = Vec::new();
                 for c in self.candidates(p, snap, &eval) {
@@ -446,6 +508,8 @@ impl Supervisor {
                         && self.state.knob_values.get(&key) == Some(&value)
                     {
                         Some(format!("already {value}"))
+                    } else if let Some(why) = self.flap_hold(&key, p, snap.cycle) {
+                        Some(why)
                     } else {
                         self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
                     };
@@ -499,6 +563,42 @@ impl Supervisor {
             let (pre, pre_cycles) = self.pre_window(&d.target_domain);
             self.submit(d, o, pre, pre_cycles, now);
         }
+    }
+
+    /// Why a policy's change of `key` would exceed the knob's flap budget, if it would.
+    fn flap_hold(&self, key: &str, p: &MetaPolicy, cycle: u64) -> Option<String> {
+        let budget = &self.cfg.flap;
+        let last = *self.state.knob_last_move.get(key)?;
+        let dir = match p.directive_template.knob_action().ok()? {
+            KnobAction::Adjust { adjustment } if adjustment > 0.0 => 1,
+            KnobAction::Adjust { adjustment } if adjustment < 0.0 => -1,
+            KnobAction::Adjust { .. } => return None,
+            KnobAction::Set { value } => {
+                crate::supervisor::state::move_direction(self.state.knob_values.get(key)?, &value)?
+            }
+        };
+        if dir == last {
+            return None;
+        }
+        let recent: Vec<u64> = self
+            .state
+            .knob_reversals
+            .get(key)
+            .map(|r| {
+                r.iter()
+                    .copied()
+                    .filter(|c| c + budget.window_cycles > cycle)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (recent.len() as u32 >= budget.max_reversals).then(|| {
+            format!(
+                "flap budget: {key} was reversed at cycle {} and may be reversed at most {} time(s) in {} cycles",
+                recent.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                budget.max_reversals,
+                budget.window_cycles
+            )
+        })
     }
 
     /// Where a policy could act, best first.
@@ -628,6 +728,7 @@ impl Supervisor {
             justification: format!("{}: {}", p.name, cond.join("; ")),
             expected_impact: t.expected_impact.clone(),
             side_effects: t.side_effects.clone(),
+            min_effect: t.min_effect,
             impact: t.impact_level,
             policy_id: Some(p.id.clone()),
             snapshot_id: snap.id.clone(),

@@ -10,6 +10,7 @@ use crate::pipeline::{ApprovalMatrix, Requirement};
 use crate::policy::{MetaPolicy, TrackRecord};
 use crate::record::RecordBody;
 use crate::time::Timestamp;
+use crate::verify::series::CycleSummary;
 use crate::verify::{Outcome, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -52,6 +53,13 @@ pub struct DirectiveState {
     /// Statistics since it was applied (cycles that started after the ack).
     pub post: DomainWindow,
     pub post_cycles: u32,
+    /// Per-cycle summaries of every domain before the directive (its pre window, stopping at
+    /// the target domain's last change) and since it was applied: the sequential method's
+    /// data. Rebuilt by replay, not serialised.
+    #[serde(default, skip_serializing)]
+    pub pre_series: Vec<CycleSummary>,
+    #[serde(default, skip_serializing)]
+    pub post_series: Vec<CycleSummary>,
     pub verdict: Option<Verdict>,
     pub rolled_back_by: Option<String>,
 }
@@ -106,6 +114,16 @@ pub struct State {
     pub last_cycle_end: Option<Timestamp>,
     /// Recent closed cycles, oldest first.
     pub history: VecDeque<CycleWindows>,
+    /// Per-cycle summaries of the last `verification.pre_max_cycles` closed cycles, oldest
+    /// first: the pre windows of sequential verification.
+    #[serde(default, skip_serializing)]
+    pub series: VecDeque<CycleSummary>,
+    /// Knob key → cycles at which a change reversed the knob's previous change (flap control).
+    #[serde(default)]
+    pub knob_reversals: BTreeMap<String, Vec<u64>>,
+    /// Knob key → direction (+1 / -1) of the knob's last applied change.
+    #[serde(default)]
+    pub knob_last_move: BTreeMap<String, i8>,
     pub health: HealthGraph,
     pub known_domains: BTreeSet<String>,
     pub regime_start: BTreeMap<String, Timestamp>,
@@ -129,6 +147,20 @@ pub struct State {
     /// Every playbook's runs since the supervisor started (`domain/playbook`): the learned
     /// success rates.
     pub playbook_record: BTreeMap<String, PlaybookCounts>,
+}
+
+/// The direction of a knob change: +1 up (or off → on), -1 down (or on → off), `None` when
+/// it did not move or cannot be ordered.
+pub fn move_direction(from: &serde_json::Value, to: &serde_json::Value) -> Option<i8> {
+    let num = |v: &serde_json::Value| v.as_f64().or_else(|| v.as_bool().map(f64::from));
+    let (a, b) = (num(from)?, num(to)?);
+    if b > a {
+        Some(1)
+    } else if b < a {
+        Some(-1)
+    } else {
+        None
+    }
 }
 
 /// Weight of the newest cycle in a baseline.
@@ -222,6 +254,7 @@ impl State {
                     let e = self.regime_start.entry(d.clone()).or_insert(t);
                     *e = (*e).max(t);
                 }
+                let summary = CycleSummary::of(windows);
                 // verifications in progress take every cycle that started after their ack
                 for ds in self.directives.values_mut() {
                     if ds.status == Status::Verifying
@@ -231,8 +264,13 @@ impl State {
                         if let Some(w) = windows.domains.get(&ds.directive.target_domain) {
                             ds.post.merge(w);
                         }
+                        ds.post_series.push(summary.clone());
                         ds.post_cycles += 1;
                     }
+                }
+                self.series.push_back(summary);
+                while self.series.len() > cfg.verification.pre_max_cycles.max(1) {
+                    self.series.pop_front();
                 }
                 for (d, w) in &windows.domains {
                     for (name, c) in &w.playbooks {
@@ -263,6 +301,7 @@ impl State {
                 let keep = cfg
                     .snapshot
                     .window_cycles
+                    .max(cfg.snapshot.max_window_cycles)
                     .max(cfg.verification.pre_cycles)
                     .max(cfg.snapshot.correlation_cycles)
                     .max(1);
@@ -328,6 +367,14 @@ impl State {
                     }
                 }
                 self.order.push(directive.id.clone());
+                // the sequential pre window: cycles since the target domain's last change
+                let since = self.regime_start.get(&directive.target_domain).copied();
+                let pre_series: Vec<CycleSummary> = self
+                    .series
+                    .iter()
+                    .filter(|c| since.is_none_or(|t| c.end > t))
+                    .cloned()
+                    .collect();
                 self.directives.insert(
                     directive.id.clone(),
                     DirectiveState {
@@ -347,6 +394,8 @@ impl State {
                         pre_cycles: *pre_cycles,
                         post: DomainWindow::default(),
                         post_cycles: 0,
+                        pre_series,
+                        post_series: Vec::new(),
                         verdict: None,
                         rolled_back_by: None,
                     },
@@ -418,8 +467,21 @@ impl State {
                     d.set_status(Status::Applied, time);
                     d.set_status(Status::Verifying, time);
                     let domain = d.directive.target_domain.clone();
-                    self.knob_values
-                        .insert(d.directive.knob_key(), current.clone());
+                    let key = d.directive.knob_key();
+                    if let Some(dir) = move_direction(previous, current) {
+                        if self
+                            .knob_last_move
+                            .get(&key)
+                            .is_some_and(|last| *last != dir)
+                        {
+                            self.knob_reversals
+                                .entry(key.clone())
+                                .or_default()
+                                .push(self.cycle);
+                        }
+                        self.knob_last_move.insert(key.clone(), dir);
+                    }
+                    self.knob_values.insert(key, current.clone());
                     let t = at.plus_millis(cfg.settle_millis());
                     // the domain's new normal is what we changed it to: drift is measured
                     // from here, so our own declared side effects are not "drift"
@@ -455,7 +517,10 @@ impl State {
                     };
                     d.verdict = Some(verdict.clone());
                     d.set_status(status, time);
-                    self.verdict_log.push_back((self.cycle, verdict.outcome));
+                    // a failed directive and its rollback are one failure, not two
+                    if d.directive.rollback_of.is_none() {
+                        self.verdict_log.push_back((self.cycle, verdict.outcome));
+                    }
                 }
             }
             RecordBody::RolledBack {

@@ -3,6 +3,8 @@
 //! correction (see `docs/VERIFICATION.md`).
 
 pub mod rules;
+pub mod sequential;
+pub mod series;
 pub mod stats;
 
 use crate::goal::Goal;
@@ -14,21 +16,54 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// Statistics with guardrails (the default).
+    /// Anytime-valid sequential statistics with guardrails, examined every cycle (the
+    /// default).
     #[default]
     Metaloop,
+    /// One look once the post window has `min_samples` observations (the method before the
+    /// sequential one).
+    Fixed,
     /// The seed's rule, "success if the number went up" after one cycle: for comparison only.
     Naive,
+    /// Argo Rollouts' and Flagger's threshold count, one measurement per cycle: for comparison
+    /// only.
+    ThresholdCount,
+    /// Kayenta's Mann–Whitney judge of the per-cycle series, every cycle: for comparison only.
+    Kayenta,
 }
 
 impl Method {
+    /// Every method, in a stable order.
+    pub const ALL: [Method; 5] = [
+        Method::Metaloop,
+        Method::Fixed,
+        Method::Naive,
+        Method::ThresholdCount,
+        Method::Kayenta,
+    ];
+
     /// The method's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Metaloop => "metaloop",
+            Method::Fixed => "fixed",
             Method::Naive => "naive",
+            Method::ThresholdCount => "threshold_count",
+            Method::Kayenta => "kayenta",
         }
     }
+}
+
+/// How verification keeps the daily cycle out of a before/after comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Seasonality {
+    /// Compare against the other domains over the same cycles (a difference in differences);
+    /// without a control domain that had no change of its own, no improvement is credited.
+    #[default]
+    ControlDomains,
+    /// The spine has no daily cycle: compare before and after directly.
+    None,
 }
 
 /// A verification verdict.
@@ -83,6 +118,23 @@ pub struct VerifyConfig {
     pub default_duration_tolerance: f64,
     /// Degradation of a score KPI tolerated when a directive declares none (points).
     pub default_score_tolerance: f64,
+    /// Sequential method: cycles after which a verification still undecided is
+    /// `inconclusive`.
+    pub max_horizon_cycles: u32,
+    /// Sequential method: the longest pre window, cycles (it stops earlier at the domain's
+    /// last change).
+    pub pre_max_cycles: usize,
+    /// Sequential method: the fewest pre cycles accepted when the pre window is shortened so
+    /// that other domains can serve as controls.
+    pub min_pre_cycles: usize,
+    /// Sequential method: how the daily cycle is kept out of the comparison.
+    pub seasonality: Seasonality,
+    /// Sequential method: the size of shift of a rate the test is tuned to find (mixture scale).
+    pub mixture_scale_rate: f64,
+    /// Sequential method: the same for durations (relative).
+    pub mixture_scale_duration: f64,
+    /// Sequential method: the same for scores (points; at least 5 % of the pre level).
+    pub mixture_scale_score: f64,
 }
 
 impl Default for VerifyConfig {
@@ -101,6 +153,13 @@ impl Default for VerifyConfig {
             default_rate_tolerance: 0.01,
             default_duration_tolerance: 0.05,
             default_score_tolerance: 1.0,
+            max_horizon_cycles: 288,
+            pre_max_cycles: 288,
+            min_pre_cycles: 6,
+            seasonality: Seasonality::ControlDomains,
+            mixture_scale_rate: 0.03,
+            mixture_scale_duration: 0.10,
+            mixture_scale_score: 1.0,
         }
     }
 }
@@ -127,6 +186,24 @@ impl VerifyConfig {
         }
         if self.pre_cycles == 0 {
             return Err("verification.pre_cycles must be at least 1".into());
+        }
+        if self.max_horizon_cycles < self.min_cycles {
+            return Err(format!(
+                "verification.max_horizon_cycles must be at least min_cycles ({}), got {}",
+                self.min_cycles, self.max_horizon_cycles
+            ));
+        }
+        if self.pre_max_cycles == 0 || self.min_pre_cycles == 0 {
+            return Err("verification.pre_max_cycles and min_pre_cycles must be at least 1".into());
+        }
+        for (name, v) in [
+            ("mixture_scale_rate", self.mixture_scale_rate),
+            ("mixture_scale_duration", self.mixture_scale_duration),
+            ("mixture_scale_score", self.mixture_scale_score),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("verification.{name} must be positive, got {v}"));
+            }
         }
         Ok(())
     }
@@ -175,6 +252,9 @@ pub struct Verdict {
     pub min_samples: u64,
     pub post_cycles: u32,
     pub reason: String,
+    /// How the comparison was kept apart from the time of day (sequential method).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub adjustment: String,
 }
 
 impl Verdict {
@@ -188,7 +268,29 @@ fn kind_of(kpi: &str) -> KpiKind {
     builtin(kpi).map_or(KpiKind::Score, |(_, k)| k)
 }
 
-fn direction_of(kpi: &str, goals: &[Goal]) -> Direction {
+impl KpiTest {
+    /// A test with no data yet.
+    pub fn empty(kpi: &str) -> KpiTest {
+        KpiTest {
+            kpi: kpi.to_string(),
+            test: "none".into(),
+            n_pre: 0,
+            n_post: 0,
+            pre: 0.0,
+            post: 0.0,
+            statistic: None,
+            p_value: None,
+            p_worse: None,
+            p_adjusted: None,
+            effect: 0.0,
+            tolerance: 0.0,
+            failed: false,
+            note: String::new(),
+        }
+    }
+}
+
+pub(crate) fn direction_of(kpi: &str, goals: &[Goal]) -> Direction {
     builtin(kpi)
         .map(|(d, _)| d)
         .or_else(|| goals.iter().find(|g| g.kpi == kpi).map(|g| g.direction))
@@ -328,6 +430,7 @@ pub fn evaluate(
         min_samples: cfg.min_samples,
         post_cycles,
         reason,
+        adjustment: String::new(),
     };
     let empty = |note: &str| KpiTest {
         kpi: target_kpi.to_string(),
@@ -508,4 +611,123 @@ pub fn evaluate(
         )
     };
     Some(verdict(outcome, target, guardrails, reason))
+}
+
+/// Everything a verification look can use.
+pub struct VerifyInput<'a> {
+    pub target_domain: &'a str,
+    pub target_kpi: &'a str,
+    /// Tolerances the directive declared for other KPIs.
+    pub side_effects: &'a BTreeMap<String, f64>,
+    /// The least improvement worth keeping, when declared.
+    pub min_effect: Option<f64>,
+    pub goals: &'a [Goal],
+    /// Merged windows (the one-look and naive methods).
+    pub pre: &'a DomainWindow,
+    pub post: &'a DomainWindow,
+    /// Per-cycle summaries (the sequential method and the cycle-by-cycle rules).
+    pub pre_series: &'a [series::CycleSummary],
+    pub post_series: &'a [series::CycleSummary],
+    /// Control domains for the sequential method.
+    pub controls: &'a [String],
+    pub post_cycles: u32,
+}
+
+/// Decides a verification with the configured method, or `None` to keep waiting.
+pub fn decide(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {
+    match cfg.method {
+        Method::Metaloop => sequential::evaluate(
+            cfg,
+            &sequential::SequentialInput {
+                target_domain: input.target_domain,
+                target_kpi: input.target_kpi,
+                side_effects: input.side_effects,
+                min_effect: input.min_effect,
+                goals: input.goals,
+                pre: input.pre_series,
+                post: input.post_series,
+                controls: input.controls,
+                post_cycles: input.post_cycles,
+            },
+        ),
+        Method::Fixed | Method::Naive => evaluate(
+            cfg,
+            input.target_kpi,
+            input.side_effects,
+            input.goals,
+            input.pre,
+            input.post,
+            input.post_cycles,
+        ),
+        Method::ThresholdCount | Method::Kayenta => judge_by_rule(cfg, input),
+    }
+}
+
+/// The anchors' rules: one measurement per cycle, judged at every look; the analysis lasts
+/// `max_cycles` cycles, as a canary analysis lasts its configured duration.
+fn judge_by_rule(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {
+    if input.post_cycles == 0 {
+        return None;
+    }
+    let kpi = input.target_kpi;
+    let dir = direction_of(kpi, input.goals);
+    let higher = dir == Direction::HigherIsBetter;
+    let pre = series::values(kpi, input.target_domain, input.pre_series);
+    let post = series::values(kpi, input.target_domain, input.post_series);
+    let decision = if post.is_empty() {
+        rules::RuleDecision::Wait
+    } else if cfg.method == Method::ThresholdCount {
+        rules::argo::ThresholdCount::default().judge(&pre, &post, higher)
+    } else {
+        rules::RuleDecision::Wait // KAYENTA-PENDING
+    };
+    let end = input.post_cycles >= cfg.max_cycles;
+    let outcome = match decision {
+        rules::RuleDecision::Fail => Outcome::Degraded,
+        rules::RuleDecision::Pass => Outcome::Verified,
+        // Kayenta promotes a canary that is still passing when its analysis ends
+        rules::RuleDecision::Wait if end && cfg.method == Method::Kayenta && !post.is_empty() => {
+            Outcome::Verified
+        }
+        rules::RuleDecision::Wait if end => Outcome::Inconclusive,
+        rules::RuleDecision::Wait => return None,
+    };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let mut target = KpiTest::empty(kpi);
+    target.test = cfg.method.as_str().into();
+    target.n_pre = pre.len() as u64;
+    target.n_post = post.len() as u64;
+    target.pre = mean(&pre);
+    target.post = mean(&post);
+    target.effect = dir.better(target.post - target.pre);
+    target.failed = outcome == Outcome::Degraded;
+    target.note = format!(
+        "per-cycle measurements: {} before, {} after",
+        pre.len(),
+        post.len()
+    );
+    Some(Verdict {
+        method: cfg.method,
+        outcome,
+        reason: format!(
+            "{} rule: {} after {} cycles",
+            cfg.method.as_str(),
+            outcome.as_str(),
+            input.post_cycles
+        ),
+        target,
+        guardrails: vec![],
+        alpha: cfg.alpha,
+        degrade_alpha: cfg.degrade_alpha,
+        guardrail_alpha: cfg.guardrail_alpha,
+        min_samples: 0,
+        post_cycles: input.post_cycles,
+        adjustment: String::new(),
+    })
 }

@@ -85,7 +85,10 @@ pub fn shift(
     let ss: f64 = pre
         .iter()
         .map(|o| o.weight * (o.value - pre_mean).powi(2))
-        .chain(post.iter().map(|o| o.weight * (o.value - post_mean).powi(2)))
+        .chain(
+            post.iter()
+                .map(|o| o.weight * (o.value - post_mean).powi(2)),
+        )
         .sum();
     let dof = (pre.len() + post.len()).saturating_sub(2);
     let between = if dof > 0 { ss / dof as f64 } else { 0.0 };
@@ -113,7 +116,9 @@ pub fn ln_mixture_e_above(d: f64, margin: f64, s: f64, tau: f64) -> f64 {
     let x = d - margin;
     let (s2, t2) = (s * s, tau * tau);
     let ln_phi = normal_cdf(x * tau / (s * (s2 + t2).sqrt())).ln();
-    std::f64::consts::LN_2 + 0.5 * (s2 / (s2 + t2)).ln() + x * x * t2 / (2.0 * s2 * (s2 + t2))
+    std::f64::consts::LN_2
+        + 0.5 * (s2 / (s2 + t2)).ln()
+        + x * x * t2 / (2.0 * s2 * (s2 + t2))
         + ln_phi
 }
 
@@ -142,7 +147,8 @@ mod tests {
         let n = 200_000;
         let h = hi / n as f64;
         let f = |t: f64| {
-            2.0 / (tau * (2.0 * std::f64::consts::PI).sqrt()) * (-t * t / (2.0 * tau * tau)).exp()
+            2.0 / (tau * (2.0 * std::f64::consts::PI).sqrt())
+                * (-t * t / (2.0 * tau * tau)).exp()
                 * ((x * t - t * t / 2.0) / (s * s)).exp()
         };
         let mut sum = f(0.0) + f(hi);
@@ -185,8 +191,12 @@ mod tests {
         let s_sum = ((v + rho) * ((v + rho) / (rho * alpha * alpha)).ln()).sqrt();
         let d = s_sum / v; // the mean shift whose sum reaches the boundary
         let e_plus = ln_mixture_e_above(d, 0.0, (1.0 / v).sqrt(), (1.0 / rho).sqrt()).exp();
-        let phi = normal_cdf(d * (1.0 / rho).sqrt() / ((1.0 / v).sqrt() * (1.0 / v + 1.0 / rho).sqrt()));
-        assert!((e_plus - 2.0 * phi / alpha).abs() / e_plus < 1e-9, "{e_plus}");
+        let phi =
+            normal_cdf(d * (1.0 / rho).sqrt() / ((1.0 / v).sqrt() * (1.0 / v + 1.0 / rho).sqrt()));
+        assert!(
+            (e_plus - 2.0 * phi / alpha).abs() / e_plus < 1e-9,
+            "{e_plus}"
+        );
     }
 
     #[test]
@@ -237,7 +247,10 @@ mod tests {
         }
         let rate = ours as f64 / runs as f64;
         let mc = (alpha * (1.0 - alpha) / runs as f64).sqrt();
-        assert!(rate <= alpha + 3.0 * mc, "anytime false-positive rate {rate}");
+        assert!(
+            rate <= alpha + 3.0 * mc,
+            "anytime false-positive rate {rate}"
+        );
         let naive_rate = naive as f64 / runs as f64;
         assert!(
             naive_rate > 3.0 * alpha,

@@ -1,0 +1,289 @@
+//! The default verification method: the evidence is examined every cycle with anytime-valid
+//! statistics ([`super::stats::sequential`]), so harm is rolled back as soon as it shows, a
+//! credible improvement is verified as soon as it is credible, and a low-volume domain simply
+//! takes longer, up to a horizon (→ `inconclusive`). See `docs/VERIFICATION.md`.
+
+use super::series::{CycleSummary, Scale, observations, scale_of};
+use super::stats::sequential::{Shift, p_above, p_below, shift};
+use super::{KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, direction_of, stats};
+use crate::goal::Goal;
+use crate::kpi::{Direction, builtin};
+use std::collections::BTreeMap;
+
+/// What one sequential look needs.
+pub struct SequentialInput<'a> {
+    pub target_domain: &'a str,
+    pub target_kpi: &'a str,
+    /// Tolerated degradation of other KPIs the directive declared.
+    pub side_effects: &'a BTreeMap<String, f64>,
+    /// The least improvement worth keeping (absolute for rates and scores, relative for
+    /// durations), when the directive declares one.
+    pub min_effect: Option<f64>,
+    pub goals: &'a [Goal],
+    pub pre: &'a [CycleSummary],
+    pub post: &'a [CycleSummary],
+    /// Domains compared against (their shared movements, such as the time of day, cancel).
+    pub controls: &'a [String],
+    pub post_cycles: u32,
+}
+
+/// A shift on a KPI's test scale, with the numbers a verdict records.
+struct Tested {
+    shift: Shift,
+    /// The better-signed shift on the test scale.
+    better: f64,
+    tau: f64,
+    /// The target's own pooled value before and after, on the KPI's natural scale.
+    pre: f64,
+    post: f64,
+}
+
+fn natural(scale: Scale, v: f64) -> f64 {
+    if scale == Scale::LogDuration {
+        v.exp()
+    } else {
+        v
+    }
+}
+
+/// A tolerance or minimum effect on the test scale.
+fn on_scale(scale: Scale, x: f64) -> f64 {
+    if scale == Scale::LogDuration {
+        (1.0 + x).ln()
+    } else {
+        x
+    }
+}
+
+fn test(
+    cfg: &VerifyConfig,
+    kpi: &str,
+    dir: Direction,
+    input: &SequentialInput<'_>,
+) -> Option<Tested> {
+    let scale = scale_of(kpi);
+    let obs = observations(
+        kpi,
+        input.target_domain,
+        input.controls,
+        input.pre,
+        input.post,
+    )?;
+    let sh = shift(&obs.pre, &obs.post, obs.floor_variance)?;
+    // the target's own level, without the controls, for humans
+    let own = observations(kpi, input.target_domain, &[], input.pre, input.post)?;
+    let level = |o: &[stats::sequential::CycleObservation]| {
+        let w: f64 = o.iter().map(|x| x.weight).sum();
+        o.iter().map(|x| x.weight * x.value).sum::<f64>() / w
+    };
+    let tau = match scale {
+        Scale::Rate => cfg.mixture_scale_rate,
+        Scale::LogDuration => cfg.mixture_scale_duration,
+        Scale::Score => cfg
+            .mixture_scale_score
+            .max(0.05 * obs.pre_level.abs())
+            .max(1e-9),
+    };
+    Some(Tested {
+        better: dir.better(sh.estimate),
+        shift: sh,
+        tau,
+        pre: natural(scale, level(&own.pre)),
+        post: natural(scale, level(&own.post)),
+    })
+}
+
+fn kpi_test(kpi: &str, t: &Tested, tolerance: f64) -> KpiTest {
+    let scale = scale_of(kpi);
+    // the effect on the natural scale, signed so that positive is better
+    let effect = match scale {
+        Scale::LogDuration => t.pre * (1.0 - (-t.better).exp()),
+        _ => t.better,
+    };
+    KpiTest {
+        kpi: kpi.to_string(),
+        test: "mixture_sequential".into(),
+        n_pre: t.shift.pre_weight.round() as u64,
+        n_post: t.shift.post_weight.round() as u64,
+        pre: t.pre,
+        post: t.post,
+        statistic: Some(t.better / t.shift.std_error).filter(|z| z.is_finite()),
+        p_value: None,
+        p_worse: None,
+        p_adjusted: None,
+        effect,
+        tolerance,
+        failed: false,
+        note: String::new(),
+    }
+}
+
+/// Decides a verification at this look, or `None` to keep observing.
+pub fn evaluate(cfg: &VerifyConfig, input: &SequentialInput<'_>) -> Option<Verdict> {
+    let kpi = input.target_kpi;
+    let dir = direction_of(kpi, input.goals);
+    let adjusted = cfg.seasonality == Seasonality::None || !input.controls.is_empty();
+    let adjustment = if !input.controls.is_empty() {
+        format!(
+            "difference against control domains {}",
+            input.controls.join(", ")
+        )
+    } else if cfg.seasonality == Seasonality::None {
+        "none (no daily cycle assumed)".to_string()
+    } else {
+        "none: no control domain without a change of its own since the pre window began".to_string()
+    };
+    let horizon = input.post_cycles >= cfg.max_horizon_cycles;
+    let verdict = |outcome, target: KpiTest, guardrails, reason: String| Verdict {
+        method: cfg.method,
+        outcome,
+        target,
+        guardrails,
+        alpha: cfg.alpha,
+        degrade_alpha: cfg.degrade_alpha,
+        guardrail_alpha: cfg.guardrail_alpha,
+        min_samples: 0,
+        post_cycles: input.post_cycles,
+        reason,
+        adjustment: adjustment.clone(),
+    };
+    if input.post_cycles == 0 {
+        return None;
+    }
+    let Some(t) = test(cfg, kpi, dir, input) else {
+        if !horizon {
+            return None;
+        }
+        let mut empty = KpiTest::empty(kpi);
+        empty.note = "no data".into();
+        return Some(verdict(
+            Outcome::Inconclusive,
+            empty,
+            vec![],
+            format!(
+                "no observations of {kpi} on both sides after {} cycles",
+                input.post_cycles
+            ),
+        ));
+    };
+    let scale = scale_of(kpi);
+    let mde = on_scale(scale, input.min_effect.unwrap_or(0.0).max(0.0));
+    let se = t.shift.std_error;
+    let p_better = p_above(t.better, mde, se, t.tau);
+    let p_worse = p_below(t.better, 0.0, se, t.tau);
+    let p_futile = p_below(t.better, mde, se, t.tau);
+    let mut target = kpi_test(kpi, &t, 0.0);
+    target.p_value = Some(p_better);
+    target.p_worse = Some(p_worse);
+
+    let mut guardrails = Vec::new();
+    for g in input.goals {
+        if g.kpi == kpi || builtin(&g.kpi).is_none() {
+            continue;
+        }
+        let Some(gt) = test(cfg, &g.kpi, g.direction, input) else {
+            continue;
+        };
+        if gt.shift.pre_cycles < 2 || gt.shift.post_cycles < 1 {
+            continue;
+        }
+        let gscale = scale_of(&g.kpi);
+        let default_tol = match gscale {
+            Scale::Rate => cfg.default_rate_tolerance,
+            Scale::LogDuration => cfg.default_duration_tolerance,
+            Scale::Score => cfg.default_score_tolerance,
+        };
+        let tol = input
+            .side_effects
+            .get(&g.kpi)
+            .copied()
+            .unwrap_or(default_tol);
+        let gse = gt.shift.std_error;
+        let mut test = kpi_test(&g.kpi, &gt, tol);
+        let mut p = p_below(gt.better, -on_scale(gscale, tol), gse, gt.tau);
+        if g.met_by(gt.pre) && !g.met_by(gt.post) {
+            let strict = p_below(gt.better, 0.0, gse, gt.tau);
+            if strict < p {
+                p = strict;
+                test.note = format!("moved from meeting its goal ({}) to missing it", g.target);
+            }
+        }
+        test.p_value = Some(p);
+        guardrails.push(test);
+    }
+    let raw: Vec<f64> = guardrails
+        .iter()
+        .map(|t| t.p_value.unwrap_or(1.0))
+        .collect();
+    for (g, p) in guardrails.iter_mut().zip(stats::holm_adjust(&raw)) {
+        g.p_adjusted = Some(p);
+        g.failed = p < cfg.guardrail_alpha;
+        if g.note.is_empty() {
+            g.note = if g.failed {
+                "degraded beyond its tolerance".into()
+            } else {
+                "within tolerance".into()
+            };
+        }
+    }
+    let failed: Vec<&str> = guardrails
+        .iter()
+        .filter(|g| g.failed)
+        .map(|g| g.kpi.as_str())
+        .collect();
+    let settled = input.post_cycles >= cfg.min_cycles;
+    let (outcome, reason) = if p_worse < cfg.degrade_alpha {
+        target.failed = true;
+        target.note = "credibly worse".into();
+        (
+            Outcome::Degraded,
+            format!(
+                "{kpi} got worse (anytime p = {p_worse:.4} < {})",
+                cfg.degrade_alpha
+            ),
+        )
+    } else if !failed.is_empty() {
+        target.note = "guardrail failed".into();
+        (
+            Outcome::Degraded,
+            format!("guardrail failed: {}", failed.join(", ")),
+        )
+    } else if settled && adjusted && p_better < cfg.alpha {
+        target.note = "credibly better".into();
+        (
+            Outcome::Verified,
+            format!(
+                "{kpi} improved by more than {} (anytime p = {p_better:.4} < {})",
+                input.min_effect.unwrap_or(0.0),
+                cfg.alpha
+            ),
+        )
+    } else if settled && adjusted && p_futile < cfg.alpha {
+        target.note = "a useful improvement is ruled out".into();
+        (
+            Outcome::NoEffect,
+            format!(
+                "{kpi} did not improve by {} or more (anytime p = {p_futile:.4} < {})",
+                input.min_effect.unwrap_or(0.0),
+                cfg.alpha
+            ),
+        )
+    } else if horizon {
+        target.note = "horizon reached".into();
+        let why = if adjusted {
+            format!("evidence still short after {} cycles", input.post_cycles)
+        } else {
+            format!(
+                "after {} cycles no control domain could separate the change from the time of day",
+                input.post_cycles
+            )
+        };
+        (
+            Outcome::Inconclusive,
+            format!("{why} (improvement p = {p_better:.4}, degradation p = {p_worse:.4})"),
+        )
+    } else {
+        return None;
+    };
+    Some(verdict(outcome, target, guardrails, reason))
+}

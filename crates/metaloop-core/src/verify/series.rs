@@ -1,0 +1,314 @@
+//! Per-cycle KPI summaries: what sequential verification and the cycle-by-cycle rules look
+//! at. A summary is a few numbers per KPI and domain, so a verification can keep every cycle
+//! of a long horizon.
+
+use super::stats::sequential::CycleObservation;
+use crate::kpi::{self, CycleWindows, DomainWindow, KpiKind, RateCounts, ScoreStats, sketch::MIN};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One domain's KPIs in one closed cycle.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DomainCycle {
+    pub success: RateCounts,
+    pub autonomy: RateCounts,
+    pub intervention: RateCounts,
+    /// Recovery durations, seconds.
+    pub recovery: ScoreStats,
+    /// Natural logs of recovery durations (from the sketch's bins, within 2 %).
+    pub log_recovery: ScoreStats,
+    pub compliance: ScoreStats,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, ScoreStats>,
+}
+
+/// Every domain's summary for one closed cycle.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CycleSummary {
+    pub cycle: u64,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub domains: BTreeMap<String, DomainCycle>,
+}
+
+impl CycleSummary {
+    /// Summarises a closed cycle's windows.
+    pub fn of(windows: &CycleWindows) -> CycleSummary {
+        CycleSummary {
+            cycle: windows.cycle,
+            start: windows.start,
+            end: windows.end,
+            domains: windows
+                .domains
+                .iter()
+                .map(|(d, w)| (d.clone(), DomainCycle::of(w)))
+                .collect(),
+        }
+    }
+}
+
+impl DomainCycle {
+    /// Summarises one domain's window.
+    pub fn of(w: &DomainWindow) -> DomainCycle {
+        let mut log_recovery = ScoreStats::default();
+        for (v, n) in w.recovery.weighted_values() {
+            let l = v.max(MIN).ln();
+            log_recovery.count += n;
+            log_recovery.sum += l * n as f64;
+            log_recovery.sum_sq += l * l * n as f64;
+            log_recovery.last = l;
+        }
+        DomainCycle {
+            success: w.success,
+            autonomy: w.autonomy,
+            intervention: w.intervention,
+            recovery: ScoreStats {
+                count: w.recovery.count,
+                sum: w.recovery.sum,
+                sum_sq: w.recovery.sum_sq,
+                last: 0.0,
+            },
+            log_recovery,
+            compliance: w.compliance,
+            custom: w.custom.clone(),
+        }
+    }
+
+    /// The cycle's value of a KPI as a dashboard plots it (a rate, mean seconds, a mean
+    /// score); `None` without data.
+    pub fn value(&self, kpi_name: &str) -> Option<f64> {
+        match kpi_name {
+            kpi::OVERALL_SUCCESS_RATE => self.success.rate(),
+            kpi::AUTONOMY_RATE => self.autonomy.rate(),
+            kpi::HUMAN_INTERVENTION_RATE => self.intervention.rate(),
+            kpi::MEAN_RECOVERY_TIME | kpi::P50_RECOVERY_TIME | kpi::P95_RECOVERY_TIME => {
+                self.recovery.mean()
+            }
+            other => self.stats(other).and_then(|s| s.mean()),
+        }
+    }
+
+    fn stats(&self, kpi_name: &str) -> Option<&ScoreStats> {
+        match kpi_name {
+            kpi::COMPLIANCE_SCORE => Some(&self.compliance),
+            kpi::MEAN_RECOVERY_TIME | kpi::P50_RECOVERY_TIME | kpi::P95_RECOVERY_TIME => {
+                Some(&self.log_recovery)
+            }
+            other => self.custom.get(other),
+        }
+    }
+
+    fn rate(&self, kpi_name: &str) -> Option<RateCounts> {
+        match kpi_name {
+            kpi::OVERALL_SUCCESS_RATE => Some(self.success),
+            kpi::AUTONOMY_RATE => Some(self.autonomy),
+            kpi::HUMAN_INTERVENTION_RATE => Some(self.intervention),
+            _ => None,
+        }
+    }
+}
+
+/// The scale a KPI is tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// A proportion; shifts are absolute.
+    Rate,
+    /// The log of durations; a shift of x is a factor e^x.
+    LogDuration,
+    /// Reported values; shifts are absolute.
+    Score,
+}
+
+/// The scale of a KPI.
+pub fn scale_of(kpi_name: &str) -> Scale {
+    match kpi::builtin(kpi_name).map(|(_, k)| k) {
+        Some(KpiKind::Rate) => Scale::Rate,
+        Some(KpiKind::Duration) => Scale::LogDuration,
+        _ => Scale::Score,
+    }
+}
+
+/// Sufficient statistics of one KPI in one cycle, pooled over one or more domains.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pooled {
+    n: f64,
+    sum: f64,
+    sum_sq: f64,
+}
+
+impl Pooled {
+    fn add(&mut self, kpi_name: &str, d: &DomainCycle) {
+        if let Some(r) = d.rate(kpi_name) {
+            self.n += r.trials as f64;
+            self.sum += r.successes as f64;
+            self.sum_sq += r.successes as f64;
+        } else if let Some(s) = d.stats(kpi_name) {
+            self.n += s.count as f64;
+            self.sum += s.sum;
+            self.sum_sq += s.sum_sq;
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0.0).then(|| self.sum / self.n)
+    }
+}
+
+/// Per-cycle observations of one KPI, ready for [`super::stats::sequential::shift`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observations {
+    pub pre: Vec<CycleObservation>,
+    pub post: Vec<CycleObservation>,
+    /// Within-cycle variance per unit weight: the least the cycles can vary.
+    pub floor_variance: f64,
+    /// Mean of the target on its own (no control) over the pre cycles, on the test scale.
+    pub pre_level: f64,
+}
+
+/// Builds the observations of `kpi_name` in `target`, as differences against the pooled
+/// `controls` when there are any (a difference in differences: what the domains share, such
+/// as the time of day, cancels). Cycles where the target or the controls have no data are
+/// left out. `None` when either side has no data.
+pub fn observations(
+    kpi_name: &str,
+    target: &str,
+    controls: &[String],
+    pre: &[CycleSummary],
+    post: &[CycleSummary],
+) -> Option<Observations> {
+    let rate = scale_of(kpi_name) == Scale::Rate;
+    // pooled within-cycle statistics, for the variance floor
+    let mut within_ss = 0.0;
+    let mut within_n = 0.0;
+    let mut within_groups = 0.0;
+    let mut all = Pooled::default();
+    let mut level = Pooled::default();
+    let mut series = |cycles: &[CycleSummary], is_pre: bool| -> Vec<CycleObservation> {
+        let mut out = Vec::new();
+        for c in cycles {
+            let Some(t) = c.domains.get(target) else {
+                continue;
+            };
+            let mut tp = Pooled::default();
+            tp.add(kpi_name, t);
+            let Some(tm) = tp.mean() else { continue };
+            let mut cp = Pooled::default();
+            for name in controls {
+                if let Some(d) = c.domains.get(name) {
+                    cp.add(kpi_name, d);
+                }
+            }
+            let (value, weight) = if controls.is_empty() {
+                (tm, tp.n)
+            } else {
+                let Some(cm) = cp.mean() else { continue };
+                (tm - cm, 1.0 / (1.0 / tp.n + 1.0 / cp.n))
+            };
+            if is_pre {
+                level.n += tp.n;
+                level.sum += tp.sum;
+            }
+            for p in [tp, cp] {
+                if p.n >= 2.0 && !rate {
+                    let m = p.sum / p.n;
+                    within_ss += (p.sum_sq - p.n * m * m).max(0.0);
+                    within_n += p.n;
+                    within_groups += 1.0;
+                }
+                all.n += p.n;
+                all.sum += p.sum;
+            }
+            out.push(CycleObservation { value, weight });
+        }
+        out
+    };
+    let pre_obs = series(pre, true);
+    let post_obs = series(post, false);
+    if pre_obs.is_empty() || post_obs.is_empty() {
+        return None;
+    }
+    let floor_variance = if rate {
+        let p = all.mean().unwrap_or(0.5).clamp(0.0, 1.0);
+        // at least one failure and one success in a thousand, so a perfect record is not
+        // taken for certainty
+        (p * (1.0 - p)).max(0.001 * 0.999)
+    } else if within_n - within_groups > 0.0 {
+        within_ss / (within_n - within_groups)
+    } else {
+        0.0
+    };
+    Some(Observations {
+        pre: pre_obs,
+        post: post_obs,
+        floor_variance,
+        pre_level: level.mean().unwrap_or(f64::NAN),
+    })
+}
+
+/// Per-cycle values of a KPI in one domain (cycles without data left out), for the rules
+/// that judge one measurement per cycle.
+pub fn values(kpi_name: &str, domain: &str, cycles: &[CycleSummary]) -> Vec<f64> {
+    cycles
+        .iter()
+        .filter_map(|c| c.domains.get(domain)?.value(kpi_name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cycle(n: u64, doms: &[(&str, u64, u64)]) -> CycleSummary {
+        CycleSummary {
+            cycle: n,
+            start: Timestamp(0),
+            end: Timestamp(0),
+            domains: doms
+                .iter()
+                .map(|(d, s, t)| {
+                    (
+                        d.to_string(),
+                        DomainCycle {
+                            success: RateCounts {
+                                successes: *s,
+                                trials: *t,
+                            },
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn differences_against_controls_cancel_what_domains_share() {
+        // the night lowers every domain by 10 points; the target's own change is +5 points
+        let pre = vec![cycle(1, &[("a", 80, 100), ("b", 90, 100)])];
+        let post = vec![cycle(2, &[("a", 75, 100), ("b", 80, 100)])];
+        let raw = observations(kpi::OVERALL_SUCCESS_RATE, "a", &[], &pre, &post).unwrap();
+        assert!((raw.post[0].value - raw.pre[0].value + 0.05).abs() < 1e-12);
+        let did = observations(kpi::OVERALL_SUCCESS_RATE, "a", &["b".into()], &pre, &post).unwrap();
+        assert!((did.post[0].value - did.pre[0].value - 0.05).abs() < 1e-12);
+        // weight of a difference of two 100-incident means: 1 / (1/100 + 1/100)
+        assert!((did.pre[0].weight - 50.0).abs() < 1e-12);
+        // floor: pooled p(1-p) = 0.8125 * 0.1875
+        assert!((did.floor_variance - 0.8125 * 0.1875).abs() < 1e-12);
+        assert!((did.pre_level - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cycles_without_data_are_left_out() {
+        let pre = vec![
+            cycle(1, &[("a", 0, 0), ("b", 9, 10)]),
+            cycle(2, &[("a", 3, 4)]),
+        ];
+        let post = vec![cycle(3, &[("a", 1, 1), ("b", 1, 2)])];
+        // no pre cycle has both the target's and the control's data
+        assert!(observations(kpi::OVERALL_SUCCESS_RATE, "a", &["b".into()], &pre, &post).is_none());
+        let o = observations(kpi::OVERALL_SUCCESS_RATE, "a", &[], &pre, &post).unwrap();
+        assert_eq!((o.pre.len(), o.post.len()), (1, 1));
+        assert_eq!(values(kpi::OVERALL_SUCCESS_RATE, "a", &pre), vec![0.75]);
+    }
+}
