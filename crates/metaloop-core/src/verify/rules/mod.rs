@@ -7,6 +7,9 @@
 pub mod argo;
 pub mod kayenta;
 
+pub use argo::ThresholdCount;
+pub use kayenta::{Classification, KayentaJudge};
+
 /// What a rule decides at one look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleDecision {
