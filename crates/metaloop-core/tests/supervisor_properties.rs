@@ -151,6 +151,9 @@ fn config(environment: &str) -> SupervisorConfig {
     cfg.verification.min_samples = 50;
     cfg.verification.min_cycles = 1;
     cfg.verification.max_cycles = 3;
+    cfg.verification.max_horizon_cycles = 3;
+    cfg.verification.min_pre_cycles = 1;
+    cfg.verification.min_baseline_samples = 50;
     cfg.approval.ttl_seconds = 900;
     cfg
 }

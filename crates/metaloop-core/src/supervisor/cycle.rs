@@ -159,17 +159,45 @@ impl Supervisor {
     /// Why the pre window of `domain` is too small to verify a change of `kpi_name` against,
     /// if it is: a change that cannot be verified is not made.
     fn baseline_shortfall(&self, domain: &str, kpi_name: &str) -> Option<String> {
-        // the one-look method needs its samples; the others act on the evidence there is
-        if self.cfg.verification.method != verify::Method::Fixed {
-            return None;
+        let v = &self.cfg.verification;
+        let score = matches!(
+            kpi::builtin(kpi_name).map(|(_, k)| k),
+            Some(kpi::KpiKind::Score) | None
+        );
+        if v.method == verify::Method::Fixed {
+            let needed = if score { 3 } else { v.min_samples };
+            let (pre, _) = self.pre_window(domain);
+            let have = pre.samples(kpi_name);
+            return (have < needed).then(|| format!("baseline has {have} of the {needed} observations of {kpi_name} needed to verify a change"));
         }
-        let needed = match kpi::builtin(kpi_name).map(|(_, k)| k) {
-            Some(kpi::KpiKind::Score) | None => 3,
-            _ => self.cfg.verification.min_samples,
-        };
-        let (pre, _) = self.pre_window(domain);
-        let have = pre.samples(kpi_name);
-        (have < needed).then(|| format!("baseline has {have} of the {needed} observations of {kpi_name} needed to verify a change"))
+        // the other methods compare against the cycles since the domain's last change: they
+        // need a baseline, not a fixed sample
+        let since = self.state.regime_start.get(domain).copied();
+        let cycles: Vec<&crate::verify::series::CycleSummary> = self
+            .state
+            .series
+            .iter()
+            .filter(|c| since.is_none_or(|t| c.end > t))
+            .collect();
+        let window = crate::verify::series::values(
+            kpi_name,
+            domain,
+            &cycles.iter().map(|c| (*c).clone()).collect::<Vec<_>>(),
+        );
+        let have: u64 = cycles
+            .iter()
+            .filter_map(|c| c.domains.get(domain))
+            .map(|d| d.samples(kpi_name))
+            .sum();
+        let needed = if score { 0 } else { v.min_baseline_samples };
+        if window.len() < v.min_pre_cycles || have < needed {
+            return Some(format!(
+                "baseline since the domain's last change has {} cycles and {have} observations of {kpi_name}; a change is verified against at least {} cycles and {needed} observations",
+                window.len(),
+                v.min_pre_cycles
+            ));
+        }
+        None
     }
 
     /// The control domains of a sequential verification and where its pre window starts:

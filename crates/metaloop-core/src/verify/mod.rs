@@ -127,6 +127,9 @@ pub struct VerifyConfig {
     /// Sequential method: the fewest pre cycles accepted when the pre window is shortened so
     /// that other domains can serve as controls.
     pub min_pre_cycles: usize,
+    /// Methods other than `fixed`: observations of the target KPI the baseline (cycles since
+    /// the domain's last change) needs before a policy may change the domain.
+    pub min_baseline_samples: u64,
     /// Sequential method: how the daily cycle is kept out of the comparison.
     pub seasonality: Seasonality,
     /// Sequential method: the size of shift of a rate the test is tuned to find (mixture scale).
@@ -156,6 +159,7 @@ impl Default for VerifyConfig {
             max_horizon_cycles: 288,
             pre_max_cycles: 288,
             min_pre_cycles: 6,
+            min_baseline_samples: 300,
             seasonality: Seasonality::ControlDomains,
             mixture_scale_rate: 0.03,
             mixture_scale_duration: 0.10,
@@ -679,7 +683,7 @@ fn judge_by_rule(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict>
     } else if cfg.method == Method::ThresholdCount {
         rules::argo::ThresholdCount::default().judge(&pre, &post, higher)
     } else {
-        rules::RuleDecision::Wait // KAYENTA-PENDING
+        rules::kayenta::KayentaJudge::default().judge(&pre, &post, higher)
     };
     let end = input.post_cycles >= cfg.max_cycles;
     let outcome = match decision {
