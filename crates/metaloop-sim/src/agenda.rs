@@ -1,6 +1,7 @@
 //! The agenda of a discrete-event simulation: what happens next, in time order, ties broken
 //! by scheduling order so that runs are reproducible.
 
+use crate::burst::Stratum;
 use crate::health::Transition;
 use crate::incident::Outcome;
 use std::cmp::{Ordering, Reverse};
@@ -12,6 +13,12 @@ pub(crate) enum Happening {
     /// The next incident of a domain starts (ignored when `epoch` is stale: the domain's
     /// incident rate changed since it was scheduled).
     Arrival { domain: usize, epoch: u64 },
+    /// The next incident of a cluster already under way starts; `left` more follow it.
+    Follower {
+        domain: usize,
+        stratum: Stratum,
+        left: u32,
+    },
     /// The planner's decision on an incident is published.
     Decision {
         domain: usize,

@@ -123,19 +123,31 @@ pub(crate) fn interpret(
     knobs: &Knobs,
     d: &DirectiveMessage,
 ) -> Result<KnobChange, Refusal> {
-    let knob = parse_knob(spec, &d.knob)?;
-    if d.action != "adjust" && d.action != "set" {
+    interpret_action(spec, knobs, &d.knob, &d.action, &d.parameters)
+}
+
+/// Validates `action` (`adjust` or `set`) with `parameters` on `knob` of a domain and computes
+/// the change it makes.
+pub(crate) fn interpret_action(
+    spec: &DomainSpec,
+    knobs: &Knobs,
+    knob_name: &str,
+    action: &str,
+    parameters: &Value,
+) -> Result<KnobChange, Refusal> {
+    let knob = parse_knob(spec, knob_name)?;
+    if action != "adjust" && action != "set" {
         return Err(Refusal::UnknownAction {
-            action: d.action.clone(),
+            action: action.to_string(),
         });
     }
     let mut next = knobs.clone();
     match knob {
         Knob::Threshold => {
-            let value = if d.action == "adjust" {
-                knobs.threshold + number(&d.parameters, "adjustment")?
+            let value = if action == "adjust" {
+                knobs.threshold + number(parameters, "adjustment")?
             } else {
-                number(&d.parameters, "value")?
+                number(parameters, "value")?
             };
             let value = quantize_threshold(value);
             if !(THRESHOLD_RANGE.0..=THRESHOLD_RANGE.1).contains(&value) {
@@ -144,7 +156,7 @@ pub(crate) fn interpret(
             next.threshold = value;
         }
         Knob::Playbook(i) => {
-            next.playbook_enabled[i] = switch(&d.knob, &d.action, &d.parameters)?;
+            next.playbook_enabled[i] = switch(knob_name, action, parameters)?;
             let stranded: Vec<&str> = spec
                 .incident_playbooks()
                 .filter(|(p, _)| next.effective_playbook(spec, *p).is_none())
@@ -157,7 +169,7 @@ pub(crate) fn interpret(
                 });
             }
         }
-        Knob::Probe => next.probe_enabled = switch(&d.knob, &d.action, &d.parameters)?,
+        Knob::Probe => next.probe_enabled = switch(knob_name, action, parameters)?,
     }
     Ok(KnobChange {
         knob,

@@ -99,6 +99,24 @@ pub(crate) struct Conditions {
     pub(crate) fault_penalty: f64,
     /// True while the human team is overloaded.
     pub(crate) overloaded: bool,
+    /// Multiplies every success probability (the hour's difficulty; 1 without a daily cycle).
+    pub(crate) success_factor: f64,
+    /// Multiplies every execution time (the hour's difficulty; 1 without a daily cycle).
+    pub(crate) exec_factor: f64,
+}
+
+impl Conditions {
+    /// Conditions at `at` with no fault, no overload and no daily cycle.
+    #[cfg(test)]
+    pub(crate) fn calm(at: Timestamp) -> Self {
+        Conditions {
+            at,
+            fault_penalty: 0.0,
+            overloaded: false,
+            success_factor: 1.0,
+            exec_factor: 1.0,
+        }
+    }
 }
 
 /// A domain's spec, knobs and conditions together: everything an incident's fate depends on.
@@ -118,23 +136,25 @@ impl Situation<'_> {
     /// Success probability when `playbook` runs without a human for an incident of `band`.
     pub(crate) fn autonomous_success(&self, band: &ConfidenceBand, playbook: usize) -> f64 {
         let quality = self.spec.playbooks[playbook].quality.at(self.conditions.at);
-        (band.success * quality * (1.0 - self.conditions.fault_penalty)).clamp(0.0, 1.0)
+        let c = &self.conditions;
+        (band.success * quality * (1.0 - c.fault_penalty) * c.success_factor).clamp(0.0, 1.0)
     }
 
     /// Mean execution time when `playbook` runs without a human, seconds.
     pub(crate) fn autonomous_exec_mean_s(&self, playbook: usize) -> f64 {
-        self.spec.playbooks[playbook].exec_mean_s
+        self.spec.playbooks[playbook].exec_mean_s * self.conditions.exec_factor
     }
 
     /// Success probability of a human-handled incident.
     pub(crate) fn human_success(&self) -> f64 {
         let h = self.spec.humans.success(self.conditions.overloaded);
-        (h * (1.0 - self.conditions.fault_penalty)).clamp(0.0, 1.0)
+        let c = &self.conditions;
+        (h * (1.0 - c.fault_penalty) * c.success_factor).clamp(0.0, 1.0)
     }
 
     /// Mean execution time of a human-handled incident, seconds.
     pub(crate) fn human_exec_mean_s(&self) -> f64 {
-        self.spec.humans.exec_mean_s(self.conditions.overloaded)
+        self.spec.humans.exec_mean_s(self.conditions.overloaded) * self.conditions.exec_factor
     }
 
     /// Probability that a human overrides an autonomous decision.

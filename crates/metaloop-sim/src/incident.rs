@@ -1,6 +1,7 @@
 //! One incident: how the planner, the playbook and the humans handle it, sampled exactly as
 //! `kpis::expected` integrates it.
 
+use crate::burst::Stratum;
 use crate::domain::{DURATION_CV, Situation};
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -41,11 +42,14 @@ pub(crate) fn lognormal(mean: f64, z: f64) -> f64 {
 
 /// Samples one incident. Always consumes the same number of random draws, whatever the
 /// path, so that runs with different knobs share their random numbers incident by incident.
-pub(crate) fn sample<R: Rng>(s: &Situation<'_>, rng: &mut R) -> Outcome {
+/// An incident that shares its cluster's fate has its success draw moved into the cluster's
+/// stratum.
+pub(crate) fn sample<R: Rng>(s: &Situation<'_>, rng: &mut R, fate: Option<Stratum>) -> Outcome {
     let u_playbook: f64 = rng.random();
     let u_band: f64 = rng.random();
     let u_override: f64 = rng.random();
     let u_success: f64 = rng.random();
+    let u_success = fate.map_or(u_success, |stratum| stratum.remap(u_success));
     let z_detection: f64 = rng.sample(StandardNormal);
     let z_exec: f64 = rng.sample(StandardNormal);
 
@@ -109,9 +113,8 @@ mod tests {
                 ..spec.default_knobs()
             };
             let conditions = crate::domain::Conditions {
-                at: metaloop_core::time::Timestamp(0),
                 fault_penalty: 0.1,
-                overloaded: false,
+                ..crate::domain::Conditions::calm(metaloop_core::time::Timestamp(0))
             };
             let s = Situation {
                 spec: &spec,
@@ -122,7 +125,7 @@ mod tests {
             let n = 100_000;
             let (mut ok, mut auto, mut over, mut dur) = (0.0, 0.0, 0.0, 0.0);
             for _ in 0..n {
-                let o = sample(&s, &mut rng);
+                let o = sample(&s, &mut rng, None);
                 assert_eq!(o.playbook.is_none(), enabled == [false, false]);
                 ok += o.succeeded as u8 as f64;
                 auto += o.autonomous_decision as u8 as f64;
@@ -150,6 +153,46 @@ mod tests {
                 "{enabled:?}"
             );
         }
+    }
+
+    #[test]
+    fn shared_fates_keep_the_success_rate_and_correlate_a_cluster() {
+        let spec = crate::domain::toy::spec();
+        let knobs = spec.default_knobs();
+        let s = Situation {
+            spec: &spec,
+            knobs: &knobs,
+            conditions: crate::domain::Conditions::calm(metaloop_core::time::Timestamp(0)),
+        };
+        let want = crate::kpis::expected(&s).overall_success_rate;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut shocks = ChaCha8Rng::seed_from_u64(12);
+        // pairs of incidents of one cluster, both sharing its fate
+        let n = 100_000;
+        let (mut ok, mut both) = (0.0, 0.0);
+        for _ in 0..n {
+            let stratum = Stratum::draw(&mut shocks);
+            let a = sample(&s, &mut rng, Some(stratum)).succeeded;
+            let b = sample(&s, &mut rng, Some(stratum)).succeeded;
+            ok += (a as u8 + b as u8) as f64;
+            both += (a && b) as u8 as f64;
+        }
+        let rate = ok / (2.0 * n as f64);
+        // the two halves of a pair are correlated, so the pair is the unit: se ≤ √(p(1−p)/n)
+        let se = (want * (1.0 - want) / n as f64).sqrt();
+        assert!((rate - want).abs() < 4.0 * se, "{rate} vs {want}");
+        // covariance of a pair against the profile's: H(1−H)(E[G_easy] − E[G_hard])²
+        let profile = crate::kpis::success_profile(&s);
+        let correlation = crate::burst::success_correlation(&profile)
+            / (crate::burst::BURST_SHARED_FATE * crate::burst::BURST_SHARED_FATE);
+        let covariance = both / n as f64 - rate * rate;
+        let want_cov = correlation * want * (1.0 - want);
+        assert!(
+            // the product of two indicators has variance ≤ 0.25: se ≤ 0.0016
+            (covariance - want_cov).abs() < 0.0064,
+            "covariance {covariance} vs {want_cov}"
+        );
+        assert!(want_cov > 0.03, "{want_cov}");
     }
 
     #[test]

@@ -101,6 +101,29 @@ pub(crate) fn expected(s: &Situation<'_>) -> ExpectedKpis {
     }
 }
 
+/// The distribution of an incident's success probability in a situation: `(weight, success)`
+/// over planned playbooks × confidence bands × (acted alone, overridden or escalated), the
+/// weights summing to 1 and `Σ weight × success` being `expected(s).overall_success_rate`.
+pub(crate) fn success_profile(s: &Situation<'_>) -> Vec<(f64, f64)> {
+    let human_success = s.human_success();
+    let o = s.override_prob();
+    let mut profile = Vec::new();
+    for (planned, playbook) in s.spec.incident_playbooks() {
+        let effective = s.knobs.effective_playbook(s.spec, planned);
+        for band in &s.spec.planner.bands {
+            let weight = playbook.share * band.weight;
+            match effective {
+                Some(run) if s.acts_autonomously(band) => {
+                    profile.push((weight * (1.0 - o), s.autonomous_success(band, run)));
+                    profile.push((weight * o, human_success));
+                }
+                _ => profile.push((weight, human_success)),
+            }
+        }
+    }
+    profile
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,9 +138,8 @@ mod tests {
         let mut knobs = spec.default_knobs();
         f(&mut knobs);
         let conditions = Conditions {
-            at: Timestamp(0),
             fault_penalty: penalty,
-            overloaded: false,
+            ..Conditions::calm(Timestamp(0))
         };
         expected(&Situation {
             spec,
@@ -154,6 +176,51 @@ mod tests {
 
         let k = at(&s, |k| k.probe_enabled = true, 0.0);
         close(k.mean_recovery_time_seconds, 1.0 + 20.0 + 0.6 * 18.5);
+    }
+
+    #[test]
+    fn success_profile_is_a_distribution_with_the_expected_mean() {
+        let s = spec();
+        for enabled in [vec![true, true], vec![false, true], vec![false, false]] {
+            for threshold in [0.55, 0.7, 0.95] {
+                let knobs = crate::domain::Knobs {
+                    threshold,
+                    playbook_enabled: enabled.clone(),
+                    ..s.default_knobs()
+                };
+                let situation = Situation {
+                    spec: &s,
+                    knobs: &knobs,
+                    conditions: Conditions::calm(Timestamp(0)),
+                };
+                let profile = success_profile(&situation);
+                let weight: f64 = profile.iter().map(|(w, _)| w).sum();
+                let mean: f64 = profile.iter().map(|(w, p)| w * p).sum();
+                close(weight, 1.0);
+                close(mean, expected(&situation).overall_success_rate);
+            }
+        }
+        // by hand at the default knobs: band 0.6 (weight 0.4) escalates to 0.95; band 0.9
+        // acts on a (0.9) or b (0.72), overridden one time in ten
+        let knobs = s.default_knobs();
+        let profile = success_profile(&Situation {
+            spec: &s,
+            knobs: &knobs,
+            conditions: Conditions::calm(Timestamp(0)),
+        });
+        let want = [
+            (0.2, 0.95),
+            (0.27, 0.9),
+            (0.03, 0.95),
+            (0.2, 0.95),
+            (0.27, 0.72),
+            (0.03, 0.95),
+        ];
+        assert_eq!(profile.len(), want.len());
+        for ((w, p), (ww, wp)) in profile.into_iter().zip(want) {
+            close(w, ww);
+            close(p, wp);
+        }
     }
 
     #[test]

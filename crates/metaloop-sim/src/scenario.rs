@@ -6,7 +6,8 @@ use crate::domain::{Detection, DomainSpec};
 use crate::health::{FaultScript, HealthSpec, NodeSpec};
 use crate::human::{HumanTeam, Overload};
 use crate::planner::Planner;
-use crate::playbook::{Playbook, Quality};
+use crate::playbook::{Playbook, Quality, failover_playbook};
+use metaloop_core::protocol::{KNOB_PLANNER_THRESHOLD, playbook_knob};
 use metaloop_core::time::Timestamp;
 use std::fmt;
 use std::str::FromStr;
@@ -72,6 +73,49 @@ impl Scenario {
             Scenario::ApproverAway => {
                 "the seed model, but the human approver never answers: approvals must time out and fail safe"
             }
+        }
+    }
+
+    /// The best knob settings, known to the model: `(domain, knob, value)` to apply from the
+    /// start (with [`crate::Spine::set_knob`]) for an oracle run to compare a supervisor with.
+    ///
+    /// - `seed`, `approver-away`: planner threshold 0.75 in every domain. Not the most
+    ///   successful threshold (success keeps rising up to 0.97 at 0.94, where nothing is
+    ///   autonomous) but the knee of the success/autonomy frontier: 0.91 success at 0.66
+    ///   autonomy, best for any exchange rate between about 0.16 and 0.42 success points per
+    ///   autonomy point (the default 0.70 is best for none).
+    /// - `bad-directive`: nothing to change: the default 0.70 has the best success of every
+    ///   threshold, since any raise overloads the small human team.
+    /// - `drift`: disable application playbook `restart-service`; its fallback
+    ///   `redeploy-service` is sound. Once the decay is under way it raises success at every
+    ///   threshold (by 0.13 at 0.70); before (the first 20 minutes) it costs 2.6 s of mean
+    ///   recovery time, `redeploy-service` running 10 s longer, and no success.
+    /// - `noise`: nothing to change: no knob changes anything.
+    /// - `correlated`: enable infrastructure playbook `failover-db-primary`, which repairs the
+    ///   fault one minute after it hits and its dependents a minute later.
+    pub fn oracle(self) -> Vec<(&'static str, String, serde_json::Value)> {
+        match self {
+            Scenario::Seed | Scenario::ApproverAway => [INFRASTRUCTURE, APPLICATION, SECURITY]
+                .into_iter()
+                .map(|d| {
+                    (
+                        d,
+                        KNOB_PLANNER_THRESHOLD.to_string(),
+                        serde_json::json!(0.75),
+                    )
+                })
+                .collect(),
+            Scenario::BadDirective | Scenario::Noise => Vec::new(),
+            Scenario::Drift => vec![(
+                APPLICATION,
+                playbook_knob(DRIFTING_PLAYBOOK),
+                serde_json::json!(false),
+            )],
+            Scenario::Correlated => vec![(
+                INFRASTRUCTURE,
+                playbook_knob(&failover_playbook("db-primary")),
+                serde_json::json!(true),
+            )],
         }
     }
 
@@ -394,6 +438,19 @@ mod tests {
                 && err.contains("approver-away"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_scenario_sees_the_high_volume_natively() {
+        for s in Scenario::ALL {
+            let per_hour: f64 = s
+                .world(Timestamp(0))
+                .domains
+                .iter()
+                .map(|d| d.incidents_per_300s * 12.0)
+                .sum();
+            assert_eq!(per_hour, crate::HIGH_INCIDENTS_PER_HOUR, "{s}");
+        }
     }
 
     #[test]

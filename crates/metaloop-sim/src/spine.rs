@@ -2,11 +2,14 @@
 //! only the spine protocol, and recording the ground truth of every directive it applies.
 
 use crate::agenda::{Agenda, Happening};
-use crate::directive::{self, Knob, Refusal};
+use crate::burst::{self, BURST_MEAN_SIZE, Stratum};
+use crate::directive::{self, Knob, KnobChange, Refusal};
+use crate::diurnal::{self, PEAK_RATE_MULTIPLIER};
 use crate::domain::{Conditions, DomainSpec, Knobs, Situation};
 use crate::health::{HealthGraph, Transition};
 use crate::incident::{self, Outcome, to_millis};
 use crate::kpis::{self, ExpectedKpis};
+use crate::options::SpineOptions;
 use crate::playbook::failover_playbook;
 use crate::scenario::Scenario;
 use crate::truth::{self, Truth};
@@ -33,6 +36,12 @@ pub const SPINE_SOURCE: &str = "urn:spine";
 /// Playbook name reported when no playbook was available and a human recovered by hand.
 pub const MANUAL_PLAYBOOK: &str = "manual";
 
+/// ChaCha stream of domain `i`'s daily-cycle thinning draws is this plus `i`; of its cluster
+/// draws, `BURST_STREAMS + i`. Apart from the incident (`2i`) and auxiliary (`2i + 1`)
+/// streams, so that spines without the options draw exactly as before.
+const DIURNAL_STREAMS: u64 = 1 << 32;
+const BURST_STREAMS: u64 = 2 << 32;
+
 const TRUST_POLICIES: [&str; 4] = [
     "least-privilege",
     "change-window",
@@ -51,6 +60,10 @@ struct DomainState {
     incident_rng: ChaCha8Rng,
     /// Draws of reports and trust exceptions.
     aux_rng: ChaCha8Rng,
+    /// Draws that thin arrivals to the hour's rate (daily cycle only).
+    diurnal_rng: ChaCha8Rng,
+    /// Draws of cluster sizes, gaps, strata and shared fates (bursts only).
+    burst_rng: ChaCha8Rng,
     /// Events emitted so far (ids are `<domain>-<n>`).
     events: u64,
     incidents: u64,
@@ -66,6 +79,7 @@ struct DomainState {
 #[derive(Debug)]
 pub struct Spine {
     scenario: Scenario,
+    options: SpineOptions,
     start: Timestamp,
     now: Timestamp,
     started: bool,
@@ -81,8 +95,30 @@ pub struct Spine {
 
 impl Spine {
     /// A spine in `scenario`, its clock at `start`, its randomness derived from `seed` and the
-    /// scenario.
+    /// scenario: the scenarios' native volume, steady over the day, incidents independent.
     pub fn new(scenario: Scenario, seed: u64, start: Timestamp) -> Spine {
+        Spine::with_options(scenario, seed, start, &SpineOptions::default())
+    }
+
+    /// A spine in `scenario` with `options` (volume, daily cycle, bursts), its clock at
+    /// `start`, its randomness derived from `seed` and the scenario. With the default options
+    /// it is exactly [`Spine::new`]; the options draw from random streams of their own, so the
+    /// incidents themselves are drawn from the same stream either way.
+    ///
+    /// # Panics
+    ///
+    /// When the volume is not a finite rate at least 0 (see [`crate::Volume::is_valid`]).
+    pub fn with_options(
+        scenario: Scenario,
+        seed: u64,
+        start: Timestamp,
+        options: &SpineOptions,
+    ) -> Spine {
+        assert!(
+            options.volume.is_valid(),
+            "volume {} is not a finite incident rate at least 0",
+            options.volume
+        );
         let world = scenario.world(start);
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
@@ -97,12 +133,18 @@ impl Spine {
                 incident_rng.set_stream(2 * i as u64);
                 let mut aux_rng = ChaCha8Rng::from_seed(key);
                 aux_rng.set_stream(2 * i as u64 + 1);
+                let mut diurnal_rng = ChaCha8Rng::from_seed(key);
+                diurnal_rng.set_stream(DIURNAL_STREAMS + i as u64);
+                let mut burst_rng = ChaCha8Rng::from_seed(key);
+                burst_rng.set_stream(BURST_STREAMS + i as u64);
                 DomainState {
                     knobs: spec.default_knobs(),
                     source: format!("urn:spine:{}", spec.name),
                     spec,
                     incident_rng,
                     aux_rng,
+                    diurnal_rng,
+                    burst_rng,
                     events: 0,
                     incidents: 0,
                     epoch: 0,
@@ -113,6 +155,7 @@ impl Spine {
             .collect();
         let mut spine = Spine {
             scenario,
+            options: *options,
             start,
             now: start,
             started: false,
@@ -144,6 +187,11 @@ impl Spine {
     /// The scenario being simulated.
     pub fn scenario(&self) -> Scenario {
         self.scenario
+    }
+
+    /// The options the spine was made with.
+    pub fn options(&self) -> &SpineOptions {
+        &self.options
     }
 
     /// The current virtual time.
@@ -245,14 +293,82 @@ impl Spine {
     /// Analytic expected KPIs of a domain in the current state: the incidents that start now
     /// have exactly these expectations.
     pub fn expected_kpis(&self, domain: &str) -> Option<ExpectedKpis> {
+        Some(self.current_kpis(self.domain_index(domain)?))
+    }
+
+    /// Incident-weighted expected global KPIs now: each domain's [`Spine::expected_kpis`]
+    /// weighted by its current incident rate, as metaloop pools recoveries and decisions
+    /// across domains; the compliance score is the plain mean over domains, since every domain
+    /// reports it once per period whatever its incidents. The true state of the spine at
+    /// this moment.
+    pub fn expected_global_kpis(&self) -> ExpectedKpis {
+        let mut weight = 0.0;
+        let mut sum = ExpectedKpis {
+            overall_success_rate: 0.0,
+            mean_recovery_time_seconds: 0.0,
+            autonomy_rate: 0.0,
+            human_intervention_rate: 0.0,
+            compliance_score: 0.0,
+        };
+        for d in 0..self.domains.len() {
+            let k = self.current_kpis(d);
+            // the volume and the hour's rate multiply every domain alike and cancel out
+            let w = self.domains[d].spec.incidents_per_300s * self.health_rate_factor(d);
+            weight += w;
+            sum.overall_success_rate += w * k.overall_success_rate;
+            sum.mean_recovery_time_seconds += w * k.mean_recovery_time_seconds;
+            sum.autonomy_rate += w * k.autonomy_rate;
+            sum.human_intervention_rate += w * k.human_intervention_rate;
+            sum.compliance_score += k.compliance_score;
+        }
+        ExpectedKpis {
+            overall_success_rate: sum.overall_success_rate / weight,
+            mean_recovery_time_seconds: sum.mean_recovery_time_seconds / weight,
+            autonomy_rate: sum.autonomy_rate / weight,
+            human_intervention_rate: sum.human_intervention_rate / weight,
+            compliance_score: sum.compliance_score / self.domains.len() as f64,
+        }
+    }
+
+    /// Analytic variance of a domain's count of successful recoveries among the incidents
+    /// starting in a window of `window_ms`, as a multiple of the binomial variance that treats
+    /// those incidents as independent, in the current state: 1 without bursts; with bursts,
+    /// `1 + c·n`, `c` the success correlation of two incidents of a cluster and `n` the mean
+    /// number of other incidents of its cluster that start in an incident's window.
+    pub fn success_dispersion(&self, domain: &str, window_ms: i64) -> Option<f64> {
         let d = self.domain_index(domain)?;
+        if !self.options.bursts {
+            return Some(1.0);
+        }
         let state = &self.domains[d];
-        let conditions = self.current_conditions(d, self.now);
-        Some(kpis::expected(&Situation {
+        let profile = kpis::success_profile(&Situation {
             spec: &state.spec,
             knobs: &state.knobs,
-            conditions,
-        }))
+            conditions: self.current_conditions(d, self.now),
+        });
+        Some(burst::dispersion(
+            burst::success_correlation(&profile),
+            window_ms,
+        ))
+    }
+
+    /// Sets a knob at the current time as a `set` directive would (same validation, same
+    /// consequences such as a failover starting or a small team overloading), without an
+    /// acknowledgement and without recording a truth: for runs that apply known settings
+    /// directly, such as [`Scenario::oracle`]'s.
+    pub fn set_knob(
+        &mut self,
+        domain: &str,
+        knob: &str,
+        value: serde_json::Value,
+    ) -> Result<(), Refusal> {
+        let d = self.domain_or_refusal(domain)?;
+        let parameters = serde_json::json!({ "value": value });
+        let state = &self.domains[d];
+        let change =
+            directive::interpret_action(&state.spec, &state.knobs, knob, "set", &parameters)?;
+        self.change_knobs(d, &change, self.now);
+        Ok(())
     }
 
     /// The state of a health-graph node (`domain/node`).
@@ -262,6 +378,32 @@ impl Spine {
 
     fn domain_index(&self, name: &str) -> Option<usize> {
         self.domains.iter().position(|d| d.spec.name == name)
+    }
+
+    fn domain_or_refusal(&self, name: &str) -> Result<usize, Refusal> {
+        self.domain_index(name)
+            .ok_or_else(|| Refusal::UnknownDomain {
+                domain: name.to_string(),
+                known: self.domains().join(", "),
+            })
+    }
+
+    fn current_kpis(&self, d: usize) -> ExpectedKpis {
+        let state = &self.domains[d];
+        kpis::expected(&Situation {
+            spec: &state.spec,
+            knobs: &state.knobs,
+            conditions: self.current_conditions(d, self.now),
+        })
+    }
+
+    /// What the hour of `at` multiplies success probabilities and execution times by.
+    fn daily_factors(&self, at: Timestamp) -> (f64, f64) {
+        if self.options.diurnal {
+            (diurnal::success_factor(at), diurnal::exec_factor(at))
+        } else {
+            (1.0, 1.0)
+        }
     }
 
     /// Conditions of a domain at `at`, as incidents starting then experience them.
@@ -275,15 +417,19 @@ impl Spine {
             _ => false,
         };
         let unhealthy = self.health.domain_unhealthy(&state.spec.name);
+        let (success_factor, exec_factor) = self.daily_factors(at);
         Conditions {
             at,
             fault_penalty: self.fault_penalty(unhealthy),
             overloaded,
+            success_factor,
+            exec_factor,
         }
     }
 
     /// Conditions of a domain at `at` once every delayed consequence of the current knobs has
-    /// played out (overload after its delay, failovers and cascades completed).
+    /// played out (overload after its delay, failovers and cascades completed); the hour's
+    /// difficulty is the environment at `at`, the same before and after a change.
     fn steady_conditions(&self, d: usize, at: Timestamp) -> Conditions {
         let state = &self.domains[d];
         let overloaded = state
@@ -293,10 +439,13 @@ impl Spine {
             .as_ref()
             .is_some_and(|o| state.knobs.threshold > o.threshold_limit);
         let unhealthy = self.health.domain_unhealthy_steady(&state.spec.name);
+        let (success_factor, exec_factor) = self.daily_factors(at);
         Conditions {
             at,
             fault_penalty: self.fault_penalty(unhealthy),
             overloaded,
+            success_factor,
+            exec_factor,
         }
     }
 
@@ -324,44 +473,11 @@ impl Spine {
         directive: &DirectiveMessage,
         at: Timestamp,
     ) -> Result<(usize, DirectiveApplied), Refusal> {
-        let d =
-            self.domain_index(&directive.target_domain)
-                .ok_or_else(|| Refusal::UnknownDomain {
-                    domain: directive.target_domain.clone(),
-                    known: self.domains().join(", "),
-                })?;
+        let d = self.domain_or_refusal(&directive.target_domain)?;
         let change =
             directive::interpret(&self.domains[d].spec, &self.domains[d].knobs, directive)?;
         let kpis_before = self.steady_kpis(d, at);
-
-        let state = &mut self.domains[d];
-        if let Some(limit) = state
-            .spec
-            .humans
-            .overload
-            .as_ref()
-            .map(|o| o.threshold_limit)
-        {
-            // the overload clears as soon as the threshold is back within the team's limit
-            state.raised_at = match state.raised_at {
-                _ if change.knobs.threshold <= limit => None,
-                None => Some(at),
-                since => since,
-            };
-        }
-        state.knobs = change.knobs.clone();
-        if let Knob::Playbook(i) = change.knob
-            && state.knobs.playbook_enabled[i]
-        {
-            let node = state.spec.playbooks[i]
-                .name
-                .strip_prefix("failover-")
-                .and_then(|node| self.health.index_of(&state.spec.name, node));
-            if let Some(node) = node {
-                self.start_failover(node, at.millis());
-            }
-        }
-
+        self.change_knobs(d, &change, at);
         let kpis_after = self.steady_kpis(d, at);
         let (before, after, effect, harmful) =
             truth::assess(&directive.target_kpi, &kpis_before, &kpis_after);
@@ -392,6 +508,38 @@ impl Spine {
         Ok((d, applied))
     }
 
+    /// Puts a validated change into effect at `at`: the overload clock, the knobs, and a
+    /// failover started by enabling its playbook.
+    fn change_knobs(&mut self, d: usize, change: &KnobChange, at: Timestamp) {
+        let state = &mut self.domains[d];
+        if let Some(limit) = state
+            .spec
+            .humans
+            .overload
+            .as_ref()
+            .map(|o| o.threshold_limit)
+        {
+            // the overload clears as soon as the threshold is back within the team's limit
+            state.raised_at = match state.raised_at {
+                _ if change.knobs.threshold <= limit => None,
+                None => Some(at),
+                since => since,
+            };
+        }
+        state.knobs = change.knobs.clone();
+        if let Knob::Playbook(i) = change.knob
+            && state.knobs.playbook_enabled[i]
+        {
+            let node = state.spec.playbooks[i]
+                .name
+                .strip_prefix("failover-")
+                .and_then(|node| self.health.index_of(&state.spec.name, node));
+            if let Some(node) = node {
+                self.start_failover(node, at.millis());
+            }
+        }
+    }
+
     fn start_failover(&mut self, node: usize, at_ms: i64) {
         if let Some(heal) = self.health.start_failover(node) {
             self.agenda.schedule(
@@ -414,25 +562,90 @@ impl Spine {
             .is_some_and(|i| state.knobs.playbook_enabled[i])
     }
 
-    fn incident_rate_per_ms(&self, d: usize) -> f64 {
-        let state = &self.domains[d];
-        let factor = if self.health.domain_unhealthy(&state.spec.name) {
+    /// What a domain's health multiplies its incident rate by.
+    fn health_rate_factor(&self, d: usize) -> f64 {
+        if self.health.domain_unhealthy(&self.domains[d].spec.name) {
             self.health.spec.fault_rate_factor
         } else {
             1.0
-        };
-        state.spec.incidents_per_300s * factor / REPORT_PERIOD_MS as f64
+        }
     }
 
-    /// Schedules the next incident of a domain after `from_ms` (exponential gap).
+    /// Rate of a domain's arrivals per ms: incidents, or cluster starts with bursts (a
+    /// cluster brings `BURST_MEAN_SIZE` incidents on average), at the daily peak's rate when
+    /// the daily cycle thins them to the hour's rate.
+    fn arrival_rate_per_ms(&self, d: usize) -> f64 {
+        let mut scale = self.options.volume.factor();
+        if self.options.diurnal {
+            scale *= PEAK_RATE_MULTIPLIER;
+        }
+        if self.options.bursts {
+            scale /= BURST_MEAN_SIZE;
+        }
+        // scale is exactly 1 without options: the same arithmetic, bit for bit, as ever
+        self.domains[d].spec.incidents_per_300s * self.health_rate_factor(d) * scale
+            / REPORT_PERIOD_MS as f64
+    }
+
+    /// Schedules the next arrival of a domain after `from_ms` (exponential gap); none at a
+    /// zero rate.
     fn schedule_arrival(&mut self, d: usize, from_ms: i64) {
-        let rate = self.incident_rate_per_ms(d);
+        let rate = self.arrival_rate_per_ms(d);
+        if rate <= 0.0 {
+            return;
+        }
         let state = &mut self.domains[d];
         let u: f64 = state.incident_rng.random();
         let gap_ms = (-(1.0 - u).ln() / rate).round() as i64;
         let epoch = state.epoch;
-        self.agenda
-            .schedule(from_ms + gap_ms, Happening::Arrival { domain: d, epoch });
+        self.agenda.schedule(
+            from_ms.saturating_add(gap_ms),
+            Happening::Arrival { domain: d, epoch },
+        );
+    }
+
+    /// An arrival comes due: kept with probability the hour's rate over the peak's under the
+    /// daily cycle (thinning, which makes arrivals an exact inhomogeneous Poisson process);
+    /// then an incident starts, or a cluster's first incident with its followers scheduled.
+    fn arrive(&mut self, d: usize, at: i64) {
+        let options = self.options;
+        let state = &mut self.domains[d];
+        if options.diurnal {
+            let u: f64 = state.diurnal_rng.random();
+            if u * PEAK_RATE_MULTIPLIER >= diurnal::rate_multiplier(Timestamp(at)) {
+                return;
+            }
+        }
+        if !options.bursts {
+            self.start_incident(d, at, None);
+            return;
+        }
+        let stratum = Stratum::draw(&mut state.burst_rng);
+        let followers = burst::draw_followers(&mut state.burst_rng);
+        self.start_in_cluster(d, at, stratum);
+        self.schedule_follower(d, at, stratum, followers);
+    }
+
+    /// Schedules the next of `left` incidents still to come in a cluster.
+    fn schedule_follower(&mut self, d: usize, from_ms: i64, stratum: Stratum, left: u32) {
+        if left == 0 {
+            return;
+        }
+        let gap_ms = burst::draw_gap_ms(&mut self.domains[d].burst_rng);
+        self.agenda.schedule(
+            from_ms.saturating_add(gap_ms),
+            Happening::Follower {
+                domain: d,
+                stratum,
+                left: left - 1,
+            },
+        );
+    }
+
+    /// Starts an incident of a cluster, sharing the cluster's fate or not.
+    fn start_in_cluster(&mut self, d: usize, at: i64, stratum: Stratum) {
+        let shared = burst::draw_shared(&mut self.domains[d].burst_rng);
+        self.start_incident(d, at, shared.then_some(stratum));
     }
 
     fn schedule_trust_exception(&mut self, d: usize, from_ms: i64) {
@@ -449,9 +662,17 @@ impl Spine {
         match happening {
             Happening::Arrival { domain, epoch } => {
                 if epoch == self.domains[domain].epoch {
-                    self.start_incident(domain, at);
+                    self.arrive(domain, at);
                     self.schedule_arrival(domain, at);
                 }
+            }
+            Happening::Follower {
+                domain,
+                stratum,
+                left,
+            } => {
+                self.start_in_cluster(domain, at, stratum);
+                self.schedule_follower(domain, at, stratum, left);
             }
             Happening::Decision {
                 domain,
@@ -544,7 +765,7 @@ impl Spine {
         }
     }
 
-    fn start_incident(&mut self, d: usize, at: i64) {
+    fn start_incident(&mut self, d: usize, at: i64, fate: Option<Stratum>) {
         let conditions = self.current_conditions(d, Timestamp(at));
         let state = &mut self.domains[d];
         let situation = Situation {
@@ -552,7 +773,7 @@ impl Spine {
             knobs: &state.knobs,
             conditions,
         };
-        let outcome: Outcome = incident::sample(&situation, &mut state.incident_rng);
+        let outcome: Outcome = incident::sample(&situation, &mut state.incident_rng, fate);
         let incident = state.incidents;
         state.incidents += 1;
         if !outcome.ran_autonomously() {
