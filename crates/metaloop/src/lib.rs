@@ -3,10 +3,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod evaluate;
 pub mod ledger_cmd;
 pub mod metrics;
 pub mod notify;

@@ -70,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Decision quality of each verification method against the simulator's ground truth:
+    /// scenarios × volumes × seeds × methods, and an A/A harness.
+    Evaluate(metaloop::cli::evaluate::EvaluateArgs),
     /// Check configuration files.
     Config {
         #[command(subcommand)]
@@ -219,7 +222,10 @@ enum ReportFormat {
 #[derive(Clone, Copy, ValueEnum)]
 enum MethodArg {
     Metaloop,
+    Fixed,
     Naive,
+    ThresholdCount,
+    Kayenta,
 }
 
 #[derive(clap::Args)]
@@ -236,6 +242,14 @@ struct DemoArgs {
     /// Run virtual time as fast as possible (default: one cycle per second, see --speed).
     #[arg(long)]
     fast: bool,
+    /// Incident volume of the simulated spine: high (today's 9,600 an hour), medium (1/10) or
+    /// low (1/100); below high the spine has a daily cycle and bursts.
+    #[arg(long, default_value = "high", conflicts_with = "incidents_per_hour")]
+    volume: String,
+    /// Incidents an hour across the whole simulated spine (any number; every domain scaled in
+    /// proportion); below 9,600 the spine has a daily cycle and bursts.
+    #[arg(long, value_name = "N")]
+    incidents_per_hour: Option<f64>,
     /// Cycles per wall-clock second when not --fast.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -375,6 +389,21 @@ fn main() -> ExitCode {
             } => config_check(&file),
             Command::Run { config } => run_daemon(&config).await,
             Command::Bench { command } => run_bench(command).await,
+            Command::Evaluate(args) => {
+                match tokio::task::spawn_blocking(move || metaloop::cli::evaluate::exec(&args))
+                    .await
+                {
+                    Ok(Ok(_)) => 0,
+                    Ok(Err(e)) => {
+                        eprintln!("error: {e:#}");
+                        2
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        1
+                    }
+                }
+            }
             Command::Openapi => {
                 println!(
                     "{}",
@@ -461,6 +490,20 @@ async fn run_demo(args: DemoArgs) -> u8 {
             return 2;
         }
     };
+    let volume = match args.incidents_per_hour {
+        Some(n) if n.is_finite() && n >= 0.0 => metaloop_sim::Volume::PerHour(n),
+        Some(n) => {
+            eprintln!("error: --incidents-per-hour must be a finite number >= 0, got {n}");
+            return 2;
+        }
+        None => match args.volume.parse::<metaloop_sim::Volume>() {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: --volume: {e}");
+                return 2;
+            }
+        },
+    };
     if let Some(m) = &args.mesh
         && !m.starts_with("nats://")
     {
@@ -503,7 +546,10 @@ async fn run_demo(args: DemoArgs) -> u8 {
         speed: args.speed,
         method: match args.method {
             MethodArg::Metaloop => Method::Metaloop,
+            MethodArg::Fixed => Method::Fixed,
             MethodArg::Naive => Method::Naive,
+            MethodArg::ThresholdCount => Method::ThresholdCount,
+            MethodArg::Kayenta => Method::Kayenta,
         },
         environment: args
             .environment
@@ -512,6 +558,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
             .unwrap_or_else(|| "production".into()),
         base: file_cfg.as_ref().map(|c| c.supervisor()),
         mesh: args.mesh.clone(),
+        spine: metaloop_sim::SpineOptions::for_volume(volume),
         auto_approve_as: args.auto_approve_as,
         print_summaries: true,
         summaries_to_stderr: json,

@@ -158,7 +158,7 @@ impl Default for VerifyConfig {
             default_score_tolerance: 1.0,
             max_horizon_cycles: 288,
             pre_max_cycles: 288,
-            min_pre_cycles: 6,
+            min_pre_cycles: 3,
             min_baseline_samples: 300,
             seasonality: Seasonality::ControlDomains,
             mixture_scale_rate: 0.03,
