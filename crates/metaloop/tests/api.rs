@@ -144,6 +144,8 @@ async fn server() -> Server {
     ];
     cfg.policies[1].priority = 1;
     cfg.verification.min_samples = 50;
+    cfg.verification.min_pre_cycles = 1;
+    cfg.verification.min_baseline_samples = 50;
     cfg.approval.ttl_seconds = 600;
     let sup = Supervisor::new(cfg, start).unwrap();
     let published = Published::default();
