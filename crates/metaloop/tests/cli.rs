@@ -79,7 +79,7 @@ fn demo_report_follows_the_contract_and_its_ledger_verifies() {
     let out = metaloop(&[
         "ledger",
         "explain",
-        &id[..13],
+        &id[..24],
         "--data",
         dir.path().to_str().unwrap(),
     ]);
