@@ -172,28 +172,16 @@ impl Supervisor {
         }
         // the other methods compare against the cycles since the domain's last change: they
         // need a baseline, not a fixed sample
-        let since = self.state.regime_start.get(domain).copied();
-        let cycles: Vec<&crate::verify::series::CycleSummary> = self
-            .state
-            .series
-            .iter()
-            .filter(|c| since.is_none_or(|t| c.end > t))
-            .collect();
-        let window = crate::verify::series::values(
-            kpi_name,
-            domain,
-            &cycles.iter().map(|c| (*c).clone()).collect::<Vec<_>>(),
-        );
-        let have: u64 = cycles
-            .iter()
-            .filter_map(|c| c.domains.get(domain))
-            .map(|d| d.samples(kpi_name))
-            .sum();
+        let (mut cycles, mut have) = (0, 0);
+        for c in self.state.since_change(domain, v.pre_max_cycles) {
+            let n = c.domains.get(domain).map_or(0, |w| w.samples(kpi_name));
+            cycles += usize::from(n > 0);
+            have += n;
+        }
         let needed = if score { 0 } else { v.min_baseline_samples };
-        if window.len() < v.min_pre_cycles || have < needed {
+        if cycles < v.min_pre_cycles || have < needed {
             return Some(format!(
-                "baseline since the domain's last change has {} cycles and {have} observations of {kpi_name}; a change is verified against at least {} cycles and {needed} observations",
-                window.len(),
+                "baseline since the domain's last change has {cycles} cycles and {have} observations of {kpi_name}; a change is verified against at least {} cycles and {needed} observations",
                 v.min_pre_cycles
             ));
         }

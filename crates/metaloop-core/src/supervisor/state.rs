@@ -114,10 +114,6 @@ pub struct State {
     pub last_cycle_end: Option<Timestamp>,
     /// Recent closed cycles, oldest first.
     pub history: VecDeque<CycleWindows>,
-    /// Per-cycle summaries of the last `verification.pre_max_cycles` closed cycles, oldest
-    /// first: the pre windows of sequential verification.
-    #[serde(default, skip_serializing)]
-    pub series: VecDeque<CycleSummary>,
     /// Knob key → cycles at which a change reversed the knob's previous change (flap control).
     #[serde(default)]
     pub knob_reversals: BTreeMap<String, Vec<u64>>,
@@ -177,6 +173,17 @@ impl State {
             s.apply(cfg, r, t);
         }
         s
+    }
+
+    /// The closed cycles since `domain`'s last change (an applied directive or a health
+    /// change), at most the last `max` of them, oldest first.
+    pub fn since_change(&self, domain: &str, max: usize) -> impl Iterator<Item = &CycleWindows> {
+        let since = self.regime_start.get(domain).copied();
+        let skip = self.history.len().saturating_sub(max);
+        self.history
+            .iter()
+            .skip(skip)
+            .filter(move |c| since.is_none_or(|t| c.end > t))
     }
 
     /// The directive holding a knob, if any.
@@ -268,10 +275,6 @@ impl State {
                         ds.post_cycles += 1;
                     }
                 }
-                self.series.push_back(summary);
-                while self.series.len() > cfg.verification.pre_max_cycles.max(1) {
-                    self.series.pop_front();
-                }
                 for (d, w) in &windows.domains {
                     for (name, c) in &w.playbooks {
                         let r = self
@@ -302,6 +305,7 @@ impl State {
                     .snapshot
                     .window_cycles
                     .max(cfg.snapshot.max_window_cycles)
+                    .max(cfg.verification.pre_max_cycles)
                     .max(cfg.verification.pre_cycles)
                     .max(cfg.snapshot.correlation_cycles)
                     .max(1);
@@ -368,12 +372,9 @@ impl State {
                 }
                 self.order.push(directive.id.clone());
                 // the sequential pre window: cycles since the target domain's last change
-                let since = self.regime_start.get(&directive.target_domain).copied();
                 let pre_series: Vec<CycleSummary> = self
-                    .series
-                    .iter()
-                    .filter(|c| since.is_none_or(|t| c.end > t))
-                    .cloned()
+                    .since_change(&directive.target_domain, cfg.verification.pre_max_cycles)
+                    .map(CycleSummary::of)
                     .collect();
                 self.directives.insert(
                     directive.id.clone(),

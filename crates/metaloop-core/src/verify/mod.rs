@@ -294,6 +294,31 @@ impl KpiTest {
     }
 }
 
+/// Adjusts the guardrails' p-values for the number of tests (Holm–Bonferroni), marks those
+/// below `alpha` failed, and returns their KPIs.
+pub(crate) fn judge_guardrails(guardrails: &mut [KpiTest], alpha: f64) -> Vec<String> {
+    let raw: Vec<f64> = guardrails
+        .iter()
+        .map(|t| t.p_value.unwrap_or(1.0))
+        .collect();
+    for (t, p) in guardrails.iter_mut().zip(stats::holm_adjust(&raw)) {
+        t.p_adjusted = Some(p);
+        t.failed = p < alpha;
+        if t.note.is_empty() {
+            t.note = if t.failed {
+                "degraded beyond its tolerance".into()
+            } else {
+                "within tolerance".into()
+            };
+        }
+    }
+    guardrails
+        .iter()
+        .filter(|t| t.failed)
+        .map(|t| t.kpi.clone())
+        .collect()
+}
+
 pub(crate) fn direction_of(kpi: &str, goals: &[Goal]) -> Direction {
     builtin(kpi)
         .map(|(d, _)| d)
@@ -437,20 +462,12 @@ pub fn evaluate(
         adjustment: String::new(),
     };
     let empty = |note: &str| KpiTest {
-        kpi: target_kpi.to_string(),
-        test: "none".into(),
         n_pre: pre.samples(target_kpi),
         n_post: post.samples(target_kpi),
         pre: pre.value(target_kpi).unwrap_or(f64::NAN),
         post: post.value(target_kpi).unwrap_or(f64::NAN),
-        statistic: None,
-        p_value: None,
-        p_worse: None,
-        p_adjusted: None,
-        effect: 0.0,
-        tolerance: 0.0,
-        failed: false,
         note: note.into(),
+        ..KpiTest::empty(target_kpi)
     };
 
     if cfg.method == Method::Naive {
@@ -558,30 +575,10 @@ pub fn evaluate(
         }
         guardrails.push(t);
     }
-    let raw: Vec<f64> = guardrails
-        .iter()
-        .map(|t| t.p_value.unwrap_or(1.0))
-        .collect();
-    let adjusted = stats::holm_adjust(&raw);
-    for (t, p) in guardrails.iter_mut().zip(adjusted) {
-        t.p_adjusted = Some(p);
-        t.failed = p < cfg.guardrail_alpha;
-        if t.note.is_empty() {
-            t.note = if t.failed {
-                "degraded beyond its tolerance".into()
-            } else {
-                "within tolerance".into()
-            };
-        }
-    }
+    let failed = judge_guardrails(&mut guardrails, cfg.guardrail_alpha);
 
     let p_better = target.p_value.unwrap_or(1.0);
     let p_worse = target.p_worse.unwrap_or(1.0);
-    let failed: Vec<&str> = guardrails
-        .iter()
-        .filter(|t| t.failed)
-        .map(|t| t.kpi.as_str())
-        .collect();
     let (outcome, reason) = if p_worse < cfg.degrade_alpha {
         target.failed = true;
         target.note = "significantly worse".into();
@@ -640,20 +637,7 @@ pub struct VerifyInput<'a> {
 /// Decides a verification with the configured method, or `None` to keep waiting.
 pub fn decide(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {
     match cfg.method {
-        Method::Metaloop => sequential::evaluate(
-            cfg,
-            &sequential::SequentialInput {
-                target_domain: input.target_domain,
-                target_kpi: input.target_kpi,
-                side_effects: input.side_effects,
-                min_effect: input.min_effect,
-                goals: input.goals,
-                pre: input.pre_series,
-                post: input.post_series,
-                controls: input.controls,
-                post_cycles: input.post_cycles,
-            },
-        ),
+        Method::Metaloop => sequential::evaluate(cfg, input),
         Method::Fixed | Method::Naive => evaluate(
             cfg,
             input.target_kpi,

@@ -3,29 +3,13 @@
 //! credible improvement is verified as soon as it is credible, and a low-volume domain simply
 //! takes longer, up to a horizon (→ `inconclusive`). See `docs/VERIFICATION.md`.
 
-use super::series::{CycleSummary, Scale, observations, scale_of};
+use super::series::{Scale, observations, scale_of};
 use super::stats::sequential::{Shift, p_above, p_below, shift};
-use super::{KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, direction_of, stats};
-use crate::goal::Goal;
+use super::{
+    KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of,
+    judge_guardrails, stats,
+};
 use crate::kpi::{Direction, builtin};
-use std::collections::BTreeMap;
-
-/// What one sequential look needs.
-pub struct SequentialInput<'a> {
-    pub target_domain: &'a str,
-    pub target_kpi: &'a str,
-    /// Tolerated degradation of other KPIs the directive declared.
-    pub side_effects: &'a BTreeMap<String, f64>,
-    /// The least improvement worth keeping (absolute for rates and scores, relative for
-    /// durations), when the directive declares one.
-    pub min_effect: Option<f64>,
-    pub goals: &'a [Goal],
-    pub pre: &'a [CycleSummary],
-    pub post: &'a [CycleSummary],
-    /// Domains compared against (their shared movements, such as the time of day, cancel).
-    pub controls: &'a [String],
-    pub post_cycles: u32,
-}
 
 /// A shift on a KPI's test scale, with the numbers a verdict records.
 struct Tested {
@@ -55,23 +39,24 @@ fn on_scale(scale: Scale, x: f64) -> f64 {
     }
 }
 
-fn test(
-    cfg: &VerifyConfig,
-    kpi: &str,
-    dir: Direction,
-    input: &SequentialInput<'_>,
-) -> Option<Tested> {
+fn test(cfg: &VerifyConfig, kpi: &str, dir: Direction, input: &VerifyInput<'_>) -> Option<Tested> {
     let scale = scale_of(kpi);
     let obs = observations(
         kpi,
         input.target_domain,
         input.controls,
-        input.pre,
-        input.post,
+        input.pre_series,
+        input.post_series,
     )?;
     let sh = shift(&obs.pre, &obs.post, obs.floor_variance)?;
     // the target's own level, without the controls, for humans
-    let own = observations(kpi, input.target_domain, &[], input.pre, input.post)?;
+    let own = observations(
+        kpi,
+        input.target_domain,
+        &[],
+        input.pre_series,
+        input.post_series,
+    )?;
     let level = |o: &[stats::sequential::CycleObservation]| {
         let w: f64 = o.iter().map(|x| x.weight).sum();
         o.iter().map(|x| x.weight * x.value).sum::<f64>() / w
@@ -119,7 +104,7 @@ fn kpi_test(kpi: &str, t: &Tested, tolerance: f64) -> KpiTest {
 }
 
 /// Decides a verification at this look, or `None` to keep observing.
-pub fn evaluate(cfg: &VerifyConfig, input: &SequentialInput<'_>) -> Option<Verdict> {
+pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {
     let kpi = input.target_kpi;
     let dir = direction_of(kpi, input.goals);
     let adjusted = cfg.seasonality == Seasonality::None || !input.controls.is_empty();
@@ -211,26 +196,7 @@ pub fn evaluate(cfg: &VerifyConfig, input: &SequentialInput<'_>) -> Option<Verdi
         test.p_value = Some(p);
         guardrails.push(test);
     }
-    let raw: Vec<f64> = guardrails
-        .iter()
-        .map(|t| t.p_value.unwrap_or(1.0))
-        .collect();
-    for (g, p) in guardrails.iter_mut().zip(stats::holm_adjust(&raw)) {
-        g.p_adjusted = Some(p);
-        g.failed = p < cfg.guardrail_alpha;
-        if g.note.is_empty() {
-            g.note = if g.failed {
-                "degraded beyond its tolerance".into()
-            } else {
-                "within tolerance".into()
-            };
-        }
-    }
-    let failed: Vec<&str> = guardrails
-        .iter()
-        .filter(|g| g.failed)
-        .map(|g| g.kpi.as_str())
-        .collect();
+    let failed = judge_guardrails(&mut guardrails, cfg.guardrail_alpha);
     let settled = input.post_cycles >= cfg.min_cycles;
     let (outcome, reason) = if p_worse < cfg.degrade_alpha {
         target.failed = true;

@@ -89,14 +89,6 @@ impl DomainCycle {
         }
     }
 
-    /// Observations behind a KPI's value in this cycle.
-    pub fn samples(&self, kpi_name: &str) -> u64 {
-        self.rate(kpi_name)
-            .map(|r| r.trials)
-            .or_else(|| self.stats(kpi_name).map(|s| s.count))
-            .unwrap_or(0)
-    }
-
     fn stats(&self, kpi_name: &str) -> Option<&ScoreStats> {
         match kpi_name {
             kpi::COMPLIANCE_SCORE => Some(&self.compliance),

@@ -47,6 +47,18 @@ fn parse_method(s: &str) -> Result<Method> {
         })
 }
 
+/// The values named in `given`, or `default` when none are.
+fn parse_list<T: Copy>(
+    given: &[String],
+    default: &[T],
+    parse: impl Fn(&str) -> Result<T>,
+) -> Result<Vec<T>> {
+    if given.is_empty() {
+        return Ok(default.to_vec());
+    }
+    given.iter().map(|s| parse(s)).collect()
+}
+
 fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
@@ -111,36 +123,21 @@ pub fn exec(args: &EvaluateArgs) -> Result<Value> {
     if seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
-        vec![
+    let scenarios = parse_list(
+        &args.scenarios,
+        &[
             Scenario::Seed,
             Scenario::Drift,
             Scenario::Noise,
             Scenario::BadDirective,
             Scenario::Correlated,
-        ]
-    } else {
-        args.scenarios
-            .iter()
-            .map(|s| s.parse::<Scenario>().map_err(|e| anyhow!("{e}")))
-            .collect::<Result<_>>()?
-    };
-    let volumes: Vec<Volume> = if args.volumes.is_empty() {
-        Volume::NAMED.to_vec()
-    } else {
-        args.volumes
-            .iter()
-            .map(|s| s.parse::<Volume>().map_err(|e| anyhow!("{e}")))
-            .collect::<Result<_>>()?
-    };
-    let methods: Vec<Method> = if args.methods.is_empty() {
-        Method::ALL.to_vec()
-    } else {
-        args.methods
-            .iter()
-            .map(|s| parse_method(s))
-            .collect::<Result<_>>()?
-    };
+        ],
+        |s| s.parse::<Scenario>().map_err(|e| anyhow!("{e}")),
+    )?;
+    let volumes = parse_list(&args.volumes, &Volume::NAMED, |s| {
+        s.parse::<Volume>().map_err(|e| anyhow!("{e}"))
+    })?;
+    let methods = parse_list(&args.methods, &Method::ALL, parse_method)?;
     let aa_n = args.aa.unwrap_or(if args.quick { 200 } else { 10_000 });
 
     // every closed-loop run, and one oracle run per scenario × volume × seed

@@ -3,7 +3,8 @@
 //!
 //! Every run drives the sans-IO core directly on the simulated spine (no ledger, no mesh):
 //! the same decisions the demo makes, thousands of times faster. Simulated humans approve
-//! every approval request at once.
+//! every approval request at once. With `METALOOP_EVALUATE_TRACE` set, each run prints its
+//! directives and verdicts to stderr.
 
 pub mod aa;
 
