@@ -133,7 +133,7 @@ fn noise_false_positives(method: Method) -> (usize, usize) {
     for seed in 1..=20 {
         let o = DemoOptions {
             method,
-            ..opts(Scenario::Noise, seed, 48, Some("ops"))
+            ..opts(Scenario::Noise, seed, 96, Some("ops"))
         };
         let r = run(&o);
         for d in &r.directives {

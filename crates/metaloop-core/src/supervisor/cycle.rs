@@ -188,43 +188,6 @@ impl Supervisor {
         None
     }
 
-    /// The control domains of a sequential verification and where its pre window starts:
-    /// other domains with no change of their own since the pre window began. When none
-    /// qualifies over the whole pre window, the pre window is shortened to start after the
-    /// other domains' last change, if at least `min_pre_cycles` cycles remain.
-    fn controls_for(&self, ds: &super::DirectiveState) -> (Vec<String>, usize) {
-        let v = &self.cfg.verification;
-        if v.seasonality == verify::Seasonality::None || ds.pre_series.is_empty() {
-            return (Vec::new(), 0);
-        }
-        let target = &ds.directive.target_domain;
-        let others: Vec<&String> = self
-            .state
-            .known_domains
-            .iter()
-            .filter(|d| *d != target)
-            .collect();
-        let changed = |d: &String| self.state.regime_start.get(d).copied();
-        let first = ds.pre_series[0].start;
-        let clean: Vec<String> = others
-            .iter()
-            .filter(|d| changed(d).is_none_or(|t| t <= first))
-            .map(|d| (*d).clone())
-            .collect();
-        if !clean.is_empty() {
-            return (clean, 0);
-        }
-        let Some(latest) = others.iter().filter_map(|d| changed(d)).max() else {
-            return (Vec::new(), 0);
-        };
-        let from = ds.pre_series.partition_point(|c| c.start < latest);
-        if ds.pre_series.len() - from >= v.min_pre_cycles {
-            (others.into_iter().cloned().collect(), from)
-        } else {
-            (Vec::new(), 0)
-        }
-    }
-
     fn verify_directives(&mut self, now: Timestamp, taken: &mut BTreeSet<String>) {
         let actor = self.cfg.actor.clone();
         let ids: Vec<String> = self
@@ -236,7 +199,6 @@ impl Supervisor {
             .collect();
         for id in ids {
             let ds = &self.state.directives[&id];
-            let (controls, pre_from) = self.controls_for(ds);
             let Some(verdict) = verify::decide(
                 &self.cfg.verification,
                 &verify::VerifyInput {
@@ -247,9 +209,9 @@ impl Supervisor {
                     goals: &self.state.goals,
                     pre: &ds.pre,
                     post: &ds.post,
-                    pre_series: &ds.pre_series[pre_from..],
+                    pre_series: &ds.pre_series,
                     post_series: &ds.post_series,
-                    controls: &controls,
+                    controls: &ds.controls,
                     post_cycles: ds.post_cycles,
                 },
             ) else {
@@ -501,11 +463,39 @@ impl Supervisor {
                     let key = format!("{}/{}", c.domain, c.knob);
                     let why_not = if taken.contains(&c.domain) {
                         Some("already has a new directive this cycle".to_string())
+                    } else if self.cfg.verification.seasonality
+                        == verify::Seasonality::ControlDomains
+                        && !self.cfg.verification.method.is_one_look()
+                        && let Some(other) = taken.iter().next()
+                    {
+                        Some(format!(
+                            "{other} changes this cycle; two domains changed together would be each other's controls"
+                        ))
                     } else if let Some(h) = self.state.knob_holder(&key) {
                         Some(format!(
                             "knob held by directive {} ({})",
                             short(&h.directive.id),
                             h.status
+                        ))
+                    } else if let Some(h) = self.state.control_of(
+                        &c.domain,
+                        self.cfg.verification.control_hold_samples,
+                        self.cfg.verification.max_horizon_cycles,
+                    ) {
+                        Some(format!(
+                            "{} is a control of directive {} ({} in {}) until it has {} observations after the change",
+                            c.domain,
+                            short(&h.directive.id),
+                            h.directive.knob,
+                            h.directive.target_domain,
+                            self.cfg.verification.control_hold_samples
+                        ))
+                    } else if let Some(h) = self.state.verifying_in(&c.domain) {
+                        Some(format!(
+                            "directive {} ({}) is being verified in {}: a second change would confound its evidence",
+                            short(&h.directive.id),
+                            h.directive.knob,
+                            c.domain
                         ))
                     } else if to_submit.iter().any(|(d, _)| d.knob_key() == key) {
                         Some("knob taken this cycle".into())

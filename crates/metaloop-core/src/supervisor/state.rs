@@ -10,7 +10,7 @@ use crate::pipeline::{ApprovalMatrix, Requirement};
 use crate::policy::{MetaPolicy, TrackRecord};
 use crate::record::RecordBody;
 use crate::time::Timestamp;
-use crate::verify::series::CycleSummary;
+use crate::verify::series::{Control, CycleSummary};
 use crate::verify::{Outcome, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -60,6 +60,10 @@ pub struct DirectiveState {
     pub pre_series: Vec<CycleSummary>,
     #[serde(default, skip_serializing)]
     pub post_series: Vec<CycleSummary>,
+    /// The control domains of its sequential verification (no change of their own over the
+    /// pre window), each used until its own next change.
+    #[serde(default, skip_serializing)]
+    pub controls: Vec<Control>,
     pub verdict: Option<Verdict>,
     pub rolled_back_by: Option<String>,
 }
@@ -186,6 +190,89 @@ impl State {
             .filter(move |c| since.is_none_or(|t| c.end > t))
     }
 
+    /// The control domains of a directive proposed now in `target`: other domains with no
+    /// change of their own since the pre window began. When none qualifies, the pre window is
+    /// shortened to start after the other domains' last change, if at least `min_pre_cycles`
+    /// cycles remain.
+    fn pick_controls(
+        &self,
+        cfg: &SupervisorConfig,
+        target: &str,
+        pre: &mut Vec<CycleSummary>,
+    ) -> Vec<Control> {
+        let v = &cfg.verification;
+        let Some(first) = pre.first().map(|c| c.start) else {
+            return Vec::new();
+        };
+        if v.seasonality == crate::verify::Seasonality::None {
+            return Vec::new();
+        }
+        let others: Vec<&String> = self
+            .known_domains
+            .iter()
+            .filter(|d| d.as_str() != target)
+            .collect();
+        let changed = |d: &String| self.regime_start.get(d).copied();
+        let clean: Vec<Control> = others
+            .iter()
+            .filter(|d| changed(d).is_none_or(|t| t <= first))
+            .map(|d| Control::new(d))
+            .collect();
+        if !clean.is_empty() {
+            return clean;
+        }
+        let Some(latest) = others.iter().filter_map(|d| changed(d)).max() else {
+            return Vec::new();
+        };
+        let from = pre.partition_point(|c| c.start < latest);
+        if pre.len() - from < v.min_pre_cycles {
+            return Vec::new();
+        }
+        pre.drain(..from);
+        others.into_iter().map(|d| Control::new(d)).collect()
+    }
+
+    /// `domain` changed at `at`: verifications elsewhere stop using it as a control.
+    fn end_controls(&mut self, domain: &str, at: Timestamp) {
+        for ds in self.directives.values_mut() {
+            if !ds.status.in_flight() {
+                continue;
+            }
+            for c in ds.controls.iter_mut() {
+                if c.domain == domain && c.until.is_none() {
+                    c.until = Some(at);
+                }
+            }
+        }
+    }
+
+    /// A directive in flight that uses `domain` as a control and has fewer than
+    /// `hold_samples` post observations of its target (and has not reached `horizon`), if
+    /// any: changing `domain` now would blind its harm check.
+    pub fn control_of(
+        &self,
+        domain: &str,
+        hold_samples: u64,
+        horizon: u32,
+    ) -> Option<&DirectiveState> {
+        self.directives.values().find(|d| {
+            d.status.in_flight()
+                && d.post_cycles < horizon
+                && d.post.samples(&d.directive.target_kpi) < hold_samples
+                && d.controls
+                    .iter()
+                    .any(|c| c.domain == domain && c.until.is_none())
+        })
+    }
+
+    /// A directive applied in `domain` whose verification has not ended, if any.
+    pub fn verifying_in(&self, domain: &str) -> Option<&DirectiveState> {
+        self.directives.values().find(|d| {
+            d.directive.target_domain == domain
+                && matches!(d.status, Status::Applied | Status::Verifying)
+        })
+    }
+
     /// The directive holding a knob, if any.
     pub fn knob_holder(&self, knob_key: &str) -> Option<&DirectiveState> {
         self.directives
@@ -257,6 +344,7 @@ impl State {
                 }
                 let settle = cfg.settle_millis();
                 for (d, t) in regime_changes {
+                    self.end_controls(d, *t);
                     let t = t.plus_millis(settle);
                     let e = self.regime_start.entry(d.clone()).or_insert(t);
                     *e = (*e).max(t);
@@ -372,10 +460,11 @@ impl State {
                 }
                 self.order.push(directive.id.clone());
                 // the sequential pre window: cycles since the target domain's last change
-                let pre_series: Vec<CycleSummary> = self
+                let mut pre_series: Vec<CycleSummary> = self
                     .since_change(&directive.target_domain, cfg.verification.pre_max_cycles)
                     .map(CycleSummary::of)
                     .collect();
+                let controls = self.pick_controls(cfg, &directive.target_domain, &mut pre_series);
                 self.directives.insert(
                     directive.id.clone(),
                     DirectiveState {
@@ -397,6 +486,7 @@ impl State {
                         post_cycles: 0,
                         pre_series,
                         post_series: Vec::new(),
+                        controls,
                         verdict: None,
                         rolled_back_by: None,
                     },
@@ -483,6 +573,7 @@ impl State {
                         self.knob_last_move.insert(key.clone(), dir);
                     }
                     self.knob_values.insert(key, current.clone());
+                    self.end_controls(&domain, *at);
                     let t = at.plus_millis(cfg.settle_millis());
                     // the domain's new normal is what we changed it to: drift is measured
                     // from here, so our own declared side effects are not "drift"

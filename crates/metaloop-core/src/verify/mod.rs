@@ -42,6 +42,11 @@ impl Method {
         Method::Kayenta,
     ];
 
+    /// True for the methods that look once at a merged window (no per-cycle control).
+    pub fn is_one_look(self) -> bool {
+        matches!(self, Method::Fixed | Method::Naive)
+    }
+
     /// The method's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,6 +135,10 @@ pub struct VerifyConfig {
     /// Methods other than `fixed`: observations of the target KPI the baseline (cycles since
     /// the domain's last change) needs before a policy may change the domain.
     pub min_baseline_samples: u64,
+    /// Sequential method: until a verification has this many post observations of its target
+    /// (or reaches its horizon), policies do not change its control domains, so that harm can
+    /// be told from the time of day.
+    pub control_hold_samples: u64,
     /// Sequential method: how the daily cycle is kept out of the comparison.
     pub seasonality: Seasonality,
     /// Sequential method: the size of shift of a rate the test is tuned to find (mixture scale).
@@ -159,7 +168,8 @@ impl Default for VerifyConfig {
             max_horizon_cycles: 288,
             pre_max_cycles: 288,
             min_pre_cycles: 3,
-            min_baseline_samples: 300,
+            min_baseline_samples: 1000,
+            control_hold_samples: 2000,
             seasonality: Seasonality::ControlDomains,
             mixture_scale_rate: 0.03,
             mixture_scale_duration: 0.10,
@@ -630,7 +640,7 @@ pub struct VerifyInput<'a> {
     pub pre_series: &'a [series::CycleSummary],
     pub post_series: &'a [series::CycleSummary],
     /// Control domains for the sequential method.
-    pub controls: &'a [String],
+    pub controls: &'a [series::Control],
     pub post_cycles: u32,
 }
 

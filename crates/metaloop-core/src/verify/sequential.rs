@@ -11,6 +11,9 @@ use super::{
 };
 use crate::kpi::{Direction, builtin};
 
+/// The mixture scale is at least this many baseline standard errors.
+const PRE_PRECISION_MULTIPLE: f64 = 3.0;
+
 /// A shift on a KPI's test scale, with the numbers a verdict records.
 struct Tested {
     shift: Shift,
@@ -68,7 +71,11 @@ fn test(cfg: &VerifyConfig, kpi: &str, dir: Direction, input: &VerifyInput<'_>) 
             .mixture_scale_score
             .max(0.05 * obs.pre_level.abs())
             .max(1e-9),
-    };
+    }
+    // the baseline bounds the precision (the standard error never falls below
+    // σ/sqrt(W_pre)): a mixture narrower than a few of those wastes most of the evidence
+    // of the effects this baseline can detect
+    .max(PRE_PRECISION_MULTIPLE * (sh.variance / sh.pre_weight).sqrt());
     Some(Tested {
         better: dir.better(sh.estimate),
         shift: sh,
@@ -111,14 +118,25 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
     let adjustment = if !input.controls.is_empty() {
         format!(
             "difference against control domains {}",
-            input.controls.join(", ")
+            input
+                .controls
+                .iter()
+                .map(|c| match c.until {
+                    Some(t) => format!("{} (until {})", c.domain, t.to_rfc3339()),
+                    None => c.domain.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     } else if cfg.seasonality == Seasonality::None {
         "none (no daily cycle assumed)".to_string()
     } else {
         "none: no control domain without a change of its own since the pre window began".to_string()
     };
-    let horizon = input.post_cycles >= cfg.max_horizon_cycles;
+    // every control domain has changed since: no further cycle can be compared
+    let controls_gone =
+        !input.controls.is_empty() && input.controls.iter().all(|c| c.until.is_some());
+    let horizon = input.post_cycles >= cfg.max_horizon_cycles || controls_gone;
     let verdict = |outcome, target: KpiTest, guardrails, reason: String| Verdict {
         method: cfg.method,
         outcome,
@@ -236,7 +254,12 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
         )
     } else if horizon {
         target.note = "horizon reached".into();
-        let why = if adjusted {
+        let why = if controls_gone {
+            format!(
+                "every control domain changed before the evidence was enough ({} cycles)",
+                input.post_cycles
+            )
+        } else if adjusted {
             format!("evidence still short after {} cycles", input.post_cycles)
         } else {
             format!(

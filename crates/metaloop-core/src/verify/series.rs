@@ -166,18 +166,55 @@ pub struct Observations {
     pub pre_level: f64,
 }
 
-/// Builds the observations of `kpi_name` in `target`, as differences against the pooled
-/// `controls` when there are any (a difference in differences: what the domains share, such
-/// as the time of day, cancels). Cycles where the target or the controls have no data are
-/// left out. `None` when either side has no data.
+/// A control domain of a verification and the moment it stopped being one (its own change,
+/// `None` while it has not changed): its cycles ending after that are not used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Control {
+    pub domain: String,
+    pub until: Option<Timestamp>,
+}
+
+impl Control {
+    /// A control that has not changed.
+    pub fn new(domain: &str) -> Control {
+        Control {
+            domain: domain.to_string(),
+            until: None,
+        }
+    }
+
+    fn covers(&self, c: &CycleSummary) -> bool {
+        self.until.is_none_or(|u| c.end <= u)
+    }
+}
+
+/// Builds the observations of `kpi_name` in `target`. With `controls`, each cycle's
+/// observation is the target's value minus the controls' deviation from their own pre-window
+/// levels (pooled by their counts) (a difference in differences: what the domains share, such as the time
+/// of day, cancels); a control that changed is used only up to its change, and a post cycle
+/// without any usable control is left out. Cycles where the target has no data are left
+/// out. `None` when either side has no data.
 pub fn observations(
     kpi_name: &str,
     target: &str,
-    controls: &[String],
+    controls: &[Control],
     pre: &[CycleSummary],
     post: &[CycleSummary],
 ) -> Option<Observations> {
     let rate = scale_of(kpi_name) == Scale::Rate;
+    // each control's level over the pre window
+    let control_level: Vec<Option<f64>> = controls
+        .iter()
+        .map(|k| {
+            let mut p = Pooled::default();
+            for c in pre {
+                if let Some(d) = c.domains.get(&k.domain) {
+                    p.add(kpi_name, d);
+                }
+            }
+            p.mean()
+        })
+        .collect();
     // pooled within-cycle statistics, for the variance floor
     let mut within_ss = 0.0;
     let mut within_n = 0.0;
@@ -193,23 +230,35 @@ pub fn observations(
             let mut tp = Pooled::default();
             tp.add(kpi_name, t);
             let Some(tm) = tp.mean() else { continue };
-            let mut cp = Pooled::default();
-            for name in controls {
-                if let Some(d) = c.domains.get(name) {
-                    cp.add(kpi_name, d);
+            let mut pools = vec![tp];
+            // the controls' deviations from their own levels, pooled by their counts
+            let (mut deviation, mut n) = (0.0, 0.0);
+            for (k, base) in controls.iter().zip(&control_level) {
+                let (Some(base), Some(d)) = (base, c.domains.get(&k.domain)) else {
+                    continue;
+                };
+                if !k.covers(c) {
+                    continue;
                 }
+                let mut cp = Pooled::default();
+                cp.add(kpi_name, d);
+                let Some(cm) = cp.mean() else { continue };
+                deviation += cp.n * (cm - base);
+                n += cp.n;
+                pools.push(cp);
             }
             let (value, weight) = if controls.is_empty() {
                 (tm, tp.n)
+            } else if n > 0.0 {
+                (tm - deviation / n, 1.0 / (1.0 / tp.n + 1.0 / n))
             } else {
-                let Some(cm) = cp.mean() else { continue };
-                (tm - cm, 1.0 / (1.0 / tp.n + 1.0 / cp.n))
+                continue;
             };
             if is_pre {
                 level.n += tp.n;
                 level.sum += tp.sum;
             }
-            for p in [tp, cp] {
+            for p in pools {
                 if p.n >= 2.0 && !rate {
                     let m = p.sum / p.n;
                     within_ss += (p.sum_sq - p.n * m * m).max(0.0);
@@ -289,13 +338,51 @@ mod tests {
         let post = vec![cycle(2, &[("a", 75, 100), ("b", 80, 100)])];
         let raw = observations(kpi::OVERALL_SUCCESS_RATE, "a", &[], &pre, &post).unwrap();
         assert!((raw.post[0].value - raw.pre[0].value + 0.05).abs() < 1e-12);
-        let did = observations(kpi::OVERALL_SUCCESS_RATE, "a", &["b".into()], &pre, &post).unwrap();
+        let did = observations(
+            kpi::OVERALL_SUCCESS_RATE,
+            "a",
+            &[Control::new("b")],
+            &pre,
+            &post,
+        )
+        .unwrap();
         assert!((did.post[0].value - did.pre[0].value - 0.05).abs() < 1e-12);
         // weight of a difference of two 100-incident means: 1 / (1/100 + 1/100)
         assert!((did.pre[0].weight - 50.0).abs() < 1e-12);
         // floor: pooled p(1-p) = 0.8125 * 0.1875
         assert!((did.floor_variance - 0.8125 * 0.1875).abs() < 1e-12);
         assert!((did.pre_level - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_control_counts_only_until_its_own_change() {
+        let at = |n: u64, doms: &[(&str, u64, u64)]| {
+            let mut c = cycle(n, doms);
+            c.end = Timestamp(n as i64 * 300_000);
+            c
+        };
+        // controls b at 90 % and c at 70 %: each is compared with its own level, so losing one
+        // does not shift the others' contribution
+        let pre = vec![at(1, &[("a", 80, 100), ("b", 90, 100), ("c", 70, 100)])];
+        let post = vec![
+            at(2, &[("a", 70, 100), ("b", 80, 100), ("c", 60, 100)]),
+            // b changed at the end of cycle 2: from here only c says what the hour does
+            at(3, &[("a", 70, 100), ("b", 99, 100), ("c", 60, 100)]),
+        ];
+        let controls = [
+            Control {
+                domain: "b".into(),
+                until: Some(Timestamp(2 * 300_000)),
+            },
+            Control::new("c"),
+        ];
+        let o = observations(kpi::OVERALL_SUCCESS_RATE, "a", &controls, &pre, &post).unwrap();
+        assert!((o.pre[0].value - 0.8).abs() < 1e-12);
+        assert!((o.post[0].value - 0.8).abs() < 1e-12, "{:?}", o.post);
+        assert!((o.post[1].value - 0.8).abs() < 1e-12, "{:?}", o.post);
+        // one control of 100 in cycle 3: 1 / (1/100 + 1/100); 200 in cycle 2: 1 / (1/100 + 1/200)
+        assert!((o.post[1].weight - 50.0).abs() < 1e-9);
+        assert!((o.post[0].weight - 1.0 / (0.01 + 0.005)).abs() < 1e-9);
     }
 
     #[test]
@@ -306,7 +393,16 @@ mod tests {
         ];
         let post = vec![cycle(3, &[("a", 1, 1), ("b", 1, 2)])];
         // no pre cycle has both the target's and the control's data
-        assert!(observations(kpi::OVERALL_SUCCESS_RATE, "a", &["b".into()], &pre, &post).is_none());
+        assert!(
+            observations(
+                kpi::OVERALL_SUCCESS_RATE,
+                "a",
+                &[Control::new("b")],
+                &pre,
+                &post
+            )
+            .is_none()
+        );
         let o = observations(kpi::OVERALL_SUCCESS_RATE, "a", &[], &pre, &post).unwrap();
         assert_eq!((o.pre.len(), o.post.len()), (1, 1));
         assert_eq!(values(kpi::OVERALL_SUCCESS_RATE, "a", &pre), vec![0.75]);

@@ -12,7 +12,7 @@
 use metaloop_core::goal::default_goals;
 use metaloop_core::kpi::{CycleWindows, DomainWindow, RateCounts};
 use metaloop_core::time::Timestamp;
-use metaloop_core::verify::series::CycleSummary;
+use metaloop_core::verify::series::{Control, CycleSummary};
 use metaloop_core::verify::{Method, Outcome, Seasonality, VerifyConfig, VerifyInput, decide};
 use metaloop_sim::{
     BURST_HARD_PROBABILITY, BURST_MEAN_SIZE, BURST_SHARED_FATE, DIURNAL_HARDEST_HOUR,
@@ -111,10 +111,10 @@ pub fn sequence(volume: &Volume, seed: u64, methods: &[Method]) -> Vec<AaOutcome
     let summaries: Vec<CycleSummary> = cycles.iter().map(CycleSummary::of).collect();
     let goals = default_goals();
     let side_effects = BTreeMap::new();
-    let controls: Vec<String> = DOMAINS
+    let controls: Vec<Control> = DOMAINS
         .iter()
-        .map(|d| d.0.to_string())
-        .filter(|d| d != TARGET)
+        .filter(|d| d.0 != TARGET)
+        .map(|d| Control::new(d.0))
         .collect();
     let mut pre = DomainWindow::default();
     for c in &cycles[..PRE_CYCLES] {

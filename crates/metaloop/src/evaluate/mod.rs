@@ -175,6 +175,44 @@ pub fn run(
                     .as_ref()
                     .map(|v| (v.outcome, &v.reason, &v.adjustment))
             );
+            if std::env::var_os("METALOOP_EVALUATE_TRACE_LOOKS").is_some()
+                && spine.truth(id).is_some_and(|t| t.harmful)
+            {
+                let v = &sup.config().verification;
+                for k in [1usize, 3, 6, 12, 24] {
+                    if k > d.post_series.len() {
+                        break;
+                    }
+                    let l = metaloop_core::verify::decide(
+                        v,
+                        &metaloop_core::verify::VerifyInput {
+                            target_domain: &d.directive.target_domain,
+                            target_kpi: &d.directive.target_kpi,
+                            side_effects: &d.directive.side_effects,
+                            min_effect: d.directive.min_effect,
+                            goals: &state.goals,
+                            pre: &d.pre,
+                            post: &d.post,
+                            pre_series: &d.pre_series,
+                            post_series: &d.post_series[..k],
+                            controls: &d.controls,
+                            post_cycles: 10_000,
+                        },
+                    );
+                    if let Some(l) = l {
+                        eprintln!(
+                            "  k={k} {} target z {:?} p_worse {:?} guardrails {:?}",
+                            l.adjustment,
+                            l.target.statistic,
+                            l.target.p_worse,
+                            l.guardrails
+                                .iter()
+                                .map(|g| (g.kpi.clone(), g.statistic, g.p_value))
+                                .collect::<Vec<_>>()
+                        );
+                    }
+                }
+            }
         }
     }
     for id in &state.order {
