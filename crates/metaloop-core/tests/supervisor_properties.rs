@@ -583,3 +583,75 @@ fn a_decision_after_the_deadline_is_refused_and_the_directive_expires() {
         "{err}"
     );
 }
+
+#[test]
+fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the_track_record() {
+    // one domain only: with the daily-cycle guard on (control domains) and no other domain to
+    // compare with, no improvement can be credited, so the verification runs to its horizon
+    let mut cfg = SupervisorConfig {
+        environment: "staging".into(),
+        policies: default_policies()
+            .into_iter()
+            .filter(|p| p.id == "improve_success_rate")
+            .collect(),
+        id_seed: 11,
+        ..Default::default()
+    };
+    cfg.verification.max_horizon_cycles = 4;
+    cfg.verification.min_baseline_samples = 100;
+    let start = Timestamp::from_secs(1_767_225_600);
+    let mut h = Harness {
+        sup: Supervisor::new(cfg.clone(), start).unwrap(),
+        now: start,
+        counter: 0,
+        records: vec![],
+        published: BTreeSet::new(),
+        environment: "staging".into(),
+    };
+    h.drain();
+    let app = 1; // DOMAINS[1]
+    let mut directive = None;
+    for _ in 0..40 {
+        h.apply(&Op::Events(app, 300, 850, 30));
+        h.apply(&Op::Tick);
+        if directive.is_none()
+            && let Some(id) = h.nth_with(Status::Published, 0)
+        {
+            h.apply(&Op::Ack(0, true));
+            directive = Some(id);
+        }
+    }
+    let id = directive.expect("the policy fired on an 85 % success rate");
+    let s = h.sup.state();
+    let d = &s.directives[&id];
+    let v = d.verdict.as_ref().expect("a verdict at the horizon");
+    assert_eq!(
+        v.outcome,
+        metaloop_core::verify::Outcome::Inconclusive,
+        "{}",
+        v.reason
+    );
+    assert!(v.reason.contains("no control domain"), "{}", v.reason);
+    assert_eq!(v.post_cycles, 4);
+    let review = s
+        .directives
+        .values()
+        .find(|r| {
+            r.directive.directive_type == DirectiveType::RequestReview
+                && r.directive.knob == format!("review.{id}")
+        })
+        .expect("a REQUEST_REVIEW for the inconclusive directive");
+    assert_eq!(review.status, Status::Published);
+    assert!(
+        !h.published.contains(&review.directive.id),
+        "reviews go to humans, not the spine"
+    );
+    let track = s.policies["improve_success_rate"].track;
+    assert_eq!(
+        (track.verified, track.failed, track.inconclusive),
+        (0, 0, 1),
+        "inconclusive is counted in the policy's track record"
+    );
+    let rebuilt = State::replay(&cfg, h.records.iter().map(|(t, r)| (*t, r)));
+    assert_same_state(&rebuilt, h.sup.state());
+}

@@ -276,3 +276,158 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
     };
     Some(verdict(outcome, target, guardrails, reason))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::goal::default_goals;
+    use crate::kpi::{self, DomainWindow, RateCounts};
+    use crate::time::Timestamp;
+    use crate::verify::series::{Control, CycleSummary, DomainCycle};
+    use std::collections::BTreeMap;
+
+    fn rate(p: f64, n: u64) -> RateCounts {
+        RateCounts {
+            successes: (p * n as f64).round() as u64,
+            trials: n,
+        }
+    }
+
+    /// `cycles` cycles from `first`, target `a` with success `s` and autonomy `auto`, control
+    /// `b` steady; alternate cycles move ±1 point so the cycles vary a little.
+    fn cycles(first: u64, cycles: u64, s: f64, auto: f64) -> Vec<CycleSummary> {
+        (first..first + cycles)
+            .map(|i| {
+                let wiggle = if i % 2 == 0 { 0.01 } else { -0.01 };
+                let dom = |s: f64, a: f64| DomainCycle {
+                    success: rate(s + wiggle, 1000),
+                    autonomy: rate(a + wiggle, 1000),
+                    intervention: rate(0.05, 1000),
+                    ..DomainCycle::default()
+                };
+                CycleSummary {
+                    cycle: i,
+                    start: Timestamp(i as i64 * 300_000),
+                    end: Timestamp((i + 1) as i64 * 300_000),
+                    domains: BTreeMap::from([
+                        ("a".to_string(), dom(s, auto)),
+                        ("b".to_string(), dom(0.90, 0.80)),
+                    ]),
+                }
+            })
+            .collect()
+    }
+
+    fn look(post_auto: f64, pre_auto: f64, tolerance: f64) -> Verdict {
+        let goals = default_goals();
+        let side = BTreeMap::from([(kpi::AUTONOMY_RATE.to_string(), tolerance)]);
+        let pre = cycles(0, 12, 0.85, pre_auto);
+        let post = cycles(12, 6, 0.90, post_auto);
+        let empty = DomainWindow::default();
+        let controls = [Control::new("b")];
+        evaluate(
+            &VerifyConfig::default(),
+            &VerifyInput {
+                target_domain: "a",
+                target_kpi: kpi::OVERALL_SUCCESS_RATE,
+                side_effects: &side,
+                min_effect: Some(0.01),
+                goals: &goals,
+                pre: &empty,
+                post: &empty,
+                pre_series: &pre,
+                post_series: &post,
+                controls: &controls,
+                post_cycles: 6,
+            },
+        )
+        .expect("6 cycles of 1,000 incidents decide")
+    }
+
+    #[test]
+    fn a_guardrail_beyond_its_tolerance_fails_the_directive() {
+        // success +5 points, but autonomy -20 points against a declared 10
+        let v = look(0.60, 0.80, 0.10);
+        assert_eq!(v.outcome, Outcome::Degraded, "{}", v.reason);
+        assert!(v.reason.contains("autonomy_rate"), "{}", v.reason);
+        let g = v
+            .guardrails
+            .iter()
+            .find(|g| g.kpi == kpi::AUTONOMY_RATE)
+            .unwrap();
+        assert!(g.failed);
+        // Holm never lowers a p-value
+        assert!(g.p_adjusted.unwrap() >= g.p_value.unwrap());
+        assert!((g.effect + 0.20).abs() < 1e-9, "{}", g.effect);
+    }
+
+    #[test]
+    fn a_declared_side_effect_within_tolerance_is_no_failure() {
+        // autonomy -5 points against a declared 10 (below its 0.80 goal before and after):
+        // the improvement stands
+        let v = look(0.70, 0.75, 0.10);
+        assert_eq!(v.outcome, Outcome::Verified, "{}", v.reason);
+        assert!(v.guardrails.iter().all(|g| !g.failed));
+        assert!(
+            v.adjustment.contains("control domains b"),
+            "{}",
+            v.adjustment
+        );
+    }
+
+    #[test]
+    fn moving_from_meeting_a_goal_to_missing_it_fails_without_tolerance() {
+        // autonomy 0.83 → 0.78 crosses the 0.80 goal: the 0.10 tolerance does not apply
+        let v = look(0.78, 0.83, 0.10);
+        let g = v
+            .guardrails
+            .iter()
+            .find(|g| g.kpi == kpi::AUTONOMY_RATE)
+            .unwrap();
+        assert!(g.note.contains("meeting its goal"), "{}", g.note);
+        assert!(g.failed, "{g:?}");
+        assert_eq!(v.outcome, Outcome::Degraded);
+    }
+
+    #[test]
+    fn without_a_control_no_improvement_is_credited_until_the_horizon() {
+        let goals = default_goals();
+        let side = BTreeMap::new();
+        let pre = cycles(0, 12, 0.85, 0.80);
+        let post = cycles(12, 6, 0.95, 0.80);
+        let empty = DomainWindow::default();
+        let input = |post_cycles| VerifyInput {
+            target_domain: "a",
+            target_kpi: kpi::OVERALL_SUCCESS_RATE,
+            side_effects: &side,
+            min_effect: Some(0.01),
+            goals: &goals,
+            pre: &empty,
+            post: &empty,
+            pre_series: &pre,
+            post_series: &post,
+            controls: &[],
+            post_cycles,
+        };
+        let cfg = VerifyConfig {
+            max_horizon_cycles: 10,
+            ..VerifyConfig::default()
+        };
+        assert_eq!(
+            evaluate(&cfg, &input(6)),
+            None,
+            "+10 points, but it could be the hour"
+        );
+        let v = evaluate(&cfg, &input(10)).unwrap();
+        assert_eq!(v.outcome, Outcome::Inconclusive);
+        // a spine known to have no daily cycle compares directly
+        let flat = VerifyConfig {
+            seasonality: Seasonality::None,
+            ..cfg
+        };
+        assert_eq!(
+            evaluate(&flat, &input(6)).unwrap().outcome,
+            Outcome::Verified
+        );
+    }
+}
