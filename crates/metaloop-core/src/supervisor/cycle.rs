@@ -477,25 +477,18 @@ impl Supervisor {
                             short(&h.directive.id),
                             h.status
                         ))
-                    } else if let Some(h) = self.state.control_of(
+                    } else if let Some(h) = self.state.held_by(
                         &c.domain,
                         self.cfg.verification.control_hold_samples,
                         self.cfg.verification.max_horizon_cycles,
                     ) {
                         Some(format!(
-                            "{} is a control of directive {} ({} in {}) until it has {} observations after the change",
-                            c.domain,
+                            "directive {} ({} in {}) is being verified with {} in it: another change there waits until it has {} observations after its change",
                             short(&h.directive.id),
                             h.directive.knob,
                             h.directive.target_domain,
+                            c.domain,
                             self.cfg.verification.control_hold_samples
-                        ))
-                    } else if let Some(h) = self.state.verifying_in(&c.domain) {
-                        Some(format!(
-                            "directive {} ({}) is being verified in {}: a second change would confound its evidence",
-                            short(&h.directive.id),
-                            h.directive.knob,
-                            c.domain
                         ))
                     } else if to_submit.iter().any(|(d, _)| d.knob_key() == key) {
                         Some("knob taken this cycle".into())

@@ -246,30 +246,25 @@ impl State {
         }
     }
 
-    /// A directive in flight that uses `domain` as a control and has fewer than
-    /// `hold_samples` post observations of its target (and has not reached `horizon`), if
-    /// any: changing `domain` now would blind its harm check.
-    pub fn control_of(
+    /// A directive whose verification `domain` holds still for: one changing `domain` itself
+    /// or using it as a control, still short of `hold_samples` post observations of its
+    /// target and of its `horizon`. Another change there now would confound its evidence.
+    pub fn held_by(
         &self,
         domain: &str,
         hold_samples: u64,
         horizon: u32,
     ) -> Option<&DirectiveState> {
         self.directives.values().find(|d| {
-            d.status.in_flight()
+            let involved = d.directive.target_domain == domain
+                && matches!(d.status, Status::Applied | Status::Verifying)
+                || d.status.in_flight()
+                    && d.controls
+                        .iter()
+                        .any(|c| c.domain == domain && c.until.is_none());
+            involved
                 && d.post_cycles < horizon
                 && d.post.samples(&d.directive.target_kpi) < hold_samples
-                && d.controls
-                    .iter()
-                    .any(|c| c.domain == domain && c.until.is_none())
-        })
-    }
-
-    /// A directive applied in `domain` whose verification has not ended, if any.
-    pub fn verifying_in(&self, domain: &str) -> Option<&DirectiveState> {
-        self.directives.values().find(|d| {
-            d.directive.target_domain == domain
-                && matches!(d.status, Status::Applied | Status::Verifying)
         })
     }
 

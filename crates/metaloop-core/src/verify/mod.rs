@@ -135,9 +135,9 @@ pub struct VerifyConfig {
     /// Methods other than `fixed`: observations of the target KPI the baseline (cycles since
     /// the domain's last change) needs before a policy may change the domain.
     pub min_baseline_samples: u64,
-    /// Sequential method: until a verification has this many post observations of its target
-    /// (or reaches its horizon), policies do not change its control domains, so that harm can
-    /// be told from the time of day.
+    /// Until a verification has this many post observations of its target (or reaches its
+    /// horizon), policies change neither its domain nor its control domains, so that its
+    /// evidence is not confounded (and harm can be told from the time of day).
     pub control_hold_samples: u64,
     /// Sequential method: how the daily cycle is kept out of the comparison.
     pub seasonality: Seasonality,

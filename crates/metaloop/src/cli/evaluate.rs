@@ -102,6 +102,13 @@ fn cell(runs: &[&RunResult], oracle: &BTreeMap<(String, String, u64), Vec<f64>>)
         "inconclusive": sum(&|r| r.inconclusive),
         "harmful": harmful,
         "harmful_rolled_back": sum(&|r| r.harmful_rolled_back),
+        "harmful_undecided_at_end": sum(&|r| r.harmful_undecided_at_end),
+        "harmful_kept": runs.iter().fold(BTreeMap::<String, u32>::new(), |mut m, r| {
+            for (k, v) in &r.harmful_kept {
+                *m.entry(k.clone()).or_default() += v;
+            }
+            m
+        }),
         "harm_to_rollback_cycles": evaluate::median_p90(&harm).map(|(m, p)| json!({"median": m, "p90": p})),
         "hours_to_oracle_median": evaluate::median_p90(&hours).map(|(m, _)| m),
         "knob_reversals_per_run": sum(&|r| r.knob_reversals) as f64 / n,

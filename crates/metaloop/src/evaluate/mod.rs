@@ -36,6 +36,10 @@ pub struct RunResult {
     /// Directives that truly hurt (the simulator's `harmful`).
     pub harmful: u32,
     pub harmful_rolled_back: u32,
+    /// Harmful directives still being verified when the run ended (their verdict was not due).
+    pub harmful_undecided_at_end: u32,
+    /// Harmful directives not rolled back, by their final status.
+    pub harmful_kept: BTreeMap<String, u32>,
     /// Cycles from each harmful directive's application to its rollback's publication.
     pub harm_to_rollback_cycles: Vec<f64>,
     pub inconclusive: u32,
@@ -249,6 +253,12 @@ pub fn run(
                     .push(*c as f64 - applied_cycle.ceil());
             } else if d.status == Status::RolledBack {
                 out.harmful_rolled_back += 1;
+            } else if d.status.in_flight() {
+                out.harmful_undecided_at_end += 1;
+            } else {
+                *out.harmful_kept
+                    .entry(d.status.as_str().to_string())
+                    .or_default() += 1;
             }
         }
     }
