@@ -172,17 +172,19 @@ impl Supervisor {
         }
         // the other methods compare against the cycles since the domain's last change: they
         // need a baseline, not a fixed sample
-        let (mut cycles, mut have) = (0, 0);
+        let (mut spanned, mut cycles, mut have) = (0, 0, 0);
         for c in self.state.since_change(domain, v.pre_max_cycles) {
             let n = c.domains.get(domain).map_or(0, |w| w.samples(kpi_name));
+            spanned += 1;
             cycles += usize::from(n > 0);
             have += n;
         }
         let needed = if score { 0 } else { v.min_baseline_samples };
-        if cycles < v.min_pre_cycles || have < needed {
+        // a baseline as long as the longest pre window is the most there will be
+        if cycles < v.min_pre_cycles || (have < needed && spanned < v.pre_max_cycles) {
             return Some(format!(
-                "baseline since the domain's last change has {cycles} cycles and {have} observations of {kpi_name}; a change is verified against at least {} cycles and {needed} observations",
-                v.min_pre_cycles
+                "baseline since the domain's last change has {cycles} cycles and {have} observations of {kpi_name}; a change is verified against at least {} cycles and {needed} observations (or {} cycles)",
+                v.min_pre_cycles, v.pre_max_cycles
             ));
         }
         None

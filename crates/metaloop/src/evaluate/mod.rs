@@ -175,10 +175,24 @@ pub fn run(
                 d.post_cycles,
                 d.pre_series.len(),
                 d.post_series.len(),
-                d.verdict
-                    .as_ref()
-                    .map(|v| (v.outcome, &v.reason, &v.adjustment))
+                d.verdict.as_ref().map(|v| (
+                    v.outcome,
+                    &v.reason,
+                    &v.adjustment,
+                    (
+                        v.target.pre,
+                        v.target.post,
+                        v.target.effect,
+                        v.target.statistic
+                    )
+                ))
             );
+            if let Some(t) = spine.truth(id) {
+                eprintln!(
+                    "  truth: effect {:.4} harmful {} before {:?} after {:?}",
+                    t.effect, t.harmful, t.kpis_before, t.kpis_after
+                );
+            }
             if std::env::var_os("METALOOP_EVALUATE_TRACE_LOOKS").is_some()
                 && spine.truth(id).is_some_and(|t| t.harmful)
             {
