@@ -329,6 +329,37 @@ pub(crate) fn judge_guardrails(guardrails: &mut [KpiTest], alpha: f64) -> Vec<St
         .collect()
 }
 
+/// The first rules of every statistical verdict, in order: the target credibly worse
+/// (`p_worse < degrade_alpha`), then a failed guardrail. `None` when neither applies.
+pub(crate) fn harm_first(
+    cfg: &VerifyConfig,
+    target: &mut KpiTest,
+    p_worse: f64,
+    failed_guardrails: &[String],
+    worse_note: &str,
+    p_name: &str,
+) -> Option<(Outcome, String)> {
+    if p_worse < cfg.degrade_alpha {
+        target.failed = true;
+        target.note = worse_note.into();
+        return Some((
+            Outcome::Degraded,
+            format!(
+                "{} got worse ({p_name} = {p_worse:.4} < {})",
+                target.kpi, cfg.degrade_alpha
+            ),
+        ));
+    }
+    if !failed_guardrails.is_empty() {
+        target.note = "guardrail failed".into();
+        return Some((
+            Outcome::Degraded,
+            format!("guardrail failed: {}", failed_guardrails.join(", ")),
+        ));
+    }
+    None
+}
+
 pub(crate) fn direction_of(kpi: &str, goals: &[Goal]) -> Direction {
     builtin(kpi)
         .map(|(d, _)| d)
@@ -589,22 +620,15 @@ pub fn evaluate(
 
     let p_better = target.p_value.unwrap_or(1.0);
     let p_worse = target.p_worse.unwrap_or(1.0);
-    let (outcome, reason) = if p_worse < cfg.degrade_alpha {
-        target.failed = true;
-        target.note = "significantly worse".into();
-        (
-            Outcome::Degraded,
-            format!(
-                "{target_kpi} got worse (p = {p_worse:.4} < {})",
-                cfg.degrade_alpha
-            ),
-        )
-    } else if !failed.is_empty() {
-        target.note = "guardrail failed".into();
-        (
-            Outcome::Degraded,
-            format!("guardrail failed: {}", failed.join(", ")),
-        )
+    let (outcome, reason) = if let Some(harm) = harm_first(
+        cfg,
+        &mut target,
+        p_worse,
+        &failed,
+        "significantly worse",
+        "p",
+    ) {
+        harm
     } else if p_better < cfg.alpha {
         target.note = "significantly better".into();
         (

@@ -6,7 +6,7 @@
 use super::series::{Scale, observations, scale_of};
 use super::stats::sequential::{Shift, p_above, p_below, shift};
 use super::{
-    KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of,
+    KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of, harm_first,
     judge_guardrails, stats,
 };
 use crate::kpi::{Direction, builtin};
@@ -216,22 +216,15 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
     }
     let failed = judge_guardrails(&mut guardrails, cfg.guardrail_alpha);
     let settled = input.post_cycles >= cfg.min_cycles;
-    let (outcome, reason) = if p_worse < cfg.degrade_alpha {
-        target.failed = true;
-        target.note = "credibly worse".into();
-        (
-            Outcome::Degraded,
-            format!(
-                "{kpi} got worse (anytime p = {p_worse:.4} < {})",
-                cfg.degrade_alpha
-            ),
-        )
-    } else if !failed.is_empty() {
-        target.note = "guardrail failed".into();
-        (
-            Outcome::Degraded,
-            format!("guardrail failed: {}", failed.join(", ")),
-        )
+    let (outcome, reason) = if let Some(harm) = harm_first(
+        cfg,
+        &mut target,
+        p_worse,
+        &failed,
+        "credibly worse",
+        "anytime p",
+    ) {
+        harm
     } else if settled && adjusted && p_better < cfg.alpha {
         target.note = "credibly better".into();
         (
@@ -318,30 +311,42 @@ mod tests {
             .collect()
     }
 
-    fn look(post_auto: f64, pre_auto: f64, tolerance: f64) -> Verdict {
+    /// One look with target `a` and, when `controlled`, control `b`.
+    fn decide_on(
+        cfg: &VerifyConfig,
+        side: &BTreeMap<String, f64>,
+        pre: &[CycleSummary],
+        post: &[CycleSummary],
+        controlled: bool,
+        post_cycles: u32,
+    ) -> Option<Verdict> {
         let goals = default_goals();
-        let side = BTreeMap::from([(kpi::AUTONOMY_RATE.to_string(), tolerance)]);
-        let pre = cycles(0, 12, 0.85, pre_auto);
-        let post = cycles(12, 6, 0.90, post_auto);
         let empty = DomainWindow::default();
         let controls = [Control::new("b")];
         evaluate(
-            &VerifyConfig::default(),
+            cfg,
             &VerifyInput {
                 target_domain: "a",
                 target_kpi: kpi::OVERALL_SUCCESS_RATE,
-                side_effects: &side,
+                side_effects: side,
                 min_effect: Some(0.01),
                 goals: &goals,
                 pre: &empty,
                 post: &empty,
-                pre_series: &pre,
-                post_series: &post,
-                controls: &controls,
-                post_cycles: 6,
+                pre_series: pre,
+                post_series: post,
+                controls: if controlled { &controls } else { &[] },
+                post_cycles,
             },
         )
-        .expect("6 cycles of 1,000 incidents decide")
+    }
+
+    fn look(post_auto: f64, pre_auto: f64, tolerance: f64) -> Verdict {
+        let side = BTreeMap::from([(kpi::AUTONOMY_RATE.to_string(), tolerance)]);
+        let pre = cycles(0, 12, 0.85, pre_auto);
+        let post = cycles(12, 6, 0.90, post_auto);
+        decide_on(&VerifyConfig::default(), &side, &pre, &post, true, 6)
+            .expect("6 cycles of 1,000 incidents decide")
     }
 
     #[test]
@@ -391,43 +396,26 @@ mod tests {
 
     #[test]
     fn without_a_control_no_improvement_is_credited_until_the_horizon() {
-        let goals = default_goals();
         let side = BTreeMap::new();
         let pre = cycles(0, 12, 0.85, 0.80);
         let post = cycles(12, 6, 0.95, 0.80);
-        let empty = DomainWindow::default();
-        let input = |post_cycles| VerifyInput {
-            target_domain: "a",
-            target_kpi: kpi::OVERALL_SUCCESS_RATE,
-            side_effects: &side,
-            min_effect: Some(0.01),
-            goals: &goals,
-            pre: &empty,
-            post: &empty,
-            pre_series: &pre,
-            post_series: &post,
-            controls: &[],
-            post_cycles,
-        };
         let cfg = VerifyConfig {
             max_horizon_cycles: 10,
             ..VerifyConfig::default()
         };
         assert_eq!(
-            evaluate(&cfg, &input(6)),
+            decide_on(&cfg, &side, &pre, &post, false, 6),
             None,
             "+10 points, but it could be the hour"
         );
-        let v = evaluate(&cfg, &input(10)).unwrap();
+        let v = decide_on(&cfg, &side, &pre, &post, false, 10).unwrap();
         assert_eq!(v.outcome, Outcome::Inconclusive);
         // a spine known to have no daily cycle compares directly
         let flat = VerifyConfig {
             seasonality: Seasonality::None,
             ..cfg
         };
-        assert_eq!(
-            evaluate(&flat, &input(6)).unwrap().outcome,
-            Outcome::Verified
-        );
+        let v = decide_on(&flat, &side, &pre, &post, false, 6).unwrap();
+        assert_eq!(v.outcome, Outcome::Verified);
     }
 }
