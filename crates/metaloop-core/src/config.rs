@@ -32,6 +32,9 @@ pub struct SupervisorConfig {
     pub actor: String,
     /// How often a policy may reverse a knob's last change.
     pub flap: FlapBudget,
+    /// Shadow mode for the whole supervisor: every decision is recorded as a would-have
+    /// (shadow) directive and nothing is published.
+    pub shadow: bool,
 }
 
 /// Flap control: a policy may reverse a knob's last change at most `max_reversals` times in
@@ -69,6 +72,7 @@ impl Default for SupervisorConfig {
             id_seed: 0,
             actor: "metaloop".into(),
             flap: FlapBudget::default(),
+            shadow: false,
         }
     }
 }

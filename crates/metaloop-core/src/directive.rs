@@ -100,6 +100,11 @@ pub enum Status {
     Degraded,
     Inconclusive,
     RolledBack,
+    /// A shadow directive: decided and recorded, never published; its estimated verdict is
+    /// being computed from the data that follows.
+    Shadow,
+    /// A shadow directive whose estimated verdict is in.
+    ShadowEstimated,
 }
 
 impl Status {
@@ -120,11 +125,14 @@ impl Status {
             Status::Degraded => "degraded",
             Status::Inconclusive => "inconclusive",
             Status::RolledBack => "rolled_back",
+            Status::Shadow => "shadow",
+            Status::ShadowEstimated => "shadow_estimated",
         }
     }
 
     /// True while the directive holds its knob: from proposal until a verdict, refusal,
-    /// rejection or expiry.
+    /// rejection or expiry. A shadow directive holds its knob for other shadow decisions
+    /// only (see `State::knob_holder`).
     pub fn in_flight(self) -> bool {
         matches!(
             self,
@@ -134,6 +142,7 @@ impl Status {
                 | Status::Published
                 | Status::Applied
                 | Status::Verifying
+                | Status::Shadow
         )
     }
 }
@@ -188,6 +197,10 @@ pub struct Directive {
     pub rollback_of: Option<String>,
     pub issued_cycle: u64,
     pub issued_at: Timestamp,
+    /// A would-have decision of a policy (or supervisor) in shadow mode: recorded, never
+    /// published.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl Directive {

@@ -134,6 +134,23 @@ pub enum RecordBody {
         directive_id: String,
         verdict: Verdict,
     },
+    /// A shadow directive was decided: it would have been published (or, with
+    /// `approvals_needed` > 0, sent for approval) and is not.
+    #[serde(rename = "directive.shadow")]
+    ShadowRecorded {
+        directive_id: String,
+        approvals_needed: u32,
+        review_note_required: bool,
+    },
+    /// The estimated verdict of a shadow directive: the verification run over the data that
+    /// followed it, with nothing changed.
+    #[serde(rename = "verification.shadow_verdict")]
+    ShadowVerdict {
+        directive_id: String,
+        verdict: Verdict,
+        /// What the estimate says, in words.
+        reading: String,
+    },
     /// A rollback restored the value before this directive.
     #[serde(rename = "directive.rolled_back")]
     RolledBack {
@@ -190,6 +207,8 @@ impl RecordBody {
             RecordBody::Refused { .. } => "directive.refused",
             RecordBody::AckTimedOut { .. } => "directive.ack_timeout",
             RecordBody::VerdictReached { .. } => "verification.verdict",
+            RecordBody::ShadowRecorded { .. } => "directive.shadow",
+            RecordBody::ShadowVerdict { .. } => "verification.shadow_verdict",
             RecordBody::RolledBack { .. } => "directive.rolled_back",
             RecordBody::TrackRecordUpdated { .. } => "learning.track_record",
             RecordBody::AlertFired { .. } => "alert.fired",
@@ -218,6 +237,8 @@ impl RecordBody {
             | RecordBody::Refused { directive_id, .. }
             | RecordBody::AckTimedOut { directive_id }
             | RecordBody::VerdictReached { directive_id, .. }
+            | RecordBody::ShadowRecorded { directive_id, .. }
+            | RecordBody::ShadowVerdict { directive_id, .. }
             | RecordBody::RolledBack { directive_id, .. } => directive_id.clone(),
             RecordBody::TrackRecordUpdated { policy_id, .. }
             | RecordBody::PolicyEnabled { policy_id, .. } => {

@@ -147,6 +147,7 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
                 }
                 let status = state.directives.get(&directive.id).map(|d| d.status);
                 let gate = match status {
+                    _ if directive.shadow => "shadow: recorded, not published",
                     Some(Status::PendingApproval) | Some(Status::Expired) => "waiting for approval",
                     _ => "published",
                 };
@@ -160,6 +161,21 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
                     directive.factors.confidence
                 ));
                 touched.push(directive.target_kpi.clone());
+            }
+            RecordBody::ShadowVerdict {
+                directive_id,
+                reading,
+                ..
+            } => {
+                if let Some(ds) = state.directives.get(directive_id) {
+                    lines.push(format!(
+                        "Shadow {} ({} {} in {}), estimated: {reading}.",
+                        short(directive_id),
+                        ds.directive.directive_type,
+                        ds.directive.knob,
+                        ds.directive.target_domain
+                    ));
+                }
             }
             RecordBody::Refused {
                 directive_id,

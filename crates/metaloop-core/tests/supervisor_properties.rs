@@ -129,6 +129,7 @@ fn config(environment: &str) -> SupervisorConfig {
         cooldown_cycles: 0,
         priority: 5,
         enabled: true,
+        mode: Default::default(),
     };
     policies.push(extra(
         "high_policy",

@@ -88,6 +88,14 @@ pub fn render_status(v: &Value) -> String {
         v["directives"]["in_flight"],
         v["directives"]["pending_approval"]
     );
+    if v["shadow_mode"].as_bool() == Some(true) {
+        out.push_str("SHADOW MODE: decisions are recorded, nothing is published\n");
+    }
+    if let Some(n) = v["directives"]["shadow"].as_u64().filter(|n| *n > 0) {
+        out.push_str(&format!(
+            "{n} shadow (would-have) directive(s): `metaloop directives list` shows them\n"
+        ));
+    }
     out.push_str(&format!(
         "{:<30} {:>10} {:>10} {:>10}  {}\n",
         "goal", "value", "target", "gap", "status"
@@ -131,7 +139,11 @@ pub fn render_directives(v: &Value) -> String {
             d["directive"]["target_domain"].as_str().unwrap_or("?"),
             d["directive"]["knob"].as_str().unwrap_or("?"),
             d["effective_impact"].as_str().unwrap_or("?"),
-            d["status"].as_str().unwrap_or("?")
+            match (d["status"].as_str(), d["directive"]["shadow"].as_bool()) {
+                (Some(s), Some(true)) if !s.starts_with("shadow") => format!("{s} (shadow)"),
+                (Some(s), _) => s.to_string(),
+                (None, _) => "?".to_string(),
+            }
         ));
     }
     out

@@ -57,6 +57,10 @@ pub struct FileConfig {
     /// Human notification channels.
     #[serde(default)]
     pub notify: Vec<NotifyEntry>,
+    /// Shadow mode for the whole supervisor: decisions are recorded as would-have (shadow)
+    /// directives with estimated verdicts, never published (`run --shadow` sets it too).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// A duration in whole seconds, written as a number or as "5m" / "30s" / "1h".
@@ -275,6 +279,7 @@ impl FileConfig {
             approval: self.approval.clone().unwrap_or(d.approval.clone()),
             verification: self.verification.clone().unwrap_or(d.verification.clone()),
             alerts: self.alerts.clone().unwrap_or(d.alerts.clone()),
+            shadow: self.shadow,
             ..d
         }
     }

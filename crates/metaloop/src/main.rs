@@ -57,6 +57,10 @@ enum Command {
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Shadow mode: decide and record would-have directives, publish nothing (the same
+        /// as `shadow = true` in the file).
+        #[arg(long)]
+        shadow: bool,
     },
     /// Key pairs for spine adapters.
     Keys {
@@ -285,6 +289,10 @@ struct DemoArgs {
     /// postgres://…[?schema=NAME]. The supervisor's key stays in the data directory.
     #[arg(long, value_name = "URL")]
     ledger: Option<String>,
+    /// Shadow mode: every decision is recorded as a would-have directive with an estimated
+    /// verdict; nothing is published to the spine.
+    #[arg(long)]
+    shadow: bool,
 }
 
 #[derive(Subcommand)]
@@ -387,7 +395,7 @@ fn main() -> ExitCode {
             Command::Config {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
-            Command::Run { config } => run_daemon(&config).await,
+            Command::Run { config, shadow } => run_daemon(&config, shadow).await,
             Command::Bench { command } => run_bench(command).await,
             Command::Evaluate(args) => {
                 match tokio::task::spawn_blocking(move || metaloop::cli::evaluate::exec(&args))
@@ -560,6 +568,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
         mesh: args.mesh.clone(),
         spine: metaloop_sim::SpineOptions::for_volume(volume),
         auto_approve_as: args.auto_approve_as,
+        shadow: args.shadow,
         print_summaries: true,
         summaries_to_stderr: json,
         ..DemoOptions::new(scenario, args.seed)
@@ -707,9 +716,12 @@ async fn run_bench(command: BenchCommand) -> u8 {
     }
 }
 
-async fn run_daemon(path: &std::path::Path) -> u8 {
+async fn run_daemon(path: &std::path::Path, shadow: bool) -> u8 {
     let cfg = match metaloop::config::FileConfig::load(path) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.shadow |= shadow;
+            c
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return 2;

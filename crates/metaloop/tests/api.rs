@@ -91,6 +91,7 @@ fn policy(id: &str, impact: ImpactLevel, knob: &str, kpi: &str) -> MetaPolicy {
         cooldown_cycles: 100,
         priority: 0,
         enabled: true,
+        mode: Default::default(),
     }
 }
 

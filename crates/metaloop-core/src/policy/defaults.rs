@@ -50,6 +50,7 @@ pub fn default_policies() -> Vec<MetaPolicy> {
             cooldown_cycles: 6,
             priority: 0,
             enabled: true,
+            mode: Default::default(),
         },
         MetaPolicy {
             id: "retire_failing_playbook".into(),
@@ -84,6 +85,7 @@ pub fn default_policies() -> Vec<MetaPolicy> {
             cooldown_cycles: 12,
             priority: 1,
             enabled: true,
+            mode: Default::default(),
         },
         MetaPolicy {
             id: "improve_success_rate".into(),
@@ -122,6 +124,7 @@ pub fn default_policies() -> Vec<MetaPolicy> {
             cooldown_cycles: 12,
             priority: 2,
             enabled: true,
+            mode: Default::default(),
         },
         MetaPolicy {
             id: "reduce_recovery_latency".into(),
@@ -155,6 +158,7 @@ pub fn default_policies() -> Vec<MetaPolicy> {
             cooldown_cycles: 12,
             priority: 3,
             enabled: true,
+            mode: Default::default(),
         },
     ]
 }

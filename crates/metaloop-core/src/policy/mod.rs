@@ -26,6 +26,22 @@ fn default_enabled() -> bool {
     true
 }
 
+/// Whether a policy's decisions act (`live`) or are only recorded (`shadow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    #[default]
+    Live,
+    /// Decisions are made, recorded as would-have directives and estimated, never published.
+    Shadow,
+}
+
+impl PolicyMode {
+    fn is_live(&self) -> bool {
+        *self == PolicyMode::Live
+    }
+}
+
 /// A rule for when to intervene.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +74,9 @@ pub struct MetaPolicy {
     pub priority: i32,
     #[serde(default = "default_enabled")]
     pub enabled: bool,
+    /// `live` (the default) or `shadow`.
+    #[serde(default, skip_serializing_if = "PolicyMode::is_live")]
+    pub mode: PolicyMode,
 }
 
 impl MetaPolicy {

@@ -9,7 +9,7 @@ use crate::directive::{
 };
 use crate::kpi::{self, CycleWindows, DomainWindow};
 use crate::policy::confidence::combine;
-use crate::policy::{ConditionEval, MetaPolicy, TargetSelector};
+use crate::policy::{ConditionEval, MetaPolicy, PolicyMode, TargetSelector};
 use crate::record::{PolicyEvaluation, RecordBody};
 use crate::snapshot::{CrossDomainSnapshot, SnapshotInputs, SystemicPattern};
 use crate::summary;
@@ -196,7 +196,12 @@ impl Supervisor {
             .state
             .order
             .iter()
-            .filter(|id| self.state.directives[*id].status == Status::Verifying)
+            .filter(|id| {
+                matches!(
+                    self.state.directives[*id].status,
+                    Status::Verifying | Status::Shadow
+                )
+            })
             .cloned()
             .collect();
         for id in ids {
@@ -221,6 +226,19 @@ impl Supervisor {
             };
             let d = ds.directive.clone();
             let outcome = verdict.outcome;
+            if d.shadow {
+                let reading = shadow_reading(&d, outcome);
+                self.commit(
+                    now,
+                    &actor,
+                    RecordBody::ShadowVerdict {
+                        directive_id: id.clone(),
+                        verdict,
+                        reading,
+                    },
+                );
+                continue;
+            }
             let text = summary::verdict_line(&d, &verdict);
             self.commit(
                 now,
@@ -312,6 +330,7 @@ impl Supervisor {
             rollback_of: Some(id.to_string()),
             issued_cycle: self.state.cycle,
             issued_at: now,
+            shadow: false,
         };
         taken.insert(d.target_domain.clone());
         self.submit(d, None, pre, pre_cycles, now);
@@ -347,6 +366,7 @@ impl Supervisor {
             rollback_of: None,
             issued_cycle: self.state.cycle,
             issued_at: now,
+            shadow: false,
         };
         self.submit(d, None, DomainWindow::default(), 0, now);
     }
@@ -368,6 +388,7 @@ impl Supervisor {
         let id = d.id.clone();
         let actor = self.cfg.actor.clone();
         let review = d.directive_type == DirectiveType::RequestReview;
+        let shadow = d.shadow;
         self.commit(
             now,
             &actor,
@@ -379,6 +400,19 @@ impl Supervisor {
                 pre_cycles,
             },
         );
+        if shadow {
+            // decided, recorded, never published nor sent for approval
+            self.commit(
+                now,
+                &actor,
+                RecordBody::ShadowRecorded {
+                    directive_id: id,
+                    approvals_needed: if review { 0 } else { requirement.approvals },
+                    review_note_required: requirement.review_note,
+                },
+            );
+            return;
+        }
         if review || requirement.approvals == 0 {
             self.publish(&id, now);
             return;
@@ -439,7 +473,11 @@ impl Supervisor {
         let mut evaluations = Vec::new();
         let mut recommendations = Vec::new();
         let mut to_submit: Vec<(Directive, Option<ImpactLevel>)> = Vec::new();
+        // domains a shadow directive takes this cycle: they block other shadow decisions,
+        // never live ones
+        let mut taken_shadow: BTreeSet<String> = BTreeSet::new();
         for p in &policies {
+            let shadow = self.cfg.shadow || p.mode == PolicyMode::Shadow;
             let ps = &self.state.policies[&p.id];
             let eval = p.condition.evaluate(snap, &self.state.goals);
             let streak = if eval.holds { ps.streak + 1 } else { 0 };
@@ -463,17 +501,22 @@ impl Supervisor {
                 let mut skipped = Vec::new();
                 for c in self.candidates(p, snap, &eval) {
                     let key = format!("{}/{}", c.domain, c.knob);
-                    let why_not = if taken.contains(&c.domain) {
+                    let why_not = if taken.contains(&c.domain)
+                        || shadow && taken_shadow.contains(&c.domain)
+                    {
                         Some("already has a new directive this cycle".to_string())
                     } else if self.cfg.verification.seasonality
                         == verify::Seasonality::ControlDomains
                         && !self.cfg.verification.method.is_one_look()
-                        && let Some(other) = taken.iter().next()
+                        && let Some(other) = taken
+                            .iter()
+                            .chain(taken_shadow.iter().filter(|_| shadow))
+                            .next()
                     {
                         Some(format!(
                             "{other} changes this cycle; two domains changed together would be each other's controls"
                         ))
-                    } else if let Some(h) = self.state.knob_holder(&key) {
+                    } else if let Some(h) = self.state.knob_holder(&key, shadow) {
                         Some(format!(
                             "knob held by directive {} ({})",
                             short(&h.directive.id),
@@ -483,6 +526,7 @@ impl Supervisor {
                         &c.domain,
                         self.cfg.verification.control_hold_samples,
                         self.cfg.verification.max_horizon_cycles,
+                        shadow,
                     ) {
                         Some(format!(
                             "directive {} ({} in {}) is being verified with {} in it: another change there waits until it has {} observations after its change",
@@ -519,7 +563,11 @@ impl Supervisor {
                         continue;
                     }
                     let d = self.directive_from(p, &c, snap, &eval, factors, now);
-                    taken.insert(c.domain.clone());
+                    if shadow {
+                        taken_shadow.insert(c.domain.clone());
+                    } else {
+                        taken.insert(c.domain.clone());
+                    }
                     issued.push(d.id.clone());
                     recommendations.push(format!(
                         "{}: {} {} in {} (confidence {:.2})",
@@ -737,6 +785,7 @@ impl Supervisor {
             rollback_of: None,
             issued_cycle: snap.cycle,
             issued_at: now,
+            shadow: self.cfg.shadow || p.mode == PolicyMode::Shadow,
         }
     }
 
@@ -894,6 +943,27 @@ impl MetaPolicy {
 }
 
 /// A KPI value for humans: rates as percentages, durations in seconds.
+/// What the estimated verdict of a shadow directive says: the verification ran over the
+/// data that followed the decision with nothing changed, so it measures the natural course of
+/// the target, not the directive's effect.
+pub fn shadow_reading(d: &Directive, outcome: Outcome) -> String {
+    let k = &d.target_kpi;
+    match outcome {
+        Outcome::Verified => format!(
+            "without the change, {k} improved on its own: the condition was passing, and a before/after comparison would have credited the directive with a recovery it did not cause"
+        ),
+        Outcome::Degraded => format!(
+            "without the change, {k} (or a guardrail) got worse: the need was real and growing"
+        ),
+        Outcome::NoEffect => format!(
+            "without the change, {k} stayed where it was: the need persisted; the directive's own effect is measured only by trying it (an experiment on a slice measures it safely)"
+        ),
+        Outcome::Inconclusive => {
+            format!("the data that followed cannot tell whether {k} moved on its own")
+        }
+    }
+}
+
 pub fn fmt_kpi(kpi_name: &str, v: f64) -> String {
     if v.is_nan() {
         return "missing".into();

@@ -66,6 +66,10 @@ pub struct DirectiveState {
     pub controls: Vec<Control>,
     pub verdict: Option<Verdict>,
     pub rolled_back_by: Option<String>,
+    /// A shadow directive: when it was recorded (its would-be change; the estimated
+    /// verdict takes the cycles after it, as a live one takes those after its ack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_since: Option<Timestamp>,
 }
 
 impl DirectiveState {
@@ -249,15 +253,24 @@ impl State {
     /// A directive whose verification `domain` holds still for: one changing `domain` itself
     /// or using it as a control, still short of `hold_samples` post observations of its
     /// target and of its `horizon`. Another change there now would confound its evidence.
+    ///
+    /// Shadow directives hold a domain for other shadow decisions only (`include_shadow`).
     pub fn held_by(
         &self,
         domain: &str,
         hold_samples: u64,
         horizon: u32,
+        include_shadow: bool,
     ) -> Option<&DirectiveState> {
         self.directives.values().find(|d| {
+            if d.directive.shadow && !include_shadow {
+                return false;
+            }
             let involved = d.directive.target_domain == domain
-                && matches!(d.status, Status::Applied | Status::Verifying)
+                && matches!(
+                    d.status,
+                    Status::Applied | Status::Verifying | Status::Shadow
+                )
                 || d.status.in_flight()
                     && d.controls
                         .iter()
@@ -268,11 +281,14 @@ impl State {
         })
     }
 
-    /// The directive holding a knob, if any.
-    pub fn knob_holder(&self, knob_key: &str) -> Option<&DirectiveState> {
-        self.directives
-            .values()
-            .find(|d| d.holds_knob() && d.directive.knob_key() == knob_key)
+    /// The directive holding a knob, if any. A shadow directive holds its knob for other
+    /// shadow decisions only (`include_shadow`): it never stands in a live decision's way.
+    pub fn knob_holder(&self, knob_key: &str, include_shadow: bool) -> Option<&DirectiveState> {
+        self.directives.values().find(|d| {
+            d.holds_knob()
+                && (include_shadow || !d.directive.shadow)
+                && d.directive.knob_key() == knob_key
+        })
     }
 
     /// Applies one record.
@@ -347,9 +363,13 @@ impl State {
                 let summary = CycleSummary::of(windows);
                 // verifications in progress take every cycle that started after their ack
                 for ds in self.directives.values_mut() {
-                    if ds.status == Status::Verifying
-                        && let Some(a) = &ds.applied
-                        && windows.start >= a.at.plus_millis(settle)
+                    let since = match ds.status {
+                        Status::Verifying => ds.applied.as_ref().map(|a| a.at),
+                        Status::Shadow => ds.shadow_since,
+                        _ => None,
+                    };
+                    if let Some(at) = since
+                        && windows.start >= at.plus_millis(settle)
                     {
                         if let Some(w) = windows.domains.get(&ds.directive.target_domain) {
                             ds.post.merge(w);
@@ -484,6 +504,7 @@ impl State {
                         controls,
                         verdict: None,
                         rolled_back_by: None,
+                        shadow_since: None,
                     },
                 );
             }
@@ -608,6 +629,22 @@ impl State {
                     if d.directive.rollback_of.is_none() {
                         self.verdict_log.push_back((self.cycle, verdict.outcome));
                     }
+                }
+            }
+            RecordBody::ShadowRecorded { directive_id, .. } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.shadow_since = Some(time);
+                    d.set_status(Status::Shadow, time);
+                }
+            }
+            RecordBody::ShadowVerdict {
+                directive_id,
+                verdict,
+                ..
+            } => {
+                if let Some(d) = self.directives.get_mut(directive_id) {
+                    d.verdict = Some(verdict.clone());
+                    d.set_status(Status::ShadowEstimated, time);
                 }
             }
             RecordBody::RolledBack {

@@ -139,10 +139,12 @@ async fn status(
                 "directives": {
                     "total": st.directives.len(),
                     "pending_approval": count(&|s| s == Status::PendingApproval),
-                    "in_flight": st.directives.values().filter(|d| d.holds_knob()).count(),
+                    "in_flight": st.directives.values().filter(|d| d.holds_knob() && !d.directive.shadow).count(),
                     "verified": count(&|s| s == Status::Verified),
                     "rolled_back": count(&|s| s == Status::RolledBack),
+                    "shadow": st.directives.values().filter(|d| d.directive.shadow).count(),
                 },
+                "shadow_mode": sup.config().shadow,
                 "alerts": st.alerts.values().collect::<Vec<_>>(),
             })
         })

@@ -53,6 +53,8 @@ pub struct DemoOptions {
     pub mesh: Option<String>,
     /// Incident volume, daily cycle and bursts of the simulated spine.
     pub spine: metaloop_sim::SpineOptions,
+    /// Shadow mode: every decision recorded as a would-have directive, nothing published.
+    pub shadow: bool,
 }
 
 impl DemoOptions {
@@ -72,6 +74,7 @@ impl DemoOptions {
             base: None,
             mesh: None,
             spine: metaloop_sim::SpineOptions::default(),
+            shadow: false,
         }
     }
 
@@ -84,6 +87,7 @@ impl DemoOptions {
             ..self.base.clone().unwrap_or_default()
         };
         cfg.verification.method = self.method;
+        cfg.shadow |= self.shadow;
         // the simulated spine has a daily cycle below high volume; at high it has none, and
         // comparing before and after directly is sound
         if self.base.is_none() && !self.spine.diurnal {
@@ -190,6 +194,9 @@ fn demo_identity(opts: &DemoOptions) -> serde_json::Value {
             Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
         }),
     });
+    if opts.shadow {
+        id["shadow"] = serde_json::json!(true);
+    }
     // ledgers written before volumes existed ran the default spine
     if opts.spine != metaloop_sim::SpineOptions::default() {
         id["spine"] = serde_json::json!({
@@ -708,6 +715,9 @@ fn build_report(
         if d.rollback_of.is_some() {
             totals.rollbacks += 1;
         }
+        if d.shadow {
+            totals.shadow += 1;
+        }
         match ds.status {
             Status::Verified => totals.verified += 1,
             Status::NoEffect => totals.no_effect += 1,
@@ -734,6 +744,7 @@ fn build_report(
         });
         directives.push(DirectiveReport {
             id: id.clone(),
+            shadow: d.shadow,
             directive_type: d.directive_type.as_str().into(),
             policy_id: d.policy_id.clone(),
             target_domain: d.target_domain.clone(),

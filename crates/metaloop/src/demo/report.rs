@@ -70,6 +70,9 @@ pub struct DirectiveReport {
     pub rollback_of: Option<String>,
     pub rolled_back_by: Option<String>,
     pub truth: Option<TruthReport>,
+    /// A would-have decision (shadow mode): recorded, never published; its verdict is an
+    /// estimate from the data that followed.
+    pub shadow: bool,
 }
 
 /// Counts over the run.
@@ -87,6 +90,8 @@ pub struct Totals {
     pub rejected: usize,
     pub refused: usize,
     pub pending_approval: usize,
+    /// Would-have (shadow) directives, never published.
+    pub shadow: usize,
     pub events_ingested: u64,
     pub events_rejected: u64,
     pub alerts_fired: usize,
