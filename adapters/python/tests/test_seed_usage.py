@@ -55,14 +55,17 @@ def test_the_seed_usage_examples(daemon_factory):
     viewer, admin, ops = d.api("viewer"), d.api("admin"), d.api("ops_engineer")
     adapter = HttpAdapter(d.api("adapter"), viewer)
 
-    # the seed's snapshot: success 87 % against 95 %, recovery 42.3 s against 30 s
-    now = datetime.now(timezone.utc)
-    events = [
-        d.signer.recovery(domain="application", incident_id=f"inc-{i}", playbook="restart-service",
-                          duration_s=42.3, succeeded=i % 100 < 87, id=f"rec-{i}", time=now)
-        for i in range(200)
-    ]
-    assert all(r.accepted for r in adapter.send(events))
+    # the seed's snapshot: success 87 % against 95 %, recovery 42.3 s against 30 s — over four
+    # cycles and 2,400 recoveries, the baseline a directive is later verified against
+    for chunk in range(4):
+        now = datetime.now(timezone.utc)
+        events = [
+            d.signer.recovery(domain="application", incident_id=f"inc-{chunk}-{i}", playbook="restart-service",
+                              duration_s=42.3, succeeded=i % 100 < 87, id=f"rec-{chunk}-{i}", time=now)
+            for i in range(600)
+        ]
+        assert all(r.accepted for r in adapter.send(events))
+        d.wait_for_cycle(viewer.status()["cycle"])
     assert wait_until_durable(adapter, timeout=30)
     gaps = viewer.goal_gaps()
     kpis = viewer.global_kpis()
@@ -83,7 +86,8 @@ def test_the_seed_usage_examples(daemon_factory):
             "target": "worst_domain",
             "knob": "custom.threshold",
             "parameters": {"adjustment": 0.05},
-            "target_kpi": "my_kpi",
+            # verification needs a built-in KPI to measure the directive by
+            "target_kpi": "overall_success_rate",
             "impact_level": "HIGH",
         },
     )

@@ -233,6 +233,7 @@ class DirectiveHandler:
         self.max_age = max_age
         self.on_review = on_review
         self.applied_count = 0
+        self.repeated_count = 0  # deliveries answered from the journal
 
     def handle(self, body: bytes) -> SignedEvent | None:
         """The acknowledgement to send for a delivered directive (the same bytes on every
@@ -241,6 +242,7 @@ class DirectiveHandler:
         d = read_directive(body, self.supervisor_keys, source=self.supervisor_source)
         done = self.journal.get(d.id)
         if done is not None:
+            self.repeated_count += 1
             return _stored_ack(done)
         if d.is_review_request:
             if self.on_review is not None:

@@ -97,7 +97,7 @@ class NatsAdapter:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(batch, timeout=poll)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
                     continue
                 for msg in msgs:
                     await self._handle(handler, msg)

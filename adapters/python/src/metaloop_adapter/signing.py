@@ -42,6 +42,23 @@ _RFC3339 = re.compile(
 )
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
+#: The first word of metaloop's own key files (``supervisor.pub`` / ``supervisor.key``).
+PUBLIC_KEY_TAG = "metaloop-ed25519-public-v1"
+SECRET_KEY_TAG = "metaloop-ed25519-secret-v1"
+
+
+def _key_text(text: str, tag: str, other_tag: str) -> str:
+    """The 64 hex characters of a key file: bare (as ``metaloop keys generate`` writes an
+    adapter's keys) or after ``tag`` and one space (as metaloop writes its own)."""
+    words = text.split()
+    if len(words) == 2 and words[0] == tag:
+        return words[1]
+    if len(words) == 2 and words[0] == other_tag:
+        raise KeyError_(f"it holds a {other_tag} key, a {tag} key is needed here")
+    if len(words) == 1:
+        return words[0]
+    raise KeyError_(f"expected 64 hex characters, optionally after {tag}")
+
 
 class SignatureError(Exception):
     """An event's signature is missing, malformed or does not verify."""
@@ -176,10 +193,12 @@ class PublicKey:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "PublicKey":
-        """Reads a ``.pub`` file as written by ``metaloop keys generate`` or next to the
-        supervisor's key (``supervisor.pub``): 64 hex characters and a newline."""
+        """Reads a public key file: an adapter's ``.pub`` from ``metaloop keys generate`` (64
+        hex characters and a newline) or metaloop's ``supervisor.pub``
+        (``metaloop-ed25519-public-v1 <64 hex>`` and a newline)."""
         try:
-            return cls.from_hex(Path(path).read_text(encoding="ascii"))
+            text = Path(path).read_text(encoding="ascii")
+            return cls.from_hex(_key_text(text, PUBLIC_KEY_TAG, SECRET_KEY_TAG))
         except KeyError_ as e:
             raise KeyError_(f"{path}: {e}") from None
 
@@ -231,9 +250,11 @@ class SigningKey:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "SigningKey":
         """Reads a ``.key`` file written by ``metaloop keys generate``: the seed as 64 hex
-        characters and a newline."""
+        characters and a newline (metaloop's own ``metaloop-ed25519-secret-v1 <hex>`` form is
+        read too)."""
         try:
-            return cls.from_hex(Path(path).read_text(encoding="ascii"))
+            text = Path(path).read_text(encoding="ascii")
+            return cls.from_hex(_key_text(text, SECRET_KEY_TAG, PUBLIC_KEY_TAG))
         except KeyError_ as e:
             raise KeyError_(f"{path}: {e}") from None
 
