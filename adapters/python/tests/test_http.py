@@ -92,10 +92,11 @@ def test_a_restart_in_the_middle_of_an_http_stream_loses_and_doubles_nothing(dae
     restarter.join()
 
     assert wait_until_durable(adapter, timeout=60), f"{adapter.pending} events still not durable"
-    assert adapter.resent > 0, "the stop lost no open cycle: the test did not exercise a restart"
+    # events accepted in the cycle open at the stop were sent again: metaloop answers
+    # `duplicate` for those it still holds, `accepted` for those the stop lost
+    assert adapter.resent > 0, "no accepted event met a restart before its cycle closed"
     assert errors > 0, "no send met metaloop down"
     d.wait_for_cycle(viewer.status()["cycle"] + 1)  # one more cycle: nothing arrives late
     folded = d.folded()
     assert (folded["recoveries"], folded["successes"]) == (600, 480), folded
-    assert adapter.duplicates_on_resend == 0
     assert d.stop() == 0

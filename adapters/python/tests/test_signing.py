@@ -93,13 +93,13 @@ def test_time_normalisation_truncates_to_utc_seconds():
 
 def test_duplicate_members_and_weak_keys_are_refused():
     from metaloop_adapter.events import MalformedEvent
-    from metaloop_adapter.signing import KeyError_
+    from metaloop_adapter.signing import KeyFileError
 
     with pytest.raises(MalformedEvent):
         parse_event(b'{"id":"a","id":"b"}')
     with pytest.raises(MalformedEvent):
         parse_event(b'[{"id":"a"}]')
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyFileError):
         PublicKey.from_hex("00" * 32)  # a small-order point
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyFileError):
         PublicKey.from_hex("d75a98")

@@ -1,11 +1,11 @@
 """Events over HTTP (``POST /v1/events``) with nothing lost across a restart of metaloop.
 
-metaloop answers ``accepted`` once an event is folded into the open cycle; the event is
-durable when that cycle's ``snapshot.built`` record is in the ledger. A graceful stop or a
-crash before then loses the open cycle. :class:`HttpAdapter` therefore keeps every accepted
-event until the ledger shows a cycle closed after it, and sends again (the same bytes, the
-same id) the events whose cycle was lost — which it sees as a ``supervisor.started`` record
-before any ``snapshot.built`` that follows the acceptance.
+An event is in metaloop's ledger once the cycle it was folded into has closed (its
+``snapshot.built`` record). :class:`HttpAdapter` keeps every accepted event until the ledger
+shows a cycle closed after it. When a restart comes first — a ``supervisor.started`` record
+before any ``snapshot.built`` that follows the acceptance — it sends the event again, the
+same bytes and id: metaloop answers ``duplicate`` if it still holds the event and
+``accepted`` if the restart lost it, so either way the event counts once.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ class HttpAdapter:
         return sum(1 for p in self._pending.values() if p.lost)
 
     def send(self, events: Sequence[SignedEvent]) -> list[EventResult]:
-        """Posts events in batches; returns one result per event. Accepted events are
-        tracked; rejected ones are the caller's to fix (a corrected event may reuse the id)."""
+        """Posts events in batches; returns one result per event. Accepted (and duplicate)
+        events are tracked; rejected ones are the caller's to fix (a corrected event may reuse
+        the id)."""
         out: list[EventResult] = []
         for i in range(0, len(events), self.batch_size):
             chunk = list(events[i : i + self.batch_size])
@@ -68,7 +69,9 @@ class HttpAdapter:
             if self.reader is not None:
                 head = self._advance()
                 for ev, r in zip(chunk, results):
-                    if r.accepted:
+                    # a duplicate may be the copy of a send whose answer was lost, still in
+                    # the open cycle: it is tracked like an accepted event
+                    if r.result in ("accepted", "duplicate"):
                         self._pending[(ev.source, ev.id)] = _Pending(ev, head)
             out.extend(results)
         return out

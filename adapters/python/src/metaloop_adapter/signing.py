@@ -54,17 +54,17 @@ def _key_text(text: str, tag: str, other_tag: str) -> str:
     if len(words) == 2 and words[0] == tag:
         return words[1]
     if len(words) == 2 and words[0] == other_tag:
-        raise KeyError_(f"it holds a {other_tag} key, a {tag} key is needed here")
+        raise KeyFileError(f"it holds a {other_tag} key, a {tag} key is needed here")
     if len(words) == 1:
         return words[0]
-    raise KeyError_(f"expected 64 hex characters, optionally after {tag}")
+    raise KeyFileError(f"expected 64 hex characters, optionally after {tag}")
 
 
 class SignatureError(Exception):
     """An event's signature is missing, malformed or does not verify."""
 
 
-class KeyError_(ValueError):
+class KeyFileError(ValueError):
     """A key file or key text is not what the protocol expects."""
 
 
@@ -185,10 +185,10 @@ class PublicKey:
     def from_hex(cls, text: str) -> "PublicKey":
         text = text.strip()
         if not _HEX64.match(text):
-            raise KeyError_("a public key is 64 hex characters")
+            raise KeyFileError("a public key is 64 hex characters")
         raw = bytes.fromhex(text)
         if _is_small_order(raw):
-            raise KeyError_("small-order (weak) public key refused")
+            raise KeyFileError("small-order (weak) public key refused")
         return cls(raw)
 
     @classmethod
@@ -199,8 +199,8 @@ class PublicKey:
         try:
             text = Path(path).read_text(encoding="ascii")
             return cls.from_hex(_key_text(text, PUBLIC_KEY_TAG, SECRET_KEY_TAG))
-        except KeyError_ as e:
-            raise KeyError_(f"{path}: {e}") from None
+        except KeyFileError as e:
+            raise KeyFileError(f"{path}: {e}") from None
 
     @property
     def hex(self) -> str:
@@ -232,7 +232,7 @@ class SigningKey:
 
     def __init__(self, seed: bytes):
         if len(seed) != 32:
-            raise KeyError_("an Ed25519 secret key (seed) is 32 bytes")
+            raise KeyFileError("an Ed25519 secret key (seed) is 32 bytes")
         self._key = nacl.signing.SigningKey(seed)
         self.public_key = PublicKey(bytes(self._key.verify_key))
 
@@ -244,7 +244,7 @@ class SigningKey:
     def from_hex(cls, text: str) -> "SigningKey":
         text = text.strip()
         if not _HEX64.match(text):
-            raise KeyError_("a secret key is 64 hex characters (the 32-byte seed)")
+            raise KeyFileError("a secret key is 64 hex characters (the 32-byte seed)")
         return cls(bytes.fromhex(text))
 
     @classmethod
@@ -255,8 +255,8 @@ class SigningKey:
         try:
             text = Path(path).read_text(encoding="ascii")
             return cls.from_hex(_key_text(text, SECRET_KEY_TAG, PUBLIC_KEY_TAG))
-        except KeyError_ as e:
-            raise KeyError_(f"{path}: {e}") from None
+        except KeyFileError as e:
+            raise KeyFileError(f"{path}: {e}") from None
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Writes the seed (mode 0600) and the public key beside it (``.pub``), never
