@@ -75,6 +75,7 @@ class MetaPolicy:
     cooldown_cycles: int | None = None
     priority: int | None = None
     enabled: bool | None = None
+    mode: str | None = None  # "live" (default) or "shadow": decided and recorded, never published
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
