@@ -201,6 +201,23 @@ pub struct Directive {
     /// published.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
+    /// For `SCHEDULE_EXPERIMENT`: the slice and what a success is rolled out as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentPlan>,
+    /// The experiment whose success this directive rolls out to the whole domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+}
+
+/// A holdout experiment: the spine applies the directive's change to a hash-chosen `fraction`
+/// of the domain's incidents (the treatment arm) and keeps the rest as they are (the control
+/// arm); verification compares the arms over the same cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentPlan {
+    pub fraction: f64,
+    /// The directive type that rolls the change out to the whole domain on success.
+    pub promote_as: DirectiveType,
 }
 
 impl Directive {
@@ -217,6 +234,10 @@ impl Directive {
             }
             KnobAction::Set { value } => ("set", serde_json::json!({ "value": value })),
         };
+        let mut parameters = parameters;
+        if let Some(e) = &self.experiment {
+            parameters["fraction"] = serde_json::json!(e.fraction);
+        }
         DirectiveMessage {
             directive_id: self.id.clone(),
             directive_type: self.directive_type.as_str().to_string(),

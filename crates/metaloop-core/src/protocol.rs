@@ -98,6 +98,28 @@ pub struct Recovery {
     pub autonomous: bool,
     /// True when a human overrode the planner's choice.
     pub human_override: bool,
+    /// The experiment arm the incident was in, when a `SCHEDULE_EXPERIMENT` is running in the
+    /// domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArm>,
+}
+
+/// Which arm of a running experiment an incident was in: the directive id of the
+/// `SCHEDULE_EXPERIMENT` and `control` (the knob's current value) or `treatment` (the
+/// candidate value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentArm {
+    pub id: String,
+    pub arm: Arm,
+}
+
+/// An experiment arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    Control,
+    Treatment,
 }
 
 /// `decision.made`.
@@ -113,6 +135,9 @@ pub struct Decision {
     pub approved_by_human: bool,
     /// True when a human overrode the decision.
     pub overridden: bool,
+    /// The experiment arm of the incident (see [`Recovery::experiment`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentArm>,
 }
 
 /// Health state of a node.

@@ -121,6 +121,8 @@ fn config(environment: &str) -> SupervisorConfig {
             side_effects: BTreeMap::new(),
             min_effect: None,
             expected_impact: String::new(),
+            experiment_first: false,
+            experiment_fraction: None,
         },
         confidence_threshold: 0.0,
         min_evidence: 0.0,
@@ -282,6 +284,7 @@ impl Harness {
                         duration_s: f64::from(secs) + f64::from(i % 17),
                         autonomous: i % 4 != 0,
                         human_override: i % 13 == 0,
+                        experiment: None,
                     };
                     let data = if ok {
                         EventData::RecoverySucceeded(r)
@@ -297,6 +300,7 @@ impl Harness {
                         autonomous: i % 4 != 0,
                         approved_by_human: i % 4 == 0,
                         overridden: i % 13 == 0,
+                        experiment: None,
                     };
                     let e = self.event(domain, EventData::DecisionMade(dec));
                     self.sup.ingest(&e).unwrap();

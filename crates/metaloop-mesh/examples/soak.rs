@@ -109,6 +109,7 @@ fn payload(i: usize) -> EventData {
                 duration_s: 5.0 + (i % 97) as f64,
                 autonomous: !i.is_multiple_of(4),
                 human_override: i.is_multiple_of(17),
+                experiment: None,
             };
             if i.is_multiple_of(7) {
                 EventData::RecoveryFailed(r)
@@ -123,6 +124,7 @@ fn payload(i: usize) -> EventData {
             autonomous: !i.is_multiple_of(3),
             approved_by_human: i.is_multiple_of(3),
             overridden: i.is_multiple_of(11),
+            experiment: None,
         }),
         3 => EventData::ComplianceScored(ComplianceScore {
             domain,

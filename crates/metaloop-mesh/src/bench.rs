@@ -152,6 +152,7 @@ pub fn workload(n: usize) -> (Vec<Vec<u8>>, KeyRegistry) {
                         duration_s: 5.0 + (i % 97) as f64,
                         autonomous: i % 4 != 0,
                         human_override: i % 17 == 0,
+                        experiment: None,
                     };
                     if i % 7 == 0 {
                         EventData::RecoveryFailed(r)
@@ -166,6 +167,7 @@ pub fn workload(n: usize) -> (Vec<Vec<u8>>, KeyRegistry) {
                     autonomous: i % 3 != 0,
                     approved_by_human: i % 3 == 0,
                     overridden: i % 11 == 0,
+                    experiment: None,
                 }),
                 3 => EventData::ComplianceScored(ComplianceScore {
                     domain,

@@ -4,6 +4,7 @@
 use crate::burst::Stratum;
 use crate::health::Transition;
 use crate::incident::Outcome;
+use metaloop_core::protocol::Arm;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
@@ -24,12 +25,15 @@ pub(crate) enum Happening {
         domain: usize,
         incident: u64,
         outcome: Outcome,
+        /// The experiment (index into the spine's experiment ids) and arm of the incident.
+        arm: Option<(usize, Arm)>,
     },
     /// An incident's recovery finishes.
     Recovery {
         domain: usize,
         incident: u64,
         outcome: Outcome,
+        arm: Option<(usize, Arm)>,
     },
     /// A domain's periodic report: compliance score and human queue depth.
     Report { domain: usize },

@@ -43,6 +43,9 @@ pub enum Refusal {
     /// The threshold would leave its allowed range.
     #[error("value {value} out of range [{}, {}] for planner.confidence_threshold", THRESHOLD_RANGE.0, THRESHOLD_RANGE.1)]
     ThresholdOutOfRange { value: f64 },
+    /// An experiment already runs in the domain.
+    #[error("experiment {id} already runs in domain {domain} (one at a time)")]
+    ExperimentRunning { domain: String, id: String },
     /// Disabling the playbook would leave some incidents with no playbook at all.
     #[error(
         "disabling playbook {playbook} would leave incidents planned for {stranded} with no enabled playbook (their fallback is disabled)"
@@ -179,7 +182,7 @@ pub(crate) fn interpret_action(
     })
 }
 
-fn number(parameters: &Value, field: &'static str) -> Result<f64, Refusal> {
+pub(crate) fn number(parameters: &Value, field: &'static str) -> Result<f64, Refusal> {
     match parameters.get(field).and_then(Value::as_f64) {
         Some(x) if x.is_finite() => Ok(x),
         _ => Err(Refusal::BadParameter {

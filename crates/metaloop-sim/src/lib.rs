@@ -71,5 +71,7 @@ pub use options::{HIGH_INCIDENTS_PER_HOUR, SpineOptions, UnknownVolume, Volume};
 pub use planner::THRESHOLD_RANGE;
 pub use playbook::failover_playbook;
 pub use scenario::{Scenario, UnknownScenario};
-pub use spine::{HUMAN_QUEUE_DEPTH, MANUAL_PLAYBOOK, REPORT_PERIOD_MS, SPINE_SOURCE, Spine};
+pub use spine::{
+    HUMAN_QUEUE_DEPTH, MANUAL_PLAYBOOK, REPORT_PERIOD_MS, SPINE_SOURCE, Spine, arm_hash,
+};
 pub use truth::{HARM_RATE, HARM_RECOVERY_RISE, HARM_SECONDS, HARM_SUCCESS_DROP, Truth};

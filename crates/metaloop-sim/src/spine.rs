@@ -14,8 +14,9 @@ use crate::playbook::failover_playbook;
 use crate::scenario::Scenario;
 use crate::truth::{self, Truth};
 use metaloop_core::protocol::{
-    ComplianceScore, Decision, DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData,
-    HealthChange, HealthState, KpiReport, Recovery, SpineEvent, TrustException,
+    Arm, ComplianceScore, Decision, DirectiveApplied, DirectiveMessage, DirectiveRefused,
+    EventData, ExperimentArm, HealthChange, HealthState, KpiReport, Recovery, SpineEvent,
+    TrustException,
 };
 use metaloop_core::time::Timestamp;
 use rand::{Rng, SeedableRng};
@@ -73,6 +74,35 @@ struct DomainState {
     raised_at: Option<Timestamp>,
     /// Resolution times (ms) of human-handled incidents still open.
     human_open: BinaryHeap<Reverse<i64>>,
+    /// The experiment running in the domain, if any.
+    experiment: Option<Experiment>,
+}
+
+/// A `SCHEDULE_EXPERIMENT` in effect: a hash-chosen `fraction` of the domain's incidents run
+/// with the candidate knobs (the treatment arm), the others with the domain's own.
+#[derive(Debug, Clone)]
+struct Experiment {
+    /// Index into `Spine::experiment_ids`.
+    index: usize,
+    knob: String,
+    fraction: f64,
+    knobs: Knobs,
+}
+
+/// A uniform number in [0, 1) from an experiment id and an incident number (FNV-1a, then the
+/// SplitMix64 finaliser): the arm assignment any adapter can reproduce.
+pub fn arm_hash(experiment_id: &str, incident: u64) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in experiment_id.bytes().chain(incident.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The simulated spine of one scenario, deterministic from its seed.
@@ -91,6 +121,8 @@ pub struct Spine {
     acks: BTreeMap<String, SpineEvent>,
     spine_events: u64,
     approver_present: bool,
+    /// Ids of the experiments started, in order.
+    experiment_ids: Vec<String>,
 }
 
 impl Spine {
@@ -150,6 +182,7 @@ impl Spine {
                     epoch: 0,
                     raised_at: None,
                     human_open: BinaryHeap::new(),
+                    experiment: None,
                 }
             })
             .collect();
@@ -167,6 +200,7 @@ impl Spine {
             acks: BTreeMap::new(),
             spine_events: 0,
             approver_present: world.approver_present,
+            experiment_ids: Vec::new(),
         };
         for d in 0..spine.domains.len() {
             spine.schedule_arrival(d, start.millis());
@@ -228,7 +262,12 @@ impl Spine {
             return ack.clone();
         }
         let at = now.max(self.now);
-        let ack = match self.apply(directive, at) {
+        let result = if directive.directive_type == "SCHEDULE_EXPERIMENT" {
+            self.start_experiment(directive, at)
+        } else {
+            self.apply(directive, at)
+        };
+        let ack = match result {
             Ok((domain, applied)) => {
                 self.event(domain, at.millis(), EventData::DirectiveApplied(applied))
             }
@@ -459,12 +498,98 @@ impl Spine {
 
     fn steady_kpis(&self, d: usize, at: Timestamp) -> ExpectedKpis {
         let state = &self.domains[d];
-        let conditions = self.steady_conditions(d, at);
+        self.steady_kpis_with(d, at, &state.knobs)
+    }
+
+    /// The steady KPIs the domain would have with `knobs` in force for all its incidents.
+    fn steady_kpis_with(&self, d: usize, at: Timestamp, knobs: &Knobs) -> ExpectedKpis {
+        let state = &self.domains[d];
+        let mut conditions = self.steady_conditions(d, at);
+        conditions.overloaded = state
+            .spec
+            .humans
+            .overload
+            .as_ref()
+            .is_some_and(|o| knobs.threshold > o.threshold_limit);
         kpis::expected(&Situation {
             spec: &state.spec,
-            knobs: &state.knobs,
+            knobs,
             conditions,
         })
+    }
+
+    /// Starts a `SCHEDULE_EXPERIMENT`: `parameters.fraction` of the domain's incidents (chosen
+    /// by [`arm_hash`] of the directive id and the incident number) run with the knob changed
+    /// as the action says; the domain's own knobs stay. The truth recorded is the effect the
+    /// candidate would have on the whole domain.
+    fn start_experiment(
+        &mut self,
+        directive: &DirectiveMessage,
+        at: Timestamp,
+    ) -> Result<(usize, DirectiveApplied), Refusal> {
+        let d = self.domain_or_refusal(&directive.target_domain)?;
+        let change =
+            directive::interpret(&self.domains[d].spec, &self.domains[d].knobs, directive)?;
+        let fraction = directive::number(&directive.parameters, "fraction")?;
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Refusal::BadParameter {
+                field: "fraction",
+                expected: "a number strictly between 0 and 1",
+                got: fraction.to_string(),
+            });
+        }
+        if let Some(e) = &self.domains[d].experiment {
+            return Err(Refusal::ExperimentRunning {
+                domain: directive.target_domain.clone(),
+                id: self.experiment_ids[e.index].clone(),
+            });
+        }
+        let kpis_before = self.steady_kpis(d, at);
+        let kpis_after = self.steady_kpis_with(d, at, &change.knobs);
+        let (before, after, effect, harmful) =
+            truth::assess(&directive.target_kpi, &kpis_before, &kpis_after);
+        self.truth_index
+            .insert(directive.directive_id.clone(), self.truths.len());
+        self.truths.push(Truth {
+            directive_id: directive.directive_id.clone(),
+            target_domain: directive.target_domain.clone(),
+            target_kpi: directive.target_kpi.clone(),
+            knob: directive.knob.clone(),
+            previous: change.previous.clone(),
+            current: change.current.clone(),
+            applied_at: at,
+            before,
+            after,
+            effect,
+            harmful,
+            kpis_before,
+            kpis_after,
+        });
+        self.domains[d].experiment = Some(Experiment {
+            index: self.experiment_ids.len(),
+            knob: directive.knob.clone(),
+            fraction,
+            knobs: change.knobs,
+        });
+        self.experiment_ids.push(directive.directive_id.clone());
+        Ok((
+            d,
+            DirectiveApplied {
+                directive_id: directive.directive_id.clone(),
+                domain: directive.target_domain.clone(),
+                knob: directive.knob.clone(),
+                previous: change.previous,
+                current: change.current,
+            },
+        ))
+    }
+
+    /// The experiment running in `domain`: its id and the fraction in the treatment arm.
+    pub fn experiment(&self, domain: &str) -> Option<(String, f64)> {
+        let e = self.domains[self.domain_index(domain)?]
+            .experiment
+            .as_ref()?;
+        Some((self.experiment_ids[e.index].clone(), e.fraction))
     }
 
     /// Validates and applies a directive; records its truth.
@@ -476,6 +601,16 @@ impl Spine {
         let d = self.domain_or_refusal(&directive.target_domain)?;
         let change =
             directive::interpret(&self.domains[d].spec, &self.domains[d].knobs, directive)?;
+        // a directive on the knob of a running experiment ends the experiment: a promotion
+        // (the candidate for every incident) or an abandonment (a rollback to the value the
+        // control arm kept)
+        if self.domains[d]
+            .experiment
+            .as_ref()
+            .is_some_and(|e| e.knob == directive.knob)
+        {
+            self.domains[d].experiment = None;
+        }
         let kpis_before = self.steady_kpis(d, at);
         self.change_knobs(d, &change, at);
         let kpis_after = self.steady_kpis(d, at);
@@ -678,7 +813,9 @@ impl Spine {
                 domain,
                 incident,
                 outcome,
+                arm,
             } => {
+                let experiment = self.arm_tag(arm);
                 let state = &self.domains[domain];
                 let data = EventData::DecisionMade(Decision {
                     domain: state.spec.name.clone(),
@@ -687,6 +824,7 @@ impl Spine {
                     autonomous: outcome.autonomous_decision,
                     approved_by_human: !outcome.autonomous_decision,
                     overridden: outcome.overridden,
+                    experiment,
                 });
                 out.push(self.event(domain, at, data));
             }
@@ -694,7 +832,9 @@ impl Spine {
                 domain,
                 incident,
                 outcome,
+                arm,
             } => {
+                let experiment = self.arm_tag(arm);
                 let state = &self.domains[domain];
                 let recovery = Recovery {
                     domain: state.spec.name.clone(),
@@ -706,6 +846,7 @@ impl Spine {
                     duration_s: outcome.duration_ms as f64 / 1000.0,
                     autonomous: outcome.ran_autonomously(),
                     human_override: outcome.overridden,
+                    experiment,
                 };
                 let data = if outcome.succeeded {
                     EventData::RecoverySucceeded(recovery)
@@ -768,9 +909,22 @@ impl Spine {
     fn start_incident(&mut self, d: usize, at: i64, fate: Option<Stratum>) {
         let conditions = self.current_conditions(d, Timestamp(at));
         let state = &mut self.domains[d];
+        let arm = state.experiment.as_ref().map(|e| {
+            let id = &self.experiment_ids[e.index];
+            let arm = if arm_hash(id, state.incidents) < e.fraction {
+                Arm::Treatment
+            } else {
+                Arm::Control
+            };
+            (e.index, arm)
+        });
+        let knobs = match (&state.experiment, arm) {
+            (Some(e), Some((_, Arm::Treatment))) => &e.knobs,
+            _ => &state.knobs,
+        };
         let situation = Situation {
             spec: &state.spec,
-            knobs: &state.knobs,
+            knobs,
             conditions,
         };
         let outcome: Outcome = incident::sample(&situation, &mut state.incident_rng, fate);
@@ -785,6 +939,7 @@ impl Spine {
                 domain: d,
                 incident,
                 outcome,
+                arm,
             },
         );
         self.agenda.schedule(
@@ -793,6 +948,7 @@ impl Spine {
                 domain: d,
                 incident,
                 outcome,
+                arm,
             },
         );
     }
@@ -836,6 +992,13 @@ impl Spine {
             return;
         };
         out.push(self.event(d, at, data));
+    }
+
+    fn arm_tag(&self, arm: Option<(usize, Arm)>) -> Option<ExperimentArm> {
+        arm.map(|(i, arm)| ExperimentArm {
+            id: self.experiment_ids[i].clone(),
+            arm,
+        })
     }
 
     /// Stamps an event of domain `d` with the next id of its source.

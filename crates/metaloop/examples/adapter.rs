@@ -69,6 +69,7 @@ fn sample_events(domain: &str, count: usize, seed: u64) -> Vec<EventData> {
                 duration_s: 20.0 + (i % 13) as f64,
                 autonomous: !i.is_multiple_of(4),
                 human_override: false,
+                experiment: None,
             };
             [
                 EventData::DecisionMade(Decision {
@@ -78,6 +79,7 @@ fn sample_events(domain: &str, count: usize, seed: u64) -> Vec<EventData> {
                     autonomous: !i.is_multiple_of(4),
                     approved_by_human: i.is_multiple_of(4),
                     overridden: false,
+                    experiment: None,
                 }),
                 if ok {
                     EventData::RecoverySucceeded(r)

@@ -83,6 +83,8 @@ fn policy(id: &str, impact: ImpactLevel, knob: &str, kpi: &str) -> MetaPolicy {
             side_effects: BTreeMap::new(),
             min_effect: None,
             expected_impact: String::new(),
+            experiment_first: false,
+            experiment_fraction: None,
         },
         confidence_threshold: 0.0,
         min_evidence: 0.0,
@@ -232,6 +234,7 @@ impl Server {
                         duration_s: 20.0,
                         autonomous: true,
                         human_override: false,
+                        experiment: None,
                     };
                     let rec = if i % 5 == 0 {
                         EventData::RecoveryFailed(r)
@@ -245,6 +248,7 @@ impl Server {
                         autonomous: i % 2 == 0,
                         approved_by_human: i % 2 == 1,
                         overridden: false,
+                        experiment: None,
                     });
                     [rec, dec]
                         .into_iter()

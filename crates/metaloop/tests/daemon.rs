@@ -52,6 +52,7 @@ fn recovery(i: usize, ok: bool) -> EventData {
         duration_s: 30.0,
         autonomous: true,
         human_override: false,
+        experiment: None,
     };
     if ok {
         EventData::RecoverySucceeded(r)

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use rate::RateCounts;
 pub use sketch::DurationSketch;
-pub use window::{CycleWindows, DomainWindow, PlaybookCounts, ScoreStats};
+pub use window::{ArmWindows, CycleWindows, DomainWindow, PlaybookCounts, ScoreStats};
 
 /// Fraction of recovery actions that resolved their incident.
 pub const OVERALL_SUCCESS_RATE: &str = "overall_success_rate";

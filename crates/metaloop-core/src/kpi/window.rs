@@ -196,6 +196,7 @@ mod tests {
             duration_s: secs,
             autonomous,
             human_override: false,
+            experiment: None,
         };
         if ok {
             EventData::RecoverySucceeded(r)
@@ -222,6 +223,7 @@ mod tests {
             autonomous: true,
             approved_by_human: false,
             overridden: true,
+            experiment: None,
         }));
         assert!((w.value(OVERALL_SUCCESS_RATE).unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!((w.value(MEAN_RECOVERY_TIME).unwrap() - 30.0).abs() < 1e-12);
@@ -256,4 +258,14 @@ pub struct CycleWindows {
     pub start: crate::time::Timestamp,
     pub end: crate::time::Timestamp,
     pub domains: BTreeMap<String, DomainWindow>,
+    /// Running experiments (by `SCHEDULE_EXPERIMENT` directive id): each arm's window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arms: BTreeMap<String, ArmWindows>,
+}
+
+/// One experiment's two arms over one cycle.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ArmWindows {
+    pub control: DomainWindow,
+    pub treatment: DomainWindow,
 }

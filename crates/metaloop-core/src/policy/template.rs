@@ -48,7 +48,17 @@ pub struct DirectiveTemplate {
     pub min_effect: Option<f64>,
     #[serde(default)]
     pub expected_impact: String,
+    /// Try the change on a slice of incidents first (a `SCHEDULE_EXPERIMENT` holdout
+    /// experiment), and roll it out to the whole domain only when the experiment verifies it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub experiment_first: bool,
+    /// The slice an experiment applies the change to (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_fraction: Option<f64>,
 }
+
+/// The slice of incidents an experiment treats when the template does not say.
+pub const DEFAULT_EXPERIMENT_FRACTION: f64 = 0.5;
 
 fn default_subsystem() -> String {
     "planner".into()
@@ -98,6 +108,27 @@ impl DirectiveTemplate {
             return Err(format!(
                 "target_kpi {:?} is not a built-in KPI (overall_success_rate, mean_recovery_time_seconds, autonomy_rate, human_intervention_rate, compliance_score)",
                 self.target_kpi
+            ));
+        }
+        if let Some(f) = self.experiment_fraction
+            && !(f > 0.0 && f < 1.0)
+        {
+            return Err(format!(
+                "experiment_fraction must be strictly between 0 and 1, got {f}"
+            ));
+        }
+        if self.experiment_fraction.is_some() && !self.experiment_first {
+            return Err("experiment_fraction needs experiment_first = true".into());
+        }
+        if self.experiment_first
+            && matches!(
+                self.directive_type,
+                DirectiveType::ScheduleExperiment | DirectiveType::RequestReview
+            )
+        {
+            return Err(format!(
+                "experiment_first does not apply to {} directives",
+                self.directive_type
             ));
         }
         if let Some(m) = self.min_effect

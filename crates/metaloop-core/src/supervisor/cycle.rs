@@ -5,10 +5,11 @@ use super::ids::make_id;
 use super::{NotificationKind, Supervisor, short};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::directive::{
-    ConfidenceFactors, Directive, DirectiveType, ImpactLevel, KnobAction, Status,
+    ConfidenceFactors, Directive, DirectiveType, ExperimentPlan, ImpactLevel, KnobAction, Status,
 };
 use crate::kpi::{self, CycleWindows, DomainWindow};
 use crate::policy::confidence::combine;
+use crate::policy::template::DEFAULT_EXPERIMENT_FRACTION;
 use crate::policy::{ConditionEval, MetaPolicy, PolicyMode, TargetSelector};
 use crate::record::{PolicyEvaluation, RecordBody};
 use crate::snapshot::{CrossDomainSnapshot, SnapshotInputs, SystemicPattern};
@@ -38,6 +39,7 @@ impl Supervisor {
             start: self.open_start,
             end,
             domains,
+            arms: std::mem::take(&mut self.open_arms),
         };
         let regime_changes = std::mem::take(&mut self.open_regime);
         let snapshot = self.build_snapshot(&windows, &regime_changes, cycle, end);
@@ -192,6 +194,36 @@ impl Supervisor {
 
     fn verify_directives(&mut self, now: Timestamp, taken: &mut BTreeSet<String>) {
         let actor = self.cfg.actor.clone();
+        // a verified experiment whose rollout was rejected, expired or refused still runs on
+        // its slice: end it
+        let stranded: Vec<String> = self
+            .state
+            .order
+            .iter()
+            .filter(|id| {
+                let d = &self.state.directives[*id];
+                d.directive.experiment.is_some()
+                    && !d.directive.shadow
+                    && d.status == Status::Verified
+                    && !self.state.experiment_ended(id)
+                    && self.state.directives.values().any(|x| {
+                        x.directive.promoted_from.as_deref() == Some(id.as_str())
+                            && matches!(
+                                x.status,
+                                Status::Rejected | Status::Expired | Status::Refused
+                            )
+                    })
+                    && !self
+                        .state
+                        .directives
+                        .values()
+                        .any(|x| x.directive.rollback_of.as_deref() == Some(id.as_str()))
+            })
+            .cloned()
+            .collect();
+        for id in stranded {
+            self.rollback(&id, now, taken);
+        }
         let ids: Vec<String> = self
             .state
             .order
@@ -206,22 +238,25 @@ impl Supervisor {
             .collect();
         for id in ids {
             let ds = &self.state.directives[&id];
-            let Some(verdict) = verify::decide(
-                &self.cfg.verification,
-                &verify::VerifyInput {
-                    target_domain: &ds.directive.target_domain,
-                    target_kpi: &ds.directive.target_kpi,
-                    side_effects: &ds.directive.side_effects,
-                    min_effect: ds.directive.min_effect,
-                    goals: &self.state.goals,
-                    pre: &ds.pre,
-                    post: &ds.post,
-                    pre_series: &ds.pre_series,
-                    post_series: &ds.post_series,
-                    controls: &ds.controls,
-                    post_cycles: ds.post_cycles,
-                },
-            ) else {
+            let input = verify::VerifyInput {
+                target_domain: &ds.directive.target_domain,
+                target_kpi: &ds.directive.target_kpi,
+                side_effects: &ds.directive.side_effects,
+                min_effect: ds.directive.min_effect,
+                goals: &self.state.goals,
+                pre: &ds.pre,
+                post: &ds.post,
+                pre_series: &ds.pre_series,
+                post_series: &ds.post_series,
+                controls: &ds.controls,
+                post_cycles: ds.post_cycles,
+            };
+            let verdict = if ds.directive.experiment.is_some() && !ds.directive.shadow {
+                verify::experiment::evaluate(&self.cfg.verification, &input, &ds.arm_series)
+            } else {
+                verify::decide(&self.cfg.verification, &input)
+            };
+            let Some(verdict) = verdict else {
                 continue;
             };
             let d = ds.directive.clone();
@@ -249,7 +284,9 @@ impl Supervisor {
                 },
             );
             self.notify(NotificationKind::Verdict, now, text, Some(id.clone()));
-            if let (Some(pid), None) = (&d.policy_id, &d.rollback_of)
+            // a verified experiment counts once, with the verdict of its rollout
+            let promoted = d.experiment.is_some() && outcome == Outcome::Verified;
+            if let (Some(pid), None, false) = (&d.policy_id, &d.rollback_of, promoted)
                 && let Some(p) = self.state.policies.get(pid)
             {
                 let mut track = p.track;
@@ -270,6 +307,15 @@ impl Supervisor {
                 );
             }
             if d.rollback_of.is_some() {
+                continue;
+            }
+            if d.experiment.is_some() {
+                if promoted {
+                    self.promote(&id, now, taken);
+                } else {
+                    // abandoned: the rollback ends the experiment, the knob never moved
+                    self.rollback(&id, now, taken);
+                }
                 continue;
             }
             if self.cfg.rollback_on.contains(&outcome) {
@@ -301,14 +347,25 @@ impl Supervisor {
                 value: applied.previous.clone(),
             },
             target_kpi: orig.target_kpi.clone(),
-            justification: format!(
-                "verification of {} ({} {}) found {verdict}; restoring {} to {}",
-                short(id),
-                orig.directive_type,
-                orig.knob,
-                orig.knob,
-                applied.previous
-            ),
+            justification: if orig.experiment.is_some() {
+                format!(
+                    "experiment {} ({} on a slice of {}) abandoned: {verdict}; every incident back on {} = {}",
+                    short(id),
+                    orig.knob,
+                    orig.target_domain,
+                    orig.knob,
+                    applied.previous
+                )
+            } else {
+                format!(
+                    "verification of {} ({} {}) found {verdict}; restoring {} to {}",
+                    short(id),
+                    orig.directive_type,
+                    orig.knob,
+                    orig.knob,
+                    applied.previous
+                )
+            },
             expected_impact: format!(
                 "{} returns to where it was before {}",
                 orig.target_kpi,
@@ -331,9 +388,62 @@ impl Supervisor {
             issued_cycle: self.state.cycle,
             issued_at: now,
             shadow: false,
+            experiment: None,
+            promoted_from: None,
         };
         taken.insert(d.target_domain.clone());
         self.submit(d, None, pre, pre_cycles, now);
+    }
+
+    /// A verified experiment's change, rolled out to the whole domain: the template's own
+    /// directive type with the candidate value the treatment arm ran with, through the
+    /// approval matrix like any decision, and verified again once applied.
+    fn promote(&mut self, id: &str, now: Timestamp, taken: &mut BTreeSet<String>) {
+        let ds = &self.state.directives[id];
+        let (Some(plan), Some(applied)) = (ds.directive.experiment, &ds.applied) else {
+            return;
+        };
+        let orig = ds.directive.clone();
+        let verdict = ds
+            .verdict
+            .as_ref()
+            .map(|v| v.reason.clone())
+            .unwrap_or_default();
+        let approval_override = orig
+            .policy_id
+            .as_ref()
+            .and_then(|p| self.state.policies.get(p))
+            .and_then(|p| p.policy.approval_override);
+        let (pre, pre_cycles) = self.pre_window(&orig.target_domain);
+        let d = Directive {
+            id: make_id(self.cfg.id_seed, now, &["promote", id]),
+            directive_type: plan.promote_as,
+            // the value the treatment arm ran with, whatever the knob is by now
+            action: KnobAction::Set {
+                value: applied.current.clone(),
+            },
+            justification: format!(
+                "experiment {} verified on {:.0}% of incidents: {verdict}; rolling {} = {} out to all of {}",
+                short(id),
+                plan.fraction * 100.0,
+                orig.knob,
+                applied.current,
+                orig.target_domain
+            ),
+            factors: ConfidenceFactors {
+                evidence: 1.0,
+                ..orig.factors
+            },
+            rollback_of: None,
+            issued_cycle: self.state.cycle,
+            issued_at: now,
+            shadow: false,
+            experiment: None,
+            promoted_from: Some(id.to_string()),
+            ..orig
+        };
+        taken.insert(d.target_domain.clone());
+        self.submit(d, approval_override, pre, pre_cycles, now);
     }
 
     fn request_review(&mut self, id: &str, now: Timestamp) {
@@ -367,6 +477,8 @@ impl Supervisor {
             issued_cycle: self.state.cycle,
             issued_at: now,
             shadow: false,
+            experiment: None,
+            promoted_from: None,
         };
         self.submit(d, None, DomainWindow::default(), 0, now);
     }
@@ -516,6 +628,14 @@ impl Supervisor {
                         Some(format!(
                             "{other} changes this cycle; two domains changed together would be each other's controls"
                         ))
+                    } else if p.directive_template.experiment_first
+                        && let Some(e) = self.state.experiment_running(&c.domain)
+                    {
+                        Some(format!(
+                            "experiment {} runs in {} (one at a time)",
+                            short(&e.directive.id),
+                            c.domain
+                        ))
                     } else if let Some(h) = self.state.knob_holder(&key, shadow) {
                         Some(format!(
                             "knob held by directive {} ({})",
@@ -555,6 +675,9 @@ impl Supervisor {
                         Some(format!("already {value}"))
                     } else if let Some(why) = self.flap_hold(&key, p, snap.cycle) {
                         Some(why)
+                    } else if p.directive_template.experiment_first {
+                        // the arms are compared with each other: no baseline needed
+                        None
                     } else {
                         self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
                     };
@@ -761,13 +884,27 @@ impl Supervisor {
             cond.push(format!("{n} domains underperforming"));
         }
         cond.push(c.why.clone());
+        let experiment = t.experiment_first.then(|| ExperimentPlan {
+            fraction: t.experiment_fraction.unwrap_or(DEFAULT_EXPERIMENT_FRACTION),
+            promote_as: t.directive_type,
+        });
+        if let Some(e) = &experiment {
+            cond.push(format!(
+                "tried first on {:.0}% of incidents (an experiment)",
+                e.fraction * 100.0
+            ));
+        }
         Directive {
             id: make_id(
                 self.cfg.id_seed,
                 now,
                 &["directive", &snap.cycle.to_string(), &p.id, &key],
             ),
-            directive_type: t.directive_type,
+            directive_type: if experiment.is_some() {
+                DirectiveType::ScheduleExperiment
+            } else {
+                t.directive_type
+            },
             target_domain: c.domain.clone(),
             target_subsystem: t.subsystem.clone(),
             knob: c.knob.clone(),
@@ -786,6 +923,8 @@ impl Supervisor {
             issued_cycle: snap.cycle,
             issued_at: now,
             shadow: self.cfg.shadow || p.mode == PolicyMode::Shadow,
+            experiment,
+            promoted_from: None,
         }
     }
 

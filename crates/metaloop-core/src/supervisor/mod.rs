@@ -10,10 +10,10 @@ pub use state::{AppliedChange, Approval, DirectiveState, PatternTrack, PolicySta
 use crate::config::SupervisorConfig;
 use crate::directive::{DirectiveType, Status};
 use crate::health::HealthGraph;
-use crate::kpi::DomainWindow;
+use crate::kpi::{ArmWindows, DomainWindow};
 use crate::policy::MetaPolicy;
 use crate::protocol::{
-    DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent,
+    Arm, DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent,
 };
 use crate::record::{Entry, RecordBody};
 use crate::time::Timestamp;
@@ -109,6 +109,8 @@ pub struct Supervisor {
     cfg: SupervisorConfig,
     state: State,
     open: BTreeMap<String, DomainWindow>,
+    /// The open cycle's experiment arms, by experiment id.
+    open_arms: BTreeMap<String, ArmWindows>,
     open_health: HealthGraph,
     open_regime: BTreeMap<String, Timestamp>,
     open_start: Timestamp,
@@ -128,6 +130,7 @@ impl Supervisor {
             cfg,
             state: State::default(),
             open: BTreeMap::new(),
+            open_arms: BTreeMap::new(),
             open_health: HealthGraph::default(),
             open_regime: BTreeMap::new(),
             open_start: start,
@@ -163,6 +166,7 @@ impl Supervisor {
             cfg,
             state,
             open: BTreeMap::new(),
+            open_arms: BTreeMap::new(),
             open_regime: BTreeMap::new(),
             open_start,
             effects: VecDeque::new(),
@@ -273,6 +277,26 @@ impl Supervisor {
                     .entry(data.domain().to_string())
                     .or_default()
                     .observe(data);
+                let arm = match data {
+                    EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
+                        r.experiment.as_ref()
+                    }
+                    EventData::DecisionMade(d) => d.experiment.as_ref(),
+                    _ => None,
+                };
+                // only the arms of an experiment of ours in this domain, still running
+                if let Some(tag) = arm
+                    && let Some(ds) = self.state.directives.get(&tag.id)
+                    && ds.directive.directive_type == DirectiveType::ScheduleExperiment
+                    && ds.directive.target_domain == data.domain()
+                    && ds.status.in_flight()
+                {
+                    let arms = self.open_arms.entry(tag.id.clone()).or_default();
+                    match tag.arm {
+                        Arm::Control => arms.control.observe(data),
+                        Arm::Treatment => arms.treatment.observe(data),
+                    }
+                }
                 Ok(())
             }
         }

@@ -10,6 +10,7 @@ use crate::pipeline::{ApprovalMatrix, Requirement};
 use crate::policy::{MetaPolicy, TrackRecord};
 use crate::record::RecordBody;
 use crate::time::Timestamp;
+use crate::verify::experiment::ArmCycle;
 use crate::verify::series::{Control, CycleSummary};
 use crate::verify::{Outcome, Verdict};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,10 @@ pub struct DirectiveState {
     /// pre window), each used until its own next change.
     #[serde(default, skip_serializing)]
     pub controls: Vec<Control>,
+    /// A `SCHEDULE_EXPERIMENT`'s arms, cycle by cycle since it started. Rebuilt by replay,
+    /// not serialised.
+    #[serde(default, skip_serializing)]
+    pub arm_series: Vec<ArmCycle>,
     pub verdict: Option<Verdict>,
     pub rolled_back_by: Option<String>,
     /// A shadow directive: when it was recorded (its would-be change; the estimated
@@ -263,7 +268,10 @@ impl State {
         include_shadow: bool,
     ) -> Option<&DirectiveState> {
         self.directives.values().find(|d| {
-            if d.directive.shadow && !include_shadow {
+            // an experiment compares arms within each cycle: nothing else confounds it
+            if d.directive.shadow && !include_shadow
+                || d.directive.directive_type == crate::directive::DirectiveType::ScheduleExperiment
+            {
                 return false;
             }
             let involved = d.directive.target_domain == domain
@@ -279,6 +287,29 @@ impl State {
                 && d.post_cycles < horizon
                 && d.post.samples(&d.directive.target_kpi) < hold_samples
         })
+    }
+
+    /// The experiment running in `domain`, if any: scheduled and not yet ended by its
+    /// rollback (abandoned) or by its promotion taking effect. The spine runs one at a time.
+    pub fn experiment_running(&self, domain: &str) -> Option<&DirectiveState> {
+        self.directives.values().find(|d| {
+            d.directive.experiment.is_some()
+                && !d.directive.shadow
+                && d.directive.target_domain == domain
+                && (d.status.in_flight()
+                    || d.status == Status::Verified && !self.experiment_ended(&d.directive.id))
+        })
+    }
+
+    /// A verified experiment has ended: its promotion was applied or it was rolled back.
+    pub fn experiment_ended(&self, id: &str) -> bool {
+        self.directives
+            .values()
+            .any(|x| x.directive.promoted_from.as_deref() == Some(id) && x.applied.is_some())
+            || self
+                .directives
+                .get(id)
+                .is_some_and(|d| d.rolled_back_by.is_some())
     }
 
     /// The directive holding a knob, if any. A shadow directive holds its knob for other
@@ -376,6 +407,15 @@ impl State {
                         }
                         ds.post_series.push(summary.clone());
                         ds.post_cycles += 1;
+                        if ds.directive.experiment.is_some() {
+                            ds.arm_series.push(
+                                windows
+                                    .arms
+                                    .get(&ds.directive.id)
+                                    .map(ArmCycle::of)
+                                    .unwrap_or_default(),
+                            );
+                        }
                     }
                 }
                 for (d, w) in &windows.domains {
@@ -479,7 +519,12 @@ impl State {
                     .since_change(&directive.target_domain, cfg.verification.pre_max_cycles)
                     .map(CycleSummary::of)
                     .collect();
-                let controls = self.pick_controls(cfg, &directive.target_domain, &mut pre_series);
+                // an experiment's arms are each other's control
+                let controls = if directive.experiment.is_some() {
+                    Vec::new()
+                } else {
+                    self.pick_controls(cfg, &directive.target_domain, &mut pre_series)
+                };
                 self.directives.insert(
                     directive.id.clone(),
                     DirectiveState {
@@ -502,6 +547,7 @@ impl State {
                         pre_series,
                         post_series: Vec::new(),
                         controls,
+                        arm_series: Vec::new(),
                         verdict: None,
                         rolled_back_by: None,
                         shadow_since: None,
@@ -575,7 +621,10 @@ impl State {
                     d.set_status(Status::Verifying, time);
                     let domain = d.directive.target_domain.clone();
                     let key = d.directive.knob_key();
-                    if let Some(dir) = move_direction(previous, current) {
+                    // an experiment changes the knob for its treatment arm only: the knob's
+                    // value stays, and a promotion or abandonment moves it
+                    let experiment = d.directive.experiment.is_some();
+                    if !experiment && let Some(dir) = move_direction(previous, current) {
                         if self
                             .knob_last_move
                             .get(&key)
@@ -588,7 +637,9 @@ impl State {
                         }
                         self.knob_last_move.insert(key.clone(), dir);
                     }
-                    self.knob_values.insert(key, current.clone());
+                    if !experiment {
+                        self.knob_values.insert(key, current.clone());
+                    }
                     self.end_controls(&domain, *at);
                     let t = at.plus_millis(cfg.settle_millis());
                     // the domain's new normal is what we changed it to: drift is measured

@@ -2,6 +2,7 @@
 //! the others? Pre vs post windows, real statistics, guardrails with a multiple-testing
 //! correction (see `docs/VERIFICATION.md`).
 
+pub mod experiment;
 pub mod rules;
 pub mod sequential;
 pub mod series;
@@ -126,6 +127,13 @@ pub struct VerifyConfig {
     /// Sequential method: cycles after which a verification still undecided is
     /// `inconclusive`.
     pub max_horizon_cycles: u32,
+    /// Cycles a holdout experiment may run before it ends `inconclusive` (and is abandoned):
+    /// longer than a before/after verification, since only its slice is exposed and harm
+    /// still stops it at any look (default 2016, a week at 5 minutes).
+    pub experiment_horizon_cycles: u32,
+    /// Observations each arm of an experiment needs of a KPI (and cycles with both arms
+    /// observed, at least 2) before that KPI is judged (default 30).
+    pub experiment_min_arm_samples: u64,
     /// Sequential method: the longest pre window, cycles (it stops earlier at the domain's
     /// last change).
     pub pre_max_cycles: usize,
@@ -166,6 +174,8 @@ impl Default for VerifyConfig {
             default_duration_tolerance: 0.05,
             default_score_tolerance: 1.0,
             max_horizon_cycles: 576,
+            experiment_horizon_cycles: 2016,
+            experiment_min_arm_samples: 30,
             pre_max_cycles: 576,
             min_pre_cycles: 3,
             min_baseline_samples: 2000,
@@ -200,6 +210,12 @@ impl VerifyConfig {
         }
         if self.pre_cycles == 0 {
             return Err("verification.pre_cycles must be at least 1".into());
+        }
+        if self.experiment_horizon_cycles < self.min_cycles {
+            return Err(format!(
+                "verification.experiment_horizon_cycles must be at least min_cycles ({}), got {}",
+                self.min_cycles, self.experiment_horizon_cycles
+            ));
         }
         if self.max_horizon_cycles < self.min_cycles {
             return Err(format!(

@@ -131,14 +131,14 @@ pub fn scale_of(kpi_name: &str) -> Scale {
 
 /// Sufficient statistics of one KPI in one cycle, pooled over one or more domains.
 #[derive(Debug, Clone, Copy, Default)]
-struct Pooled {
-    n: f64,
-    sum: f64,
-    sum_sq: f64,
+pub(crate) struct Pooled {
+    pub(crate) n: f64,
+    pub(crate) sum: f64,
+    pub(crate) sum_sq: f64,
 }
 
 impl Pooled {
-    fn add(&mut self, kpi_name: &str, d: &DomainCycle) {
+    pub(crate) fn add(&mut self, kpi_name: &str, d: &DomainCycle) {
         if let Some(r) = d.rate(kpi_name) {
             self.n += r.trials as f64;
             self.sum += r.successes as f64;
@@ -150,7 +150,7 @@ impl Pooled {
         }
     }
 
-    fn mean(&self) -> Option<f64> {
+    pub(crate) fn mean(&self) -> Option<f64> {
         (self.n > 0.0).then(|| self.sum / self.n)
     }
 }

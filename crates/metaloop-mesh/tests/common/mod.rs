@@ -67,6 +67,7 @@ pub fn recovery(i: usize, ok: bool) -> EventData {
         duration_s: 10.0 + i as f64,
         autonomous: !i.is_multiple_of(3),
         human_override: false,
+        experiment: None,
     };
     if ok {
         EventData::RecoverySucceeded(r)
@@ -86,6 +87,7 @@ pub fn payload(i: usize) -> EventData {
             autonomous: true,
             approved_by_human: false,
             overridden: false,
+            experiment: None,
         }),
         3 => EventData::HealthChanged(HealthChange {
             domain: "infrastructure".into(),

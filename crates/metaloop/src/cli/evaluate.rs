@@ -34,6 +34,11 @@ pub struct EvaluateArgs {
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Holdout experiments instead: every default policy tries its change on half the
+    /// incidents first; reports how the experiments ended against the truth of their change
+    /// (default volumes: medium, low — the spines with a daily cycle).
+    #[arg(long)]
+    pub experiments: bool,
 }
 
 fn parse_method(s: &str) -> Result<Method> {
@@ -130,6 +135,9 @@ pub fn exec(args: &EvaluateArgs) -> Result<Value> {
     if seeds == 0 {
         bail!("--seeds must be at least 1");
     }
+    if args.experiments {
+        return experiments(args, seeds);
+    }
     let scenarios = parse_list(
         &args.scenarios,
         &[
@@ -164,7 +172,7 @@ pub fn exec(args: &EvaluateArgs) -> Result<Value> {
     let results: Vec<RunResult> = jobs
         .par_iter()
         .map(|&(s, v, seed, m, oracle)| {
-            let r = evaluate::run(s, v, seed, m, oracle);
+            let r = evaluate::run(s, v, seed, m, oracle, false);
             bar.inc(1);
             r
         })
@@ -248,6 +256,101 @@ pub fn exec(args: &EvaluateArgs) -> Result<Value> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_tables(&report);
+    }
+    Ok(report)
+}
+
+/// `--experiments`: scenarios × volumes × seeds with experiment-first policies.
+fn experiments(args: &EvaluateArgs, seeds: u64) -> Result<Value> {
+    let scenarios = parse_list(
+        &args.scenarios,
+        &[
+            Scenario::Seed,
+            Scenario::Drift,
+            Scenario::Noise,
+            Scenario::BadDirective,
+            Scenario::Correlated,
+        ],
+        |s| s.parse::<Scenario>().map_err(|e| anyhow!("{e}")),
+    )?;
+    let volumes = parse_list(&args.volumes, &[Volume::Medium, Volume::Low], |s| {
+        s.parse::<Volume>().map_err(|e| anyhow!("{e}"))
+    })?;
+    let mut jobs = Vec::new();
+    for &s in &scenarios {
+        for &v in &volumes {
+            for seed in 1..=seeds {
+                jobs.push((s, v, seed));
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let bar = progress(jobs.len() as u64, "runs");
+    let results: Vec<RunResult> = jobs
+        .par_iter()
+        .map(|&(s, v, seed)| {
+            let r = evaluate::run(s, v, seed, Method::Metaloop, false, true);
+            bar.inc(1);
+            r
+        })
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    let mut rows = Vec::new();
+    for &s in &scenarios {
+        for &v in &volumes {
+            let mut t = evaluate::ExperimentTally::default();
+            for r in results
+                .iter()
+                .filter(|r| r.scenario == s.name() && r.volume == v.name())
+            {
+                t.beneficial.add(&r.experiments.beneficial);
+                t.useless.add(&r.experiments.useless);
+                t.harmful.add(&r.experiments.harmful);
+                t.harmful_rollouts_rolled_back += r.experiments.harmful_rollouts_rolled_back;
+            }
+            rows.push(json!({"scenario": s.name(), "volume": v.name(), "experiments": t}));
+        }
+    }
+    let report = json!({
+        "seeds": seeds,
+        "fraction": metaloop_core::policy::template::DEFAULT_EXPERIMENT_FRACTION,
+        "rows": rows,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "Holdout experiments ({seeds} seeds per row; half the incidents treated): how each ended, by the truth of the change it tried\n"
+        );
+        println!(
+            "{:<14} {:<7} {:>26} {:>26} {:>26} {:>18}",
+            "scenario",
+            "volume",
+            "beneficial prom/aband/run",
+            "useless prom/aband/run",
+            "harmful prom/aband/run",
+            "rollout rolled back"
+        );
+        for r in &rows {
+            let e = &r["experiments"];
+            let f = |k: &str| {
+                format!(
+                    "{}/{}/{}",
+                    e[k]["promoted"], e[k]["abandoned"], e[k]["running"]
+                )
+            };
+            println!(
+                "{:<14} {:<7} {:>26} {:>26} {:>26} {:>18}",
+                r["scenario"].as_str().unwrap_or("?"),
+                r["volume"].as_str().unwrap_or("?"),
+                f("beneficial"),
+                f("useless"),
+                f("harmful"),
+                e["harmful_rollouts_rolled_back"]
+            );
+        }
+        println!("\n{:.0} s", report["seconds"].as_f64().unwrap_or(0.0));
     }
     Ok(report)
 }

@@ -745,6 +745,11 @@ fn build_report(
         directives.push(DirectiveReport {
             id: id.clone(),
             shadow: d.shadow,
+            experiment: d
+                .experiment
+                .map(|e| serde_json::to_value(e).unwrap_or_default()),
+            promoted_from: d.promoted_from.clone(),
+            refused_reason: ds.refused_reason.clone(),
             directive_type: d.directive_type.as_str().into(),
             policy_id: d.policy_id.clone(),
             target_domain: d.target_domain.clone(),

@@ -73,6 +73,12 @@ pub struct DirectiveReport {
     /// A would-have decision (shadow mode): recorded, never published; its verdict is an
     /// estimate from the data that followed.
     pub shadow: bool,
+    /// For `SCHEDULE_EXPERIMENT`: the slice treated and what a success is rolled out as.
+    pub experiment: Option<serde_json::Value>,
+    /// The experiment this directive rolls out.
+    pub promoted_from: Option<String>,
+    /// Why the spine refused it.
+    pub refused_reason: Option<String>,
 }
 
 /// Counts over the run.

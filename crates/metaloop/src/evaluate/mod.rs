@@ -54,6 +54,38 @@ pub struct RunResult {
     pub other_directives: u32,
     /// drift: the decaying playbook is disabled at the end.
     pub playbook_retired: bool,
+    /// Holdout experiments (runs with `experiment_first`), by the truth of the change they
+    /// tried and how they ended.
+    pub experiments: ExperimentTally,
+}
+
+/// How the experiments of a run ended, against the truth of the change each tried:
+/// `beneficial` (the true effect on the target reaches the template's minimum effect and
+/// does no harm), `useless` (below the minimum, no harm) and `harmful`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExperimentTally {
+    pub beneficial: Ends,
+    pub useless: Ends,
+    pub harmful: Ends,
+    /// Promotions of harmful experiments whose rollout was rolled back (its own
+    /// verification saw the harm the slice did not).
+    pub harmful_rollouts_rolled_back: u32,
+}
+
+/// Promoted to the whole domain, abandoned, or still running at the end of the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Ends {
+    pub promoted: u32,
+    pub abandoned: u32,
+    pub running: u32,
+}
+
+impl Ends {
+    pub fn add(&mut self, o: &Ends) {
+        self.promoted += o.promoted;
+        self.abandoned += o.abandoned;
+        self.running += o.running;
+    }
 }
 
 /// The start of every evaluation run (midnight UTC).
@@ -66,13 +98,22 @@ pub fn cycles_for(volume: &Volume) -> u64 {
     if volume.factor() < 0.05 { 7 * 288 } else { 288 }
 }
 
-/// The supervisor configuration of an evaluation run.
-pub fn config(method: Method, seed: u64, options: &SpineOptions) -> SupervisorConfig {
+/// The supervisor configuration of an evaluation run; with `experiment_first`, every default
+/// policy tries its change on half the incidents before the whole domain.
+pub fn config(
+    method: Method,
+    seed: u64,
+    options: &SpineOptions,
+    experiment_first: bool,
+) -> SupervisorConfig {
     let mut cfg = SupervisorConfig {
         id_seed: seed,
         ..SupervisorConfig::default()
     };
     cfg.verification.method = method;
+    for p in cfg.policies.iter_mut() {
+        p.directive_template.experiment_first = experiment_first;
+    }
     cfg.verification.seasonality = if options.diurnal {
         Seasonality::ControlDomains
     } else {
@@ -89,17 +130,25 @@ pub fn run(
     seed: u64,
     method: Method,
     oracle: bool,
+    experiment_first: bool,
 ) -> Result<RunResult> {
     let options = SpineOptions::for_volume(volume);
     let t0 = start();
     let mut spine = Spine::with_options(scenario, seed, t0, &options);
-    let cycles = cycles_for(&volume);
+    // experiments get at least two days: a slice gathers evidence at half the pace
+    let cycles = if experiment_first {
+        cycles_for(&volume).max(576)
+    } else {
+        cycles_for(&volume)
+    };
     let mut out = RunResult {
         scenario: scenario.name().into(),
         volume: volume.name().into(),
         seed,
         method: if oracle {
             "oracle".into()
+        } else if experiment_first {
+            format!("{}+experiments", method.as_str())
         } else {
             method.as_str().into()
         },
@@ -122,7 +171,7 @@ pub fn run(
         out.autonomy_lost = autonomy0 - spine.expected_global_kpis().autonomy_rate;
         return Ok(out);
     }
-    let cfg = config(method, seed, &options);
+    let cfg = config(method, seed, &options, experiment_first);
     let mut sup = Supervisor::new(cfg, t0).map_err(|e| anyhow!(e))?;
     let mut events = Vec::new();
     let mut published_at: BTreeMap<String, u64> = BTreeMap::new();
@@ -247,6 +296,33 @@ pub fn run(
         }
         let truth = spine.truth(id);
         let outcome = d.verdict.as_ref().map(|v| v.outcome);
+        if dir.experiment.is_some()
+            && let Some(t) = truth
+        {
+            let class = if t.harmful {
+                &mut out.experiments.harmful
+            } else if t.effect >= dir.min_effect.unwrap_or(0.0) && t.effect > 0.0 {
+                &mut out.experiments.beneficial
+            } else {
+                &mut out.experiments.useless
+            };
+            let harmful = t.harmful;
+            match d.status {
+                Status::Verified => {
+                    class.promoted += 1;
+                    if harmful
+                        && state.directives.values().any(|x| {
+                            x.directive.promoted_from.as_deref() == Some(id.as_str())
+                                && x.status == Status::RolledBack
+                        })
+                    {
+                        out.experiments.harmful_rollouts_rolled_back += 1;
+                    }
+                }
+                s if s.in_flight() => class.running += 1,
+                _ => class.abandoned += 1,
+            }
+        }
         if outcome == Some(Outcome::Verified) {
             out.verified += 1;
             if truth.is_none_or(|t| t.effect <= 0.0) {
