@@ -115,7 +115,22 @@ pub async fn supervisor_key(
         keys::write_public_key(&public, &key.verifying_key())
             .with_context(|| format!("writing {}", public.display()))?;
     }
+    // The same key as a C2SP verifier key, for signed-note tooling and witnesses.
+    let vkey_file = verifier_key_file(key_file);
+    let vkey = format!(
+        "{}\n",
+        metaloop_ledger::note::ledger_verifier(&key.verifying_key()).to_vkey()
+    );
+    if std::fs::read_to_string(&vkey_file).ok().as_deref() != Some(vkey.as_str()) {
+        std::fs::write(&vkey_file, vkey)
+            .with_context(|| format!("writing {}", vkey_file.display()))?;
+    }
     Ok(key)
+}
+
+/// `supervisor.key` → `supervisor.vkey`.
+pub fn verifier_key_file(key_file: &Path) -> PathBuf {
+    key_file.with_extension("vkey")
 }
 
 /// `supervisor.key` → `supervisor.pub`.
