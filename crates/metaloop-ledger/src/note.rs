@@ -68,10 +68,10 @@ pub mod base64 {
                 chunk.get(1).copied().unwrap_or(0),
                 chunk.get(2).copied().unwrap_or(0),
             ];
-            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
                 } else {
                     out.push('=');
                 }
@@ -95,7 +95,7 @@ pub mod base64 {
     /// padding bits, so that every byte string has exactly one accepted encoding).
     pub fn decode(text: &str) -> Option<Vec<u8>> {
         let t = text.as_bytes();
-        if t.len() % 4 != 0 {
+        if !t.len().is_multiple_of(4) {
             return None;
         }
         let mut out = Vec::with_capacity(t.len() / 4 * 3);
@@ -107,7 +107,7 @@ pub mod base64 {
             }
             let mut n = 0u32;
             for &c in &quad[..4 - pad] {
-                n = n << 6 | value(c)?;
+                n = (n << 6) | value(c)?;
             }
             n <<= 6 * pad as u32;
             let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];

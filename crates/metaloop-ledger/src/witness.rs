@@ -295,7 +295,6 @@ pub fn origin_hash_hex(origin: &str) -> String {
 mod tests {
     use super::*;
     use crate::merkle::{consistency_proof, root};
-    use crate::note::NoteSigner;
     use ed25519_dalek::SigningKey;
 
     fn leaves(n: usize) -> Vec<[u8; 1]> {

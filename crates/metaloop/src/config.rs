@@ -479,6 +479,16 @@ mod tests {
         };
         bad("listen = \"localhost\"", "listen");
         bad("[ledger]\nurl = \"mysql://x\"", "ledger.url");
+        bad(
+            "[[ledger.witnesses]]\nurl = \"http://w\"\nvkey = \"w+00000000+AA==\"",
+            "ledger.witnesses[0]",
+        );
+        // A note signer's key (type 0x01) is not a witness's cosigner key.
+        bad(
+            "[[ledger.witnesses]]\nurl = \"http://w\"\n\
+             vkey = \"PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW\"",
+            "not an Ed25519 cosigner key",
+        );
         bad("[mesh]\nurl = \"kafka://x\"", "mesh.url");
         bad(
             "[[adapters]]\nsource = \"a\"\npublic_keys = [\"zz\"]",
