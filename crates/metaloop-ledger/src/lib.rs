@@ -26,12 +26,14 @@ mod error;
 pub mod hex;
 pub mod keys;
 pub mod merkle;
+pub mod note;
 pub mod postgres;
 mod proof;
 mod record;
 mod sqlite;
 mod store;
 mod verify;
+pub mod witness;
 mod writer;
 
 pub use canonical_json::{CanonicalJsonError, to_canonical_json};
@@ -40,14 +42,18 @@ pub use encoding::{DOMAIN, HashInput, ZERO_HASH};
 pub use error::LedgerError;
 pub use keys::KeyError;
 pub use postgres::PgLedger;
-pub use proof::{InclusionProof, ProofError, ProveError, prove};
+pub use proof::{
+    ConsistencyProof, InclusionProof, ProofError, ProveError, checkpoint_at, consistency_path,
+    prove, prove_consistency,
+};
 pub use record::{NewRecord, PreparedRecord, Record, StoredRecord};
 pub use sqlite::SqliteLedger;
 pub use store::{BoxFuture, Head, LedgerStore, READ_ALL_PAGE};
 pub use verify::{
-    CheckpointFailure, CheckpointVerifier, CheckpointVerifyError, CheckpointVerifyReport,
-    DEFAULT_PAGE_SIZE, Problem, Verifier, VerifyError, VerifyFailure, VerifyReport, verify,
-    verify_paged, verify_with_checkpoints, verify_with_checkpoints_paged,
+    AuditRequirements, CheckpointFailure, CheckpointVerifier, CheckpointVerifyError,
+    CheckpointVerifyReport, DEFAULT_PAGE_SIZE, ExpectedRoot, Problem, Verifier, VerifyError,
+    VerifyFailure, VerifyReport, verify, verify_audit, verify_audit_paged, verify_paged,
+    verify_with_checkpoints, verify_with_checkpoints_paged,
 };
 pub use writer::{
     CheckpointHook, Clock, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,

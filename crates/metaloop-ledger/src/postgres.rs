@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
+use crate::note::NoteSignature;
 use crate::record::{PreparedRecord, Record, StoredRecord, chain, hash_array};
 use crate::store::{BoxFuture, Head, LedgerStore};
 
@@ -583,6 +584,92 @@ impl LedgerStore for PgLedger {
                 .await
                 .map_err(LedgerError::storage("reading the latest checkpoint"))?;
             row.as_ref().map(checkpoint_from_row).transpose()
+        })
+    }
+    fn append_note_signatures(
+        &self,
+        seq: u64,
+        signatures: Vec<NoteSignature>,
+    ) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(async move {
+            if self.read_only {
+                return Err(LedgerError::ReadOnly);
+            }
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(LedgerError::storage("storing note signatures"))?;
+            for sig in signatures {
+                sqlx::query(
+                    "INSERT INTO note_signatures (seq, name, key_id, signature) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (seq, name, key_id) DO NOTHING",
+                )
+                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                .bind(sig.name)
+                .bind(i64::from(sig.id))
+                .bind(sig.signature)
+                .execute(&mut *tx)
+                .await
+                .map_err(LedgerError::storage("storing note signatures"))?;
+            }
+            tx.commit()
+                .await
+                .map_err(LedgerError::storage("storing note signatures"))
+        })
+    }
+
+    fn note_signatures(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(u64, NoteSignature)>, LedgerError>> {
+        Box::pin(async move {
+            // A ledger opened read-only is never migrated: one made before note signatures
+            // existed has no table for them, and none.
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('note_signatures') IS NOT NULL")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(LedgerError::storage("reading note signatures"))?;
+            if !exists {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(
+                "SELECT seq, name, key_id, signature FROM note_signatures WHERE seq > $1 \
+                 ORDER BY seq, name, key_id LIMIT $2",
+            )
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(LedgerError::storage("reading note signatures"))?;
+            rows.iter()
+                .map(|row| {
+                    let seq: i64 = row
+                        .try_get("seq")
+                        .map_err(LedgerError::storage("decoding a note signature"))?;
+                    let corrupt = |detail: String| LedgerError::Corrupt { seq, detail };
+                    let id: i64 = row
+                        .try_get("key_id")
+                        .map_err(|e| corrupt(format!("note signature key_id: {e}")))?;
+                    Ok((
+                        u64::try_from(seq)
+                            .map_err(|_| corrupt("negative note signature seq".into()))?,
+                        NoteSignature {
+                            name: row
+                                .try_get("name")
+                                .map_err(|e| corrupt(format!("note signature name: {e}")))?,
+                            id: u32::try_from(id).map_err(|_| {
+                                corrupt("note signature key_id out of range".into())
+                            })?,
+                            signature: row
+                                .try_get("signature")
+                                .map_err(|e| corrupt(format!("note signature: {e}")))?,
+                        },
+                    ))
+                })
+                .collect()
         })
     }
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::checkpoint::{Checkpoint, key_id};
 use crate::error::LedgerError;
 use crate::hex;
-use crate::merkle::{Frontier, Hash, ProofBuilder, leaf_hash, root_from_inclusion_proof};
+use crate::merkle::{
+    Frontier, Hash, ProofBuilder, leaf_hash, root_from_inclusion_proof, verify_consistency,
+};
 use crate::record::{Record, hash_array};
 use crate::store::LedgerStore;
 
@@ -90,6 +92,16 @@ pub enum ProveError {
         /// Records stored.
         records: u64,
     },
+    /// A consistency proof between sizes that have none.
+    #[error(
+        "no consistency proof from checkpoint {old} to checkpoint {new}: the old one must be at least 1 and not after the new one"
+    )]
+    BadRange {
+        /// The earlier size.
+        old: u64,
+        /// The later size.
+        new: u64,
+    },
     /// The ledger could not be read.
     #[error(transparent)]
     Store(#[from] LedgerError),
@@ -131,6 +143,17 @@ pub enum ProofError {
     HeadMismatch {
         /// The record's seq.
         seq: u64,
+    },
+    /// The consistency path does not connect the two signed roots.
+    #[error(
+        "the consistency path does not prove checkpoint {old} a prefix of checkpoint {new}: \
+         the ledger was rewritten between them, or the proof was changed"
+    )]
+    Inconsistent {
+        /// The earlier checkpoint's seq.
+        old: u64,
+        /// The later checkpoint's seq.
+        new: u64,
     },
     /// The record given is not the one the proof is about.
     #[error("the record does not match the proof: {0}")]
@@ -309,6 +332,214 @@ pub async fn prove<S: LedgerStore + ?Sized>(
         audit_path,
         checkpoint: cp,
     })
+}
+
+/// Evidence that the ledger a checkpoint vouches for is an append-only extension of the one an
+/// earlier checkpoint vouches for: RFC 6962 §2.1.2's `PROOF(old_size, D[0:new_size])`.
+///
+/// Serialises as `{"old_size":…,"new_size":…,"consistency_path":["…"],"old_checkpoint":{…},
+/// "new_checkpoint":{…}}` with hashes in lower-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    /// Leaves of the earlier tree: the old checkpoint's seq.
+    pub old_size: u64,
+    /// Leaves of the later tree: the new checkpoint's seq.
+    pub new_size: u64,
+    /// Subtree hashes of the consistency proof (RFC 9162 §2.1.4), empty when the sizes are
+    /// equal.
+    #[serde(with = "hex_hashes")]
+    pub consistency_path: Vec<Hash>,
+    /// The signed checkpoint of the earlier tree.
+    pub old_checkpoint: Checkpoint,
+    /// The signed checkpoint of the later tree.
+    pub new_checkpoint: Checkpoint,
+}
+
+impl ConsistencyProof {
+    /// Checks both checkpoints' signatures with `key` and that the path proves the old tree a
+    /// prefix of the new one.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ProofError> {
+        let (old, new) = (&self.old_checkpoint, &self.new_checkpoint);
+        if self.old_size != old.seq || self.new_size != new.seq {
+            return Err(ProofError::Malformed(format!(
+                "sizes {} and {} are not the checkpoints' seqs {} and {}",
+                self.old_size, self.new_size, old.seq, new.seq
+            )));
+        }
+        if self.old_size == 0 || self.old_size > self.new_size {
+            return Err(ProofError::Malformed(format!(
+                "no consistency proof from {} records to {}",
+                self.old_size, self.new_size
+            )));
+        }
+        let expected = key_id(key);
+        for cp in [old, new] {
+            if cp.key_id != expected {
+                return Err(ProofError::WrongKey {
+                    found: cp.key_id.clone(),
+                    expected,
+                });
+            }
+            if !cp.verify_signature(key) {
+                return Err(ProofError::BadSignature(expected));
+            }
+        }
+        if self.old_size == self.new_size && old.head != new.head {
+            return Err(ProofError::Inconsistent {
+                old: self.old_size,
+                new: self.new_size,
+            });
+        }
+        if !verify_consistency(
+            self.old_size,
+            self.new_size,
+            &old.merkle_root,
+            &new.merkle_root,
+            &self.consistency_path,
+        ) {
+            return Err(ProofError::Inconsistent {
+                old: self.old_size,
+                new: self.new_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint stored at `seq`.
+pub async fn checkpoint_at<S: LedgerStore + ?Sized>(
+    store: &S,
+    seq: u64,
+) -> Result<Checkpoint, ProveError> {
+    store
+        .checkpoints(seq.saturating_sub(1), 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|cp| cp.seq == seq)
+        .ok_or(ProveError::NoSuchCheckpoint(seq))
+}
+
+/// Builds the consistency proof between the checkpoints stored at `old` and `new`.
+///
+/// Reads the record hashes 1..=new once, in pages, keeping O(log n) hashes, and checks that
+/// they give both checkpoints' Merkle roots (a proof from a changed ledger is refused).
+pub async fn prove_consistency<S: LedgerStore + ?Sized>(
+    store: &S,
+    old: u64,
+    new: u64,
+) -> Result<ConsistencyProof, ProveError> {
+    if old == 0 || old > new {
+        return Err(ProveError::BadRange { old, new });
+    }
+    let old_checkpoint = checkpoint_at(store, old).await?;
+    let new_checkpoint = checkpoint_at(store, new).await?;
+    let consistency_path = consistency_path(
+        store,
+        (old, old_checkpoint.merkle_root),
+        (new, new_checkpoint.merkle_root),
+    )
+    .await?;
+    Ok(ConsistencyProof {
+        old_size: old,
+        new_size: new,
+        consistency_path,
+        old_checkpoint,
+        new_checkpoint,
+    })
+}
+
+/// The consistency path from the tree of the first `old.0` records to that of the first
+/// `new.0`, read from the store, whose record hashes must give the roots `old.1` and `new.1`.
+/// An old size of 0 gives the empty path (every tree extends the empty one).
+pub async fn consistency_path<S: LedgerStore + ?Sized>(
+    store: &S,
+    old: (u64, Hash),
+    new: (u64, Hash),
+) -> Result<Vec<Hash>, ProveError> {
+    let ((old_size, old_root), (new_size, new_root)) = (old, new);
+    if old_size > new_size {
+        return Err(ProveError::BadRange {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    let mut builder = (old_size > 0)
+        .then(|| ProofBuilder::consistency(old_size, new_size))
+        .transpose()
+        .map_err(|e| LedgerError::Corrupt {
+            seq: old_size as i64,
+            detail: e.to_string(),
+        })?;
+    let mut frontier = Frontier::new();
+    read_hashes(store, new_size, |seq, hash| {
+        if let Some(b) = &mut builder {
+            b.push(hash);
+        }
+        frontier.push(hash);
+        if seq == old_size && frontier.root() != old_root {
+            return Err(ProveError::Mismatch {
+                seq,
+                signed: old_root,
+                computed: frontier.root(),
+            });
+        }
+        Ok(())
+    })
+    .await?;
+    let computed = frontier.root();
+    if computed != new_root {
+        return Err(ProveError::Mismatch {
+            seq: new_size,
+            signed: new_root,
+            computed,
+        });
+    }
+    match builder {
+        None => Ok(Vec::new()),
+        Some(b) => Ok(b.finish().map_err(|e| LedgerError::Corrupt {
+            seq: new_size as i64,
+            detail: e.to_string(),
+        })?),
+    }
+}
+
+/// Calls `each(seq, hash)` for the stored records 1..=upto in order, reading pages.
+async fn read_hashes<S: LedgerStore + ?Sized>(
+    store: &S,
+    upto: u64,
+    mut each: impl FnMut(u64, &Hash) -> Result<(), ProveError>,
+) -> Result<(), ProveError> {
+    let mut done = 0u64;
+    while done < upto {
+        let next = done + 1;
+        let limit = u32::try_from(upto - next + 1).map_or(PAGE, |n| n.min(PAGE));
+        let page = store.read_stored(next as i64, limit).await?;
+        if page.is_empty() {
+            return Err(ProveError::Truncated {
+                checkpoint: upto,
+                records: done,
+            });
+        }
+        for stored in page {
+            let expected = done + 1;
+            if stored.seq != expected as i64 {
+                return Err(LedgerError::Corrupt {
+                    seq: stored.seq,
+                    detail: format!("expected record {expected} here while building a proof"),
+                }
+                .into());
+            }
+            let hash = hash_array("hash", &stored.hash).map_err(|detail| LedgerError::Corrupt {
+                seq: stored.seq,
+                detail,
+            })?;
+            each(expected, &hash)?;
+            done = expected;
+        }
+    }
+    Ok(())
 }
 
 mod hex_hash {

@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::LedgerError;
+use crate::note::NoteSignature;
 use crate::record::{NewRecord, PreparedRecord, Record, StoredRecord};
 
 /// The last record's seq and hash.
@@ -59,6 +60,29 @@ pub trait LedgerStore: Send + Sync {
 
     /// Returns the newest checkpoint, if any.
     fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<Checkpoint>, LedgerError>>;
+
+    /// Stores note signatures of the stored checkpoint `seq` (the supervisor's signed-note
+    /// signature, witnesses' cosignatures); one already stored under the same key name and
+    /// id is kept and the new one dropped. Append-only like the checkpoints.
+    fn append_note_signatures(
+        &self,
+        seq: u64,
+        signatures: Vec<NoteSignature>,
+    ) -> BoxFuture<'_, Result<(), LedgerError>> {
+        let _ = (seq, signatures);
+        Box::pin(async { Err(LedgerError::ReadOnly) })
+    }
+
+    /// Returns up to `limit` note signatures of checkpoints with `seq > after_seq`, ordered
+    /// by seq; none for a ledger made before note signatures existed.
+    fn note_signatures(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(u64, NoteSignature)>, LedgerError>> {
+        let _ = (after_seq, limit);
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Closes every connection, waiting for them to finish (SQLite then folds its WAL into
     /// the main file); later calls fail.

@@ -12,7 +12,8 @@ use crate::store::LedgerStore;
 mod checkpoints;
 
 pub use checkpoints::{
-    CheckpointFailure, CheckpointVerifier, CheckpointVerifyError, CheckpointVerifyReport,
+    AuditRequirements, CheckpointFailure, CheckpointVerifier, CheckpointVerifyError,
+    CheckpointVerifyReport, ExpectedRoot, verify_audit, verify_audit_paged,
     verify_with_checkpoints, verify_with_checkpoints_paged,
 };
 

@@ -41,8 +41,9 @@ pub const DEFAULT_GATHER_WINDOW: Duration = Duration::from_micros(200);
 /// A checkpoint is signed once this many records were added since the last one.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000;
 
-/// A checkpoint is signed this long after the last one, if records were added.
-pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// A checkpoint is signed this long after the last one, if records were added: the time
+/// bound on the tail that only the hash chain covers when records arrive slowly.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Records read per query when priming the Merkle frontier.
 const PRIME_PAGE: u32 = 10_000;
@@ -693,6 +694,17 @@ impl Signer {
             .await
             .map_err(WriterError::store)?;
         self.last_checkpoint = seq;
+        // The same checkpoint as a C2SP signed note; a ledger whose role may not store it
+        // (an older deployment's grants) keeps its checkpoints without one.
+        let note = crate::note::CheckpointNote {
+            origin: crate::note::ledger_origin(&self.key.verifying_key()),
+            size: seq,
+            root: checkpoint.merkle_root,
+        };
+        let signature = crate::note::ledger_signer(&self.key).sign(&note.text(), 0);
+        if let Err(e) = store.append_note_signatures(seq, vec![signature]).await {
+            tracing::warn!(seq, error = %e, "storing the checkpoint's note signature failed");
+        }
         tracing::info!(
             seq,
             merkle_root = %hex::encode(&checkpoint.merkle_root),

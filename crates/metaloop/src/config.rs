@@ -109,8 +109,21 @@ pub struct LedgerSection {
     pub url: Option<String>,
     /// Sign a checkpoint every this many records …
     pub checkpoint_every_records: u64,
-    /// … or this often (when there are new records), and at shutdown.
+    /// … or this often (when there are new records), and at shutdown: the bound on how long
+    /// records stay covered by the hash chain only.
     pub checkpoint_every: Interval,
+    /// Witnesses (c2sp.org/tlog-witness) each new checkpoint is sent to for cosigning.
+    pub witnesses: Vec<WitnessEntry>,
+}
+
+/// `[[ledger.witnesses]]`: a witness's submission URL and cosigner verifier key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEntry {
+    /// The submission prefix, e.g. `http://witness.example:7380`.
+    pub url: String,
+    /// Its verifier key, `name+id+base64(0x04 ‖ key)` (what `metaloop witness` prints).
+    pub vkey: String,
 }
 
 impl Default for LedgerSection {
@@ -118,7 +131,8 @@ impl Default for LedgerSection {
         LedgerSection {
             url: None,
             checkpoint_every_records: 1000,
-            checkpoint_every: Interval(60),
+            checkpoint_every: Interval(10),
+            witnesses: Vec::new(),
         }
     }
 }
@@ -324,6 +338,10 @@ impl FileConfig {
         if self.ledger.checkpoint_every_records == 0 {
             return Err("ledger.checkpoint_every_records must be at least 1".into());
         }
+        for (i, w) in self.ledger.witnesses.iter().enumerate() {
+            crate::cosign::Witness::new(&w.url, &w.vkey)
+                .map_err(|e| format!("ledger.witnesses[{i}]: {e:#}"))?;
+        }
         if !(self.mesh.url == "memory://" || self.mesh.url.starts_with("nats://")) {
             return Err(format!(
                 "mesh.url: {:?} must be memory:// or nats://host:port",
@@ -461,6 +479,16 @@ mod tests {
         };
         bad("listen = \"localhost\"", "listen");
         bad("[ledger]\nurl = \"mysql://x\"", "ledger.url");
+        bad(
+            "[[ledger.witnesses]]\nurl = \"http://w\"\nvkey = \"w+00000000+AA==\"",
+            "ledger.witnesses[0]",
+        );
+        // A note signer's key (type 0x01) is not a witness's cosigner key.
+        bad(
+            "[[ledger.witnesses]]\nurl = \"http://w\"\n\
+             vkey = \"PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW\"",
+            "not an Ed25519 cosigner key",
+        );
         bad("[mesh]\nurl = \"kafka://x\"", "mesh.url");
         bad(
             "[[adapters]]\nsource = \"a\"\npublic_keys = [\"zz\"]",

@@ -181,6 +181,27 @@ async fn records_of(ledger: &OpenLedger) -> Result<Vec<(Timestamp, RecordBody)>>
         .collect()
 }
 
+/// Sends each new checkpoint to the configured witnesses and stores their cosignatures.
+fn spawn_cosigner(
+    cfg: &FileConfig,
+    ledger: &crate::store::OpenLedger,
+    checkpoints: tokio::sync::mpsc::UnboundedReceiver<metaloop_ledger::Checkpoint>,
+) -> Result<()> {
+    if cfg.ledger.witnesses.is_empty() {
+        return Ok(());
+    }
+    let witnesses = cfg
+        .ledger
+        .witnesses
+        .iter()
+        .map(|w| crate::cosign::Witness::new(&w.url, &w.vkey))
+        .collect::<Result<Vec<_>>>()?;
+    let key = metaloop_ledger::keys::load_secret_key(cfg.key_file())?;
+    let cosigner = crate::cosign::Cosigner::new(ledger.store.clone(), key, witnesses);
+    crate::cosign::spawn(cosigner, checkpoints);
+    Ok(())
+}
+
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn run(cfg: FileConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
@@ -206,6 +227,7 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     // the ledger, its writer and the supervisor's key; checkpoints reach humans as they are made
     let location = LedgerLocation::parse(&cfg.ledger_url());
     let (n, m) = (notifier.clone(), metrics.clone());
+    let (to_witnesses, checkpoints_for_witnesses) = tokio::sync::mpsc::unbounded_channel();
     let ledger = open_for_supervisor(
         &location,
         &cfg.key_file(),
@@ -219,9 +241,11 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
                 &metaloop_ledger::hex::encode(&cp.head),
                 &cp.key_id,
             ));
+            let _ = to_witnesses.send(cp.clone());
         },
     )
     .await?;
+    spawn_cosigner(&cfg, &ledger, checkpoints_for_witnesses)?;
     tracing::info!(ledger = %ledger.location, "ledger open");
 
     // the supervisor: rebuilt from its records when there are any

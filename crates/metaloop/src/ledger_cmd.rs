@@ -50,7 +50,25 @@ impl Target {
     }
 }
 
-async fn open(target: &Target) -> Result<std::sync::Arc<dyn LedgerStore>, LedgerCmdError> {
+/// Opens the ledger for appending note signatures (a SQLite file must exist already).
+pub(crate) async fn open_writable(
+    target: &Target,
+) -> Result<std::sync::Arc<dyn LedgerStore>, LedgerCmdError> {
+    let location = target.location();
+    if let crate::store::LedgerLocation::Sqlite(path) = &location
+        && !path.exists()
+    {
+        return Err(LedgerCmdError::Usage(format!(
+            "no ledger at {} (is --data the right directory?)",
+            path.display()
+        )));
+    }
+    location.open().await.map_err(LedgerCmdError::Other)
+}
+
+pub(crate) async fn open(
+    target: &Target,
+) -> Result<std::sync::Arc<dyn LedgerStore>, LedgerCmdError> {
     let location = target.location();
     if let crate::store::LedgerLocation::Sqlite(path) = &location
         && !path.exists()
@@ -75,6 +93,24 @@ pub struct Verified {
     pub last_checkpoint: Option<u64>,
     pub unsigned_tail: u64,
     pub signatures_checked: bool,
+    /// Checkpoints whose signed-note signature was checked.
+    pub notes_checked: u64,
+    /// Per witness required: its name and the newest checkpoint it cosigned.
+    pub witnessed: Vec<(String, u64)>,
+    /// Records after the newest checkpoint every required witness cosigned.
+    pub unwitnessed_tail: u64,
+    /// Witnesses whose current view was fetched and matched.
+    pub witness_views: Vec<String>,
+}
+
+/// Witnesses `verify` requires: their cosigner keys, and URLs whose current view (the
+/// latest checkpoint each cosigned) the ledger must contain.
+#[derive(Debug, Clone, Default)]
+pub struct WitnessChecks {
+    /// Cosigner verifier keys (text or files).
+    pub keys: Vec<String>,
+    /// Witness URLs (monitoring prefixes).
+    pub urls: Vec<String>,
 }
 
 /// Verifies every record and every checkpoint of a ledger; with `pubkey`, checkpoint
@@ -82,6 +118,19 @@ pub struct Verified {
 pub async fn verify_target(
     target: &Target,
     pubkey: Option<&Path>,
+    progress: bool,
+) -> Result<Verified, LedgerCmdError> {
+    verify_with_witnesses(target, pubkey, &WitnessChecks::default(), progress).await
+}
+
+/// [`verify_target`], and cosignatures from each witness in `witnesses` (exit 3 without
+/// one); with witness URLs, the ledger must contain each witness's latest cosigned
+/// checkpoint (which catches a fork or a truncation made after the last stored
+/// cosignature).
+pub async fn verify_with_witnesses(
+    target: &Target,
+    pubkey: Option<&Path>,
+    witnesses: &WitnessChecks,
     progress: bool,
 ) -> Result<Verified, LedgerCmdError> {
     let key = match pubkey {
@@ -92,6 +141,42 @@ pub async fn verify_target(
         ),
     };
     let ledger = open(target).await?;
+    let cosigners = witnesses
+        .keys
+        .iter()
+        .map(|k| {
+            let v = crate::cli::witness::read_vkey(k)
+                .map_err(|e| LedgerCmdError::Usage(format!("--witness {e:#}")))?;
+            if v.kind != metaloop_ledger::note::TYPE_COSIGNATURE {
+                return Err(LedgerCmdError::Usage(format!(
+                    "--witness {k}: {} is not a witness's cosigner key (signature type 0x04)",
+                    v.name
+                )));
+            }
+            Ok(v)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !witnesses.urls.is_empty() && cosigners.is_empty() {
+        return Err(LedgerCmdError::Usage(
+            "--witness-url needs the witness's key: --witness VKEY".into(),
+        ));
+    }
+    let origin = match &key {
+        Some(k) => Some(metaloop_ledger::note::ledger_origin(k)),
+        None => ledger
+            .latest_checkpoint()
+            .await
+            .context("reading the ledger")?
+            .map(|cp| metaloop_ledger::note::origin_for_key_id(&cp.key_id)),
+    };
+    let mut expected_roots = Vec::new();
+    let mut witness_views = Vec::new();
+    for url in &witnesses.urls {
+        let Some(origin) = &origin else { break };
+        let view = fetch_witness_view(url, origin, &cosigners).await?;
+        witness_views.push(format!("{} (size {})", view.source, view.size));
+        expected_roots.push(view);
+    }
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::with_draw_target(
             Some(0),
@@ -105,16 +190,18 @@ pub async fn verify_target(
         );
         b
     });
-    let report = metaloop_ledger::verify_with_checkpoints(
-        ledger.as_ref(),
-        key.as_ref(),
-        |checked, total| {
-            if let Some(b) = &bar {
-                b.set_length(total);
-                b.set_position(checked);
-            }
-        },
-    )
+    let requirements = metaloop_ledger::AuditRequirements {
+        key,
+        witnesses: cosigners,
+        expected_roots,
+        origin,
+    };
+    let report = metaloop_ledger::verify_audit(ledger.as_ref(), requirements, |checked, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(checked);
+        }
+    })
     .await;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -134,7 +221,98 @@ pub async fn verify_target(
         last_checkpoint: report.last_checkpoint.map(|c| c.seq),
         unsigned_tail: report.unsigned_tail,
         signatures_checked: report.signatures_checked,
+        notes_checked: report.notes_checked,
+        witnessed: report.witnessed,
+        unwitnessed_tail: report.unwitnessed_tail,
+        witness_views,
     })
+}
+
+/// Fetches a witness's latest cosigned checkpoint of the ledger `origin` from its
+/// monitoring prefix `url` (`GET <url>/<sha256(origin)>/checkpoint`); its cosignature must
+/// verify with one of `cosigners`.
+async fn fetch_witness_view(
+    url: &str,
+    origin: &str,
+    cosigners: &[metaloop_ledger::note::NoteVerifier],
+) -> Result<metaloop_ledger::ExpectedRoot, LedgerCmdError> {
+    let address = format!(
+        "{}/{}/checkpoint",
+        url.trim_end_matches('/'),
+        metaloop_ledger::witness::origin_hash_hex(origin)
+    );
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .unwrap_or_default()
+        .get(&address)
+        .send()
+        .await
+        .with_context(|| format!("asking the witness at {address}"))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if status == 404 {
+        return Err(LedgerCmdError::Tampered(format!(
+            "the witness at {url} has cosigned no checkpoint of ledger {origin}"
+        )));
+    }
+    if status != 200 {
+        return Err(LedgerCmdError::Other(anyhow::anyhow!(
+            "the witness at {address} answered {status}: {}",
+            body.trim_end()
+        )));
+    }
+    let note = metaloop_ledger::note::Note::parse(&body)
+        .map_err(|e| LedgerCmdError::Other(anyhow::anyhow!("the witness at {url}: {e}")))?;
+    let verified = note.verify(cosigners).map_err(|e| {
+        LedgerCmdError::Other(anyhow::anyhow!(
+            "the witness at {url} served a checkpoint without a valid cosignature of the \
+             given witness keys: {e}"
+        ))
+    })?;
+    let name = verified[0].0.name.clone();
+    let cp = metaloop_ledger::note::CheckpointNote::parse(&note.text)
+        .map_err(|e| LedgerCmdError::Other(anyhow::anyhow!("the witness at {url}: {e}")))?;
+    if cp.origin != origin {
+        return Err(LedgerCmdError::Other(anyhow::anyhow!(
+            "the witness at {url} served a checkpoint of {}, not of {origin}",
+            cp.origin
+        )));
+    }
+    Ok(metaloop_ledger::ExpectedRoot {
+        source: format!("witness {name} at {url}"),
+        size: cp.size,
+        root: cp.root,
+    })
+}
+
+/// A consistency proof between the checkpoints at `old` and `new`, checked with `pubkey`
+/// when given.
+pub async fn prove_consistency(
+    target: &Target,
+    old: u64,
+    new: u64,
+    pubkey: Option<&Path>,
+) -> Result<String, LedgerCmdError> {
+    let ledger = open(target).await?;
+    let proof = metaloop_ledger::prove_consistency(ledger.as_ref(), old, new)
+        .await
+        .map_err(|e| match e {
+            metaloop_ledger::ProveError::Store(s) => LedgerCmdError::Other(anyhow::Error::new(s)),
+            metaloop_ledger::ProveError::Mismatch { .. }
+            | metaloop_ledger::ProveError::Truncated { .. } => {
+                LedgerCmdError::Tampered(e.to_string())
+            }
+            other => LedgerCmdError::Usage(other.to_string()),
+        })?;
+    if let Some(p) = pubkey {
+        let key = metaloop_ledger::keys::load_public_key(p)
+            .map_err(|e| LedgerCmdError::Usage(format!("--pubkey {}: {e}", p.display())))?;
+        proof
+            .verify(&key)
+            .map_err(|e| LedgerCmdError::Tampered(format!("the proof does not verify: {e}")))?;
+    }
+    serde_json::to_string_pretty(&proof).map_err(|e| LedgerCmdError::Other(e.into()))
 }
 
 /// Verifies the ledger in `data` (records and checkpoints, no signatures); returns (records, head).

@@ -53,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         command: PoliciesCommand,
     },
+    /// A transparency-log witness (c2sp.org/tlog-witness) for metaloop ledgers: cosigns each
+    /// checkpoint consistent with the last one it cosigned.
+    Witness(metaloop::cli::witness::WitnessArgs),
     /// The daemon: supervise a real spine (signed events in, directives out) per metaloop.toml.
     Run {
         #[arg(long, value_name = "FILE")]
@@ -306,6 +309,46 @@ enum LedgerCommand {
         /// is what detects a chain re-computed by someone without the key.
         #[arg(long, value_name = "FILE")]
         pubkey: Option<PathBuf>,
+        /// A witness whose cosignature the ledger must carry: its verifier key (text or
+        /// file, `name+id+key`, type 0x04). Repeatable.
+        #[arg(long = "witness", value_name = "VKEY")]
+        witnesses: Vec<String>,
+        /// A witness's URL: its latest cosigned checkpoint is fetched and the ledger must
+        /// contain it (detects a fork or truncation after the last stored cosignature).
+        #[arg(long = "witness-url", value_name = "URL")]
+        witness_urls: Vec<String>,
+    },
+    /// Print a checkpoint (the newest by default) as a C2SP signed note, with the stored
+    /// witness cosignatures.
+    Checkpoint {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The checkpoint at this seq.
+        #[arg(long)]
+        seq: Option<u64>,
+    },
+    /// Check an inclusion or consistency proof offline: nothing but the proof file and the
+    /// supervisor's key. Exit 3 if it does not hold.
+    CheckProof {
+        /// The proof (JSON, as `ledger prove` prints it).
+        file: PathBuf,
+        /// The supervisor's public key: supervisor.pub, or supervisor.vkey (file or text).
+        #[arg(long, value_name = "KEY")]
+        pubkey: String,
+    },
+    /// Ask a witness to cosign the newest checkpoint now and store its cosignature.
+    Cosign {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The supervisor's secret key (default: supervisor.key in --data).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The witness's submission URL.
+        #[arg(long = "witness-url", value_name = "URL")]
+        url: String,
+        /// The witness's verifier key (text or file).
+        #[arg(long = "witness", value_name = "VKEY")]
+        witness: String,
     },
     /// The whole story of one directive: trigger, policy, confidence, approvals, ack, verdict, rollback.
     Explain {
@@ -331,10 +374,18 @@ enum LedgerCommand {
         json: bool,
     },
     /// An inclusion proof of record SEQ against a signed checkpoint (the newest by default),
-    /// as JSON; checked with --pubkey when given.
+    /// or with --consistency OLD NEW a consistency proof between two checkpoints, as JSON;
+    /// checked with --pubkey when given.
     Prove {
         /// The record to prove.
-        seq: u64,
+        #[arg(
+            required_unless_present = "consistency",
+            conflicts_with = "consistency"
+        )]
+        seq: Option<u64>,
+        /// Prove that the ledger signed at checkpoint NEW extends the one at checkpoint OLD.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "checkpoint")]
+        consistency: Option<Vec<u64>>,
         #[command(flatten)]
         target: TargetArgs,
         /// Prove against the checkpoint at this seq.
@@ -396,6 +447,13 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
             Command::Run { config, shadow } => run_daemon(&config, shadow).await,
+            Command::Witness(args) => match metaloop::cli::witness::exec(args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            },
             Command::Bench { command } => run_bench(command).await,
             Command::Evaluate(args) => {
                 match tokio::task::spawn_blocking(move || metaloop::cli::evaluate::exec(&args))
@@ -1007,9 +1065,18 @@ fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::To
 
 async fn run_ledger(command: LedgerCommand) -> u8 {
     let result = match command {
-        LedgerCommand::Verify { target, pubkey } => {
+        LedgerCommand::Verify {
+            target,
+            pubkey,
+            witnesses,
+            witness_urls,
+        } => {
             let target = target.target();
-            ledger_cmd::verify_target(&target, pubkey.as_deref(), true).await.map(|v| {
+            let checks = ledger_cmd::WitnessChecks {
+                keys: witnesses,
+                urls: witness_urls,
+            };
+            ledger_cmd::verify_with_witnesses(&target, pubkey.as_deref(), &checks, true).await.map(|v| {
                 println!("ledger ok: {} records verified, head {}", v.records, v.head);
                 match v.last_checkpoint {
                     Some(seq) => println!(
@@ -1025,7 +1092,55 @@ async fn run_ledger(command: LedgerCommand) -> u8 {
                         .unwrap_or_default();
                     println!("checkpoint signatures were not checked: pass --pubkey FILE{hint} to authenticate the chain");
                 }
+                if v.notes_checked > 0 {
+                    println!("{} checkpoint note signature(s) checked", v.notes_checked);
+                }
+                for (name, seq) in &v.witnessed {
+                    println!("witness {name} cosigned up to record {seq}");
+                }
+                if !v.witnessed.is_empty() {
+                    println!(
+                        "{} record(s) after the last witnessed checkpoint are not witnessed yet",
+                        v.unwitnessed_tail
+                    );
+                    if v.witness_views.is_empty() {
+                        println!("the witnesses' current views were not fetched: pass --witness-url URL to detect a fork or truncation after the last stored cosignature");
+                    }
+                }
+                for view in &v.witness_views {
+                    println!("the ledger contains the latest checkpoint cosigned by {view}");
+                }
             })
+        }
+        LedgerCommand::Checkpoint { target, seq } => {
+            metaloop::cli::ledger_checkpoint::exec(&target.target(), seq)
+                .await
+                .map(|note| print!("{note}"))
+        }
+        LedgerCommand::CheckProof { file, pubkey } => {
+            metaloop::cli::check_proof::exec(&file, &pubkey).map(|ok| println!("{ok}"))
+        }
+        LedgerCommand::Cosign {
+            target,
+            key,
+            url,
+            witness,
+        } => {
+            let key = match (key, &target.data) {
+                (Some(k), _) => Some(k),
+                (None, Some(d)) => Some(d.join("supervisor.key")),
+                (None, None) => None,
+            };
+            match key {
+                None => Err(ledger_cmd::LedgerCmdError::Usage(
+                    "--key FILE is needed with --ledger".into(),
+                )),
+                Some(key) => {
+                    metaloop::cli::ledger_checkpoint::cosign(&target.target(), &key, &url, &witness)
+                        .await
+                        .map(|ok| println!("{ok}"))
+                }
+            }
         }
         LedgerCommand::Explain { id, target, json } => {
             ledger_cmd::explain(&target.target(), &id, json).await
@@ -1047,11 +1162,30 @@ async fn run_ledger(command: LedgerCommand) -> u8 {
             .await
         }
         LedgerCommand::Prove {
+            consistency: Some(sizes),
+            target,
+            pubkey,
+            ..
+        } => ledger_cmd::prove_consistency(&target.target(), sizes[0], sizes[1], pubkey.as_deref())
+            .await
+            .map(|proof| {
+                println!("{proof}");
+                if pubkey.is_some() {
+                    eprintln!(
+                        "the proof verifies: checkpoint {} extends checkpoint {}",
+                        sizes[1], sizes[0]
+                    );
+                }
+            }),
+        LedgerCommand::Prove {
             seq,
             target,
             checkpoint,
             pubkey,
-        } => ledger_cmd::prove(&target.target(), seq, checkpoint, pubkey.as_deref())
+            ..
+        } => {
+            let seq = seq.unwrap_or_default();
+            ledger_cmd::prove(&target.target(), seq, checkpoint, pubkey.as_deref())
             .await
             .map(|proof| {
                 println!("{proof}");
@@ -1060,7 +1194,8 @@ async fn run_ledger(command: LedgerCommand) -> u8 {
                         "the proof verifies: record {seq} is included under the signed checkpoint"
                     );
                 }
-            }),
+            })
+        }
     };
     match result {
         Ok(()) => 0,

@@ -93,7 +93,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Loads the supervisor's key, creating it (mode 0600) on first start, and writes its public
-/// half next to it (`.pub`). Refuses to create a new key for a ledger that already holds
+/// half next to it (`.pub`, and as a C2SP verifier key, `.vkey`). Refuses to create a new key for a ledger that already holds
 /// checkpoints: they could never be verified again.
 pub async fn supervisor_key(
     key_file: &Path,
@@ -115,7 +115,22 @@ pub async fn supervisor_key(
         keys::write_public_key(&public, &key.verifying_key())
             .with_context(|| format!("writing {}", public.display()))?;
     }
+    // The same key as a C2SP verifier key, for signed-note tooling and witnesses.
+    let vkey_file = verifier_key_file(key_file);
+    let vkey = format!(
+        "{}\n",
+        metaloop_ledger::note::ledger_verifier(&key.verifying_key()).to_vkey()
+    );
+    if std::fs::read_to_string(&vkey_file).ok().as_deref() != Some(vkey.as_str()) {
+        std::fs::write(&vkey_file, vkey)
+            .with_context(|| format!("writing {}", vkey_file.display()))?;
+    }
     Ok(key)
+}
+
+/// `supervisor.key` → `supervisor.vkey`.
+pub fn verifier_key_file(key_file: &Path) -> PathBuf {
+    key_file.with_extension("vkey")
 }
 
 /// `supervisor.key` → `supervisor.pub`.
@@ -175,5 +190,23 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[tokio::test]
+    async fn the_verifier_key_is_written_beside_the_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = metaloop_ledger::SqliteLedger::open(dir.path().join("ledger.db"))
+            .await
+            .unwrap();
+        let key_file = dir.path().join("supervisor.key");
+        let key = supervisor_key(&key_file, &store).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("supervisor.vkey")).unwrap();
+        let vkey = metaloop_ledger::note::NoteVerifier::parse(text.trim()).unwrap();
+        assert_eq!(vkey.key, key.verifying_key());
+        assert_eq!(
+            vkey.name,
+            metaloop_ledger::note::ledger_origin(&key.verifying_key())
+        );
+        assert_eq!(vkey.kind, metaloop_ledger::note::TYPE_ED25519);
     }
 }

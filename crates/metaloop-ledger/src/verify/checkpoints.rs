@@ -4,7 +4,7 @@
 //! The chain alone cannot tell a rewritten-and-rehashed ledger or a cut-off tail from the
 //! original (anyone can compute SHA-256); a checkpoint signed with the supervisor's key can.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use ed25519_dalek::VerifyingKey;
 
@@ -12,6 +12,9 @@ use crate::checkpoint::{Checkpoint, key_id};
 use crate::error::LedgerError;
 use crate::hex;
 use crate::merkle::{Frontier, Hash, empty_root};
+use crate::note::{
+    CheckpointNote, NoteSignature, NoteVerifier, ledger_verifier, origin_for_key_id,
+};
 use crate::record::{StoredRecord, hash_array};
 use crate::store::LedgerStore;
 use crate::verify::{
@@ -38,6 +41,39 @@ pub struct CheckpointVerifyReport {
     /// Whether signatures were checked (a public key was given); without one, checkpoints are
     /// only compared with the records, which anyone could recompute.
     pub signatures_checked: bool,
+    /// Checkpoints whose signed-note signature by the supervisor's key was checked.
+    pub notes_checked: u64,
+    /// For each witness required, the newest checkpoint it cosigned.
+    pub witnessed: Vec<(String, u64)>,
+    /// Records after the newest checkpoint every required witness cosigned (the whole
+    /// ledger if none was required).
+    pub unwitnessed_tail: u64,
+}
+
+/// A root the ledger must have at some size, vouched for elsewhere (a witness's latest
+/// cosigned checkpoint, fetched from the witness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedRoot {
+    /// Who vouches for it (for messages).
+    pub source: String,
+    /// Leaves of the tree.
+    pub size: u64,
+    /// Its root.
+    pub root: Hash,
+}
+
+/// What verification requires beyond the chain and the checkpoints' own signatures.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRequirements {
+    /// The supervisor's public key: checkpoint and note signatures must verify with it.
+    pub key: Option<VerifyingKey>,
+    /// Witnesses (cosigner keys) each of which must have cosigned a checkpoint.
+    pub witnesses: Vec<NoteVerifier>,
+    /// Roots the ledger must have at given sizes (a witness's latest view).
+    pub expected_roots: Vec<ExpectedRoot>,
+    /// The ledger's origin (the checkpoints' note key name), which witnesses cosign; by
+    /// default that of the key, else of the newest checkpoint's key id.
+    pub origin: Option<String>,
 }
 
 /// Why the stored checkpoints do not vouch for the records.
@@ -117,6 +153,67 @@ pub enum CheckpointFailure {
         /// Records stored.
         records: u64,
     },
+    /// The supervisor's signed-note signature of a checkpoint does not verify.
+    #[error(
+        "checkpoint {seq}: its signed-note signature by {name} does not verify: \
+         the note signature was forged or edited"
+    )]
+    BadNoteSignature {
+        /// The checkpoint's seq.
+        seq: u64,
+        /// The key name.
+        name: String,
+    },
+    /// A witness's cosignature of a checkpoint does not verify.
+    #[error(
+        "checkpoint {seq}: the cosignature of witness {witness} does not verify: \
+         the checkpoint (seq, Merkle root or origin) is not the one the witness cosigned; \
+         the ledger was rewritten or forked"
+    )]
+    BadCosignature {
+        /// The checkpoint's seq.
+        seq: u64,
+        /// The witness's key name.
+        witness: String,
+    },
+    /// A required witness cosigned no checkpoint of this ledger.
+    #[error(
+        "no cosignature from witness {witness}: none of the {checkpoints} checkpoints is \
+         cosigned by it; the ledger was rewritten, or never shown to the witness"
+    )]
+    Unwitnessed {
+        /// The witness's key name.
+        witness: String,
+        /// Checkpoints checked.
+        checkpoints: u64,
+    },
+    /// The ledger's root at a size some witness vouches for is another.
+    #[error(
+        "{by}: the ledger's first {size} records give Merkle root {}, not the {} it \
+         cosigned: the ledger was rewritten or forked",
+        hex::encode(computed),
+        hex::encode(expected)
+    )]
+    Forked {
+        /// Who vouches for the root.
+        by: String,
+        /// The tree size.
+        size: u64,
+        /// The root vouched for.
+        expected: Hash,
+        /// The ledger's root at that size.
+        computed: Hash,
+    },
+    /// The ledger has fewer records than a witness has cosigned.
+    #[error("{by}: truncated: the witness cosigned {size} records, the ledger has {records}")]
+    TruncatedBelowWitness {
+        /// Who vouches for the size.
+        by: String,
+        /// The size cosigned.
+        size: u64,
+        /// Records stored.
+        records: u64,
+    },
 }
 
 /// Why [`verify_with_checkpoints`] did not succeed.
@@ -162,6 +259,20 @@ pub struct CheckpointVerifier {
     pending: VecDeque<Checkpoint>,
     checked: u64,
     last: Option<Checkpoint>,
+    /// The supervisor's note verifier (with a key).
+    note_key: Option<NoteVerifier>,
+    /// Stored note signatures by checkpoint seq, for the checkpoints not reached yet.
+    notes: BTreeMap<u64, Vec<NoteSignature>>,
+    notes_checked: u64,
+    witnesses: Vec<NoteVerifier>,
+    /// Per witness, the newest checkpoint it cosigned.
+    witnessed: Vec<u64>,
+    /// The required witnesses' stored cosignatures, by size: (size, witness, signature).
+    cosignatures: VecDeque<(u64, usize, NoteSignature)>,
+    /// The origin the witnesses cosign.
+    origin: String,
+    /// Roots vouched for elsewhere, by size.
+    expected_roots: VecDeque<ExpectedRoot>,
 }
 
 impl CheckpointVerifier {
@@ -174,7 +285,44 @@ impl CheckpointVerifier {
             pending: VecDeque::new(),
             checked: 0,
             last: None,
+            note_key: key.map(|k| ledger_verifier(&k)),
+            notes: BTreeMap::new(),
+            notes_checked: 0,
+            witnesses: Vec::new(),
+            witnessed: Vec::new(),
+            cosignatures: VecDeque::new(),
+            origin: String::new(),
+            expected_roots: VecDeque::new(),
         }
+    }
+
+    /// A verifier that also checks the stored note signatures (`notes`), requires a
+    /// cosignature from each witness and the roots vouched for elsewhere.
+    pub fn with_requirements(
+        requirements: AuditRequirements,
+        notes: Vec<(u64, NoteSignature)>,
+    ) -> Self {
+        let mut v = Self::new(requirements.key);
+        for (seq, sig) in notes {
+            let witness = requirements
+                .witnesses
+                .iter()
+                .position(|w| w.name == sig.name && w.id == sig.id);
+            match witness {
+                Some(i) => v.cosignatures.push_back((seq, i, sig)),
+                None => v.notes.entry(seq).or_default().push(sig),
+            }
+        }
+        v.cosignatures
+            .make_contiguous()
+            .sort_by_key(|(seq, _, _)| *seq);
+        v.origin = requirements.origin.unwrap_or_default();
+        v.witnessed = vec![0; requirements.witnesses.len()];
+        v.witnesses = requirements.witnesses;
+        let mut roots = requirements.expected_roots;
+        roots.sort_by_key(|r| r.size);
+        v.expected_roots = roots.into();
+        v
     }
 
     /// Queues a stored checkpoint; give them in increasing seq order, each before the
@@ -199,8 +347,80 @@ impl CheckpointVerifier {
         while self.pending.front().is_some_and(|cp| cp.seq == seq) {
             let cp = self.pending.pop_front().expect("just looked");
             self.check_checkpoint(&cp, &hash)?;
+            if !self.notes.is_empty() {
+                self.check_notes(&cp)?;
+            }
             self.checked += 1;
             self.last = Some(cp);
+        }
+        while self.expected_roots.front().is_some_and(|r| r.size == seq) {
+            let expected = self.expected_roots.pop_front().expect("just looked");
+            let computed = self.frontier.root();
+            if computed != expected.root {
+                return Err(CheckpointFailure::Forked {
+                    by: expected.source,
+                    size: expected.size,
+                    expected: expected.root,
+                    computed,
+                }
+                .into());
+            }
+        }
+        if self.cosignatures.front().is_some_and(|(s, _, _)| *s == seq) {
+            self.check_cosignatures(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the required witnesses' cosignatures of the tree of the first `seq` records
+    /// against the root recomputed from them (not against a stored checkpoint, which whoever
+    /// rewrote the ledger could have rewritten too).
+    fn check_cosignatures(&mut self, seq: u64) -> Result<(), CheckpointFailure> {
+        let text = CheckpointNote {
+            origin: self.origin.clone(),
+            size: seq,
+            root: self.frontier.root(),
+        }
+        .text();
+        while self.cosignatures.front().is_some_and(|(s, _, _)| *s == seq) {
+            let (_, i, sig) = self.cosignatures.pop_front().expect("just looked");
+            let w = &self.witnesses[i];
+            if !w.verify(&text, &sig) {
+                return Err(CheckpointFailure::BadCosignature {
+                    seq,
+                    witness: w.name.clone(),
+                });
+            }
+            self.witnessed[i] = seq;
+        }
+        Ok(())
+    }
+
+    /// Checks the stored note signatures of `cp` (whose root was just checked) by the
+    /// supervisor's key; others are ignored.
+    fn check_notes(&mut self, cp: &Checkpoint) -> Result<(), CheckpointFailure> {
+        let Some(sigs) = self.notes.remove(&cp.seq) else {
+            return Ok(());
+        };
+        let text = CheckpointNote {
+            origin: origin_for_key_id(&cp.key_id),
+            size: cp.seq,
+            root: cp.merkle_root,
+        }
+        .text();
+        for sig in &sigs {
+            if let Some(v) = &self.note_key
+                && v.name == sig.name
+                && v.id == sig.id
+            {
+                if !v.verify(&text, sig) {
+                    return Err(CheckpointFailure::BadNoteSignature {
+                        seq: cp.seq,
+                        name: sig.name.clone(),
+                    });
+                }
+                self.notes_checked += 1;
+            }
         }
         Ok(())
     }
@@ -258,6 +478,33 @@ impl CheckpointVerifier {
         if self.key.is_some() && records > 0 && self.checked == 0 {
             return Err(CheckpointFailure::Unsigned { records });
         }
+        if let Some(r) = self.expected_roots.front() {
+            return Err(CheckpointFailure::TruncatedBelowWitness {
+                by: r.source.clone(),
+                size: r.size,
+                records,
+            });
+        }
+        if let Some((size, i, _)) = self.cosignatures.front() {
+            return Err(CheckpointFailure::TruncatedBelowWitness {
+                by: format!("witness {}", self.witnesses[*i].name),
+                size: *size,
+                records,
+            });
+        }
+        for (w, &seq) in self.witnesses.iter().zip(&self.witnessed) {
+            if seq == 0 && records > 0 {
+                return Err(CheckpointFailure::Unwitnessed {
+                    witness: w.name.clone(),
+                    checkpoints: self.checked,
+                });
+            }
+        }
+        let witnessed_upto = if self.witnesses.is_empty() {
+            0
+        } else {
+            self.witnessed.iter().copied().min().unwrap_or(0)
+        };
         let signed = self.last.as_ref().map_or(0, |cp| cp.seq);
         Ok(CheckpointVerifyReport {
             chain: self.chain.report(),
@@ -270,6 +517,14 @@ impl CheckpointVerifier {
             last_checkpoint: self.last,
             unsigned_tail: records - signed,
             signatures_checked: self.key.is_some(),
+            notes_checked: self.notes_checked,
+            witnessed: self
+                .witnesses
+                .iter()
+                .map(|w| w.name.clone())
+                .zip(self.witnessed.iter().copied())
+                .collect(),
+            unwitnessed_tail: records - witnessed_upto.min(records),
         })
     }
 }
@@ -344,6 +599,61 @@ pub async fn verify_with_checkpoints_paged<S: LedgerStore + ?Sized>(
     key: Option<&VerifyingKey>,
     on_progress: impl FnMut(u64, u64),
 ) -> Result<CheckpointVerifyReport, CheckpointVerifyError> {
+    let requirements = AuditRequirements {
+        key: key.copied(),
+        ..AuditRequirements::default()
+    };
+    verify_audit_paged(store, page_size, requirements, on_progress).await
+}
+
+/// [`verify_with_checkpoints`], and the stored note signatures: the supervisor's (with a
+/// key), a cosignature from every witness in `requirements`, and the roots it names.
+pub async fn verify_audit<S: LedgerStore + ?Sized>(
+    store: &S,
+    requirements: AuditRequirements,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<CheckpointVerifyReport, CheckpointVerifyError> {
+    verify_audit_paged(store, DEFAULT_PAGE_SIZE, requirements, on_progress).await
+}
+
+/// Note signatures read per query.
+const NOTE_PAGE: u32 = 10_000;
+
+/// [`verify_audit`] reading `page_size` records per query.
+pub async fn verify_audit_paged<S: LedgerStore + ?Sized>(
+    store: &S,
+    page_size: u32,
+    requirements: AuditRequirements,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<CheckpointVerifyReport, CheckpointVerifyError> {
+    let mut requirements = requirements;
+    if requirements.origin.is_none() && !requirements.witnesses.is_empty() {
+        requirements.origin = match &requirements.key {
+            Some(key) => Some(crate::note::ledger_origin(key)),
+            None => store
+                .latest_checkpoint()
+                .await?
+                .map(|cp| origin_for_key_id(&cp.key_id)),
+        };
+    }
+    // Note signatures are few (one per checkpoint and witness): read them all first.
+    let mut notes: Vec<(u64, NoteSignature)> = Vec::new();
+    loop {
+        let after = notes.last().map_or(0, |(seq, _)| *seq);
+        let page = store.note_signatures(after, NOTE_PAGE).await?;
+        let full = page.len() == NOTE_PAGE as usize;
+        let page_last = page.last().map(|(seq, _)| *seq);
+        match (full, page_last) {
+            // A full page may end inside one checkpoint's signatures: read that one again.
+            (true, Some(last)) if page.iter().any(|(seq, _)| *seq < last) => {
+                notes.extend(page.into_iter().filter(|(seq, _)| *seq < last));
+            }
+            _ => {
+                notes.extend(page);
+                break;
+            }
+        }
+    }
     let mut feed = CheckpointFeed {
         after: 0,
         exhausted: false,
@@ -351,7 +661,7 @@ pub async fn verify_with_checkpoints_paged<S: LedgerStore + ?Sized>(
     let mut verifier = check_pages(
         store,
         page_size,
-        CheckpointVerifier::new(key.copied()),
+        CheckpointVerifier::with_requirements(requirements, notes),
         async |verifier: &mut CheckpointVerifier, reach| {
             Ok(feed.feed(store, verifier, reach).await?)
         },

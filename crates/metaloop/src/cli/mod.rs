@@ -1,3 +1,6 @@
 //! Subcommands, one file each.
 
+pub mod check_proof;
 pub mod evaluate;
+pub mod ledger_checkpoint;
+pub mod witness;
