@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod evaluate;
+pub mod ingest_journal;
 pub mod ledger_cmd;
 pub mod metrics;
 pub mod notify;
