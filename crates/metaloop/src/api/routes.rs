@@ -39,6 +39,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/ledger/checkpoints", get(checkpoints))
         .route("/v1/events", post(events))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::map_response(super::json_errors))
         .with_state(state)
 }
 
