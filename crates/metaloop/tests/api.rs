@@ -659,3 +659,52 @@ async fn the_openapi_document_lists_every_route_served() {
     let (st, _) = s.req("GET", "/v1/secret", Some("admin"), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// Errors made by the HTTP layer itself carry the same JSON body as the API's own.
+#[tokio::test]
+async fn every_error_answer_is_the_json_error() {
+    let s = server().await;
+    let big = Value::String("x".repeat(3 * 1024 * 1024));
+    for (method, path, who, body, status) in [
+        (
+            "GET",
+            "/v1/directives/%FF%FE",
+            Some("viewer"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            "/v1/directives?limit=%FF",
+            Some("viewer"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/status",
+            Some("viewer"),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "POST",
+            "/v1/policies",
+            Some("admin"),
+            Some(big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        ("GET", "/v1/status", None, None, StatusCode::UNAUTHORIZED),
+    ] {
+        let (st, v) = s.req(method, path, who, body).await;
+        assert_eq!(st, status, "{method} {path}: {v}");
+        assert!(
+            v["error"].is_string(),
+            "{method} {path}: not the JSON error: {v}"
+        );
+        assert!(
+            !v["message"].as_str().unwrap_or("").is_empty(),
+            "{method} {path}: {v}"
+        );
+    }
+}
