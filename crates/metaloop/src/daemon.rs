@@ -166,23 +166,31 @@ impl Intake {
     }
 }
 
-/// One result of `POST /v1/events`, as documented in docs/PROTOCOL.md §6.
+/// One result of `POST /v1/events`, as documented in docs/PROTOCOL.md §6.2.
 pub fn event_result(
     r: Result<&metaloop_core::protocol::SpineEvent, &Rejection>,
-) -> serde_json::Value {
+) -> crate::api::views::EventResult {
+    use crate::api::views::EventResult;
     match r {
-        Ok(ev) => serde_json::json!({ "id": ev.id, "source": ev.source, "result": "accepted" }),
-        Err(rej) => {
-            let result = if rej.reason == RejectReason::Duplicate {
+        Ok(ev) => EventResult {
+            id: Some(ev.id.clone()),
+            source: Some(ev.source.clone()),
+            result: "accepted".into(),
+            reason: None,
+            message: None,
+        },
+        Err(rej) => EventResult {
+            id: rej.id.clone(),
+            source: rej.source.clone(),
+            result: if rej.reason == RejectReason::Duplicate {
                 "duplicate"
             } else {
                 "rejected"
-            };
-            serde_json::json!({
-                "id": rej.id, "source": rej.source, "result": result,
-                "reason": rej.reason.as_str(), "message": rej.message,
-            })
-        }
+            }
+            .into(),
+            reason: Some(rej.reason.as_str().into()),
+            message: Some(rej.message.clone()),
+        },
     }
 }
 
@@ -194,7 +202,7 @@ impl EventIngest for HttpIngest {
         &self,
         body: bytes::Bytes,
         content_type: Option<String>,
-    ) -> BoxFuture<Result<serde_json::Value, ApiError>> {
+    ) -> BoxFuture<Result<crate::api::views::EventResults, ApiError>> {
         let intake = self.0.clone();
         Box::pin(async move {
             let outcome = intake.take(&body, content_type.as_deref()).await?;
@@ -204,9 +212,8 @@ impl EventIngest for HttpIngest {
                     ApiError::Unavailable(format!("{e:#}"))
                 })?;
             }
-            let results: Vec<serde_json::Value> =
-                outcome.results().into_iter().map(event_result).collect();
-            Ok(serde_json::json!({ "results": results }))
+            let results = outcome.results().into_iter().map(event_result).collect();
+            Ok(crate::api::views::EventResults { results })
         })
     }
 }

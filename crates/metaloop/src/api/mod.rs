@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod openapi;
 mod routes;
+pub mod views;
 
 use crate::runtime::Runtime;
 use auth::Tokens;
@@ -13,7 +14,7 @@ use metaloop_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-pub use routes::router;
+pub use routes::{api_routes, router};
 
 /// Takes spine events posted to `/v1/events` (the mesh's ingest pipeline).
 pub trait EventIngest: Send + Sync + 'static {
@@ -22,7 +23,7 @@ pub trait EventIngest: Send + Sync + 'static {
         &self,
         body: bytes::Bytes,
         content_type: Option<String>,
-    ) -> crate::runtime::BoxFuture<Result<serde_json::Value, ApiError>>;
+    ) -> crate::runtime::BoxFuture<Result<views::EventResults, ApiError>>;
 }
 
 /// Recent snapshots, newest last, as recorded.
