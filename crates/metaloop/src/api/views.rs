@@ -116,8 +116,8 @@ pub struct DirectiveView {
     pub directive: Value,
     /// Lifecycle status, e.g. `pending_approval`, `verifying`, `verified`, `rolled_back`.
     pub status: String,
-    /// (status, ms) pairs.
-    #[schema(value_type = Vec<Vec<Object>>)]
+    /// `[status, ms since the Unix epoch]` pairs, oldest first.
+    #[schema(schema_with = lifecycle_schema)]
     pub lifecycle: Value,
     #[schema(value_type = Object)]
     pub requirement: Value,
@@ -211,6 +211,15 @@ pub struct EventResult {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventResults {
     pub results: Vec<EventResult>,
+}
+
+/// `[["proposed", 1767225900000], …]`.
+fn lifecycle_schema() -> utoipa::openapi::Schema {
+    serde_json::from_value(serde_json::json!({
+        "type": "array",
+        "items": { "type": "array", "items": { "type": ["string", "integer"] } }
+    }))
+    .expect("a valid schema")
 }
 
 /// Converts a JSON value the core produced into its view; the views declare every member.
