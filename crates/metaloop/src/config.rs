@@ -94,11 +94,15 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
         Some('h') => (&t[..t.len() - 1], 3600),
         _ => (t, 1),
     };
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
-        format!(
-            "invalid interval {text:?}: expected seconds or a number with s, m or h (e.g. \"5m\")"
-        )
-    })
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            format!(
+                "invalid interval {text:?}: expected seconds or a number with s, m or h (e.g. \"5m\")"
+            )
+        })
 }
 
 /// `[ledger]`.
@@ -408,6 +412,12 @@ impl FileConfig {
         if self.cycle_interval.0 == 0 {
             return Err("cycle_interval must be at least 1 second".into());
         }
+        if self.cycle_interval.0 > 7 * 86_400 {
+            return Err(format!(
+                "cycle_interval must be at most a week (604800 s), got {} s",
+                self.cycle_interval.0
+            ));
+        }
         self.supervisor().validate()?;
         self.listen.parse::<SocketAddr>().map_err(|e| {
             format!(
@@ -597,6 +607,10 @@ mod tests {
         );
         bad("[[notify]]\nkind = \"webhook\"", "notify[0]");
         bad("cycle_interval = 0", "cycle_interval");
+        bad(
+            "cycle_interval = \"9223372036854775807s\"",
+            "cycle_interval",
+        );
         bad("environment = \"\"", "environment");
     }
 
@@ -607,5 +621,7 @@ mod tests {
         assert_eq!(parse_interval("1h"), Ok(3600));
         assert_eq!(parse_interval("42"), Ok(42));
         assert!(parse_interval("soon").is_err());
+        // found by the config fuzz target: a multiplication that overflowed
+        assert!(parse_interval("18446744073709551615h").is_err());
     }
 }
