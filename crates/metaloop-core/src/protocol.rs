@@ -279,3 +279,78 @@ mod tests {
         assert_eq!(back, e);
     }
 }
+
+/// Longest recovery accepted: a year, in seconds.
+pub const MAX_DURATION_S: f64 = 31_536_000.0;
+/// Largest magnitude of a reported KPI value.
+pub const MAX_KPI_VALUE: f64 = 1e15;
+
+/// A member of an event's `data` outside what a spine could mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataError {
+    /// The member, e.g. `duration_s`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "data.{}: {}", self.field, self.reason)
+    }
+}
+
+/// The value ranges of spine event data (docs/PROTOCOL.md §2): non-empty `domain`,
+/// `playbook`, `node` and KPI `name`; `duration_s` within 0..=[`MAX_DURATION_S`];
+/// `confidence` within 0..=1; `score` within 0..=100; a KPI `value` finite and within
+/// ±[`MAX_KPI_VALUE`].
+pub fn validate_data(data: &EventData) -> Result<(), DataError> {
+    let bad = |field: &'static str, reason: String| Err(DataError { field, reason });
+    if data.domain().trim().is_empty() {
+        return bad("domain", "must not be empty".into());
+    }
+    match data {
+        EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
+            if !r.duration_s.is_finite() || !(0.0..=MAX_DURATION_S).contains(&r.duration_s) {
+                return bad(
+                    "duration_s",
+                    format!(
+                        "must be a number of seconds within 0..={MAX_DURATION_S}, got {}",
+                        r.duration_s
+                    ),
+                );
+            }
+            if r.playbook.trim().is_empty() {
+                return bad("playbook", "must not be empty".into());
+            }
+        }
+        EventData::DecisionMade(d) if !(0.0..=1.0).contains(&d.confidence) => {
+            return bad(
+                "confidence",
+                format!("must be within 0..=1, got {}", d.confidence),
+            );
+        }
+        EventData::ComplianceScored(c) if !(0.0..=100.0).contains(&c.score) => {
+            return bad("score", format!("must be within 0..=100, got {}", c.score));
+        }
+        EventData::KpiReported(k) => {
+            if !k.value.is_finite() || k.value.abs() > MAX_KPI_VALUE {
+                return bad(
+                    "value",
+                    format!(
+                        "must be a finite number within ±{MAX_KPI_VALUE:e}, got {}",
+                        k.value
+                    ),
+                );
+            }
+            if k.name.trim().is_empty() {
+                return bad("name", "must not be empty".into());
+            }
+        }
+        EventData::HealthChanged(h) if h.node.trim().is_empty() => {
+            return bad("node", "must not be empty".into());
+        }
+        _ => {}
+    }
+    Ok(())
+}

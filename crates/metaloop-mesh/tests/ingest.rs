@@ -56,8 +56,19 @@ fn every_rejection_reason_is_specific_counted_and_accepts_nothing() {
             (expect, got) => panic!("{}: expected {expect:?}, got {got:?}", case.label),
         }
     }
+    // the last check is the caller's (the supervisor's): a refusal is counted, and the event
+    // is not remembered, so a later copy is judged afresh
+    let refused_event = signed(&keys, "refused", 3).to_json();
+    let verified = ing.verify(&refused_event, None);
+    let outcome = ing.admit(verified, now(), &mut |_| {
+        Err("unknown directive dir-3".into())
+    });
+    let r = outcome.rejections()[0].clone();
+    assert_eq!(r.reason, RejectReason::RefusedBySupervisor);
+    assert_eq!(r.message, "unknown directive dir-3");
+    assert!(ing.ingest_event(&refused_event, now()).is_ok());
     let total = counters.snapshot();
-    assert_eq!(total.accepted, 1);
+    assert_eq!(total.accepted, 2);
     for reason in RejectReason::ALL {
         assert!(total.rejected[&reason] >= 1, "{reason} was exercised");
     }

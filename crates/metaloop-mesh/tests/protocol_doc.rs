@@ -137,3 +137,36 @@ fn the_example_event_is_accepted_and_pretty_printing_breaks_it() {
         .unwrap_err();
     assert_eq!(r.reason, RejectReason::BadSignature);
 }
+
+/// Every reason an event can be rejected for is in §6's table, with its check; the table
+/// names no reason the implementation does not have.
+#[test]
+fn every_rejection_reason_is_in_the_table() {
+    let doc = doc();
+    let start = doc.find("## 6. What metaloop checks").expect("§6");
+    let end = doc[start..].find("\n### 6.1").expect("§6.1") + start;
+    let table = &doc[start..end];
+    let mut documented = Vec::new();
+    for line in table.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        for word in cells.get(3).unwrap_or(&"").split('/') {
+            let word = word.trim().trim_matches('`');
+            if !word.is_empty() && word != "Reason" && !word.starts_with("---") {
+                documented.push(word.to_string());
+            }
+        }
+    }
+    for r in RejectReason::ALL {
+        assert!(
+            documented.iter().any(|d| d == r.as_str()),
+            "{} is not in the table of §6",
+            r.as_str()
+        );
+    }
+    for d in &documented {
+        assert!(
+            RejectReason::ALL.iter().any(|r| r.as_str() == d),
+            "§6 names {d}, which is not a reason"
+        );
+    }
+}

@@ -33,6 +33,10 @@ pub struct FileConfig {
     pub mesh: MeshSection,
     #[serde(default)]
     pub signing: SigningSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
+    pub dedupe: DedupeSection,
     /// Spine adapters allowed to send events, with their public keys.
     #[serde(default)]
     pub adapters: Vec<AdapterEntry>,
@@ -94,11 +98,15 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
         Some('h') => (&t[..t.len() - 1], 3600),
         _ => (t, 1),
     };
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
-        format!(
-            "invalid interval {text:?}: expected seconds or a number with s, m or h (e.g. \"5m\")"
-        )
-    })
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            format!(
+                "invalid interval {text:?}: expected seconds or a number with s, m or h (e.g. \"5m\")"
+            )
+        })
 }
 
 /// `[ledger]`.
@@ -145,6 +153,10 @@ pub struct MeshSection {
     pub url: String,
     /// Prefix of every subject on the bus.
     pub subject_prefix: String,
+    /// The JetStream stream that captures `<subject_prefix>.>`; default `METALOOP` for the
+    /// prefix `metaloop`, `METALOOP_<PREFIX>` (upper case) for any other, so deployments with
+    /// different prefixes can share a NATS server.
+    pub stream: Option<String>,
 }
 
 impl Default for MeshSection {
@@ -152,6 +164,78 @@ impl Default for MeshSection {
         MeshSection {
             url: "memory://".into(),
             subject_prefix: "metaloop".into(),
+            stream: None,
+        }
+    }
+}
+
+impl MeshSection {
+    /// The stream name in force.
+    pub fn stream_name(&self) -> String {
+        match &self.stream {
+            Some(s) => s.clone(),
+            None if self.subject_prefix == "metaloop" => "METALOOP".into(),
+            None => format!(
+                "METALOOP_{}",
+                self.subject_prefix
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    })
+                    .collect::<String>()
+            ),
+        }
+    }
+}
+
+/// `[ingest]`: limits on what the spine may send (docs/PROTOCOL.md §1, §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Largest event, bytes (also per element of a batch); larger is `oversized`.
+    pub max_event_bytes: usize,
+    /// Largest batch document, bytes.
+    pub max_batch_bytes: usize,
+    /// Most events in one batch.
+    pub max_batch_events: usize,
+    /// Oldest event time accepted, before its arrival ("1h"); older is `stale`. At most
+    /// `[dedupe] window_secs`.
+    pub max_event_age: Interval,
+    /// Furthest an event may be dated after its arrival ("5m"); later is `future`.
+    pub max_clock_skew: Interval,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        let d = metaloop_mesh::IngestConfig::default();
+        IngestSection {
+            max_event_bytes: d.limits.max_event_bytes,
+            max_batch_bytes: d.limits.max_batch_bytes,
+            max_batch_events: d.limits.max_batch_events,
+            max_event_age: Interval(d.max_event_age_secs),
+            max_clock_skew: Interval(d.max_clock_skew_secs),
+        }
+    }
+}
+
+/// `[dedupe]`: how long and how many accepted events are remembered (docs/PROTOCOL.md §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupeSection {
+    /// Seconds an accepted (`source`, `id`) is remembered.
+    pub window_secs: u64,
+    /// Most events remembered (memory: about 120 bytes each).
+    pub capacity: usize,
+}
+
+impl Default for DedupeSection {
+    fn default() -> Self {
+        let d = metaloop_mesh::ingest::DedupeConfig::default();
+        DedupeSection {
+            window_secs: d.window_secs,
+            capacity: d.capacity,
         }
     }
 }
@@ -298,6 +382,34 @@ impl FileConfig {
         }
     }
 
+    /// The ingest pipeline's settings.
+    pub fn ingest_config(&self) -> metaloop_mesh::IngestConfig {
+        metaloop_mesh::IngestConfig {
+            limits: metaloop_mesh::SizeLimits {
+                max_event_bytes: self.ingest.max_event_bytes,
+                max_batch_bytes: self.ingest.max_batch_bytes,
+                max_batch_events: self.ingest.max_batch_events,
+            },
+            dedupe: metaloop_mesh::ingest::DedupeConfig {
+                capacity: self.dedupe.capacity,
+                window_secs: self.dedupe.window_secs,
+            },
+            max_event_age_secs: self.ingest.max_event_age.0,
+            max_clock_skew_secs: self.ingest.max_clock_skew.0,
+        }
+    }
+
+    /// The adapters' keys, as the key registry takes them.
+    pub fn adapter_keys(&self) -> Vec<metaloop_mesh::AdapterKeys> {
+        self.adapters
+            .iter()
+            .map(|a| metaloop_mesh::AdapterKeys {
+                source: a.source.clone(),
+                public_keys: a.public_keys.clone(),
+            })
+            .collect()
+    }
+
     /// The ledger URL in force.
     pub fn ledger_url(&self) -> String {
         self.ledger
@@ -318,6 +430,12 @@ impl FileConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.cycle_interval.0 == 0 {
             return Err("cycle_interval must be at least 1 second".into());
+        }
+        if self.cycle_interval.0 > 7 * 86_400 {
+            return Err(format!(
+                "cycle_interval must be at most a week (604800 s), got {} s",
+                self.cycle_interval.0
+            ));
         }
         self.supervisor().validate()?;
         self.listen.parse::<SocketAddr>().map_err(|e| {
@@ -375,7 +493,23 @@ impl FileConfig {
             }
             for (j, k) in a.public_keys.iter().enumerate() {
                 decode_public_key(k).map_err(|e| format!("adapters[{i}].public_keys[{j}]: {e}"))?;
+                // the key registry's own checks (weak keys among them), as at start-up
+                metaloop_mesh::keys::parse_public_key(k)
+                    .map_err(|e| format!("adapters[{i}].public_keys[{j}]: {e}"))?;
             }
+        }
+        self.ingest_config()
+            .validate()
+            .map_err(|e| format!("ingest: {e}"))?;
+        let stream = self.mesh.stream_name();
+        if stream.is_empty()
+            || stream.len() > 255
+            || stream
+                .contains(|c: char| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c))
+        {
+            return Err(format!(
+                "mesh.stream: {stream:?} is not a JetStream stream name (no spaces, ., *, >, / or \\)"
+            ));
         }
         let mut principals = Vec::new();
         for (i, t) in self.tokens.iter().enumerate() {
@@ -398,6 +532,12 @@ impl FileConfig {
                 ));
             }
         }
+        // what start-up builds from the file, built the same way here
+        crate::api::auth::Tokens::from_config(&self.tokens).map_err(|e| format!("tokens: {e}"))?;
+        metaloop_mesh::SubjectPrefix::new(self.mesh.subject_prefix.clone())
+            .map_err(|e| format!("mesh.subject_prefix: {e}"))?;
+        metaloop_mesh::KeyRegistry::from_entries(&self.adapter_keys())
+            .map_err(|e| format!("adapters: {e}"))?;
         for (i, n) in self.notify.iter().enumerate() {
             match (n.kind, &n.url) {
                 (NotifyKind::Log, _) => {}
@@ -500,6 +640,10 @@ mod tests {
         );
         bad("[[notify]]\nkind = \"webhook\"", "notify[0]");
         bad("cycle_interval = 0", "cycle_interval");
+        bad(
+            "cycle_interval = \"9223372036854775807s\"",
+            "cycle_interval",
+        );
         bad("environment = \"\"", "environment");
     }
 
@@ -510,5 +654,7 @@ mod tests {
         assert_eq!(parse_interval("1h"), Ok(3600));
         assert_eq!(parse_interval("42"), Ok(42));
         assert!(parse_interval("soon").is_err());
+        // found by the config fuzz target: a multiplication that overflowed
+        assert!(parse_interval("18446744073709551615h").is_err());
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::api::{ApiError, ApiState, EventIngest};
 use crate::config::{FileConfig, NotifyEntry, NotifyKind};
+use crate::ingest_journal::IngestJournal;
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::notify::{Message as NoteMessage, Notifier};
 use crate::runtime::{BoxFuture, Publisher, RecordSink, Runtime};
@@ -16,8 +17,8 @@ use metaloop_core::time::Timestamp;
 use metaloop_ledger::{LedgerWriter, NewRecord};
 use metaloop_mesh::mesh::{MemoryConfig, NatsConfig};
 use metaloop_mesh::{
-    AdapterKeys, Delivery, EventSigner, IngestConfig, Ingestor, KeyRegistry, MemoryMesh, Mesh,
-    NatsMesh, SubjectPattern, SubjectPrefix, SubscribeOptions,
+    Delivery, EventSigner, IngestOutcome, Ingestor, KeyRegistry, MemoryMesh, Mesh, NatsMesh,
+    RejectReason, Rejection, SubjectPattern, SubjectPrefix, SubscribeOptions,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,75 +92,128 @@ impl Publisher for MeshPublisher {
     }
 }
 
-/// `POST /v1/events`: the same checks as the mesh (schema, signature, dedupe), then into the
-/// supervisor. Accepted events count in the open cycle and are durable once it closes.
-struct HttpIngest {
-    ingestor: Arc<Mutex<Ingestor>>,
+/// The daemon's one ingest path, for the mesh and `POST /v1/events` alike: one pipeline (so
+/// one dedupe window), the supervisor as the last check, the journal behind both.
+struct Intake {
+    ingestor: Mutex<Ingestor>,
+    journal: Mutex<IngestJournal>,
     runtime: Runtime,
     metrics: Arc<Metrics>,
 }
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Intake {
+    /// Checks a message, folds what passes into the supervisor and journals it (not yet
+    /// synced), and counts every result.
+    async fn take(
+        self: &Arc<Self>,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<IngestOutcome, crate::runtime::RuntimeError> {
+        // signatures are checked off the supervisor's task
+        let verified = lock(&self.ingestor).verify(body, content_type);
+        let me = self.clone();
+        let outcome = self
+            .runtime
+            .call(move |sup| {
+                let mut ingestor = lock(&me.ingestor);
+                let mut journal = lock(&me.journal);
+                let now = wall_clock();
+                ingestor.admit(verified, now, &mut |ev| {
+                    // the cycle the event is folded into: after this many closed cycles
+                    let cycle = sup.state().cycle;
+                    sup.ingest(ev).map_err(|e| e.to_string())?;
+                    journal.record(now, cycle, ev);
+                    Ok(())
+                })
+            })
+            .await?;
+        for r in outcome.results() {
+            match r {
+                Ok(_) => self.metrics.event_ingested(),
+                Err(rej) => {
+                    self.metrics.event_rejected(rej.reason.as_str());
+                    tracing::warn!(reason = rej.reason.as_str(), source = ?rej.source, id = ?rej.id, "event rejected: {}", rej.message);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Makes the journal durable.
+    async fn sync(self: &Arc<Self>) -> Result<()> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || lock(&me.journal).sync())
+            .await
+            .map_err(|e| anyhow!("syncing the ingest journal: {e}"))?
+    }
+
+    /// A cycle closed with `closed` cycles behind it: the journal forgets what the ledger now
+    /// holds and is synced, so the cycle's deliveries may be acknowledged.
+    async fn cycle_closed(self: &Arc<Self>, closed: u64) -> Result<()> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let ingestor = lock(&me.ingestor);
+            let mut journal = lock(&me.journal);
+            journal.cycle_closed(closed, ingestor.dedupe())?;
+            journal.sync()
+        })
+        .await
+        .map_err(|e| anyhow!("compacting the ingest journal: {e}"))?
+    }
+}
+
+/// One result of `POST /v1/events`, as documented in docs/PROTOCOL.md §6.2.
+pub fn event_result(
+    r: Result<&metaloop_core::protocol::SpineEvent, &Rejection>,
+) -> crate::api::views::EventResult {
+    use crate::api::views::EventResult;
+    match r {
+        Ok(ev) => EventResult {
+            id: Some(ev.id.clone()),
+            source: Some(ev.source.clone()),
+            result: "accepted".into(),
+            reason: None,
+            message: None,
+        },
+        Err(rej) => EventResult {
+            id: rej.id.clone(),
+            source: rej.source.clone(),
+            result: if rej.reason == RejectReason::Duplicate {
+                "duplicate"
+            } else {
+                "rejected"
+            }
+            .into(),
+            reason: Some(rej.reason.as_str().into()),
+            message: Some(rej.message.clone()),
+        },
+    }
+}
+
+/// `POST /v1/events`: the same path as the mesh; answered once what was accepted is durable.
+struct HttpIngest(Arc<Intake>);
 
 impl EventIngest for HttpIngest {
     fn ingest(
         &self,
         body: bytes::Bytes,
         content_type: Option<String>,
-    ) -> BoxFuture<Result<serde_json::Value, ApiError>> {
-        let ingestor = self.ingestor.clone();
-        let runtime = self.runtime.clone();
-        let metrics = self.metrics.clone();
+    ) -> BoxFuture<Result<crate::api::views::EventResults, ApiError>> {
+        let intake = self.0.clone();
         Box::pin(async move {
-            let outcome = {
-                let mut ing = ingestor
-                    .lock()
-                    .map_err(|_| ApiError::Unavailable("ingest pipeline poisoned".into()))?;
-                ing.ingest(&body, content_type.as_deref(), wall_clock())
-            };
-            let mut results = Vec::new();
-            let mut accepted = Vec::new();
-            for r in outcome.results() {
-                match r {
-                    Ok(ev) => {
-                        results.push(serde_json::json!({ "id": ev.id, "source": ev.source, "result": "accepted" }));
-                        accepted.push(ev.clone());
-                    }
-                    Err(rej) => {
-                        metrics.event_rejected(rej.reason.as_str());
-                        let result = if rej.reason.as_str() == "duplicate" {
-                            "duplicate"
-                        } else {
-                            "rejected"
-                        };
-                        results.push(serde_json::json!({
-                            "id": rej.id, "source": rej.source, "result": result,
-                            "reason": rej.reason.as_str(), "message": rej.message,
-                        }));
-                    }
-                }
+            let outcome = intake.take(&body, content_type.as_deref()).await?;
+            if !outcome.results().iter().all(|r| r.is_err()) {
+                intake.sync().await.map_err(|e| {
+                    tracing::error!(error = %e, "ingest journal");
+                    ApiError::Unavailable(format!("{e:#}"))
+                })?;
             }
-            if !accepted.is_empty() {
-                let m = metrics.clone();
-                let refused = runtime
-                    .call(move |sup| {
-                        let mut refused = Vec::new();
-                        for ev in &accepted {
-                            match sup.ingest(ev) {
-                                Ok(()) => m.event_ingested(),
-                                Err(e) => refused.push((ev.id.clone(), e.to_string())),
-                            }
-                        }
-                        refused
-                    })
-                    .await?;
-                for (id, why) in refused {
-                    if let Some(r) = results.iter_mut().find(|r| r["id"] == id.as_str()) {
-                        r["result"] = "rejected".into();
-                        r["reason"] = "refused_by_supervisor".into();
-                        r["message"] = why.into();
-                    }
-                }
-            }
-            Ok(serde_json::json!({ "results": results }))
+            let results = outcome.results().into_iter().map(event_result).collect();
+            Ok(crate::api::views::EventResults { results })
         })
     }
 }
@@ -252,7 +306,7 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     let records = records_of(&ledger).await?;
     let sup_cfg = cfg.supervisor();
     let now = wall_clock();
-    let sup = if records.is_empty() {
+    let mut sup = if records.is_empty() {
         Supervisor::new(sup_cfg, now).map_err(|e| anyhow!("invalid configuration: {e}"))?
     } else {
         tracing::info!(
@@ -277,6 +331,7 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
             NatsMesh::connect(NatsConfig {
                 url: cfg.mesh.url.clone(),
                 subject_prefix: prefix.clone(),
+                stream: cfg.mesh.stream_name(),
                 ack_wait_ms,
                 max_ack_pending: 1_000_000,
                 ..Default::default()
@@ -287,15 +342,30 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     };
     let key = crate::store::supervisor_key(&cfg.key_file(), ledger.store.as_ref()).await?;
     let signer = Arc::new(EventSigner::new(cfg.signing.source.clone(), key));
-    let adapters: Vec<AdapterKeys> = cfg
-        .adapters
-        .iter()
-        .map(|a| AdapterKeys {
-            source: a.source.clone(),
-            public_keys: a.public_keys.clone(),
-        })
-        .collect();
-    let registry = KeyRegistry::from_entries(&adapters).map_err(|e| anyhow!("adapters: {e}"))?;
+    let registry =
+        KeyRegistry::from_entries(&cfg.adapter_keys()).map_err(|e| anyhow!("adapters: {e}"))?;
+
+    // what was accepted before a restart: remembered for dedupe, and the open cycle's events
+    // folded in again (their cycle's records were never written)
+    let mut ingestor = Ingestor::new(cfg.ingest_config(), registry);
+    let (journal, replay) =
+        IngestJournal::open(&cfg.data_dir, ingestor.dedupe_mut(), sup.state().cycle, now)?;
+    let mut replayed = 0;
+    for ev in &replay {
+        match sup.ingest(ev) {
+            Ok(()) => replayed += 1,
+            Err(e) => {
+                tracing::debug!(id = %ev.id, error = %e, "journalled event not folded in again")
+            }
+        }
+    }
+    if !replay.is_empty() {
+        tracing::info!(
+            replayed,
+            remembered = ingestor.dedupe().len(),
+            "events of the open cycle folded in again from the ingest journal"
+        );
+    }
 
     let snapshots: crate::api::SnapshotCache = Default::default();
     let (runtime, task) = Runtime::start_observed(
@@ -313,23 +383,21 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     )
     .await?;
 
+    let intake = Arc::new(Intake {
+        ingestor: Mutex::new(ingestor),
+        journal: Mutex::new(journal),
+        runtime: runtime.clone(),
+        metrics: metrics.clone(),
+    });
+
     // events from the mesh; each delivery is acknowledged once the cycle holding it is durable
-    let mesh_ingestor = Arc::new(Mutex::new(Ingestor::new(
-        IngestConfig::default(),
-        registry.clone(),
-    )));
     let pending: Arc<Mutex<Vec<Delivery>>> = Default::default();
     let mut subscription = mesh
         .subscribe(SubjectPattern::all(), SubscribeOptions::durable(CONSUMER))
         .await
         .context("subscribing to the mesh")?;
     let consumer = {
-        let (runtime, ingestor, pending, metrics) = (
-            runtime.clone(),
-            mesh_ingestor.clone(),
-            pending.clone(),
-            metrics.clone(),
-        );
+        let (intake, pending) = (intake.clone(), pending.clone());
         tokio::spawn(async move {
             loop {
                 let delivery = match subscription.next().await {
@@ -346,43 +414,16 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
                     let _ = delivery.ack().await;
                     continue;
                 }
-                let outcome = match ingestor.lock() {
-                    Ok(mut ing) => ing.ingest(
+                let taken = intake
+                    .take(
                         &delivery.message.payload,
                         delivery.message.content_type.as_deref(),
-                        wall_clock(),
-                    ),
-                    Err(_) => break,
-                };
-                let mut accepted = Vec::new();
-                for r in outcome.results() {
-                    match r {
-                        Ok(ev) => accepted.push(ev.clone()),
-                        Err(rej) => {
-                            metrics.event_rejected(rej.reason.as_str());
-                            tracing::warn!(reason = rej.reason.as_str(), source = ?rej.source, id = ?rej.id, "event rejected: {}", rej.message);
-                        }
-                    }
+                    )
+                    .await;
+                if taken.is_err() {
+                    break;
                 }
-                if !accepted.is_empty() {
-                    let m = metrics.clone();
-                    let r = runtime
-                        .call(move |sup| {
-                            for ev in &accepted {
-                                match sup.ingest(ev) {
-                                    Ok(()) => m.event_ingested(),
-                                    Err(e) => tracing::warn!(id = %ev.id, error = %e, "event refused by the supervisor"),
-                                }
-                            }
-                        })
-                        .await;
-                    if r.is_err() {
-                        break;
-                    }
-                }
-                if let Ok(mut p) = pending.lock() {
-                    p.push(delivery);
-                }
+                lock(&pending).push(delivery);
             }
         })
     };
@@ -391,17 +432,12 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     let tokens = Arc::new(
         crate::api::auth::Tokens::from_config(&cfg.tokens).map_err(|e| anyhow!("tokens: {e}"))?,
     );
-    let http_ingestor = Arc::new(Mutex::new(Ingestor::new(IngestConfig::default(), registry)));
     let state = ApiState {
         runtime: runtime.clone(),
         tokens,
         ledger: ledger.store.clone(),
         snapshots,
-        ingest: Some(Arc::new(HttpIngest {
-            ingestor: http_ingestor,
-            runtime: runtime.clone(),
-            metrics: metrics.clone(),
-        })),
+        ingest: Some(Arc::new(HttpIngest(intake.clone()))),
         clock: Arc::new(wall_clock),
         metrics: Some(metrics.clone()),
     };
@@ -436,10 +472,12 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
                 // deliveries folded in so far are in the cycle about to close
-                let acks: Vec<Delivery> = pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+                let acks: Vec<Delivery> = std::mem::take(&mut *lock(&pending));
                 let now = wall_clock();
-                runtime.call(move |s| s.tick(now)).await?;
-                // the cycle's records are durable: its events may leave the bus
+                let closed = runtime.call(move |s| { s.tick(now); s.state().cycle }).await?;
+                // the cycle's records are durable: its events may leave the bus once the
+                // journal (their dedupe memory) is too
+                intake.cycle_closed(closed).await?;
                 for d in acks {
                     if let Err(e) = d.ack().await {
                         tracing::warn!(error = %e, "acknowledging a delivery");
@@ -456,7 +494,11 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     let _ = stop_tx.send(true);
     consumer.abort();
     let _ = server.await;
-    let unrecorded = pending.lock().map(|p| p.len()).unwrap_or(0);
+    let unrecorded = lock(&pending).len();
+    if let Err(e) = intake.sync().await {
+        tracing::error!(error = %e, "ingest journal at shutdown");
+    }
+    drop(intake);
     drop(runtime);
     let sup = task.await.context("the supervisor task failed")?;
     tracing::info!(cycle = sup.state().cycle, unrecorded, "supervisor stopped");

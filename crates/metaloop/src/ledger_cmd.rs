@@ -1,5 +1,6 @@
 //! `metaloop ledger verify|show`.
 
+use crate::outln;
 use anyhow::{Context, Result};
 use metaloop_ledger::LedgerStore;
 use std::path::Path;
@@ -372,12 +373,15 @@ pub async fn show(
                 continue;
             }
             if json {
-                println!("{}", serde_json::to_string(r).context("encoding a record")?);
+                outln!("{}", serde_json::to_string(r).context("encoding a record")?);
             } else {
                 let time = metaloop_core::time::Timestamp(r.time_ms).to_rfc3339();
-                println!(
+                outln!(
                     "{:>6}  {time}  {:<18} {:<28} {}",
-                    r.seq, r.actor, r.action, r.resource
+                    r.seq,
+                    r.actor,
+                    r.action,
+                    r.resource
                 );
             }
         }
@@ -458,15 +462,15 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
             "policy_evaluation": evaluation,
             "records": story.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect::<Vec<_>>(),
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&doc).context("encoding")?
         );
         return Ok(());
     }
     let t = |ms: i64| metaloop_core::time::Timestamp(ms).to_rfc3339();
-    println!("directive {id}");
-    println!(
+    outln!("directive {id}");
+    outln!(
         "  {} {} in {} ({}), action {}, impact {}",
         directive["type"].as_str().unwrap_or("?"),
         directive["knob"].as_str().unwrap_or("?"),
@@ -475,43 +479,44 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
         directive["action"],
         directive["impact"].as_str().unwrap_or("?"),
     );
-    println!(
+    outln!(
         "  target KPI: {}",
         directive["target_kpi"].as_str().unwrap_or("?")
     );
-    println!(
+    outln!(
         "  justification: {}",
         directive["justification"].as_str().unwrap_or("")
     );
     if let Some(of) = directive["rollback_of"].as_str() {
-        println!("  rolls back: {of}");
+        outln!("  rolls back: {of}");
     }
     if let Some(s) = snapshot {
-        println!(
+        outln!(
             "\ntriggered by snapshot {} (cycle {}, {})",
             snapshot_id,
             s["cycle"],
             s["time"].as_i64().map(t).unwrap_or_default()
         );
-        println!("  global KPIs: {}", s["global_kpis"]);
-        println!("  goal gaps (positive = worse): {}", s["goal_gaps"]);
-        println!(
+        outln!("  global KPIs: {}", s["global_kpis"]);
+        outln!("  goal gaps (positive = worse): {}", s["goal_gaps"]);
+        outln!(
             "  {domain}: KPIs {} over {}",
-            s["domains"][domain]["kpis"], s["domains"][domain]["samples"]
+            s["domains"][domain]["kpis"],
+            s["domains"][domain]["samples"]
         );
         if s["patterns"].as_array().is_some_and(|p| !p.is_empty()) {
-            println!("  patterns: {}", s["patterns"]);
+            outln!("  patterns: {}", s["patterns"]);
         }
     }
     match &evaluation {
         Some(e) => {
-            println!(
+            outln!(
                 "\npolicy {}: condition held {} cycle(s)",
                 policy_id.unwrap_or("?"),
                 e["streak"]
             );
-            println!("  condition values: {}", e["condition"]["values"]);
-            println!(
+            outln!("  condition values: {}", e["condition"]["values"]);
+            outln!(
                 "  confidence {:.3} = evidence {:.3} × track record {:.3} × coverage {:.3}",
                 e["factors"]["confidence"].as_f64().unwrap_or(0.0),
                 e["factors"]["evidence"].as_f64().unwrap_or(0.0),
@@ -519,13 +524,14 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
                 e["factors"]["coverage"].as_f64().unwrap_or(0.0),
             );
         }
-        None => println!("\nno policy: issued by the verification layer"),
+        None => outln!("\nno policy: issued by the verification layer"),
     }
-    println!(
+    outln!(
         "\nrequirement: {} (effective impact {})",
-        prop.payload["requirement"], prop.payload["effective_impact"]
+        prop.payload["requirement"],
+        prop.payload["effective_impact"]
     );
-    println!("\nhistory:");
+    outln!("\nhistory:");
     for r in story {
         let detail = match r.action.as_str() {
             "directive.proposed" if r.resource != id => format!("rollback {} proposed", r.resource),
@@ -599,7 +605,7 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
         } else {
             "  [rollback]"
         };
-        println!(
+        outln!(
             "  #{:<6} {}  {:<28} {:<16} {detail}{who}",
             r.seq,
             t(r.time_ms),

@@ -10,6 +10,7 @@ pub mod cosign;
 pub mod daemon;
 pub mod demo;
 pub mod evaluate;
+pub mod ingest_journal;
 pub mod ledger_cmd;
 pub mod metrics;
 pub mod notify;

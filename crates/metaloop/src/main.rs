@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use metaloop::demo::{self, DemoOptions, Sink};
 use metaloop::ledger_cmd;
+use metaloop::outln;
 use metaloop_core::verify::Method;
 use metaloop_sim::Scenario;
 use std::path::PathBuf;
@@ -471,7 +472,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Openapi => {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&metaloop::api::openapi::document())
                         .unwrap_or_default()
@@ -694,7 +695,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
     };
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => {
                 eprintln!("error: encoding the report: {e}");
                 return 1;
@@ -702,7 +703,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
         }
     } else {
         let t = &report.totals;
-        println!(
+        outln!(
             "\n{} cycles, {} directives ({} verified, {} no effect, {} degraded, {} inconclusive, {} rolled back, {} expired), {} events ingested, {} rejected.",
             report.cycles.len(),
             t.directives,
@@ -715,9 +716,10 @@ async fn run_demo(args: DemoArgs) -> u8 {
             t.events_ingested,
             t.events_rejected
         );
-        println!(
+        outln!(
             "ledger: {} records, head {}",
-            report.ledger.records, report.ledger.head
+            report.ledger.records,
+            report.ledger.head
         );
     }
     0
@@ -739,7 +741,7 @@ async fn run_bench(command: BenchCommand) -> u8 {
             let progress = |step: &str| eprintln!("  {step}…");
             match metaloop_ledger::bench::run_with_progress(&target, &options, progress).await {
                 Ok(report) => {
-                    println!("{report}");
+                    outln!("{report}");
                     0
                 }
                 Err(e) => {
@@ -765,6 +767,9 @@ async fn run_bench(command: BenchCommand) -> u8 {
             let mut out = std::io::stdout();
             match metaloop_mesh::bench::run(&options, &mut out).await {
                 Ok(_) => 0,
+                Err(metaloop_mesh::bench::BenchError::Io(e)) => {
+                    metaloop::cli::output::exit_on_write_error(&e)
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     1
@@ -829,12 +834,12 @@ fn keys_generate(out: &std::path::Path, source: &str) -> u8 {
             1
         };
     }
-    println!(
+    outln!(
         "secret key: {} (mode 0600; give it to the adapter only)",
         secret_path.display()
     );
-    println!("public key: {}", public_path.display());
-    println!(
+    outln!("public key: {}", public_path.display());
+    outln!(
         "\n# add to metaloop.toml:\n[[adapters]]\nsource = \"{source}\"\npublic_keys = [\"{public}\"]"
     );
     0
@@ -978,7 +983,7 @@ async fn client_call(server: &ServerArgs, json: bool, op: ClientOp) -> u8 {
     };
     match result {
         Ok(text) => {
-            println!("{}", text.trim_end());
+            outln!("{}", text.trim_end());
             0
         }
         Err(e) => {
@@ -992,7 +997,7 @@ fn config_check(file: &std::path::Path) -> u8 {
     match metaloop::config::FileConfig::load(file) {
         Ok(cfg) => {
             let sup = cfg.supervisor();
-            println!(
+            outln!(
                 "{}: ok — environment {}, cycle every {}s, {} goals, {} policies ({} enabled), {} adapters, {} tokens, ledger {}, mesh {}, listen {}",
                 file.display(),
                 cfg.environment,
@@ -1077,20 +1082,20 @@ async fn run_ledger(command: LedgerCommand) -> u8 {
                 urls: witness_urls,
             };
             ledger_cmd::verify_with_witnesses(&target, pubkey.as_deref(), &checks, true).await.map(|v| {
-                println!("ledger ok: {} records verified, head {}", v.records, v.head);
+                outln!("ledger ok: {} records verified, head {}", v.records, v.head);
                 match v.last_checkpoint {
-                    Some(seq) => println!(
+                    Some(seq) => outln!(
                         "{} signed checkpoint(s), the last at record {seq}; {} record(s) after it are covered by the hash chain only",
                         v.checkpoints, v.unsigned_tail
                     ),
-                    None => println!("no signed checkpoint yet: the records are covered by the hash chain only"),
+                    None => outln!("no signed checkpoint yet: the records are covered by the hash chain only"),
                 }
                 if !v.signatures_checked {
                     let hint = target
                         .default_pubkey()
                         .map(|p| format!(" (e.g. --pubkey {})", p.display()))
                         .unwrap_or_default();
-                    println!("checkpoint signatures were not checked: pass --pubkey FILE{hint} to authenticate the chain");
+                    outln!("checkpoint signatures were not checked: pass --pubkey FILE{hint} to authenticate the chain");
                 }
                 if v.notes_checked > 0 {
                     println!("{} checkpoint note signature(s) checked", v.notes_checked);
@@ -1188,7 +1193,7 @@ async fn run_ledger(command: LedgerCommand) -> u8 {
             ledger_cmd::prove(&target.target(), seq, checkpoint, pubkey.as_deref())
             .await
             .map(|proof| {
-                println!("{proof}");
+                outln!("{proof}");
                 if pubkey.is_some() {
                     eprintln!(
                         "the proof verifies: record {seq} is included under the signed checkpoint"

@@ -11,9 +11,13 @@
 //! | `metaloop_verdicts_total` | counter | `outcome`, `method` | verification verdicts reached |
 //! | `metaloop_rollbacks_total` | counter | | rollbacks carried out |
 //! | `metaloop_rollback_ratio` | gauge | | rollbacks per verification verdict so far (0 before the first verdict) |
+//! | `metaloop_directive_success_ratio` | gauge | | verdicts `verified` per verification verdict so far (the directive success rate; 0 before the first verdict) |
 //! | `metaloop_policy_evaluations_total` | counter | `policy` | times a meta-policy was evaluated |
-//! | `metaloop_policy_matches_total` | counter | `policy` | times its condition matched |
+//! | `metaloop_policy_matches_total` | counter | `policy` | times its condition held (whether or not a directive followed) |
 //! | `metaloop_policy_match_ratio` | gauge | `policy` | matches per evaluation |
+//! | `metaloop_strategy_cycles_total` | counter | | cycles whose policies were evaluated |
+//! | `metaloop_strategy_cycles_matched_total` | counter | | of those, cycles in which at least one policy's condition held |
+//! | `metaloop_cycle_policy_match_ratio` | gauge | | matched cycles per evaluated cycle (the policy match rate, % of cycles ÷ 100) |
 //! | `metaloop_kpi` | gauge | `domain`, `kpi` | latest KPI value per domain (`domain="global"` for cross-domain KPIs); a missing KPI has no series |
 //! | `metaloop_goal_gap` | gauge | `kpi` | signed goal gap, positive = worse than target, in the KPI's own unit |
 //! | `metaloop_events_ingested_total` | counter | | spine events accepted |
@@ -27,7 +31,7 @@
 //! | `metaloop_notifications_failed_total` | counter | `channel` | notifications lost after their retry budget ran out or a permanent error |
 //! | `metaloop_notifications_retried_total` | counter | `channel` | delivery attempts retried |
 //!
-//! Rates for dashboards: match rate `rate(metaloop_policy_matches_total[1h]) /
+//! Rates over a time range for dashboards: match rate `rate(metaloop_policy_matches_total[1h]) /
 //! rate(metaloop_policy_evaluations_total[1h])`, rollback rate
 //! `rate(metaloop_rollbacks_total[1d]) / rate(metaloop_verdicts_total[1d])`.
 
@@ -118,6 +122,11 @@ struct Inner {
     verdicts_seen: Counter,
     rollbacks: Counter,
     rollback_ratio: FloatGauge,
+    verified: Counter,
+    success_ratio: FloatGauge,
+    strategy_cycles: Counter,
+    strategy_cycles_matched: Counter,
+    cycle_match_ratio: FloatGauge,
     policy_evaluations: Family<PolicyLabels, Counter>,
     policy_matches: Family<PolicyLabels, Counter>,
     policy_match_ratio: Family<PolicyLabels, FloatGauge>,
@@ -164,6 +173,10 @@ impl Metrics {
         let verdicts = Family::<VerdictLabels, Counter>::default();
         let rollbacks = Counter::default();
         let rollback_ratio = FloatGauge::default();
+        let success_ratio = FloatGauge::default();
+        let strategy_cycles = Counter::default();
+        let strategy_cycles_matched = Counter::default();
+        let cycle_match_ratio = FloatGauge::default();
         let policy_evaluations = Family::<PolicyLabels, Counter>::default();
         let policy_matches = Family::<PolicyLabels, Counter>::default();
         let policy_match_ratio = Family::<PolicyLabels, FloatGauge>::default();
@@ -212,6 +225,28 @@ impl Metrics {
             "Rollbacks per verification verdict since start",
             Unit::Other("ratio".into()),
             rollback_ratio.clone(),
+        );
+        r.register_with_unit(
+            "metaloop_directive_success",
+            "Verdicts verified per verification verdict since start (directive success rate)",
+            Unit::Other("ratio".into()),
+            success_ratio.clone(),
+        );
+        r.register(
+            "metaloop_strategy_cycles",
+            "Cycles whose meta-policies were evaluated",
+            strategy_cycles.clone(),
+        );
+        r.register(
+            "metaloop_strategy_cycles_matched",
+            "Cycles in which at least one meta-policy's condition held",
+            strategy_cycles_matched.clone(),
+        );
+        r.register_with_unit(
+            "metaloop_cycle_policy_match",
+            "Cycles in which a meta-policy's condition held per evaluated cycle since start (policy match rate)",
+            Unit::Other("ratio".into()),
+            cycle_match_ratio.clone(),
         );
         r.register(
             "metaloop_policy_evaluations",
@@ -297,6 +332,11 @@ impl Metrics {
                 verdicts_seen: Counter::default(),
                 rollbacks,
                 rollback_ratio,
+                verified: Counter::default(),
+                success_ratio,
+                strategy_cycles,
+                strategy_cycles_matched,
+                cycle_match_ratio,
                 policy_evaluations,
                 policy_matches,
                 policy_match_ratio,
@@ -396,7 +436,24 @@ impl Metrics {
         };
         self.inner.verdicts.get_or_create(&labels).inc();
         self.inner.verdicts_seen.inc();
+        if outcome == "verified" {
+            self.inner.verified.inc();
+        }
+        let ratio = self.inner.verified.get() as f64 / self.inner.verdicts_seen.get() as f64;
+        self.inner.success_ratio.set(ratio);
         self.update_rollback_ratio();
+    }
+
+    /// A cycle's meta-policies were evaluated; `any_matched` tells whether at least one
+    /// condition held.
+    pub fn strategy_cycle(&self, any_matched: bool) {
+        self.inner.strategy_cycles.inc();
+        if any_matched {
+            self.inner.strategy_cycles_matched.inc();
+        }
+        let ratio = self.inner.strategy_cycles_matched.get() as f64
+            / self.inner.strategy_cycles.get() as f64;
+        self.inner.cycle_match_ratio.set(ratio);
     }
 
     /// A rollback was carried out.
@@ -577,17 +634,21 @@ impl crate::runtime::Observer for MetricsObserver {
                         }
                     }
                     for (kpi, v) in snap["global_kpis"].as_object().into_iter().flatten() {
-                        m.set_kpi("all", kpi, v.as_f64().unwrap_or(f64::NAN));
+                        m.set_kpi("global", kpi, v.as_f64().unwrap_or(f64::NAN));
                     }
                     for (kpi, g) in snap["goal_gaps"].as_object().into_iter().flatten() {
                         m.set_goal_gap(kpi, g.as_f64().unwrap_or(f64::NAN));
                     }
                 }
                 "strategy.evaluated" => {
+                    let mut any = false;
                     for e in r.payload["evaluations"].as_array().into_iter().flatten() {
-                        let matched = e["directives"].as_array().is_some_and(|d| !d.is_empty());
+                        // a match is the condition holding, whether or not a directive followed
+                        let matched = e["condition"]["holds"].as_bool().unwrap_or(false);
+                        any |= matched;
                         m.policy_evaluated(e["policy_id"].as_str().unwrap_or("?"), matched);
                     }
+                    m.strategy_cycle(any);
                 }
                 "verification.verdict" => {
                     let v = &r.payload["verdict"];
@@ -620,6 +681,96 @@ mod tests {
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    /// The records a real cycle writes, through the observer the daemon and demo use.
+    #[test]
+    fn the_observer_reads_real_cycle_records() {
+        use crate::runtime::Observer;
+        use metaloop_core::record::Entry;
+        let sup = metaloop_core::Supervisor::new(
+            metaloop_core::SupervisorConfig::default(),
+            Timestamp(0),
+        )
+        .unwrap();
+        let entry = |action: &str, payload: serde_json::Value| Entry {
+            time: Timestamp(0),
+            actor: "metaloop".into(),
+            action: action.into(),
+            resource: "x".into(),
+            payload,
+        };
+        let eval = |id: &str, holds: bool| serde_json::json!({"policy_id": id, "condition": {"holds": holds}, "directives": []});
+        let m = std::sync::Arc::new(Metrics::new());
+        let mut obs = MetricsObserver(m.clone());
+        obs.observe(
+            &sup,
+            &[
+                entry(
+                    "snapshot.built",
+                    serde_json::json!({"snapshot": {
+                        "domains": {"application": {"kpis": {"overall_success_rate": 0.9}}},
+                        "global_kpis": {"overall_success_rate": 0.87},
+                        "goal_gaps": {"overall_success_rate": 0.08}}}),
+                ),
+                // the condition held but no directive followed (e.g. waiting for evidence)
+                entry(
+                    "strategy.evaluated",
+                    serde_json::json!({"evaluations": [eval("a", true), eval("b", false)]}),
+                ),
+                entry(
+                    "strategy.evaluated",
+                    serde_json::json!({"evaluations": [eval("a", false), eval("b", false)]}),
+                ),
+                entry(
+                    "verification.verdict",
+                    serde_json::json!({"verdict": {"outcome": "verified", "method": "metaloop"}}),
+                ),
+                entry(
+                    "verification.verdict",
+                    serde_json::json!({"verdict": {"outcome": "degraded", "method": "metaloop"}}),
+                ),
+                entry(
+                    "verification.verdict",
+                    serde_json::json!({"verdict": {"outcome": "verified", "method": "metaloop"}}),
+                ),
+                entry(
+                    "verification.verdict",
+                    serde_json::json!({"verdict": {"outcome": "no_effect", "method": "metaloop"}}),
+                ),
+            ],
+            Duration::from_millis(3),
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("metaloop_kpi{domain=\"global\",kpi=\"overall_success_rate\"} 0.87"),
+            "{text}"
+        );
+        assert!(!text.contains("domain=\"all\""), "{text}");
+        assert!(
+            text.contains("metaloop_policy_matches_total{policy=\"a\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaloop_policy_matches_total{policy=\"b\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaloop_directive_success_ratio 0.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaloop_strategy_cycles_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaloop_strategy_cycles_matched_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metaloop_cycle_policy_match_ratio 0.5\n"),
+            "{text}"
+        );
     }
 
     #[test]

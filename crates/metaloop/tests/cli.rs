@@ -361,3 +361,67 @@ fn usage_errors_are_clear_and_exit_2() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+#[test]
+fn config_check_refuses_what_start_up_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metaloop.toml");
+    // the identity point: a small-order ("weak") Ed25519 key
+    let weak = format!("01{}", "00".repeat(31));
+    std::fs::write(
+        &file,
+        format!("[[adapters]]\nsource = \"urn:spine:a\"\npublic_keys = [\"{weak}\"]\n"),
+    )
+    .unwrap();
+    let out = metaloop(&["config", "check", file.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}{}", text(&out.stdout));
+    assert!(err.contains("adapters[0].public_keys[0]"), "{err}");
+    assert!(err.contains("weak"), "{err}");
+    let out = metaloop(&["run", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    std::fs::write(
+        &file,
+        "[ingest]\nmax_event_age = \"2h\"\n[dedupe]\nwindow_secs = 3600\n",
+    )
+    .unwrap();
+    let out = metaloop(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("max_event_age"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo_report(&data, "seed", "12", &[]);
+    let data = data.to_str().unwrap().to_string();
+    let commands: [Vec<&str>; 3] = [
+        vec!["ledger", "show", "--json", "--data", &data],
+        vec!["ledger", "show", "--data", &data],
+        vec!["openapi"],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metaloop"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -c 100`: read 100 bytes, then close the pipe
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 100];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

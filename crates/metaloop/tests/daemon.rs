@@ -252,3 +252,381 @@ sha256 = "{v}"
         "state rebuilt: cycle {cycle_after} after {cycle_before}"
     );
 }
+
+/// A daemon on a fresh data directory with one adapter and two tokens (`adapter-token`,
+/// `viewer-token`), `extra` appended to its configuration.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    base: String,
+    adapter: EventSigner,
+    http: reqwest::Client,
+}
+
+impl Setup {
+    fn new(cycle_interval: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = EventSigner::new(
+            "urn:spine:application".to_string(),
+            metaloop_mesh::keys::generate_signing_key(),
+        );
+        let port = free_port();
+        let config = dir.path().join("metaloop.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"cycle_interval = "{cycle_interval}"
+listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+{extra}
+[[adapters]]
+source = "urn:spine:application"
+public_keys = ["{pk}"]
+[[tokens]]
+principal = "adapter"
+roles = ["adapter"]
+sha256 = "{a}"
+[[tokens]]
+principal = "viewer"
+roles = ["viewer"]
+sha256 = "{v}"
+"#,
+                data = dir.path().join("data").display(),
+                pk = metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
+                a = hash("adapter-token"),
+                v = hash("viewer-token"),
+            ),
+        )
+        .unwrap();
+        Setup {
+            dir,
+            config,
+            base: format!("http://127.0.0.1:{port}"),
+            adapter,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn start(&self) -> Daemon {
+        let mut d = start(&self.config);
+        let t = Instant::now();
+        while self
+            .http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .is_err()
+        {
+            if let Some(status) = d.0.try_wait().unwrap() {
+                panic!("the daemon exited: {status}");
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the daemon did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        d
+    }
+
+    async fn post(&self, events: &[metaloop_mesh::CloudEvent]) -> Vec<Value> {
+        let r = self
+            .http
+            .post(format!("{}/v1/events", self.base))
+            .bearer_auth("adapter-token")
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(metaloop_mesh::envelope::batch_to_json(events))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let v: Value = r.json().await.unwrap();
+        v["results"].as_array().unwrap().clone()
+    }
+
+    /// Events folded into closed cycles, from the ledger's snapshot records.
+    async fn folded(&self) -> u64 {
+        let mut total = 0;
+        let mut from = 1;
+        loop {
+            let records: Vec<Value> = self
+                .http
+                .get(format!(
+                    "{}/v1/ledger/records?from={from}&limit=1000",
+                    self.base
+                ))
+                .bearer_auth("viewer-token")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if records.is_empty() {
+                return total;
+            }
+            for r in &records {
+                from = r["seq"].as_u64().unwrap() + 1;
+                if r["action"] == "snapshot.built" {
+                    for d in r["payload"]["windows"]["domains"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                    {
+                        total += d["events"].as_u64().unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
+fn sigterm(daemon: &mut Daemon) {
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            assert!(s.success(), "{s}");
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "SIGTERM did not stop the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acknowledged_event_is_neither_lost_nor_counted_twice_across_a_restart() {
+    // cycles long enough that the first events are still in the open cycle at SIGTERM
+    let s = Setup::new("4s", "");
+    let mut daemon = s.start().await;
+    let t = now();
+    let first: Vec<_> = (0..10)
+        .map(|i| {
+            s.adapter
+                .spine_event(format!("a-{i}"), t, &recovery(i, true))
+        })
+        .collect();
+    let r = s.post(&first).await;
+    assert!(r.iter().all(|r| r["result"] == "accepted"), "{r:?}");
+    sigterm(&mut daemon);
+
+    let _daemon = s.start().await;
+    // the same bytes again: remembered across the restart
+    let r = s.post(&first).await;
+    assert!(r.iter().all(|r| r["result"] == "duplicate"), "{r:?}");
+    let second: Vec<_> = (10..15)
+        .map(|i| {
+            s.adapter
+                .spine_event(format!("a-{i}"), now(), &recovery(i, true))
+        })
+        .collect();
+    let r = s.post(&second).await;
+    assert!(r.iter().all(|r| r["result"] == "accepted"), "{r:?}");
+    let t = Instant::now();
+    while s.folded().await < 15 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "only {} of 15 events folded",
+            s.folded().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // another cycle closes: nothing is counted twice
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.folded().await, 15);
+    drop(s.dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejections_have_their_reason_are_counted_and_are_not_remembered() {
+    let s = Setup::new("1h", "");
+    let _daemon = s.start().await;
+    let t = now();
+    let mut huge = Recovery {
+        domain: "application".into(),
+        incident_id: "inc-1".into(),
+        playbook: "restart-service".into(),
+        duration_s: 1e200,
+        autonomous: true,
+        human_override: false,
+        experiment: None,
+    };
+    let bad = s.adapter.spine_event(
+        "r-1".to_string(),
+        t,
+        &EventData::RecoverySucceeded(huge.clone()),
+    );
+    let r = s.post(&[bad]).await;
+    assert_eq!(r[0]["reason"], "wrong_schema", "{r:?}");
+    assert!(
+        r[0]["message"].as_str().unwrap().contains("duration_s"),
+        "{r:?}"
+    );
+    // the corrected event with the same id is taken
+    huge.duration_s = 30.0;
+    let fixed = s
+        .adapter
+        .spine_event("r-1".to_string(), t, &EventData::RecoverySucceeded(huge));
+    let r = s.post(&[fixed]).await;
+    assert_eq!(r[0]["result"], "accepted", "{r:?}");
+
+    // an acknowledgement of a directive the supervisor never issued: refused by it, counted,
+    // and not remembered (the same id is refused for the same reason, not as a duplicate)
+    let ack = EventData::DirectiveApplied(metaloop_core::protocol::DirectiveApplied {
+        directive_id: "0190f0f0-0000-7000-8000-000000000000".into(),
+        domain: "application".into(),
+        knob: "planner.confidence_threshold".into(),
+        previous: serde_json::json!(0.7),
+        current: serde_json::json!(0.75),
+    });
+    for _ in 0..2 {
+        let e = s.adapter.spine_event("ack-1".to_string(), t, &ack);
+        let r = s.post(&[e]).await;
+        assert_eq!(r[0]["result"], "rejected", "{r:?}");
+        assert_eq!(r[0]["reason"], "refused_by_supervisor", "{r:?}");
+    }
+
+    // event time: two days old is stale, two days ahead is future
+    let day = 86_400_000;
+    let old = s.adapter.spine_event(
+        "old".to_string(),
+        Timestamp(t.millis() - 2 * day),
+        &recovery(1, true),
+    );
+    let ahead = s.adapter.spine_event(
+        "ahead".to_string(),
+        Timestamp(t.millis() + 2 * day),
+        &recovery(2, true),
+    );
+    let r = s.post(&[old, ahead]).await;
+    assert_eq!(r[0]["reason"], "stale", "{r:?}");
+    assert_eq!(r[1]["reason"], "future", "{r:?}");
+
+    let m = s.metrics().await;
+    for (reason, n) in [
+        ("wrong_schema", 1),
+        ("refused_by_supervisor", 2),
+        ("stale", 1),
+        ("future", 1),
+    ] {
+        let line = format!("metaloop_events_rejected_total{{reason=\"{reason}\"}} {n}\n");
+        assert!(m.contains(&line), "{line} not in\n{m}");
+    }
+    assert!(m.contains("metaloop_events_ingested_total 1\n"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_ingest_and_dedupe_keys_are_accepted_and_enforced() {
+    let s = Setup::new(
+        "1h",
+        "[ingest]\nmax_event_age = \"10m\"\nmax_clock_skew = \"1m\"\nmax_batch_events = 2\n[dedupe]\nwindow_secs = 900\ncapacity = 1000\n",
+    );
+    let _daemon = s.start().await;
+    let t = now();
+    let old = s.adapter.spine_event(
+        "old".to_string(),
+        Timestamp(t.millis() - 11 * 60_000),
+        &recovery(1, true),
+    );
+    let ahead = s.adapter.spine_event(
+        "ahead".to_string(),
+        Timestamp(t.millis() + 2 * 60_000),
+        &recovery(2, true),
+    );
+    let r = s.post(&[old, ahead]).await;
+    assert_eq!(r[0]["reason"], "stale", "{r:?}");
+    assert_eq!(r[1]["reason"], "future", "{r:?}");
+    let three: Vec<_> = (0..3)
+        .map(|i| {
+            s.adapter
+                .spine_event(format!("b-{i}"), t, &recovery(i, true))
+        })
+        .collect();
+    let r = s.post(&three).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["reason"], "oversized", "{r:?}");
+}
+
+fn nats_url() -> Option<String> {
+    let url =
+        std::env::var("METALOOP_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let addr = url.trim_start_matches("nats://").to_string();
+    match std::net::TcpStream::connect(&addr) {
+        Ok(_) => Some(url),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but NATS at {url} is unreachable: {e}"
+            );
+            eprintln!("skipping: cannot connect to NATS at {url} ({e}); set METALOOP_TEST_NATS");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deployments_with_different_prefixes_share_a_nats_server() {
+    let Some(url) = nats_url() else { return };
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let prefixes = [format!("ta{tag}"), format!("tb{tag}")];
+    let setups: Vec<Setup> = prefixes
+        .iter()
+        .map(|p| {
+            Setup::new(
+                "1h",
+                &format!("[mesh]\nurl = \"{url}\"\nsubject_prefix = \"{p}\"\n"),
+            )
+        })
+        .collect();
+    let mut daemons = Vec::new();
+    for s in &setups {
+        daemons.push(s.start().await);
+        // each takes its events
+        let e = s
+            .adapter
+            .spine_event("n-1".to_string(), now(), &recovery(1, true));
+        assert_eq!(s.post(&[e]).await[0]["result"], "accepted");
+    }
+    drop(daemons);
+    for p in &prefixes {
+        let mesh = metaloop_mesh::NatsMesh::connect(metaloop_mesh::mesh::NatsConfig {
+            url: url.clone(),
+            stream: format!("METALOOP_{}", p.to_uppercase()),
+            subject_prefix: metaloop_mesh::SubjectPrefix::new(p.clone()).unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        mesh.delete_stream().await.unwrap();
+    }
+}

@@ -658,67 +658,14 @@ pub fn short(id: &str) -> &str {
     &id[..end]
 }
 
-/// Longest recovery accepted: a year, in seconds.
-pub const MAX_DURATION_S: f64 = 31_536_000.0;
-/// Largest magnitude of a reported KPI value.
-pub const MAX_KPI_VALUE: f64 = 1e15;
+pub use crate::protocol::{MAX_DURATION_S, MAX_KPI_VALUE};
 
-/// Rejects events whose values no spine could mean.
+/// Rejects events whose values no spine could mean ([`crate::protocol::validate_data`]).
 fn validate_event(e: &SpineEvent) -> Result<(), InputError> {
-    let bad = |field: &'static str, reason: String| InputError::InvalidEvent {
+    crate::protocol::validate_data(&e.data).map_err(|d| InputError::InvalidEvent {
         event_type: e.data.type_name(),
         id: e.id.clone(),
-        field,
-        reason,
-    };
-    if e.data.domain().trim().is_empty() {
-        return Err(bad("domain", "must not be empty".into()));
-    }
-    match &e.data {
-        EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
-            if !r.duration_s.is_finite() || !(0.0..=MAX_DURATION_S).contains(&r.duration_s) {
-                return Err(bad(
-                    "duration_s",
-                    format!(
-                        "must be a number of seconds within 0..={MAX_DURATION_S}, got {}",
-                        r.duration_s
-                    ),
-                ));
-            }
-            if r.playbook.trim().is_empty() {
-                return Err(bad("playbook", "must not be empty".into()));
-            }
-        }
-        EventData::DecisionMade(d) if !(0.0..=1.0).contains(&d.confidence) => {
-            return Err(bad(
-                "confidence",
-                format!("must be within 0..=1, got {}", d.confidence),
-            ));
-        }
-        EventData::ComplianceScored(c) if !(0.0..=100.0).contains(&c.score) => {
-            return Err(bad(
-                "score",
-                format!("must be within 0..=100, got {}", c.score),
-            ));
-        }
-        EventData::KpiReported(k) => {
-            if !k.value.is_finite() || k.value.abs() > MAX_KPI_VALUE {
-                return Err(bad(
-                    "value",
-                    format!(
-                        "must be a finite number within ±{MAX_KPI_VALUE:e}, got {}",
-                        k.value
-                    ),
-                ));
-            }
-            if k.name.trim().is_empty() {
-                return Err(bad("name", "must not be empty".into()));
-            }
-        }
-        EventData::HealthChanged(h) if h.node.trim().is_empty() => {
-            return Err(bad("node", "must not be empty".into()));
-        }
-        _ => {}
-    }
-    Ok(())
+        field: d.field,
+        reason: d.reason,
+    })
 }

@@ -35,8 +35,9 @@ pub struct DedupeWindow {
     order: VecDeque<(u128, i64)>,
 }
 
-/// SHA-256 over `len(source) (u64 BE) ‖ source ‖ id`, first 16 bytes.
-fn event_key(source: &str, id: &str) -> u128 {
+/// The digest an event is remembered by: SHA-256 over `len(source) (u64 BE) ‖ source ‖ id`,
+/// first 16 bytes.
+pub fn event_key(source: &str, id: &str) -> u128 {
     let mut h = Sha256::new();
     h.update((source.len() as u64).to_be_bytes());
     h.update(source.as_bytes());
@@ -101,6 +102,37 @@ impl DedupeWindow {
         true
     }
 
+    /// What is remembered, oldest first: (digest of [`event_key`], time accepted). With
+    /// [`Self::restore`], this persists the window across restarts.
+    pub fn entries(&self) -> impl Iterator<Item = (u128, Timestamp)> + '_ {
+        self.order.iter().map(|&(k, at)| (k, Timestamp(at)))
+    }
+
+    /// Remembers `entries` (from [`Self::entries`] of an earlier run, in any order) as of
+    /// `now`: those older than the window are dropped, and the newest `capacity` kept.
+    pub fn restore(
+        &mut self,
+        entries: impl IntoIterator<Item = (u128, Timestamp)>,
+        now: Timestamp,
+    ) {
+        let mut all: Vec<(u128, i64)> = entries.into_iter().map(|(k, t)| (k, t.millis())).collect();
+        all.extend(self.order.drain(..));
+        all.sort_by_key(|&(_, at)| at);
+        self.seen.clear();
+        for (key, at) in all {
+            if !self.seen.insert(key) {
+                continue;
+            }
+            while self.order.len() >= self.config.capacity {
+                let (oldest, _) = self.order.pop_front().expect("non-empty at capacity");
+                self.seen.remove(&oldest);
+            }
+            self.order.push_back((key, at));
+        }
+        self.expire(now);
+        debug_assert_eq!(self.order.len(), self.seen.len());
+    }
+
     /// Events remembered now.
     pub fn len(&self) -> usize {
         self.order.len()
@@ -149,6 +181,32 @@ mod tests {
         assert!(!w.contains("s", "a", t), "oldest evicted");
         assert!(w.contains("s", "b", t));
         assert!(!w.insert("s", "d", t));
+    }
+
+    #[test]
+    fn restore_keeps_the_window_and_the_capacity() {
+        let cfg = DedupeConfig {
+            capacity: 3,
+            window_secs: 60,
+        };
+        let mut w = DedupeWindow::new(cfg);
+        let t0 = Timestamp::from_secs(1000);
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            assert!(w.insert("s", id, t0.plus_millis(i as i64 * 10_000)));
+        }
+        let saved: Vec<_> = w.entries().collect();
+        assert_eq!(saved.len(), 3);
+        let mut back = DedupeWindow::new(cfg);
+        // "a" was evicted by the capacity; 70 s after t0, "b" (accepted at t0+10 s) is past the window
+        back.restore(saved.iter().rev().copied(), t0.plus_millis(65_000));
+        assert!(!back.contains("s", "a", t0.plus_millis(65_000)));
+        assert!(
+            !back.contains("s", "b", t0.plus_millis(70_000)),
+            "b is past the window"
+        );
+        assert!(back.contains("s", "c", t0.plus_millis(70_000)));
+        assert!(back.contains("s", "d", t0.plus_millis(70_000)));
+        assert_eq!(back.entries().collect::<Vec<_>>(), saved[1..].to_vec());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The ingest pipeline: bytes → size check → parse → schema check → signature check →
-//! dedupe → [`SpineEvent`]. Every rejection carries a [`RejectReason`] and is counted.
+//! event time → dedupe → admission by the caller → [`SpineEvent`]. Every rejection carries a
+//! [`RejectReason`] and is counted; only admitted events are remembered for dedupe.
 //!
 //! The pipeline is plain synchronous code with the time passed in, so the runtime, tests and
 //! benchmarks drive it the same way.
@@ -10,7 +11,7 @@ mod rejection;
 mod schema;
 
 pub use counters::{CountersSnapshot, IngestCounters};
-pub use dedupe::{DedupeConfig, DedupeWindow};
+pub use dedupe::{DedupeConfig, DedupeWindow, event_key};
 pub use rejection::{RejectReason, Rejection};
 pub use schema::{INBOUND_TYPES, decode_data};
 
@@ -23,11 +24,67 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Ingest settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     pub limits: SizeLimits,
     pub dedupe: DedupeConfig,
+    /// Oldest event accepted, seconds before its arrival; older is `stale`. At most the
+    /// dedupe window, so that a copy is either caught as a duplicate or stale.
+    pub max_event_age_secs: u64,
+    /// Furthest an event may be dated after its arrival, seconds; later is `future`.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            limits: SizeLimits::default(),
+            dedupe: DedupeConfig::default(),
+            max_event_age_secs: 3600,
+            max_clock_skew_secs: 300,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks the settings; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.max_event_bytes == 0 || l.max_batch_bytes == 0 || l.max_batch_events == 0 {
+            return Err("size limits must be at least 1".into());
+        }
+        if self.dedupe.capacity == 0 {
+            return Err("dedupe.capacity must be at least 1".into());
+        }
+        if self.dedupe.window_secs == 0 {
+            return Err("dedupe.window_secs must be at least 1".into());
+        }
+        if self.max_event_age_secs > self.dedupe.window_secs {
+            return Err(format!(
+                "max_event_age ({} s) must not exceed dedupe.window_secs ({} s): a copy older than the window would be accepted again",
+                self.max_event_age_secs, self.dedupe.window_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the caller does with an event that passed every check: `Ok` folds it in (it is then
+/// remembered and counted as accepted), `Err(message)` refuses it (`refused_by_supervisor`,
+/// not remembered, so a corrected copy with the same id is still taken).
+pub type Admit<'a> = dyn FnMut(&SpineEvent) -> Result<(), String> + 'a;
+
+/// A message checked up to and including its signatures, not yet admitted: nothing is
+/// counted or remembered until [`Ingestor::admit`].
+#[derive(Debug)]
+pub struct Verified(Staged);
+
+#[derive(Debug)]
+enum Staged {
+    Single(Result<Checked, Rejection>),
+    Batch(Vec<Result<Checked, Rejection>>),
+    Refused(Rejection),
 }
 
 /// What became of one message.
@@ -68,6 +125,7 @@ impl IngestOutcome {
 }
 
 /// An event that passed everything up to the signature equation.
+#[derive(Debug)]
 struct Checked {
     id: String,
     source: String,
@@ -128,23 +186,56 @@ impl Ingestor {
         content_type: Option<&str>,
         now: Timestamp,
     ) -> IngestOutcome {
-        match envelope::classify(content_type, bytes) {
-            Ok(Format::Event) => IngestOutcome::Single(self.ingest_event(bytes, now)),
-            Ok(Format::Batch) => self.ingest_batch(bytes, now),
-            Err(media) => IngestOutcome::Refused(self.reject(Rejection::new(
+        let verified = self.verify(bytes, content_type);
+        self.admit(verified, now, &mut |_| Ok(()))
+    }
+
+    /// Every check that needs no state (size, parse, schema, source, signatures): the
+    /// expensive part, which may run apart from [`Self::admit`].
+    pub fn verify(&self, bytes: &[u8], content_type: Option<&str>) -> Verified {
+        Verified(match envelope::classify(content_type, bytes) {
+            Ok(Format::Event) => Staged::Single(self.verify_event(bytes)),
+            Ok(Format::Batch) => self.verify_batch(bytes),
+            Err(media) => Staged::Refused(Rejection::new(
                 RejectReason::UnsupportedContentType,
                 format!(
                     "content type {media:?} is not {} or {}",
                     envelope::MEDIA_TYPE_EVENT,
                     envelope::MEDIA_TYPE_BATCH
                 ),
-            ))),
+            )),
+        })
+    }
+
+    /// The checks that need state, in order: event time (`stale`, `future`), dedupe, then
+    /// `admit_event` (the supervisor). Counts every result; remembers only events `admit_event`
+    /// took.
+    pub fn admit(
+        &mut self,
+        verified: Verified,
+        now: Timestamp,
+        admit_event: &mut Admit<'_>,
+    ) -> IngestOutcome {
+        match verified.0 {
+            Staged::Single(s) => IngestOutcome::Single(self.finish(s, now, admit_event)),
+            Staged::Batch(stages) => IngestOutcome::Batch(
+                stages
+                    .into_iter()
+                    .map(|s| self.finish(s, now, admit_event))
+                    .collect(),
+            ),
+            Staged::Refused(r) => IngestOutcome::Refused(self.reject(r)),
         }
     }
 
     /// Ingests one structured-mode event.
     pub fn ingest_event(&mut self, bytes: &[u8], now: Timestamp) -> Result<SpineEvent, Rejection> {
-        let result = self.check(bytes).and_then(|(event, checked)| {
+        let stage = self.verify_event(bytes);
+        self.finish(stage, now, &mut |_| Ok(()))
+    }
+
+    fn verify_event(&self, bytes: &[u8]) -> Result<Checked, Rejection> {
+        self.check(bytes).and_then(|(event, checked)| {
             let keys = self
                 .registry
                 .keys(&checked.source)
@@ -152,23 +243,27 @@ impl Ingestor {
             verifiability::verify(&event, keys)
                 .map_err(|e| self.signature_rejection(e, &checked))?;
             Ok(checked)
-        });
-        self.finish(result, now)
+        })
     }
 
     /// Ingests a batch document: a per-event result, or one rejection when the batch as a
     /// whole is oversized or not a JSON array of at most `max_batch_events` elements.
     pub fn ingest_batch(&mut self, bytes: &[u8], now: Timestamp) -> IngestOutcome {
+        let verified = Verified(self.verify_batch(bytes));
+        self.admit(verified, now, &mut |_| Ok(()))
+    }
+
+    fn verify_batch(&self, bytes: &[u8]) -> Staged {
         let limits = self.config.limits;
         if bytes.len() > limits.max_batch_bytes {
-            return IngestOutcome::Refused(self.reject(Rejection::new(
+            return Staged::Refused(Rejection::new(
                 RejectReason::Oversized,
                 format!(
                     "batch is {} bytes; the limit is {}",
                     bytes.len(),
                     limits.max_batch_bytes
                 ),
-            )));
+            ));
         }
         let elements = match envelope::split_batch(bytes, limits.max_batch_events) {
             Ok(elements) => elements,
@@ -177,11 +272,11 @@ impl Ingestor {
                     envelope::BatchError::TooManyEvents { .. } => RejectReason::Oversized,
                     envelope::BatchError::Malformed(_) => RejectReason::Malformed,
                 };
-                return IngestOutcome::Refused(self.reject(Rejection::new(reason, e.to_string())));
+                return Staged::Refused(Rejection::new(reason, e.to_string()));
             }
         };
         let elements: Vec<&[u8]> = elements.iter().map(|e| e.as_bytes()).collect();
-        IngestOutcome::Batch(self.ingest_many(&elements, now))
+        Staged::Batch(self.verify_many(&elements))
     }
 
     /// Ingests several structured-mode events at once, verifying their signatures together
@@ -192,6 +287,14 @@ impl Ingestor {
         events: &[&[u8]],
         now: Timestamp,
     ) -> Vec<Result<SpineEvent, Rejection>> {
+        let staged = self.verify_many(events);
+        staged
+            .into_iter()
+            .map(|s| self.finish(s, now, &mut |_| Ok(())))
+            .collect()
+    }
+
+    fn verify_many(&self, events: &[&[u8]]) -> Vec<Result<Checked, Rejection>> {
         let mut staged: Vec<Result<Checked, Rejection>> = Vec::with_capacity(events.len());
         let mut pending: Vec<(usize, PendingSignature)> = Vec::new();
         for bytes in events {
@@ -227,7 +330,7 @@ impl Ingestor {
                 staged[index] = Err(r);
             }
         }
-        staged.into_iter().map(|s| self.finish(s, now)).collect()
+        staged
     }
 
     /// Size, parse, schema and source checks.
@@ -288,17 +391,18 @@ impl Ingestor {
         Rejection::new(reason, message).of_event(source, id)
     }
 
-    /// Dedupe and counting, the last step of every event.
+    /// Event time, dedupe, admission and counting: the last steps of every event.
     fn finish(
         &mut self,
         stage: Result<Checked, Rejection>,
         now: Timestamp,
+        admit_event: &mut Admit<'_>,
     ) -> Result<SpineEvent, Rejection> {
-        let checked = match stage {
+        let checked = match stage.and_then(|c| self.check_time(c, now)) {
             Ok(c) => c,
             Err(r) => return Err(self.reject(r)),
         };
-        if !self.dedupe.insert(&checked.source, &checked.id, now) {
+        if self.dedupe.contains(&checked.source, &checked.id, now) {
             return Err(self.reject(
                 Rejection::new(
                     RejectReason::Duplicate,
@@ -311,13 +415,59 @@ impl Ingestor {
                 .of_event(&checked.source, &checked.id),
             ));
         }
-        self.counters.count_accepted();
-        Ok(SpineEvent {
+        let event = SpineEvent {
             id: checked.id,
             source: checked.source,
             time: checked.time,
             data: checked.data,
-        })
+        };
+        if let Err(message) = admit_event(&event) {
+            return Err(self.reject(
+                Rejection::new(RejectReason::RefusedBySupervisor, message)
+                    .of_event(&event.source, &event.id),
+            ));
+        }
+        let fresh = self.dedupe.insert(&event.source, &event.id, now);
+        debug_assert!(fresh, "contains() said it was not there");
+        self.counters.count_accepted();
+        Ok(event)
+    }
+
+    /// `stale` / `future`: the event's time against its arrival.
+    fn check_time(&self, c: Checked, now: Timestamp) -> Result<Checked, Rejection> {
+        let age_ms = now.millis().saturating_sub(c.time.millis());
+        let max_age_ms = secs_to_ms(self.config.max_event_age_secs);
+        let max_skew_ms = secs_to_ms(self.config.max_clock_skew_secs);
+        if age_ms > max_age_ms {
+            return Err(Rejection::new(
+                RejectReason::Stale,
+                format!(
+                    "time {} is {} s before its arrival; max_event_age is {} s",
+                    c.time,
+                    age_ms / 1000,
+                    self.config.max_event_age_secs
+                ),
+            )
+            .of_event(&c.source, &c.id));
+        }
+        if -age_ms > max_skew_ms {
+            return Err(Rejection::new(
+                RejectReason::Future,
+                format!(
+                    "time {} is {} s after its arrival; max_clock_skew is {} s",
+                    c.time,
+                    -age_ms / 1000,
+                    self.config.max_clock_skew_secs
+                ),
+            )
+            .of_event(&c.source, &c.id));
+        }
+        Ok(c)
+    }
+
+    /// The dedupe window, to persist it or restore it after a restart.
+    pub fn dedupe_mut(&mut self) -> &mut DedupeWindow {
+        &mut self.dedupe
     }
 
     fn reject(&self, r: Rejection) -> Rejection {
@@ -325,6 +475,10 @@ impl Ingestor {
         tracing::debug!(reason = %r.reason, source = ?r.source, id = ?r.id, message = %r.message, "event rejected");
         r
     }
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// Indices (into the staged list) of the pending signatures that do not verify: one batch

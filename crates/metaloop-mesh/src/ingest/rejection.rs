@@ -25,13 +25,20 @@ pub enum RejectReason {
     /// The signature does not verify, the event was modified after signing, or the
     /// verification material is corrupt.
     BadSignature,
+    /// The event's `time` is further in the past than `max_event_age` allows.
+    Stale,
+    /// The event's `time` is further in the future than `max_clock_skew` allows.
+    Future,
     /// The same (`source`, `id`) was accepted within the dedupe window.
     Duplicate,
+    /// Every check passed but the supervisor refused the event: an acknowledgement of a
+    /// directive it does not know, that is not awaiting one, or that names another domain.
+    RefusedBySupervisor,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Oversized,
         RejectReason::Malformed,
         RejectReason::UnsupportedContentType,
@@ -40,7 +47,10 @@ impl RejectReason {
         RejectReason::UnknownSource,
         RejectReason::UnknownKey,
         RejectReason::BadSignature,
+        RejectReason::Stale,
+        RejectReason::Future,
         RejectReason::Duplicate,
+        RejectReason::RefusedBySupervisor,
     ];
 
     /// The snake_case name (metrics label, API field).
@@ -54,7 +64,10 @@ impl RejectReason {
             RejectReason::UnknownSource => "unknown_source",
             RejectReason::UnknownKey => "unknown_key",
             RejectReason::BadSignature => "bad_signature",
+            RejectReason::Stale => "stale",
+            RejectReason::Future => "future",
             RejectReason::Duplicate => "duplicate",
+            RejectReason::RefusedBySupervisor => "refused_by_supervisor",
         }
     }
 

@@ -26,45 +26,25 @@ fn decode<T: DeserializeOwned>(event_type: &str, json: &str) -> Result<T, String
     serde_json::from_str(json).map_err(|e| format!("data does not match {event_type}: {e}"))
 }
 
-fn check_range(field: &str, value: f64, lo: f64, hi: f64) -> Result<(), String> {
-    if value.is_finite() && (lo..=hi).contains(&value) {
-        Ok(())
-    } else {
-        Err(format!(
-            "data.{field} is {value}; it must be within [{lo}, {hi}]"
-        ))
-    }
-}
-
-/// Decodes `data` into the payload of `event_type`, unknown fields refused, numbers in range.
+/// Decodes `data` into the payload of `event_type`: unknown fields refused, every value within
+/// the ranges of [`metaloop_core::protocol::validate_data`].
 pub fn decode_data(event_type: &str, json: &str) -> Result<EventData, String> {
     let data = match event_type {
         "recovery.succeeded" | "recovery.failed" => {
             let r: Recovery = decode(event_type, json)?;
-            check_range("duration_s", r.duration_s, 0.0, f64::MAX)?;
             if event_type == "recovery.succeeded" {
                 EventData::RecoverySucceeded(r)
             } else {
                 EventData::RecoveryFailed(r)
             }
         }
-        "decision.made" => {
-            let d: Decision = decode(event_type, json)?;
-            check_range("confidence", d.confidence, 0.0, 1.0)?;
-            EventData::DecisionMade(d)
-        }
+        "decision.made" => EventData::DecisionMade(decode::<Decision>(event_type, json)?),
         "health.changed" => EventData::HealthChanged(decode::<HealthChange>(event_type, json)?),
         "trust.exception" => EventData::TrustException(decode::<TrustException>(event_type, json)?),
         "compliance.scored" => {
-            let c: ComplianceScore = decode(event_type, json)?;
-            check_range("score", c.score, 0.0, 100.0)?;
-            EventData::ComplianceScored(c)
+            EventData::ComplianceScored(decode::<ComplianceScore>(event_type, json)?)
         }
-        "kpi.reported" => {
-            let k: KpiReport = decode(event_type, json)?;
-            check_range("value", k.value, f64::MIN, f64::MAX)?;
-            EventData::KpiReported(k)
-        }
+        "kpi.reported" => EventData::KpiReported(decode::<KpiReport>(event_type, json)?),
         "meta.directive.applied" => {
             EventData::DirectiveApplied(decode::<DirectiveApplied>(event_type, json)?)
         }
@@ -78,9 +58,8 @@ pub fn decode_data(event_type: &str, json: &str) -> Result<EventData, String> {
             ));
         }
     };
-    if data.domain().is_empty() {
-        return Err("data.domain is empty".into());
-    }
+    // the value ranges the supervisor holds events to (docs/PROTOCOL.md §2)
+    metaloop_core::protocol::validate_data(&data).map_err(|e| e.to_string())?;
     Ok(data)
 }
 

@@ -51,12 +51,10 @@ pub fn ingestor(keys: &Keys) -> Ingestor {
     Ingestor::new(IngestConfig::default(), keys.registry.clone())
 }
 
+/// When the tests' events arrive: a minute after [`T0`], so events dated around `T0` are
+/// neither `stale` nor `future`.
 pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis();
-    Timestamp(ms as i64)
+    T0.plus_millis(60_000)
 }
 
 pub fn recovery(i: usize, ok: bool) -> EventData {
@@ -270,6 +268,29 @@ pub fn cases(keys: &Keys) -> Vec<Case> {
         content_type: ct,
         expect: Some(RejectReason::Duplicate),
         message_has: "already accepted",
+    });
+
+    // event time: more than max_event_age (1 h) before arrival, more than max_clock_skew
+    // (5 min) after it.
+    cases.push(Case {
+        label: "stale",
+        bytes: keys
+            .app
+            .spine_event("old", Timestamp(now().millis() - 3_601_000), &payload(0))
+            .to_json(),
+        content_type: ct,
+        expect: Some(RejectReason::Stale),
+        message_has: "max_event_age is 3600 s",
+    });
+    cases.push(Case {
+        label: "future",
+        bytes: keys
+            .app
+            .spine_event("ahead", Timestamp(now().millis() + 301_000), &payload(0))
+            .to_json(),
+        content_type: ct,
+        expect: Some(RejectReason::Future),
+        message_has: "max_clock_skew is 300 s",
     });
     cases
 }

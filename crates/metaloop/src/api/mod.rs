@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod openapi;
 mod routes;
+pub mod views;
 
 use crate::runtime::Runtime;
 use auth::Tokens;
@@ -13,7 +14,7 @@ use metaloop_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-pub use routes::router;
+pub use routes::{api_routes, router};
 
 /// Takes spine events posted to `/v1/events` (the mesh's ingest pipeline).
 pub trait EventIngest: Send + Sync + 'static {
@@ -22,7 +23,7 @@ pub trait EventIngest: Send + Sync + 'static {
         &self,
         body: bytes::Bytes,
         content_type: Option<String>,
-    ) -> crate::runtime::BoxFuture<Result<serde_json::Value, ApiError>>;
+    ) -> crate::runtime::BoxFuture<Result<views::EventResults, ApiError>>;
 }
 
 /// Recent snapshots, newest last, as recorded.
@@ -94,6 +95,63 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// The `error` word of a JSON error body for an HTTP status.
+pub fn error_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        406 => "not_acceptable",
+        409 => "conflict",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "error",
+    }
+}
+
+/// Every 4xx and 5xx answer carries the JSON error body, including those made by the HTTP
+/// layer itself (a path that is not UTF-8, a wrong method, a body over the limit), whose plain
+/// text becomes the message.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let body = serde_json::json!({ "error": error_kind(status), "message": message });
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 impl From<crate::runtime::RuntimeError> for ApiError {

@@ -1,48 +1,67 @@
 //! The routes.
 
 use super::auth::{ADAPTERS, ADMINS, APPROVERS, OPERATORS, Principal, READERS};
+use super::views::{self, *};
 use super::{ApiError, ApiState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use metaloop_core::directive::Status;
 use metaloop_core::policy::MetaPolicy;
 use metaloop_core::supervisor::{DirectiveState, InputError};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The API's routes with their OpenAPI operations: one table for both, so the document
+/// cannot drift from what is served.
+pub fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(super::openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(status))
+        .routes(routes!(goals))
+        .routes(routes!(snapshots))
+        .routes(routes!(latest_snapshot))
+        .routes(routes!(list_directives))
+        .routes(routes!(show_directive))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(list_policies, register_policy))
+        .routes(routes!(enable_policy))
+        .routes(routes!(disable_policy))
+        .routes(routes!(ledger_records))
+        .routes(routes!(checkpoints))
+        .routes(routes!(events))
+}
 
 /// The API router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { Json(super::openapi::document()) }),
-        )
-        .route("/v1/status", get(status))
-        .route("/v1/goals", get(goals))
-        .route("/v1/snapshots", get(snapshots))
-        .route("/v1/snapshots/latest", get(latest_snapshot))
-        .route("/v1/directives", get(list_directives))
-        .route("/v1/directives/{id}", get(show_directive))
-        .route("/v1/directives/{id}/approve", post(approve))
-        .route("/v1/directives/{id}/reject", post(reject))
-        .route("/v1/policies", get(list_policies).post(register_policy))
-        .route("/v1/policies/{id}/enable", post(enable_policy))
-        .route("/v1/policies/{id}/disable", post(disable_policy))
-        .route("/v1/ledger/records", get(ledger_records))
-        .route("/v1/ledger/checkpoints", get(checkpoints))
-        .route("/v1/events", post(events))
+    let (router, _) = api_routes().split_for_parts();
+    router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::map_response(super::json_errors))
         .with_state(state)
 }
 
 type Q = Query<HashMap<String, String>>;
+
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive: the text ok", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+async fn openapi_json() -> Json<Value> {
+    Json(super::openapi::document())
+}
 
 fn number(
     q: &HashMap<String, String>,
@@ -80,17 +99,18 @@ fn only_known(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiErro
     }
 }
 
-async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
-    match s.runtime.call(|sup| sup.state().cycle).await {
-        Ok(cycle) => (
-            StatusCode::OK,
-            Json(json!({ "ready": true, "cycle": cycle })),
-        )
-            .into_response(),
-        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
-    }
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "The supervisor answers", body = Readiness),
+              (status = 503, description = "The supervisor has stopped", body = ErrorBody)))]
+async fn readyz(State(s): State<ApiState>) -> Result<Json<Readiness>, ApiError> {
+    let cycle = s.runtime.call(|sup| sup.state().cycle).await?;
+    Ok(Json(Readiness { ready: true, cycle }))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics when the Accept header asks for it",
+        content((String = "text/plain"), (String = "application/openmetrics-text"))),
+              (status = 404, description = "This server keeps no metrics", body = ErrorBody)))]
 async fn metrics(
     State(s): State<ApiState>,
     headers: HeaderMap,
@@ -106,11 +126,13 @@ async fn metrics(
     Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body))
 }
 
+#[utoipa::path(get, path = "/v1/status", tag = "supervisor", security(("bearer" = [])),
+    responses((status = 200, description = "Goals against KPIs, directive counts, firing alerts", body = StatusView)))]
 async fn status(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusView>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &[])?;
     let v = s
@@ -149,25 +171,30 @@ async fn status(
             })
         })
         .await?;
-    Ok(Json(v))
+    Ok(Json(views::view(v)?))
 }
 
+#[utoipa::path(get, path = "/v1/goals", tag = "supervisor", security(("bearer" = [])),
+    responses((status = 200, description = "Strategic goals", body = Vec<GoalView>)))]
 async fn goals(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<GoalView>>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &[])?;
     let v = s.runtime.call(|sup| json!(sup.state().goals)).await?;
-    Ok(Json(v))
+    Ok(Json(views::view(v)?))
 }
 
+#[utoipa::path(get, path = "/v1/snapshots", tag = "supervisor", security(("bearer" = [])),
+    params(("limit" = Option<u64>, Query, description = "Most snapshots returned, newest first (default 10, at most 1000)")),
+    responses((status = 200, description = "Recent snapshots, newest first; KPIs pooled over each domain's window of cycles", body = Vec<SnapshotView>)))]
 async fn snapshots(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<SnapshotView>>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &["limit"])?;
     let limit = number(&q, "limit", 10, 1000)? as usize;
@@ -175,26 +202,30 @@ async fn snapshots(
         .snapshots
         .lock()
         .map_err(|_| ApiError::Unavailable("snapshot cache poisoned".into()))?;
-    let out: Vec<&Value> = cache.iter().rev().take(limit).collect();
-    Ok(Json(json!(out)))
+    let out: Vec<Value> = cache.iter().rev().take(limit).cloned().collect();
+    drop(cache);
+    Ok(Json(views::view(Value::Array(out))?))
 }
 
+#[utoipa::path(get, path = "/v1/snapshots/latest", tag = "supervisor", security(("bearer" = [])),
+    responses((status = 200, description = "The latest snapshot", body = SnapshotView),
+              (status = 404, description = "No cycle has closed yet", body = ErrorBody)))]
 async fn latest_snapshot(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SnapshotView>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &[])?;
     let cache = s
         .snapshots
         .lock()
         .map_err(|_| ApiError::Unavailable("snapshot cache poisoned".into()))?;
-    cache
-        .back()
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound("no snapshot yet: the first cycle has not closed".into()))
+    let latest = cache.back().cloned().ok_or_else(|| {
+        ApiError::NotFound("no snapshot yet: the first cycle has not closed".into())
+    })?;
+    drop(cache);
+    Ok(Json(views::view(latest)?))
 }
 
 fn directive_view(d: &DirectiveState) -> Value {
@@ -208,11 +239,18 @@ fn directive_view(d: &DirectiveState) -> Value {
     v
 }
 
+#[utoipa::path(get, path = "/v1/directives", tag = "directives", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "Lifecycle status, e.g. pending_approval"),
+           ("policy" = Option<String>, Query, description = "Policy id"),
+           ("domain" = Option<String>, Query, description = "Target domain"),
+           ("type" = Option<String>, Query, description = "Directive type, e.g. ADJUST_THRESHOLD"),
+           ("limit" = Option<u64>, Query, description = "Most directives returned, newest first (default 100, at most 10000)")),
+    responses((status = 200, description = "Directives, newest first", body = Vec<DirectiveView>)))]
 async fn list_directives(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<DirectiveView>>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &["status", "policy", "domain", "type", "limit"])?;
     let limit = number(&q, "limit", 100, 10_000)? as usize;
@@ -254,15 +292,19 @@ async fn list_directives(
             json!(out)
         })
         .await?;
-    Ok(Json(v))
+    Ok(Json(views::view(v)?))
 }
 
+#[utoipa::path(get, path = "/v1/directives/{id}", tag = "directives", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Directive id or a unique prefix of it")),
+    responses((status = 200, description = "The directive with its lifecycle", body = DirectiveView),
+              (status = 404, description = "No such directive, or the prefix is ambiguous", body = ErrorBody)))]
 async fn show_directive(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DirectiveView>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &[])?;
     let idc = id.clone();
@@ -276,14 +318,15 @@ async fn show_directive(
                 .filter(|d| d.directive.id.starts_with(&idc))
                 .collect();
             match matches.as_slice() {
-                [one] => Some(serde_json::to_value(one).unwrap_or_default()),
+                [one] => Some(directive_view(one)),
                 _ => None,
             }
         })
         .await?;
-    v.map(Json).ok_or_else(|| {
+    let v = v.ok_or_else(|| {
         ApiError::NotFound(format!("no directive {id} (or the prefix is ambiguous)"))
-    })
+    })?;
+    Ok(Json(views::view(v)?))
 }
 
 fn note_of(body: &Bytes) -> Result<String, ApiError> {
@@ -324,7 +367,7 @@ async fn decide(
     id: String,
     body: Bytes,
     approve: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DirectiveView>, ApiError> {
     p.require(APPROVERS)?;
     let note = note_of(&body)?;
     let now = (s.clock)();
@@ -350,32 +393,47 @@ async fn decide(
         })
         .await?;
     result.map_err(input_error)?;
-    Ok(Json(view.unwrap_or_default()))
+    let v = view.ok_or_else(|| ApiError::NotFound("no such directive".into()))?;
+    Ok(Json(views::view(v)?))
 }
 
+#[utoipa::path(post, path = "/v1/directives/{id}/approve", tag = "directives", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Directive id or a unique prefix of it")),
+    request_body(content = Option<Note>, description = "A note (required with the approval of a CRITICAL directive)", content_type = "application/json"),
+    responses((status = 200, description = "The directive after the approval", body = DirectiveView),
+              (status = 404, description = "No such directive", body = ErrorBody),
+              (status = 409, description = "Not waiting for approval, or already approved by this principal", body = ErrorBody)))]
 async fn approve(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DirectiveView>, ApiError> {
     decide(s, p, id, body, true).await
 }
 
+#[utoipa::path(post, path = "/v1/directives/{id}/reject", tag = "directives", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Directive id or a unique prefix of it")),
+    request_body(content = Option<Note>, description = "A note", content_type = "application/json"),
+    responses((status = 200, description = "The directive after the rejection", body = DirectiveView),
+              (status = 404, description = "No such directive", body = ErrorBody),
+              (status = 409, description = "Not waiting for approval", body = ErrorBody)))]
 async fn reject(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DirectiveView>, ApiError> {
     decide(s, p, id, body, false).await
 }
 
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, description = "Meta-policies with their state", body = Vec<PolicyView>)))]
 async fn list_policies(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<PolicyView>>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &[])?;
     let v = s
@@ -395,14 +453,17 @@ async fn list_policies(
             json!(out)
         })
         .await?;
-    Ok(Json(v))
+    Ok(Json(views::view(v)?))
 }
 
+#[utoipa::path(post, path = "/v1/policies", tag = "policies", security(("bearer" = [])),
+    request_body(content = Object, description = "A meta-policy (id, name, condition, directive_template, …)", content_type = "application/json"),
+    responses((status = 201, description = "Registered", body = Registered)))]
 async fn register_policy(
     State(s): State<ApiState>,
     p: Principal,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
     p.require(ADMINS)?;
     let policy: MetaPolicy = serde_json::from_slice(&body).map_err(|e| {
         let msg = e.to_string();
@@ -419,7 +480,7 @@ async fn register_policy(
         .call(move |sup| sup.register_policy(policy, &who, now))
         .await?
         .map_err(input_error)?;
-    Ok((StatusCode::CREATED, Json(json!({ "registered": id }))))
+    Ok((StatusCode::CREATED, Json(Registered { registered: id })))
 }
 
 async fn set_enabled(
@@ -427,7 +488,7 @@ async fn set_enabled(
     p: Principal,
     id: String,
     enabled: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyEnabled>, ApiError> {
     p.require(OPERATORS)?;
     let now = (s.clock)();
     let who = p.name.clone();
@@ -436,30 +497,45 @@ async fn set_enabled(
         .call(move |sup| sup.set_policy_enabled(&idc, enabled, &who, now))
         .await?
         .map_err(input_error)?;
-    Ok(Json(json!({ "policy": id, "enabled": enabled })))
+    Ok(Json(PolicyEnabled {
+        policy: id,
+        enabled,
+    }))
 }
 
+#[utoipa::path(post, path = "/v1/policies/{id}/enable", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    responses((status = 200, description = "Enabled", body = PolicyEnabled),
+              (status = 404, description = "No such policy", body = ErrorBody)))]
 async fn enable_policy(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyEnabled>, ApiError> {
     set_enabled(s, p, id, true).await
 }
 
+#[utoipa::path(post, path = "/v1/policies/{id}/disable", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    responses((status = 200, description = "Disabled", body = PolicyEnabled),
+              (status = 404, description = "No such policy", body = ErrorBody)))]
 async fn disable_policy(
     State(s): State<ApiState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyEnabled>, ApiError> {
     set_enabled(s, p, id, false).await
 }
 
+#[utoipa::path(get, path = "/v1/ledger/records", tag = "ledger", security(("bearer" = [])),
+    params(("from" = Option<u64>, Query, description = "First seq (default 1)"),
+           ("limit" = Option<u64>, Query, description = "Most records (default 100, at most 1000)")),
+    responses((status = 200, description = "Records in seq order", body = Vec<RecordView>)))]
 async fn ledger_records(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<RecordView>>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &["from", "limit"])?;
     let from = number(&q, "from", 1, u64::MAX >> 1)?;
@@ -469,14 +545,20 @@ async fn ledger_records(
         .read(from.max(1), limit)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(serde_json::to_value(records).unwrap_or_default()))
+    Ok(Json(views::view(
+        serde_json::to_value(records).unwrap_or_default(),
+    )?))
 }
 
+#[utoipa::path(get, path = "/v1/ledger/checkpoints", tag = "ledger", security(("bearer" = [])),
+    params(("after" = Option<u64>, Query, description = "Only checkpoints after this seq (default 0)"),
+           ("limit" = Option<u64>, Query, description = "Most checkpoints (default 100, at most 1000)")),
+    responses((status = 200, description = "Signed checkpoints, oldest first", body = Vec<CheckpointView>)))]
 async fn checkpoints(
     State(s): State<ApiState>,
     p: Principal,
     Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<CheckpointView>>, ApiError> {
     p.require(READERS)?;
     only_known(&q, &["after", "limit"])?;
     let after = number(&q, "after", 0, u64::MAX >> 1)?;
@@ -486,17 +568,24 @@ async fn checkpoints(
         .checkpoints(after, limit)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(json!(
-        cps.iter().map(|c| c.to_text()).collect::<Vec<_>>()
-    )))
+    let texts: Vec<_> = cps.iter().map(|c| c.to_text()).collect();
+    Ok(Json(views::view(
+        serde_json::to_value(texts).unwrap_or_default(),
+    )?))
 }
 
+#[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    request_body(description = "One CloudEvent (structured mode) or a batch (docs/PROTOCOL.md)",
+        content((Object = "application/cloudevents+json"), (Vec<Object> = "application/cloudevents-batch+json"), (Object = "application/json"))),
+    responses((status = 200, description = "One result per event (docs/PROTOCOL.md §6.2)", body = EventResults),
+              (status = 404, description = "This server takes no events", body = ErrorBody),
+              (status = 503, description = "Stopping, or the accepted events could not be made durable", body = ErrorBody)))]
 async fn events(
     State(s): State<ApiState>,
     p: Principal,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventResults>, ApiError> {
     p.require(ADAPTERS)?;
     let ingest = s
         .ingest

@@ -2,6 +2,7 @@
 //! and prints one row per cell, then the A/A false-positive rates.
 
 use crate::evaluate::{self, RunResult, aa};
+use crate::outln;
 use anyhow::{Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use metaloop_core::verify::Method;
@@ -253,7 +254,7 @@ pub fn exec(args: &EvaluateArgs) -> Result<Value> {
         "threads": rayon::current_num_threads(),
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_tables(&report);
     }
@@ -356,7 +357,7 @@ fn experiments(args: &EvaluateArgs, seeds: u64) -> Result<Value> {
 }
 
 fn print_tables(report: &Value) {
-    println!(
+    outln!(
         "{:<14} {:<7} {:<16} {:>5} {:>5} {:>6} {:>6} {:>8} {:>10} {:>8} {:>7} {:>7} {:>6}",
         "scenario",
         "volume",
@@ -391,7 +392,7 @@ fn print_tables(report: &Value) {
             Some("drift") => format!("  retired {}/{}", c["playbook_retired"], c["runs"]),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "{:<14} {:<7} {:<16} {:>5} {:>5} {:>6} {:>6} {:>8} {:>12} {:>8} {:>7} {:>7} {:>6}{}",
             c["scenario"].as_str().unwrap_or(""),
             c["volume"].as_str().unwrap_or(""),
@@ -409,17 +410,22 @@ fn print_tables(report: &Value) {
             extra
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "A/A: {} looks per sequence, {} pre cycles",
-        report["aa"]["looks"], report["aa"]["pre_cycles"]
+        report["aa"]["looks"],
+        report["aa"]["pre_cycles"]
     );
-    println!(
+    outln!(
         "{:<7} {:<16} {:>9} {:>12} {:>12}",
-        "volume", "method", "sequences", "falseVerif", "falseDegr"
+        "volume",
+        "method",
+        "sequences",
+        "falseVerif",
+        "falseDegr"
     );
     for r in report["aa"]["rows"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{:<7} {:<16} {:>9} {:>12} {:>12}",
             r["volume"].as_str().unwrap_or(""),
             r["method"].as_str().unwrap_or(""),
@@ -428,7 +434,7 @@ fn print_tables(report: &Value) {
             fmt_opt(&r["false_degraded_rate"], 4)
         );
     }
-    println!(
+    outln!(
         "\n{} threads; runs {:.1} s, A/A {:.1} s",
         report["threads"],
         report["seconds"]["runs"].as_f64().unwrap_or(0.0),

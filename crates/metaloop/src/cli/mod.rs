@@ -3,4 +3,5 @@
 pub mod check_proof;
 pub mod evaluate;
 pub mod ledger_checkpoint;
+pub mod output;
 pub mod witness;

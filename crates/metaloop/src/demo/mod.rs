@@ -4,6 +4,7 @@
 mod mesh_link;
 pub mod report;
 
+use crate::outln;
 use crate::runtime::{NotificationSink, Publisher, RecordSink, Runtime};
 use anyhow::{Context, Result};
 use metaloop_core::directive::{DirectiveType, Status};
@@ -306,7 +307,7 @@ impl NotificationSink for DemoNotifier {
             if self.to_stderr {
                 eprintln!("{}", n.text);
             } else {
-                println!("{}", n.text);
+                outln!("{}", n.text);
             }
         } else {
             tracing::info!(kind = ?n.kind, "{}", n.text);
