@@ -546,6 +546,35 @@ impl Spine {
         }
         let kpis_before = self.steady_kpis(d, at);
         let kpis_after = self.steady_kpis_with(d, at, &change.knobs);
+        self.record_truth(directive, &change, at, kpis_before, kpis_after);
+        self.domains[d].experiment = Some(Experiment {
+            index: self.experiment_ids.len(),
+            knob: directive.knob.clone(),
+            fraction,
+            knobs: change.knobs,
+        });
+        self.experiment_ids.push(directive.directive_id.clone());
+        Ok((
+            d,
+            DirectiveApplied {
+                directive_id: directive.directive_id.clone(),
+                domain: directive.target_domain.clone(),
+                knob: directive.knob.clone(),
+                previous: change.previous,
+                current: change.current,
+            },
+        ))
+    }
+
+    /// Records the truth of a directive from the domain's steady KPIs without and with it.
+    fn record_truth(
+        &mut self,
+        directive: &DirectiveMessage,
+        change: &KnobChange,
+        at: Timestamp,
+        kpis_before: ExpectedKpis,
+        kpis_after: ExpectedKpis,
+    ) {
         let (before, after, effect, harmful) =
             truth::assess(&directive.target_kpi, &kpis_before, &kpis_after);
         self.truth_index
@@ -565,23 +594,6 @@ impl Spine {
             kpis_before,
             kpis_after,
         });
-        self.domains[d].experiment = Some(Experiment {
-            index: self.experiment_ids.len(),
-            knob: directive.knob.clone(),
-            fraction,
-            knobs: change.knobs,
-        });
-        self.experiment_ids.push(directive.directive_id.clone());
-        Ok((
-            d,
-            DirectiveApplied {
-                directive_id: directive.directive_id.clone(),
-                domain: directive.target_domain.clone(),
-                knob: directive.knob.clone(),
-                previous: change.previous,
-                current: change.current,
-            },
-        ))
     }
 
     /// The experiment running in `domain`: its id and the fraction in the treatment arm.
@@ -614,25 +626,7 @@ impl Spine {
         let kpis_before = self.steady_kpis(d, at);
         self.change_knobs(d, &change, at);
         let kpis_after = self.steady_kpis(d, at);
-        let (before, after, effect, harmful) =
-            truth::assess(&directive.target_kpi, &kpis_before, &kpis_after);
-        self.truth_index
-            .insert(directive.directive_id.clone(), self.truths.len());
-        self.truths.push(Truth {
-            directive_id: directive.directive_id.clone(),
-            target_domain: directive.target_domain.clone(),
-            target_kpi: directive.target_kpi.clone(),
-            knob: directive.knob.clone(),
-            previous: change.previous.clone(),
-            current: change.current.clone(),
-            applied_at: at,
-            before,
-            after,
-            effect,
-            harmful,
-            kpis_before,
-            kpis_after,
-        });
+        self.record_truth(directive, &change, at, kpis_before, kpis_after);
         let applied = DirectiveApplied {
             directive_id: directive.directive_id.clone(),
             domain: directive.target_domain.clone(),

@@ -13,6 +13,7 @@
 //! improvement beyond the template's minimum effect (→ verified → promote), then futility
 //! (→ no effect → abandon), then the horizon (→ inconclusive → abandon).
 
+use super::sequential::{natural, on_scale};
 use super::series::{DomainCycle, Pooled, Scale, scale_of};
 use super::stats::sequential::{p_above, p_below};
 use super::{
@@ -120,22 +121,6 @@ pub fn paired(kpi_name: &str, arms: &[ArmCycle], min_samples: u64) -> Option<Pai
     })
 }
 
-fn natural(scale: Scale, v: f64) -> f64 {
-    if scale == Scale::LogDuration {
-        v.exp()
-    } else {
-        v
-    }
-}
-
-fn on_scale(scale: Scale, x: f64) -> f64 {
-    if scale == Scale::LogDuration {
-        (1.0 + x).ln()
-    } else {
-        x
-    }
-}
-
 fn tau(cfg: &VerifyConfig, scale: Scale, level: f64) -> f64 {
     match scale {
         Scale::Rate => cfg.mixture_scale_rate,
@@ -231,16 +216,7 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>, arms: &[ArmCycle]) 
             continue;
         };
         let gscale = scale_of(&g.kpi);
-        let default_tol = match gscale {
-            Scale::Rate => cfg.default_rate_tolerance,
-            Scale::LogDuration => cfg.default_duration_tolerance,
-            Scale::Score => cfg.default_score_tolerance,
-        };
-        let tol = input
-            .side_effects
-            .get(&g.kpi)
-            .copied()
-            .unwrap_or(default_tol);
+        let tol = cfg.tolerance(&g.kpi, input.side_effects);
         let gbetter = g.direction.better(gt.estimate);
         let mut test = kpi_test(&g.kpi, &gt, g.direction, tol);
         test.p_value = Some(p_below(
@@ -317,12 +293,13 @@ mod tests {
                 let p = 0.85 + swing * hour.sin();
                 let mut draw = |p: f64| {
                     let s = (0..n).filter(|_| rng.random::<f64>() < p).count() as u64;
-                    let mut c = DomainCycle::default();
-                    c.success = RateCounts {
-                        successes: s,
-                        trials: n,
-                    };
-                    c
+                    DomainCycle {
+                        success: RateCounts {
+                            successes: s,
+                            trials: n,
+                        },
+                        ..DomainCycle::default()
+                    }
                 };
                 ArmCycle {
                     control: draw(p),

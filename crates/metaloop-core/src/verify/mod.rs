@@ -190,6 +190,19 @@ impl Default for VerifyConfig {
 
 impl VerifyConfig {
     /// Checks the settings.
+    /// The degradation of `kpi` a directive tolerates: what it declared, else the default
+    /// for the KPI's scale.
+    pub fn tolerance(&self, kpi: &str, side_effects: &BTreeMap<String, f64>) -> f64 {
+        side_effects
+            .get(kpi)
+            .copied()
+            .unwrap_or(match series::scale_of(kpi) {
+                series::Scale::Rate => self.default_rate_tolerance,
+                series::Scale::LogDuration => self.default_duration_tolerance,
+                series::Scale::Score => self.default_score_tolerance,
+            })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         for (name, a) in [
             ("alpha", self.alpha),

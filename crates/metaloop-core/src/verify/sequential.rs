@@ -25,7 +25,7 @@ struct Tested {
     post: f64,
 }
 
-fn natural(scale: Scale, v: f64) -> f64 {
+pub(super) fn natural(scale: Scale, v: f64) -> f64 {
     if scale == Scale::LogDuration {
         v.exp()
     } else {
@@ -34,7 +34,7 @@ fn natural(scale: Scale, v: f64) -> f64 {
 }
 
 /// A tolerance or minimum effect on the test scale.
-fn on_scale(scale: Scale, x: f64) -> f64 {
+pub(super) fn on_scale(scale: Scale, x: f64) -> f64 {
     if scale == Scale::LogDuration {
         (1.0 + x).ln()
     } else {
@@ -191,16 +191,7 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
             continue;
         }
         let gscale = scale_of(&g.kpi);
-        let default_tol = match gscale {
-            Scale::Rate => cfg.default_rate_tolerance,
-            Scale::LogDuration => cfg.default_duration_tolerance,
-            Scale::Score => cfg.default_score_tolerance,
-        };
-        let tol = input
-            .side_effects
-            .get(&g.kpi)
-            .copied()
-            .unwrap_or(default_tol);
+        let tol = cfg.tolerance(&g.kpi, input.side_effects);
         let gse = gt.shift.std_error;
         let mut test = kpi_test(&g.kpi, &gt, tol);
         let mut p = p_below(gt.better, -on_scale(gscale, tol), gse, gt.tau);
