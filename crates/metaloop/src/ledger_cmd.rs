@@ -287,6 +287,23 @@ async fn fetch_witness_view(
     })
 }
 
+/// A proof that could not be made: the store failed, the records contradict the signed
+/// checkpoint (tampering), or the request was wrong.
+fn prove_error(e: metaloop_ledger::ProveError) -> LedgerCmdError {
+    match e {
+        metaloop_ledger::ProveError::Store(s) => LedgerCmdError::Other(anyhow::Error::new(s)),
+        metaloop_ledger::ProveError::Mismatch { .. }
+        | metaloop_ledger::ProveError::Truncated { .. } => LedgerCmdError::Tampered(e.to_string()),
+        other => LedgerCmdError::Usage(other.to_string()),
+    }
+}
+
+/// The `--pubkey` a proof is checked with.
+fn check_key(p: &Path) -> Result<ed25519_dalek::VerifyingKey, LedgerCmdError> {
+    metaloop_ledger::keys::load_public_key(p)
+        .map_err(|e| LedgerCmdError::Usage(format!("--pubkey {}: {e}", p.display())))
+}
+
 /// A consistency proof between the checkpoints at `old` and `new`, checked with `pubkey`
 /// when given.
 pub async fn prove_consistency(
@@ -298,17 +315,9 @@ pub async fn prove_consistency(
     let ledger = open(target).await?;
     let proof = metaloop_ledger::prove_consistency(ledger.as_ref(), old, new)
         .await
-        .map_err(|e| match e {
-            metaloop_ledger::ProveError::Store(s) => LedgerCmdError::Other(anyhow::Error::new(s)),
-            metaloop_ledger::ProveError::Mismatch { .. }
-            | metaloop_ledger::ProveError::Truncated { .. } => {
-                LedgerCmdError::Tampered(e.to_string())
-            }
-            other => LedgerCmdError::Usage(other.to_string()),
-        })?;
+        .map_err(prove_error)?;
     if let Some(p) = pubkey {
-        let key = metaloop_ledger::keys::load_public_key(p)
-            .map_err(|e| LedgerCmdError::Usage(format!("--pubkey {}: {e}", p.display())))?;
+        let key = check_key(p)?;
         proof
             .verify(&key)
             .map_err(|e| LedgerCmdError::Tampered(format!("the proof does not verify: {e}")))?;
@@ -333,17 +342,9 @@ pub async fn prove(
     let ledger = open(target).await?;
     let proof = metaloop_ledger::prove(ledger.as_ref(), seq, checkpoint)
         .await
-        .map_err(|e| match e {
-            metaloop_ledger::ProveError::Store(s) => LedgerCmdError::Other(anyhow::Error::new(s)),
-            metaloop_ledger::ProveError::Mismatch { .. }
-            | metaloop_ledger::ProveError::Truncated { .. } => {
-                LedgerCmdError::Tampered(e.to_string())
-            }
-            other => LedgerCmdError::Usage(other.to_string()),
-        })?;
+        .map_err(prove_error)?;
     if let Some(p) = pubkey {
-        let key = metaloop_ledger::keys::load_public_key(p)
-            .map_err(|e| LedgerCmdError::Usage(format!("--pubkey {}: {e}", p.display())))?;
+        let key = check_key(p)?;
         proof
             .verify(&key)
             .map_err(|e| LedgerCmdError::Tampered(format!("the proof does not verify: {e}")))?;
