@@ -14,7 +14,7 @@ use crate::policy::{ConditionEval, MetaPolicy, TrackRecord};
 use crate::protocol::DirectiveMessage;
 use crate::snapshot::CrossDomainSnapshot;
 use crate::time::Timestamp;
-use crate::verify::Verdict;
+use crate::verify::{Verdict, VerifyConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,6 +59,15 @@ pub enum RecordBody {
         approval: ApprovalMatrix,
         method: String,
         start: Timestamp,
+        /// The verification settings (absent in ledgers written before they were recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verification: Option<VerifyConfig>,
+        /// Shadow mode for the whole supervisor.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shadow: bool,
+        /// The seed of the supervisor's reproducible ids (absent in older ledgers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id_seed: Option<u64>,
     },
     /// A cycle closed: its windows, the health graph and the snapshot built from them.
     #[serde(rename = "snapshot.built")]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backtest;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -14,5 +15,6 @@ pub mod ingest_journal;
 pub mod ledger_cmd;
 pub mod metrics;
 pub mod notify;
+pub mod policy_test;
 pub mod runtime;
 pub mod store;

@@ -86,6 +86,20 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Test policies like code, and replay them over a recorded ledger.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run policy test files: input KPI series, expected directives and verdicts.
+    Test(metaloop::cli::policy_test::Args),
+    /// Replay a recorded ledger through candidate policies: what they would have decided,
+    /// cycle by cycle, against what was decided.
+    Backtest(metaloop::cli::policy_backtest::Args),
 }
 
 /// How to reach a running metaloop.
@@ -471,6 +485,18 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Policy { command } => match command {
+                PolicyCommand::Test(args) => metaloop::cli::policy_test::exec(&args) as u8,
+                PolicyCommand::Backtest(args) => {
+                    match metaloop::cli::policy_backtest::exec(&args).await {
+                        Ok(code) => code as u8,
+                        Err(e) => {
+                            eprintln!("error: {e:#}");
+                            e.exit_code() as u8
+                        }
+                    }
+                }
+            },
             Command::Openapi => {
                 outln!(
                     "{}",

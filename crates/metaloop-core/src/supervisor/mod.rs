@@ -186,6 +186,9 @@ impl Supervisor {
             approval: self.cfg.approval.clone(),
             method: self.cfg.verification.method.as_str().into(),
             start: at,
+            verification: Some(self.cfg.verification.clone()),
+            shadow: self.cfg.shadow,
+            id_seed: Some(self.cfg.id_seed),
         };
         let actor = self.cfg.actor.clone();
         self.commit(at, &actor, body);
@@ -593,6 +596,27 @@ impl Supervisor {
             self.open_start = end;
             self.next_cycle_at = end.plus_millis(self.cfg.cycle_seconds * 1000);
         }
+    }
+
+    /// Closes the next cycle on recorded inputs instead of ingested events: the windows, the
+    /// health graph and the regime changes of a `snapshot.built` record. Backtests replay a
+    /// ledger's cycles through other policies this way. Events ingested since the last cycle
+    /// are dropped.
+    pub fn close_recorded_cycle(
+        &mut self,
+        windows: &crate::kpi::CycleWindows,
+        health: &HealthGraph,
+        regime_changes: &BTreeMap<String, Timestamp>,
+    ) {
+        let end = windows.end;
+        self.open = windows.domains.clone();
+        self.open_arms = windows.arms.clone();
+        self.open_health = health.clone();
+        self.open_regime = regime_changes.clone();
+        self.open_start = windows.start;
+        self.run_cycle(end);
+        self.open_start = end;
+        self.next_cycle_at = end.plus_millis(self.cfg.cycle_seconds * 1000);
     }
 
     fn expire(&mut self, id: &str, now: Timestamp) {

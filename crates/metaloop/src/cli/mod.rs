@@ -4,4 +4,6 @@ pub mod check_proof;
 pub mod evaluate;
 pub mod ledger_checkpoint;
 pub mod output;
+pub mod policy_backtest;
+pub mod policy_test;
 pub mod witness;
