@@ -113,6 +113,7 @@ impl SupervisorConfig {
         let mut ids = Vec::new();
         for p in &self.policies {
             p.validate()?;
+            p.validate_against(&self.goals)?;
             if ids.contains(&&p.id) {
                 return Err(format!("policy {} appears twice", p.id));
             }

@@ -141,9 +141,12 @@ pub struct Decision {
 }
 
 /// Health state of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
+    #[default]
     Healthy,
     Degraded,
     Down,

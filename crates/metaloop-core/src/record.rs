@@ -184,10 +184,73 @@ pub enum RecordBody {
     Summary { cycle: u64, text: String },
     /// A policy was registered (or replaced) at run time.
     #[serde(rename = "policy.registered")]
-    PolicyRegistered { policy: MetaPolicy },
+    PolicyRegistered {
+        policy: MetaPolicy,
+        /// What changed from the version it replaced, field by field (empty for a new
+        /// policy, and in ledgers written before changes were recorded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<FieldChange>,
+    },
     /// A policy was enabled or disabled at run time.
     #[serde(rename = "policy.enabled")]
     PolicyEnabled { policy_id: String, enabled: bool },
+    /// An admin cleared a policy's track record, with why.
+    #[serde(rename = "policy.track_record_reset")]
+    TrackRecordReset {
+        policy_id: String,
+        note: String,
+        /// The record it had.
+        previous: TrackRecord,
+    },
+}
+
+/// One field of a policy that a change replaced, by its path (`condition.goal_gap_threshold`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    /// `null` when the field was not set.
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// The fields that differ between two versions of a policy, by path, in order.
+pub fn policy_changes(before: &MetaPolicy, after: &MetaPolicy) -> Vec<FieldChange> {
+    fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                for (k, x) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&p, x, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    flatten(
+        "",
+        &serde_json::to_value(before).unwrap_or_default(),
+        &mut a,
+    );
+    flatten("", &serde_json::to_value(after).unwrap_or_default(), &mut b);
+    let fields: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    fields
+        .into_iter()
+        .filter_map(|f| {
+            let (x, y) = (a.get(f), b.get(f));
+            (x != y).then(|| FieldChange {
+                field: f.clone(),
+                before: x.cloned().unwrap_or(serde_json::Value::Null),
+                after: y.cloned().unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect()
 }
 
 /// A record body that cannot be turned back from an entry.
@@ -224,6 +287,7 @@ impl RecordBody {
             RecordBody::AlertResolved { .. } => "alert.resolved",
             RecordBody::Summary { .. } => "cycle.summary",
             RecordBody::PolicyRegistered { .. } => "policy.registered",
+            RecordBody::TrackRecordReset { .. } => "policy.track_record_reset",
             RecordBody::PolicyEnabled { .. } => "policy.enabled",
         }
     }
@@ -250,10 +314,11 @@ impl RecordBody {
             | RecordBody::ShadowVerdict { directive_id, .. }
             | RecordBody::RolledBack { directive_id, .. } => directive_id.clone(),
             RecordBody::TrackRecordUpdated { policy_id, .. }
-            | RecordBody::PolicyEnabled { policy_id, .. } => {
+            | RecordBody::PolicyEnabled { policy_id, .. }
+            | RecordBody::TrackRecordReset { policy_id, .. } => {
                 format!("policy/{policy_id}")
             }
-            RecordBody::PolicyRegistered { policy } => format!("policy/{}", policy.id),
+            RecordBody::PolicyRegistered { policy, .. } => format!("policy/{}", policy.id),
             RecordBody::AlertFired { alert } => format!("alert/{}", alert.key),
             RecordBody::AlertResolved { key, .. } => format!("alert/{key}"),
         }

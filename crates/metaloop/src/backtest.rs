@@ -337,7 +337,7 @@ pub fn run(
                     let _ = sup.reject(c, approver, note, r.time);
                 }
             }
-            RecordBody::PolicyRegistered { policy } if candidate_is_recorded(candidate) => {
+            RecordBody::PolicyRegistered { policy, .. } if candidate_is_recorded(candidate) => {
                 let _ = sup.register_policy(policy.clone(), &r.actor, r.time);
             }
             RecordBody::PolicyEnabled {

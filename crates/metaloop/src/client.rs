@@ -148,3 +148,58 @@ pub fn render_directives(v: &Value) -> String {
     }
     out
 }
+
+/// A policy's history as text: one line per record (time, principal, what), the changed
+/// fields of an edit indented under it.
+pub fn render_policy_history(records: &Value) -> String {
+    let mut out = String::from("history:\n");
+    for r in records.as_array().into_iter().flatten() {
+        let time = metaloop_core::time::Timestamp(r["time_ms"].as_i64().unwrap_or(0));
+        let p = &r["payload"];
+        let what = match r["action"].as_str().unwrap_or("?") {
+            "policy.registered" => {
+                let changes = p["changes"].as_array().map_or(0, Vec::len);
+                if changes == 0 {
+                    "registered".to_string()
+                } else {
+                    format!("edited ({changes} field(s))")
+                }
+            }
+            "policy.enabled" => {
+                if p["enabled"].as_bool() == Some(true) {
+                    "enabled".into()
+                } else {
+                    "disabled".into()
+                }
+            }
+            "policy.track_record_reset" => format!(
+                "track record reset (had {} verified, {} failed): {}",
+                p["previous"]["verified"],
+                p["previous"]["failed"],
+                p["note"].as_str().unwrap_or("")
+            ),
+            "learning.track_record" => format!(
+                "track record after directive {}: {} verified, {} failed, {} inconclusive",
+                p["directive_id"].as_str().map_or("?", crate::short_id),
+                p["track_record"]["verified"],
+                p["track_record"]["failed"],
+                p["track_record"]["inconclusive"]
+            ),
+            other => other.to_string(),
+        };
+        out.push_str(&format!(
+            "  {:>6}  {time}  {:<16} {what}\n",
+            r["seq"],
+            r["actor"].as_str().unwrap_or("?")
+        ));
+        for ch in p["changes"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "          {}: {} -> {}\n",
+                ch["field"].as_str().unwrap_or("?"),
+                ch["before"],
+                ch["after"]
+            ));
+        }
+    }
+    out
+}

@@ -343,12 +343,55 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Checks the CEL expressions of `policies` written in `text`; an error names the file and
+/// the line and column of the mistake in it (in the expression when it cannot be found in
+/// the file, e.g. written with escapes).
+pub fn check_expressions(
+    text: &str,
+    name: &str,
+    policies: &[MetaPolicy],
+) -> Result<(), ConfigError> {
+    fn expressions<'a>(c: &'a metaloop_core::policy::Condition, out: &mut Vec<&'a str>) {
+        if let Some(e) = &c.expression {
+            out.push(e);
+        }
+        for sub in c.all.iter().chain(&c.any) {
+            expressions(sub, out);
+        }
+    }
+    for p in policies {
+        let mut found = Vec::new();
+        expressions(&p.condition, &mut found);
+        for source in found {
+            if let Err(e) = metaloop_core::policy::expression::compile(source) {
+                let at = text
+                    .find(source)
+                    .map(|start| line_col(text, start + e.offset));
+                return Err(ConfigError(match at {
+                    Some((l, c)) => format!(
+                        "{name}:{l}:{c}: policy {}: condition expression: {}",
+                        p.id, e.message
+                    ),
+                    None => format!(
+                        "{name}: policy {}: condition expression at {}:{}: {}",
+                        p.id, e.line, e.column, e.message
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl FileConfig {
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         let cfg = Self::parse(&text, &path.display().to_string())?;
+        if let Some(policies) = &cfg.policies {
+            check_expressions(&text, &path.display().to_string(), policies)?;
+        }
         cfg.validate()
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         Ok(cfg)

@@ -18,3 +18,8 @@ pub mod notify;
 pub mod policy_test;
 pub mod runtime;
 pub mod store;
+
+/// The first 8 characters of an id, for text.
+pub fn short_id(id: &str) -> &str {
+    metaloop_core::supervisor::short(id)
+}

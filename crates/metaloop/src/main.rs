@@ -182,10 +182,32 @@ enum PoliciesCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// One policy with its state; with --history, every change to it (who, when, which
+    /// fields), its enables and disables, track-record updates and resets.
+    Show {
+        id: String,
+        #[arg(long)]
+        history: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a policy's track record (admin), with a note saying why.
+    Reset {
+        id: String,
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// CEL policy conditions: compiling N policies, and evaluating them all against a
+    /// D-domain snapshot per cycle (p50/p99).
+    Policies(metaloop::cli::bench_policies::Args),
     /// The ledger: raw batched insert (no hashing), durable append with 1, 8 and 64
     /// concurrent writers, full verification, and the ratios between them.
     Ledger {
@@ -569,6 +591,15 @@ fn main() -> ExitCode {
                 PoliciesCommand::Disable { id, server } => {
                     client_call(&server, false, ClientOp::Enable(id, false)).await
                 }
+                PoliciesCommand::Show {
+                    id,
+                    history,
+                    server,
+                    json,
+                } => client_call(&server, json, ClientOp::ShowPolicy { id, history }).await,
+                PoliciesCommand::Reset { id, note, server } => {
+                    client_call(&server, false, ClientOp::Reset { id, note }).await
+                }
             },
         }
     });
@@ -753,6 +784,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
 
 async fn run_bench(command: BenchCommand) -> u8 {
     match command {
+        BenchCommand::Policies(args) => metaloop::cli::bench_policies::exec(&args),
         BenchCommand::Ledger {
             ledger,
             records,
@@ -887,6 +919,14 @@ enum ClientOp {
     Policies,
     Register(PathBuf),
     Enable(String, bool),
+    ShowPolicy {
+        id: String,
+        history: bool,
+    },
+    Reset {
+        id: String,
+        note: String,
+    },
 }
 
 async fn client_call(server: &ServerArgs, json: bool, op: ClientOp) -> u8 {
@@ -1000,6 +1040,52 @@ async fn client_call(server: &ServerArgs, json: bool, op: ClientOp) -> u8 {
                 .await
                 .map(|v| format!("registered policy {}", v["registered"]))
         }
+        ClientOp::ShowPolicy { id, history } => {
+            let all = c.get("/v1/policies", &[]).await;
+            let one = all.and_then(|v| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["policy"]["id"].as_str() == Some(id.as_str()))
+                    .cloned()
+                    .ok_or_else(|| {
+                        metaloop::client::ClientError::Refused(format!("unknown policy {id}"))
+                    })
+            });
+            match (one, history) {
+                (Err(e), _) => Err(e),
+                (Ok(p), false) if json => Ok(p.to_string()),
+                (Ok(p), false) => Ok(serde_json::to_string_pretty(&p).unwrap_or_default()),
+                (Ok(p), true) => c
+                    .get(&format!("/v1/policies/{id}/history"), &[])
+                    .await
+                    .map(|h| {
+                        if json {
+                            serde_json::json!({ "policy": p, "history": h }).to_string()
+                        } else {
+                            format!(
+                                "{}\n{}",
+                                serde_json::to_string_pretty(&p).unwrap_or_default(),
+                                metaloop::client::render_policy_history(&h)
+                            )
+                        }
+                    }),
+            }
+        }
+        ClientOp::Reset { id, note } => c
+            .post(
+                &format!("/v1/policies/{id}/reset"),
+                &serde_json::json!({ "note": note }),
+            )
+            .await
+            .map(|v| {
+                format!(
+                    "track record of {id} cleared (it had {} verified, {} failed, {} inconclusive)",
+                    v["previous"]["verified"],
+                    v["previous"]["failed"],
+                    v["previous"]["inconclusive"]
+                )
+            }),
         ClientOp::Enable(id, on) => {
             let verb = if on { "enable" } else { "disable" };
             c.post(&format!("/v1/policies/{id}/{verb}"), &serde_json::json!({}))

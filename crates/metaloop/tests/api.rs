@@ -567,6 +567,26 @@ async fn every_route_answers_401_403_400_404_and_success() {
         ),
         (
             "GET",
+            "/v1/policies/custom/history".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/policies/custom/history?x=1".into(), None, "x")),
+        ),
+        (
+            "POST",
+            "/v1/policies/custom/reset".into(),
+            Some(json!({"note": "the cause of its failures is fixed"})),
+            "admin",
+            Some("operator"),
+            Some((
+                "/v1/policies/custom/reset".into(),
+                Some(json!({"note": " "})),
+                "policy",
+            )),
+        ),
+        (
+            "GET",
             "/v1/ledger/records".into(),
             None,
             "viewer",
@@ -635,6 +655,8 @@ async fn every_route_answers_401_403_400_404_and_success() {
         ("POST", "/v1/directives/nope/reject", "approver"),
         ("POST", "/v1/policies/nope/enable", "operator"),
         ("POST", "/v1/policies/nope/disable", "operator"),
+        ("GET", "/v1/policies/nope/history", "viewer"),
+        ("POST", "/v1/policies/nope/reset", "admin"),
         ("GET", "/v1/snapshots/latest", "viewer"),
         ("GET", "/v1/no-such-route", "viewer"),
     ] {
@@ -753,4 +775,96 @@ async fn every_error_answer_is_the_json_error() {
             "{method} {path}: {v}"
         );
     }
+}
+
+#[tokio::test]
+async fn cel_policies_are_checked_and_every_change_is_in_the_policy_history() {
+    let s = server().await;
+    let mut p = serde_json::to_value(policy(
+        "cel_policy",
+        ImpactLevel::Low,
+        "planner.exploration",
+        "autonomy_rate",
+    ))
+    .unwrap();
+    for (expr, want) in [
+        (
+            "global.kpis.autonomy_rate < 0.5 &&\n  nonsense > 1",
+            "expression 2:3: unknown variable nonsense",
+        ),
+        ("global.kpis.autonomy_rate < ", "expression 1:"),
+        (
+            "global.coverage > 'high'",
+            "a comparison cannot take double and string",
+        ),
+        (
+            "domains.all(a, domains.all(b, domains.exists(c, domains[c].drift.x > domains[a].drift.x)))",
+            "exceeds the budget",
+        ),
+    ] {
+        p["condition"] = json!({ "expression": expr });
+        let (st, v) = s
+            .req("POST", "/v1/policies", Some("admin"), Some(p.clone()))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{expr}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains(want) && msg.contains("cel_policy"),
+            "{expr}: {v}"
+        );
+    }
+    p["condition"] = json!({ "expression": "global.kpis.autonomy_rate < 0.5" });
+    let (st, v) = s
+        .req("POST", "/v1/policies", Some("admin"), Some(p.clone()))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    p["condition"] = json!({ "expression": "global.kpis.autonomy_rate < 0.4" });
+    p["mode"] = json!("shadow");
+    let (st, v) = s
+        .req("POST", "/v1/policies", Some("admin"), Some(p.clone()))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = s
+        .req(
+            "POST",
+            "/v1/policies/cel_policy/reset",
+            Some("admin"),
+            Some(json!({"note": "the planner bug is fixed"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["previous"]["failed"], 0);
+    let (st, h) = s
+        .req(
+            "GET",
+            "/v1/policies/cel_policy/history",
+            Some("viewer"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{h}");
+    let h = h.as_array().unwrap();
+    let actions: Vec<&str> = h.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "policy.registered",
+            "policy.registered",
+            "policy.track_record_reset"
+        ],
+        "{h:?}"
+    );
+    assert!(h.iter().all(|r| r["actor"] == "admin"), "{h:?}");
+    assert!(h[0]["payload"].get("changes").is_none(), "{:?}", h[0]);
+    let changes = h[1]["payload"]["changes"].as_array().unwrap();
+    let fields: Vec<&str> = changes
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["condition.expression", "mode"], "{changes:?}");
+    assert_eq!(changes[0]["before"], "global.kpis.autonomy_rate < 0.5");
+    assert_eq!(changes[0]["after"], "global.kpis.autonomy_rate < 0.4");
+    assert_eq!(changes[1]["before"], Value::Null);
+    assert_eq!(changes[1]["after"], "shadow");
+    assert_eq!(h[2]["payload"]["note"], "the planner bug is fixed");
 }

@@ -269,3 +269,45 @@ fn a_backtest_refuses_what_it_cannot_read() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_custom_policy_example_passes_cel_custom_kpi_and_shadow() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies/custom.test.toml");
+    let out = metaloop(&["policy", "test", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_bad_expression_in_a_config_file_is_refused_at_its_place_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("metaloop.toml");
+    std::fs::write(
+        &cfg,
+        r#"data_dir = "/tmp/x"
+
+[[policies]]
+id = "drift_watch"
+name = "Drift in one domain"
+condition.expression = "domains.exists(d, domains[d].drfit.overall_success_rate < -0.05)"
+directive_template.type = "REQUEST_REVIEW"
+directive_template.action = "review"
+directive_template.target = { matching = "domains.filter(d, domains[d].drift.overall_success_rate < -0.05)" }
+directive_template.knob = "review.drift"
+directive_template.parameters = { value = "drift" }
+directive_template.target_kpi = "overall_success_rate"
+directive_template.impact_level = "MINIMAL"
+"#,
+    )
+    .unwrap();
+    let out = metaloop(&["config", "check", cfg.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // line 6: the expression starts at column 25, and its 28th character is the `.` of `.drfit`
+    assert!(
+        stderr.contains("metaloop.toml:6:53: policy drift_watch: condition expression: domain has no field drfit"),
+        "{stderr}"
+    );
+}

@@ -55,6 +55,16 @@ pub enum KpiKind {
     Score,
 }
 
+/// True for a name a KPI can have: a built-in one, or a custom one of letters, digits, `_`,
+/// `.` and `-` (at most 128 bytes).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// The direction and kind of a built-in KPI, `None` for a custom one.
 pub fn builtin(name: &str) -> Option<(Direction, KpiKind)> {
     Some(match name {

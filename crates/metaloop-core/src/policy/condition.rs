@@ -39,6 +39,11 @@ pub struct Condition {
     /// At least one of these holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub any: Vec<Condition>,
+    /// A CEL expression over the snapshot and the policy's state that must be true (see
+    /// [`super::expression`]); it reads values as they are, so its own evidence is certain:
+    /// combine it with a structured part, or test `evidence_missed`, when values are samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
 }
 
 /// A playbook found credibly below its floor.
@@ -64,6 +69,9 @@ pub struct ConditionEval {
     /// Playbooks found below their floor (for `failing_playbook` targets).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing_playbooks: Vec<FailingPlaybook>,
+    /// Why an expression could not be evaluated (a key not in this snapshot, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Condition {
@@ -72,9 +80,13 @@ impl Condition {
         let has_leaf = self.goal_gap_metric.is_some()
             || self.min_underperforming_domains.is_some()
             || self.pattern.is_some()
-            || self.playbook_success_below.is_some();
+            || self.playbook_success_below.is_some()
+            || self.expression.is_some();
         if !has_leaf && self.all.is_empty() && self.any.is_empty() {
-            return Err("empty condition: set goal_gap_metric, min_underperforming_domains, pattern, playbook_success_below, all or any".into());
+            return Err("empty condition: set goal_gap_metric, min_underperforming_domains, pattern, playbook_success_below, expression, all or any".into());
+        }
+        if let Some(e) = &self.expression {
+            super::expression::compile(e).map_err(|e| format!("expression {e}"))?;
         }
         match (&self.goal_gap_metric, self.goal_gap_threshold) {
             (Some(_), None) => return Err("goal_gap_metric needs goal_gap_threshold".into()),
@@ -127,9 +139,37 @@ impl Condition {
         self.all.iter().find_map(Condition::gap_metric)
     }
 
-    /// Evaluates the condition.
+    /// True when it (or a part of it) has an expression.
+    pub fn has_expression(&self) -> bool {
+        self.expression.is_some() || self.all.iter().chain(&self.any).any(Self::has_expression)
+    }
+
+    /// Evaluates the condition; an expression sees the snapshot and a policy with no record.
     pub fn evaluate(&self, snap: &CrossDomainSnapshot, goals: &[Goal]) -> ConditionEval {
+        if !self.has_expression() {
+            return self.evaluate_in(snap, goals, None);
+        }
+        let vars = super::expression::Variables::of(snap, goals);
+        let mut ctx = vars.context();
+        ctx.add_variable_from_value(
+            "policy",
+            super::expression::policy_value("", 0, &Default::default()),
+        );
+        self.evaluate_in(snap, goals, Some(&ctx))
+    }
+
+    /// Evaluates the condition; `ctx` holds the expression variables (every snapshot
+    /// variable and `policy`) when the condition has an expression.
+    pub fn evaluate_in(
+        &self,
+        snap: &CrossDomainSnapshot,
+        goals: &[Goal],
+        ctx: Option<&cel::Context<'_, '_>>,
+    ) -> ConditionEval {
         let mut parts: Vec<ConditionEval> = Vec::new();
+        if let Some(source) = &self.expression {
+            parts.push(expression(source, snap, ctx));
+        }
         if let Some(metric) = &self.goal_gap_metric {
             parts.push(goal_gap(
                 snap,
@@ -152,6 +192,7 @@ impl Condition {
                 coverage: snap.coverage,
                 values,
                 failing_playbooks: vec![],
+                notes: vec![],
             });
         }
         if let Some(floor) = self.playbook_success_below {
@@ -162,10 +203,13 @@ impl Condition {
                 self.playbook_credibility.unwrap_or(0.95),
             ));
         }
-        parts.extend(self.all.iter().map(|c| c.evaluate(snap, goals)));
+        parts.extend(self.all.iter().map(|c| c.evaluate_in(snap, goals, ctx)));
         if !self.any.is_empty() {
-            let evals: Vec<ConditionEval> =
-                self.any.iter().map(|c| c.evaluate(snap, goals)).collect();
+            let evals: Vec<ConditionEval> = self
+                .any
+                .iter()
+                .map(|c| c.evaluate_in(snap, goals, ctx))
+                .collect();
             let best = evals
                 .iter()
                 .filter(|e| e.holds)
@@ -191,8 +235,48 @@ impl Condition {
             out.coverage = out.coverage.min(p.coverage);
             out.values.extend(p.values);
             out.failing_playbooks.extend(p.failing_playbooks);
+            out.notes.extend(p.notes);
         }
         out
+    }
+}
+
+fn expression(
+    source: &str,
+    snap: &CrossDomainSnapshot,
+    ctx: Option<&cel::Context<'_, '_>>,
+) -> ConditionEval {
+    let fail = |note: String| ConditionEval {
+        holds: false,
+        evidence: 0.0,
+        coverage: snap.coverage,
+        notes: vec![note],
+        ..Default::default()
+    };
+    let compiled = match super::expression::compile(source) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("expression {e}")),
+    };
+    let Some(ctx) = ctx else {
+        return fail("expression evaluated without its variables".into());
+    };
+    let r = compiled.evaluate(ctx);
+    ConditionEval {
+        holds: r.holds,
+        // the values are read as they are: certain facts, not estimates
+        evidence: if r.holds { 1.0 } else { 0.0 },
+        coverage: snap.coverage,
+        values: r
+            .bindings
+            .into_iter()
+            .map(|(k, v)| (format!("cel:{k}"), v))
+            .collect(),
+        failing_playbooks: vec![],
+        notes: r
+            .error
+            .map(|e| format!("expression: {e}"))
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -215,6 +299,7 @@ fn goal_gap(
             coverage: 0.0,
             values,
             failing_playbooks: vec![],
+            notes: vec![],
         };
     };
     values.insert(format!("goal_gap.{metric}"), *gap);
@@ -240,6 +325,7 @@ fn goal_gap(
         coverage,
         values,
         failing_playbooks: vec![],
+        notes: vec![],
     }
 }
 
@@ -283,6 +369,7 @@ fn underperforming(snap: &CrossDomainSnapshot, goals: &[Goal], n: u32) -> Condit
         coverage: snap.coverage,
         values,
         failing_playbooks: vec![],
+        notes: vec![],
     }
 }
 
@@ -332,6 +419,7 @@ fn failing_playbooks(
         coverage: snap.coverage,
         values,
         failing_playbooks: found,
+        notes: vec![],
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod condition;
 pub mod confidence;
 mod defaults;
+pub mod expression;
 pub mod template;
 
 pub use condition::{Condition, ConditionEval, FailingPlaybook};
@@ -106,5 +107,26 @@ impl MetaPolicy {
         self.directive_template
             .validate()
             .map_err(|e| format!("policy {}: directive_template: {e}", self.id))
+    }
+
+    /// True when its condition or its target is a CEL expression.
+    pub fn uses_expressions(&self) -> bool {
+        self.condition.has_expression()
+            || matches!(self.directive_template.target, TargetSelector::Matching(_))
+    }
+
+    /// Checks what needs the goals: a custom KPI the policy targets or guards takes its
+    /// direction (and so what "better" means to verification) from its goal.
+    pub fn validate_against(&self, goals: &[crate::goal::Goal]) -> Result<(), String> {
+        let t = &self.directive_template;
+        for k in std::iter::once(&t.target_kpi).chain(t.side_effects.keys()) {
+            if crate::kpi::builtin(k).is_none() && !goals.iter().any(|g| &g.kpi == k) {
+                return Err(format!(
+                    "policy {}: {k} is a custom KPI with no goal: add a [[goals]] entry for it (kpi = {k:?}, its target and direction) so that verification knows which way is better",
+                    self.id
+                ));
+            }
+        }
+        Ok(())
     }
 }

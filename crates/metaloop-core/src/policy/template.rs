@@ -17,6 +17,9 @@ pub enum TargetSelector {
     FailingPlaybook,
     /// A fixed domain.
     Domain(String),
+    /// The domains a CEL expression lists (`domains.filter(d, domains[d].trust_exceptions
+    /// >= 5)`), in order; it sees what conditions see.
+    Matching(String),
 }
 
 /// The directive a policy issues.
@@ -104,9 +107,12 @@ impl DirectiveTemplate {
         if self.knob.contains("{node}") && self.target != TargetSelector::PatternRoot {
             return Err("{node} in knob needs target pattern_root".into());
         }
-        if kpi::builtin(&self.target_kpi).is_none() {
+        if let TargetSelector::Matching(e) = &self.target {
+            super::expression::compile_domains(e).map_err(|e| format!("target expression {e}"))?;
+        }
+        if !kpi::valid_name(&self.target_kpi) {
             return Err(format!(
-                "target_kpi {:?} is not a built-in KPI (overall_success_rate, mean_recovery_time_seconds, autonomy_rate, human_intervention_rate, compliance_score)",
+                "target_kpi {:?} is not a KPI name: a built-in KPI (overall_success_rate, mean_recovery_time_seconds, autonomy_rate, human_intervention_rate, compliance_score) or a custom one (letters, digits, '_', '.', '-')",
                 self.target_kpi
             ));
         }
@@ -137,8 +143,8 @@ impl DirectiveTemplate {
             return Err(format!("min_effect must be a non-negative number, got {m}"));
         }
         for (k, tol) in &self.side_effects {
-            if kpi::builtin(k).is_none() {
-                return Err(format!("side_effects: unknown KPI {k:?}"));
+            if !kpi::valid_name(k) {
+                return Err(format!("side_effects: {k:?} is not a KPI name"));
             }
             if !tol.is_finite() || *tol < 0.0 {
                 return Err(format!(

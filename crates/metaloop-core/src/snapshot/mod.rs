@@ -22,7 +22,7 @@ pub struct PlaybookSummary {
 }
 
 /// One domain's view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DomainSnapshot {
     pub health: HealthState,
     /// Nodes not healthy.
@@ -55,7 +55,7 @@ pub struct Analysis {
 }
 
 /// The snapshot of one cycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CrossDomainSnapshot {
     pub id: String,
     pub cycle: u64,

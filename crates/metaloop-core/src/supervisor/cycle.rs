@@ -588,10 +588,29 @@ impl Supervisor {
         // domains a shadow directive takes this cycle: they block other shadow decisions,
         // never live ones
         let mut taken_shadow: BTreeSet<String> = BTreeSet::new();
+        // expression variables: built once a cycle, when a policy has an expression
+        let vars = policies
+            .iter()
+            .any(MetaPolicy::uses_expressions)
+            .then(|| crate::policy::expression::Variables::of(snap, &self.state.goals));
+        let root = vars.as_ref().map(|v| v.context());
         for p in &policies {
             let shadow = self.cfg.shadow || p.mode == PolicyMode::Shadow;
             let ps = &self.state.policies[&p.id];
-            let eval = p.condition.evaluate(snap, &self.state.goals);
+            let ctx = match &root {
+                Some(root) if p.uses_expressions() => {
+                    let mut ctx = root.new_inner_scope();
+                    ctx.add_variable_from_value(
+                        "policy",
+                        crate::policy::expression::policy_value(&p.id, ps.streak, &ps.track),
+                    );
+                    Some(ctx)
+                }
+                _ => None,
+            };
+            let eval = p
+                .condition
+                .evaluate_in(snap, &self.state.goals, ctx.as_ref());
             let streak = if eval.holds { ps.streak + 1 } else { 0 };
             let factors = combine(eval.evidence, ps.track.score(), eval.coverage);
             let mut issued = Vec::new();
@@ -611,7 +630,7 @@ impl Supervisor {
                 )
             } else {
                 let mut skipped = Vec::new();
-                for c in self.candidates(p, snap, &eval) {
+                for c in self.candidates(p, snap, &eval, ctx.as_ref()) {
                     let key = format!("{}/{}", c.domain, c.knob);
                     let why_not = if taken.contains(&c.domain)
                         || shadow && taken_shadow.contains(&c.domain)
@@ -642,12 +661,18 @@ impl Supervisor {
                             short(&h.directive.id),
                             h.status
                         ))
-                    } else if let Some(h) = self.state.held_by(
-                        &c.domain,
-                        self.cfg.verification.control_hold_samples,
-                        self.cfg.verification.max_horizon_cycles,
-                        shadow,
-                    ) {
+                    } else if let Some(h) = (p.directive_template.directive_type
+                        != DirectiveType::RequestReview)
+                        .then(|| {
+                            self.state.held_by(
+                                &c.domain,
+                                self.cfg.verification.control_hold_samples,
+                                self.cfg.verification.max_horizon_cycles,
+                                shadow,
+                            )
+                        })
+                        .flatten()
+                    {
                         Some(format!(
                             "directive {} ({} in {}) is being verified with {} in it: another change there waits until it has {} observations after its change",
                             short(&h.directive.id),
@@ -675,8 +700,11 @@ impl Supervisor {
                         Some(format!("already {value}"))
                     } else if let Some(why) = self.flap_hold(&key, p, snap.cycle) {
                         Some(why)
-                    } else if p.directive_template.experiment_first {
-                        // the arms are compared with each other: no baseline needed
+                    } else if p.directive_template.experiment_first
+                        || p.directive_template.directive_type == DirectiveType::RequestReview
+                    {
+                        // the arms are compared with each other; a review changes nothing:
+                        // no baseline needed
                         None
                     } else {
                         self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
@@ -779,9 +807,25 @@ impl Supervisor {
         p: &MetaPolicy,
         snap: &CrossDomainSnapshot,
         eval: &ConditionEval,
+        ctx: Option<&cel::Context<'_, '_>>,
     ) -> Vec<Candidate> {
         let t = &p.directive_template;
         match &t.target {
+            TargetSelector::Matching(source) => {
+                let found = match (crate::policy::expression::compile_domains(source), ctx) {
+                    (Ok(c), Some(ctx)) => c.domains(ctx).unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                found
+                    .into_iter()
+                    .filter(|d| snap.domains.contains_key(d))
+                    .map(|d| Candidate {
+                        knob: t.knob.clone(),
+                        why: format!("{d} (listed by the target expression)"),
+                        domain: d,
+                    })
+                    .collect()
+            }
             TargetSelector::Domain(d) => {
                 vec![Candidate {
                     domain: d.clone(),

@@ -548,7 +548,52 @@ impl Supervisor {
             return Err(InputError::EmptyApprover);
         }
         policy.validate().map_err(InputError::InvalidPolicy)?;
-        self.commit(now, by, RecordBody::PolicyRegistered { policy });
+        policy
+            .validate_against(&self.state.goals)
+            .map_err(InputError::InvalidPolicy)?;
+        let changes = self
+            .state
+            .policies
+            .get(&policy.id)
+            .map(|old| crate::record::policy_changes(&old.policy, &policy))
+            .unwrap_or_default();
+        self.commit(now, by, RecordBody::PolicyRegistered { policy, changes });
+        Ok(())
+    }
+
+    /// Clears a policy's track record (an admin's decision, with a note saying why): its
+    /// confidence starts again from the prior.
+    pub fn reset_track_record(
+        &mut self,
+        id: &str,
+        by: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<(), InputError> {
+        let by = by.trim();
+        if by.is_empty() {
+            return Err(InputError::EmptyApprover);
+        }
+        let previous = self
+            .state
+            .policies
+            .get(id)
+            .ok_or_else(|| InputError::UnknownPolicy(id.into()))?
+            .track;
+        if note.trim().is_empty() {
+            return Err(InputError::InvalidPolicy(format!(
+                "policy {id}: resetting its track record needs a note saying why"
+            )));
+        }
+        self.commit(
+            now,
+            by,
+            RecordBody::TrackRecordReset {
+                policy_id: id.into(),
+                note: note.trim().into(),
+                previous,
+            },
+        );
         Ok(())
     }
 

@@ -724,7 +724,7 @@ impl State {
                 self.alerts.remove(key);
             }
             RecordBody::Summary { .. } => {}
-            RecordBody::PolicyRegistered { policy } => {
+            RecordBody::PolicyRegistered { policy, .. } => {
                 let prev = self.policies.remove(&policy.id);
                 self.policies.insert(
                     policy.id.clone(),
@@ -747,6 +747,12 @@ impl State {
                     if !enabled {
                         p.streak = 0;
                     }
+                }
+            }
+            RecordBody::TrackRecordReset { policy_id, .. } => {
+                if let Some(p) = self.policies.get_mut(policy_id) {
+                    p.track = Default::default();
+                    p.changed_at_run_time = true;
                 }
             }
         }

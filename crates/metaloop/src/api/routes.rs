@@ -35,6 +35,8 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_policies, register_policy))
         .routes(routes!(enable_policy))
         .routes(routes!(disable_policy))
+        .routes(routes!(policy_history))
+        .routes(routes!(reset_track_record))
         .routes(routes!(ledger_records))
         .routes(routes!(checkpoints))
         .routes(routes!(events))
@@ -525,6 +527,84 @@ async fn disable_policy(
     Path(id): Path<String>,
 ) -> Result<Json<PolicyEnabled>, ApiError> {
     set_enabled(s, p, id, false).await
+}
+
+#[utoipa::path(get, path = "/v1/policies/{id}/history", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    responses((status = 200, description = "Every ledger record about the policy, oldest first: registrations and edits (with the fields they changed), enables and disables, track-record updates and resets, each with its principal", body = Vec<RecordView>),
+              (status = 404, description = "No such policy", body = ErrorBody)))]
+async fn policy_history(
+    State(s): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<Json<Vec<RecordView>>, ApiError> {
+    p.require(READERS)?;
+    only_known(&q, &[])?;
+    let idc = id.clone();
+    let known = s
+        .runtime
+        .call(move |sup| sup.state().policies.contains_key(&idc))
+        .await?;
+    if !known {
+        return Err(ApiError::NotFound(format!("unknown policy {id}")));
+    }
+    let resource = format!("policy/{id}");
+    let records = s
+        .ledger
+        .read_all()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mine: Vec<_> = records
+        .into_iter()
+        .filter(|r| r.resource == resource)
+        .collect();
+    Ok(Json(views::view(
+        serde_json::to_value(mine).unwrap_or_default(),
+    )?))
+}
+
+#[utoipa::path(post, path = "/v1/policies/{id}/reset", tag = "policies", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    request_body(content = Note, description = "Why the track record is cleared (required)", content_type = "application/json"),
+    responses((status = 200, description = "The track record was cleared; the one it had", body = TrackRecordReset),
+              (status = 400, description = "No note", body = ErrorBody),
+              (status = 404, description = "No such policy", body = ErrorBody)))]
+async fn reset_track_record(
+    State(s): State<ApiState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<TrackRecordReset>, ApiError> {
+    p.require(ADMINS)?;
+    let note: Note = if body.is_empty() {
+        Note { note: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            let msg = e.to_string();
+            let field = msg.split('`').nth(1).unwrap_or("body").to_string();
+            ApiError::BadRequest {
+                field,
+                message: format!("body: {msg}"),
+            }
+        })?
+    };
+    let now = (s.clock)();
+    let who = p.name.clone();
+    let idc = id.clone();
+    let previous = s
+        .runtime
+        .call(move |sup| {
+            let previous = sup.state().policies.get(&idc).map(|p| p.track);
+            sup.reset_track_record(&idc, &who, note.note.as_deref().unwrap_or(""), now)
+                .map(|()| previous.unwrap_or_default())
+        })
+        .await?
+        .map_err(input_error)?;
+    Ok(Json(TrackRecordReset {
+        policy: id,
+        previous: views::view(serde_json::to_value(previous).unwrap_or_default())?,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/ledger/records", tag = "ledger", security(("bearer" = [])),

@@ -164,6 +164,22 @@ pub struct Registered {
     pub registered: String,
 }
 
+/// `POST /v1/policies/{id}/reset`: the track record the policy had.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrackRecordReset {
+    pub policy: String,
+    pub previous: TrackRecordView,
+}
+
+/// A policy's track record: its verdicts so far.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrackRecordView {
+    pub verified: u64,
+    /// `no_effect` and `degraded` verdicts.
+    pub failed: u64,
+    pub inconclusive: u64,
+}
+
 /// `POST /v1/policies/{id}/enable|disable`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PolicyEnabled {

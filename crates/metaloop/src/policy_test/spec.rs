@@ -204,7 +204,9 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 /// Reads a test file and what it names; errors carry `file:line:column`.
 pub fn load(path: &Path) -> Result<LoadedFile, ConfigError> {
     let name = path.display().to_string();
-    let file: TestFile = parse_toml(&read(path)?, &name)?;
+    let text = read(path)?;
+    let file: TestFile = parse_toml(&text, &name)?;
+    crate::config::check_expressions(&text, &name, &file.policies)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut config = match &file.config {
         Some(c) => FileConfig::load(&dir.join(c))?.supervisor(),
@@ -213,7 +215,9 @@ pub fn load(path: &Path) -> Result<LoadedFile, ConfigError> {
     let mut policies: Vec<MetaPolicy> = Vec::new();
     for p in &file.policy_files {
         let p = dir.join(p);
-        let f: PolicyFile = parse_toml(&read(&p)?, &p.display().to_string())?;
+        let text = read(&p)?;
+        let f: PolicyFile = parse_toml(&text, &p.display().to_string())?;
+        crate::config::check_expressions(&text, &p.display().to_string(), &f.policies)?;
         for policy in f.policies {
             policy
                 .validate()
@@ -294,6 +298,7 @@ pub fn load_policies(path: &Path) -> Result<Vec<MetaPolicy>, ConfigError> {
     let table: toml::Table = parse_toml(&text, &name)?;
     if table.keys().all(|k| k == "policies") {
         let f: PolicyFile = parse_toml(&text, &name)?;
+        crate::config::check_expressions(&text, &name, &f.policies)?;
         for p in &f.policies {
             p.validate()
                 .map_err(|e| ConfigError(format!("{name}: {e}")))?;
