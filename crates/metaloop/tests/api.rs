@@ -567,6 +567,14 @@ async fn every_route_answers_401_403_400_404_and_success() {
         ),
         (
             "GET",
+            "/v1/recommendations".into(),
+            None,
+            "viewer",
+            Some("adapter"),
+            Some(("/v1/recommendations?x=1".into(), None, "x")),
+        ),
+        (
+            "GET",
             "/v1/policies/custom/history".into(),
             None,
             "viewer",

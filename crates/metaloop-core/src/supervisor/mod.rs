@@ -3,8 +3,10 @@
 
 mod cycle;
 mod ids;
+mod recommendation;
 mod state;
 
+pub use recommendation::{Recommendation, RecommendationKind, SILENT_CYCLES};
 pub use state::{AppliedChange, Approval, DirectiveState, PatternTrack, PolicyState, State};
 
 use crate::config::SupervisorConfig;

@@ -36,6 +36,7 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(enable_policy))
         .routes(routes!(disable_policy))
         .routes(routes!(policy_history))
+        .routes(routes!(recommendations))
         .routes(routes!(reset_track_record))
         .routes(routes!(ledger_records))
         .routes(routes!(checkpoints))
@@ -527,6 +528,22 @@ async fn disable_policy(
     Path(id): Path<String>,
 ) -> Result<Json<PolicyEnabled>, ApiError> {
     set_enabled(s, p, id, false).await
+}
+
+#[utoipa::path(get, path = "/v1/recommendations", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, description = "Policy changes the track records and verdicts suggest (never applied by metaloop)", body = Vec<RecommendationView>)))]
+async fn recommendations(
+    State(s): State<ApiState>,
+    p: Principal,
+    Query(q): Q,
+) -> Result<Json<Vec<RecommendationView>>, ApiError> {
+    p.require(READERS)?;
+    only_known(&q, &[])?;
+    let v = s
+        .runtime
+        .call(|sup| serde_json::to_value(sup.state().recommendations()).unwrap_or_default())
+        .await?;
+    Ok(Json(views::view(v)?))
 }
 
 #[utoipa::path(get, path = "/v1/policies/{id}/history", tag = "policies", security(("bearer" = [])),

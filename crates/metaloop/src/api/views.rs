@@ -164,6 +164,15 @@ pub struct Registered {
     pub registered: String,
 }
 
+/// A suggested change to a policy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecommendationView {
+    pub policy_id: String,
+    /// `small_steps`, `keeps_failing` or `silent`.
+    pub kind: String,
+    pub text: String,
+}
+
 /// `POST /v1/policies/{id}/reset`: the track record the policy had.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrackRecordReset {
