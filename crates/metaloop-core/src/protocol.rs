@@ -250,6 +250,11 @@ impl DirectiveMessage {
 /// Knob name of the planner's autonomy threshold in a domain.
 pub const KNOB_PLANNER_THRESHOLD: &str = "planner.confidence_threshold";
 
+/// Knob name of the planner's review band (what `ADJUST_CONFIDENCE` moves): incidents whose
+/// confidence is at most this far below the threshold run the planner's playbook once a human
+/// approves it, rather than being handled by hand.
+pub const KNOB_PLANNER_REVIEW_BAND: &str = "planner.review_band";
+
 /// Knob name that enables or disables a playbook.
 pub fn playbook_knob(playbook: &str) -> String {
     format!("playbook.{playbook}.enabled")

@@ -2,8 +2,10 @@
 //! and why one is refused.
 
 use crate::domain::{DomainSpec, Knobs, PROBE_SYNTHETIC};
-use crate::planner::{THRESHOLD_RANGE, quantize_threshold};
-use metaloop_core::protocol::{DirectiveMessage, KNOB_PLANNER_THRESHOLD};
+use crate::planner::{REVIEW_BAND_RANGE, THRESHOLD_RANGE, quantize_threshold};
+use metaloop_core::protocol::{
+    DirectiveMessage, KNOB_PLANNER_REVIEW_BAND, KNOB_PLANNER_THRESHOLD,
+};
 use serde_json::Value;
 
 /// Why the spine refused a directive; its text is the `reason` of `meta.directive.refused`.
@@ -14,7 +16,7 @@ pub enum Refusal {
     UnknownDomain { domain: String, known: String },
     /// The knob name matches no knob pattern.
     #[error(
-        "unknown knob '{knob}' in domain {domain} (known: planner.confidence_threshold, playbook.<name>.enabled, probe.<name>.enabled)"
+        "unknown knob '{knob}' in domain {domain} (known: planner.confidence_threshold, planner.review_band, playbook.<name>.enabled, probe.<name>.enabled)"
     )]
     UnknownKnob { domain: String, knob: String },
     /// `playbook.<name>.enabled` names no playbook of the domain.
@@ -43,6 +45,9 @@ pub enum Refusal {
     /// The threshold would leave its allowed range.
     #[error("value {value} out of range [{}, {}] for planner.confidence_threshold", THRESHOLD_RANGE.0, THRESHOLD_RANGE.1)]
     ThresholdOutOfRange { value: f64 },
+    /// The review band would leave its allowed range.
+    #[error("value {value} out of range [{}, {}] for planner.review_band", REVIEW_BAND_RANGE.0, REVIEW_BAND_RANGE.1)]
+    ReviewBandOutOfRange { value: f64 },
     /// An experiment already runs in the domain.
     #[error("experiment {id} already runs in domain {domain} (one at a time)")]
     ExperimentRunning { domain: String, id: String },
@@ -57,6 +62,7 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Knob {
     Threshold,
+    ReviewBand,
     Playbook(usize),
     Probe,
 }
@@ -74,6 +80,9 @@ pub(crate) struct KnobChange {
 pub(crate) fn parse_knob(spec: &DomainSpec, knob: &str) -> Result<Knob, Refusal> {
     if knob == KNOB_PLANNER_THRESHOLD {
         return Ok(Knob::Threshold);
+    }
+    if knob == KNOB_PLANNER_REVIEW_BAND {
+        return Ok(Knob::ReviewBand);
     }
     if let Some(name) = knob
         .strip_prefix("playbook.")
@@ -115,6 +124,7 @@ pub(crate) fn parse_knob(spec: &DomainSpec, knob: &str) -> Result<Knob, Refusal>
 pub(crate) fn knob_value(knobs: &Knobs, knob: Knob) -> Value {
     match knob {
         Knob::Threshold => Value::from(knobs.threshold),
+        Knob::ReviewBand => Value::from(knobs.review_band),
         Knob::Playbook(i) => Value::from(knobs.playbook_enabled[i]),
         Knob::Probe => Value::from(knobs.probe_enabled),
     }
@@ -157,6 +167,18 @@ pub(crate) fn interpret_action(
                 return Err(Refusal::ThresholdOutOfRange { value });
             }
             next.threshold = value;
+        }
+        Knob::ReviewBand => {
+            let value = if action == "adjust" {
+                knobs.review_band + number(parameters, "adjustment")?
+            } else {
+                number(parameters, "value")?
+            };
+            let value = quantize_threshold(value);
+            if !(REVIEW_BAND_RANGE.0..=REVIEW_BAND_RANGE.1).contains(&value) {
+                return Err(Refusal::ReviewBandOutOfRange { value });
+            }
+            next.review_band = value;
         }
         Knob::Playbook(i) => {
             next.playbook_enabled[i] = switch(knob_name, action, parameters)?;

@@ -54,6 +54,7 @@ impl DomainSpec {
             threshold: self.threshold,
             playbook_enabled: self.playbooks.iter().map(|p| p.enabled).collect(),
             probe_enabled: self.probe_enabled,
+            review_band: 0.0,
         }
     }
 
@@ -75,6 +76,9 @@ pub(crate) struct Knobs {
     pub(crate) playbook_enabled: Vec<bool>,
     /// `probe.synthetic.enabled`.
     pub(crate) probe_enabled: bool,
+    /// `planner.review_band`: incidents whose confidence is this close below the threshold
+    /// run the planner's playbook once a human approves it, instead of being handled by hand.
+    pub(crate) review_band: f64,
 }
 
 impl Knobs {
@@ -119,6 +123,10 @@ impl Conditions {
     }
 }
 
+/// A human's approval of the planner's playbook takes this fraction of the time the human
+/// would take to handle the incident by hand.
+pub(crate) const REVIEW_DELAY_FRACTION: f64 = 0.25;
+
 /// A domain's spec, knobs and conditions together: everything an incident's fate depends on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Situation<'a> {
@@ -131,6 +139,21 @@ impl Situation<'_> {
     /// True when the planner acts alone on an incident of `band`.
     pub(crate) fn acts_autonomously(&self, band: &ConfidenceBand) -> bool {
         acts_autonomously(band.confidence, self.knobs.threshold)
+    }
+
+    /// True when an incident of `band` falls in the review band: below the threshold by at
+    /// most `planner.review_band`, so a human approves the planner's playbook rather than
+    /// handling the incident by hand.
+    pub(crate) fn reviewed(&self, band: &ConfidenceBand) -> bool {
+        !self.acts_autonomously(band)
+            && band.confidence >= self.knobs.threshold - self.knobs.review_band - 1e-9
+    }
+
+    /// Mean wait for a human's approval of a reviewed incident, seconds.
+    pub(crate) fn review_delay_s(&self) -> f64 {
+        REVIEW_DELAY_FRACTION
+            * self.spec.humans.exec_mean_s(self.conditions.overloaded)
+            * self.conditions.exec_factor
     }
 
     /// Success probability when `playbook` runs without a human for an incident of `band`.

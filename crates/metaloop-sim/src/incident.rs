@@ -63,6 +63,11 @@ pub(crate) fn sample<R: Rng>(s: &Situation<'_>, rng: &mut R, fate: Option<Stratu
             s.autonomous_success(band, run),
             s.autonomous_exec_mean_s(run),
         ),
+        // in the review band: the planner's playbook, after a human's approval
+        Some(run) if !autonomous_decision && s.reviewed(band) => (
+            s.autonomous_success(band, run),
+            s.autonomous_exec_mean_s(run) + s.review_delay_s(),
+        ),
         _ => (s.human_success(), s.human_exec_mean_s()),
     };
     let detection_ms = to_millis(lognormal(s.detection_mean_s(), z_detection));
@@ -107,9 +112,16 @@ mod tests {
     fn sampled_incidents_follow_the_expectation_including_the_manual_path() {
         let spec = crate::domain::toy::spec();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        for enabled in [vec![true, true], vec![true, false], vec![false, false]] {
+        for (enabled, review_band) in [
+            (vec![true, true], 0.0),
+            (vec![true, false], 0.0),
+            (vec![false, false], 0.0),
+            (vec![true, true], 0.1),
+            (vec![false, true], 0.1),
+        ] {
             let knobs = crate::domain::Knobs {
                 playbook_enabled: enabled.clone(),
+                review_band,
                 ..spec.default_knobs()
             };
             let conditions = crate::domain::Conditions {

@@ -83,6 +83,10 @@ pub(crate) fn expected(s: &Situation<'_>) -> ExpectedKpis {
                         (1.0 - o) * auto_exec + o * human_exec,
                     )
                 }
+                Some(run) if s.reviewed(band) => (
+                    s.autonomous_success(band, run),
+                    s.autonomous_exec_mean_s(run) + s.review_delay_s(),
+                ),
                 _ => (human_success, human_exec),
             };
             pb_success += band.weight * band_success;
@@ -116,6 +120,9 @@ pub(crate) fn success_profile(s: &Situation<'_>) -> Vec<(f64, f64)> {
                 Some(run) if s.acts_autonomously(band) => {
                     profile.push((weight * (1.0 - o), s.autonomous_success(band, run)));
                     profile.push((weight * o, human_success));
+                }
+                Some(run) if s.reviewed(band) => {
+                    profile.push((weight, s.autonomous_success(band, run)));
                 }
                 _ => profile.push((weight, human_success)),
             }
@@ -176,15 +183,32 @@ mod tests {
 
         let k = at(&s, |k| k.probe_enabled = true, 0.0);
         close(k.mean_recovery_time_seconds, 1.0 + 20.0 + 0.6 * 18.5);
+
+        // a review band of 0.1 below the 0.7 threshold takes in band 0.6: its incidents run
+        // the planner's playbook once approved (success 0.5 × quality: a 0.5, b 0.4; time
+        // the playbook's plus a quarter of the human's 50 s) instead of a human's 0.95 in
+        // 50 s; autonomy and overrides do not move
+        let k = at(&s, |k| k.review_band = 0.1, 0.0);
+        close(k.overall_success_rate, 0.4 * 0.45 + 0.6 * 0.824);
+        close(
+            k.mean_recovery_time_seconds,
+            5.0 + 0.4 * (22.5 + 32.5) / 2.0 + 0.6 * (14.0 + 23.0) / 2.0,
+        );
+        close(k.autonomy_rate, 0.6);
+        close(k.human_intervention_rate, 0.06);
+        // a band that reaches no confidence level changes nothing
+        let k = at(&s, |k| k.review_band = 0.05, 0.0);
+        close(k.overall_success_rate, 0.38 + 0.6 * 0.824);
     }
 
     #[test]
     fn success_profile_is_a_distribution_with_the_expected_mean() {
         let s = spec();
         for enabled in [vec![true, true], vec![false, true], vec![false, false]] {
-            for threshold in [0.55, 0.7, 0.95] {
+            for (threshold, review_band) in [(0.55, 0.0), (0.7, 0.0), (0.95, 0.0), (0.7, 0.2)] {
                 let knobs = crate::domain::Knobs {
                     threshold,
+                    review_band,
                     playbook_enabled: enabled.clone(),
                     ..s.default_knobs()
                 };

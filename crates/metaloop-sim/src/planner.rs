@@ -4,6 +4,9 @@
 /// Allowed range of the `planner.confidence_threshold` knob.
 pub const THRESHOLD_RANGE: (f64, f64) = (0.5, 0.95);
 
+/// Allowed range of the `planner.review_band` knob.
+pub const REVIEW_BAND_RANGE: (f64, f64) = (0.0, 0.5);
+
 /// Threshold values are kept on a 1e-4 grid so that `0.70 + 0.05 - 0.05` is `0.70` again.
 pub(crate) fn quantize_threshold(value: f64) -> f64 {
     (value * 10_000.0).round() / 10_000.0

@@ -383,3 +383,45 @@ fn noise_truth_is_exactly_zero_for_every_kind_of_directive() {
     }
     assert!(spine.truths().count() > 40);
 }
+
+#[test]
+fn adjust_confidence_widens_the_review_band_trading_success_for_speed_not_autonomy() {
+    let mut spine = Spine::new(Scenario::Seed, 1, minutes(0));
+    let before = spine.expected_kpis("application").unwrap();
+    let mut d = directive(
+        "band",
+        "application",
+        "planner.review_band",
+        "adjust",
+        json!({"adjustment": 0.2}),
+        "mean_recovery_time_seconds",
+    );
+    d.directive_type = "ADJUST_CONFIDENCE".into();
+    let ack = spine.deliver(&d, spine.now());
+    assert_eq!(applied(&ack), (json!(0.0), json!(0.2)));
+    let after = spine.expected_kpis("application").unwrap();
+    // incidents just below the threshold now run the planner's playbook after a human's
+    // approval instead of by hand: faster, not autonomous, less sure
+    assert!(
+        after.mean_recovery_time_seconds < before.mean_recovery_time_seconds - 1.0,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.autonomy_rate, before.autonomy_rate);
+    assert_eq!(after.human_intervention_rate, before.human_intervention_rate);
+    assert!(
+        after.overall_success_rate < before.overall_success_rate,
+        "{before:?} -> {after:?}"
+    );
+    let truth = spine.truth("band").expect("an applied directive has its truth");
+    assert!(truth.effect > 0.0, "recovery time is the target: {truth:?}");
+    let mut too_wide = directive(
+        "wide",
+        "application",
+        "planner.review_band",
+        "set",
+        json!({"value": 0.7}),
+        "mean_recovery_time_seconds",
+    );
+    too_wide.directive_type = "ADJUST_CONFIDENCE".into();
+    refuse(&mut spine, too_wide, &["out of range [0, 0.5] for planner.review_band"]);
+}
