@@ -79,6 +79,10 @@ enum Op {
     Ack(usize, bool),
     /// An ack for a directive nobody issued.
     BogusAck,
+    /// An admin edits the n-th policy (its gap threshold, or its mode).
+    EditPolicy(usize, bool),
+    /// An admin resets the n-th policy's track record (with or without the required note).
+    ResetTrack(usize, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -90,6 +94,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize, 0..3usize).prop_map(|(i, a)| Op::Reject(i, a)),
         2 => (0..4usize, any::<bool>()).prop_map(|(i, ok)| Op::Ack(i, ok)),
         1 => Just(Op::BogusAck),
+        1 => (0..6usize, any::<bool>()).prop_map(|(i, m)| Op::EditPolicy(i, m)),
+        1 => (0..6usize, any::<bool>()).prop_map(|(i, n)| Op::ResetTrack(i, n)),
     ]
 }
 
@@ -236,7 +242,8 @@ impl Harness {
                 Effect::Notify(_) => {}
             }
         }
-        // one in-flight directive per knob
+        // one in-flight directive per knob, and one in-flight shadow one (a shadow decision
+        // never blocks a live one: a policy switched between modes can hold both)
         let mut held = BTreeSet::new();
         for d in self
             .sup
@@ -246,7 +253,7 @@ impl Harness {
             .filter(|d| d.holds_knob())
         {
             assert!(
-                held.insert(d.directive.knob_key()),
+                held.insert((d.directive.knob_key(), d.directive.shadow)),
                 "two in-flight directives on {}",
                 d.directive.knob_key()
             );
@@ -396,6 +403,43 @@ impl Harness {
                 let e = self.event("application", data);
                 assert!(self.sup.ingest(&e).is_err());
                 assert_eq!(&before, self.sup.state(), "an unknown ack changes nothing");
+            }
+            Op::EditPolicy(i, mode) => {
+                let ids: Vec<String> = self.sup.state().policies.keys().cloned().collect();
+                let mut p = self.sup.state().policies[&ids[i % ids.len()]]
+                    .policy
+                    .clone();
+                if mode {
+                    p.mode = match p.mode {
+                        metaloop_core::policy::PolicyMode::Live => {
+                            metaloop_core::policy::PolicyMode::Shadow
+                        }
+                        metaloop_core::policy::PolicyMode::Shadow => {
+                            metaloop_core::policy::PolicyMode::Live
+                        }
+                    };
+                } else {
+                    p.cooldown_cycles += 1;
+                }
+                self.sup.register_policy(p, "admin", self.now).unwrap();
+            }
+            Op::ResetTrack(i, note) => {
+                let ids: Vec<String> = self.sup.state().policies.keys().cloned().collect();
+                let id = &ids[i % ids.len()];
+                let before = self.sup.state().clone();
+                let r = self.sup.reset_track_record(
+                    id,
+                    "admin",
+                    if note { "cause fixed" } else { " " },
+                    self.now,
+                );
+                if note {
+                    r.unwrap();
+                    assert_eq!(self.sup.state().policies[id].track, Default::default());
+                } else {
+                    assert!(r.is_err());
+                    assert_eq!(&before, self.sup.state(), "a refused reset changes nothing");
+                }
             }
         }
         self.drain();

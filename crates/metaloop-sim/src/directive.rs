@@ -3,9 +3,7 @@
 
 use crate::domain::{DomainSpec, Knobs, PROBE_SYNTHETIC};
 use crate::planner::{REVIEW_BAND_RANGE, THRESHOLD_RANGE, quantize_threshold};
-use metaloop_core::protocol::{
-    DirectiveMessage, KNOB_PLANNER_REVIEW_BAND, KNOB_PLANNER_THRESHOLD,
-};
+use metaloop_core::protocol::{DirectiveMessage, KNOB_PLANNER_REVIEW_BAND, KNOB_PLANNER_THRESHOLD};
 use serde_json::Value;
 
 /// Why the spine refused a directive; its text is the `reason` of `meta.directive.refused`.

@@ -407,12 +407,17 @@ fn adjust_confidence_widens_the_review_band_trading_success_for_speed_not_autono
         "{before:?} -> {after:?}"
     );
     assert_eq!(after.autonomy_rate, before.autonomy_rate);
-    assert_eq!(after.human_intervention_rate, before.human_intervention_rate);
+    assert_eq!(
+        after.human_intervention_rate,
+        before.human_intervention_rate
+    );
     assert!(
         after.overall_success_rate < before.overall_success_rate,
         "{before:?} -> {after:?}"
     );
-    let truth = spine.truth("band").expect("an applied directive has its truth");
+    let truth = spine
+        .truth("band")
+        .expect("an applied directive has its truth");
     assert!(truth.effect > 0.0, "recovery time is the target: {truth:?}");
     let mut too_wide = directive(
         "wide",
@@ -423,5 +428,9 @@ fn adjust_confidence_widens_the_review_band_trading_success_for_speed_not_autono
         "mean_recovery_time_seconds",
     );
     too_wide.directive_type = "ADJUST_CONFIDENCE".into();
-    refuse(&mut spine, too_wide, &["out of range [0, 0.5] for planner.review_band"]);
+    refuse(
+        &mut spine,
+        too_wide,
+        &["out of range [0, 0.5] for planner.review_band"],
+    );
 }
