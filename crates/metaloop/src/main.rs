@@ -1020,8 +1020,9 @@ fn config_check(file: &std::path::Path) -> u8 {
     }
 }
 
-/// Two API tokens for a demo: `ops` (admin, approver) and `ops2` (approver, so CRITICAL
-/// directives can get their second approver). Written with mode 0600 into the data directory.
+/// Three API tokens for a demo: `ops` (admin, approver), `ops2` (approver, so CRITICAL
+/// directives can get their second approver) and `viewer` (sees, cannot act). Written with
+/// mode 0600 into the data directory.
 fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::Tokens> {
     use sha2::{Digest, Sha256};
     use std::io::Write;
@@ -1042,6 +1043,7 @@ fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::To
                 metaloop::config::Role::Viewer,
             ],
         ),
+        ("viewer", vec![metaloop::config::Role::Viewer]),
     ] {
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;

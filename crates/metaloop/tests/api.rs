@@ -192,6 +192,9 @@ async fn server() -> Server {
         ingest: Some(Arc::new(CountingIngest)),
         clock: Arc::new(move || Timestamp(c.load(std::sync::atomic::Ordering::Relaxed))),
         metrics: Some(Arc::new(metaloop::metrics::Metrics::new())),
+        history: Default::default(),
+        truth: None,
+        checkpoint_key: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
