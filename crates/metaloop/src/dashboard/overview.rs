@@ -227,6 +227,7 @@ pub async fn render(
         .filter(|s| s != GLOBAL)
         .collect();
     let body = html! {
+        h1 { "Overview" }
         (status)
         section class="goals" {
             div class="section-head" {
