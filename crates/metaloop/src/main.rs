@@ -199,6 +199,8 @@ enum BenchCommand {
         #[arg(long)]
         no_nats: bool,
     },
+    /// The dashboard: the overview's server time for a demo history of 30 days of cycles.
+    Dashboard(metaloop::cli::bench_dashboard::BenchDashboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -727,6 +729,13 @@ async fn run_demo(args: DemoArgs) -> u8 {
 
 async fn run_bench(command: BenchCommand) -> u8 {
     match command {
+        BenchCommand::Dashboard(args) => match metaloop::cli::bench_dashboard::exec(args).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         BenchCommand::Ledger {
             ledger,
             records,

@@ -1,5 +1,6 @@
 //! Subcommands, one file each.
 
+pub mod bench_dashboard;
 pub mod check_proof;
 pub mod evaluate;
 pub mod ledger_checkpoint;

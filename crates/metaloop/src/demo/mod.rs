@@ -174,7 +174,7 @@ pub async fn open_ledger(
 }
 
 /// The demo's own record: what is being run, so a resume can check it is the same run.
-const DEMO_ACTOR: &str = "metaloop-demo";
+pub const DEMO_ACTOR: &str = "metaloop-demo";
 const DEMO_STARTED: &str = "demo.started";
 
 /// Why a demo could not start: the data directory holds a different run (exit 2).
