@@ -236,10 +236,10 @@ pub(crate) fn card(st: &DashState, frame: &Frame, p: &Pending, now: Timestamp) -
                             " → " (layout::value(&new_value(&d.action, p.current.as_ref())))
                         } }
                         tr { th { "target KPI" } td { (layout::kpi_label(&d.target_kpi)) } }
-                        tr { th { "expected" } td { (d.expected_impact) } }
+                        @if !d.expected_impact.is_empty() { tr { th { "expected" } td { (d.expected_impact) } } }
                         @if !d.side_effects.is_empty() {
                             tr { th { "tolerated side effects" } td {
-                                @for (k, v) in &d.side_effects { (layout::kpi_label(k)) " up to " (v) br; }
+                                @for (k, v) in &d.side_effects { (layout::kpi_label(k)) " worse by up to " (layout::tolerance(k, *v)) br; }
                             } }
                         }
                     }

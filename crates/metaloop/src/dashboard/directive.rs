@@ -144,7 +144,7 @@ pub async fn page(
                     @if ds.ack_timed_out { tr { th { "ack" } td class="bad" { "timed out: never assumed applied" } } }
                     tr { th { "target KPI" } td { (layout::kpi_label(&d.target_kpi)) } }
                     tr { th { "justification" } td { (d.justification) } }
-                    tr { th { "expected" } td { (d.expected_impact) } }
+                    @if !d.expected_impact.is_empty() { tr { th { "expected" } td { (d.expected_impact) } } }
                     tr { th { "confidence" } td {
                         (format!("{:.3} = evidence {:.3} × track record {:.3} × coverage {:.3}",
                             d.factors.confidence, d.factors.evidence, d.factors.track_record, d.factors.coverage))
@@ -198,41 +198,56 @@ pub async fn page(
     html_page(frame.page(&format!("Directive {}", layout::short(&d.id)), Nav::Directives, body))
 }
 
+/// One line of the timeline.
+enum Event<'a> {
+    Status(Status),
+    Approval(&'a metaloop_core::supervisor::Approval),
+}
+
 fn timeline(ds: &DirectiveState) -> Markup {
     let first = ds.lifecycle.first().map(|(_, t)| *t);
+    // the statuses and the approvals, in time order (an approval before the status it caused)
+    let mut events: Vec<(Timestamp, u8, Event<'_>)> = ds
+        .lifecycle
+        .iter()
+        .map(|(s, t)| (*t, 1, Event::Status(*s)))
+        .chain(ds.approvals.iter().map(|a| (a.at, 0, Event::Approval(a))))
+        .collect();
+    events.sort_by_key(|(t, order, _)| (*t, *order));
     html! {
         ol class="timeline" {
-            @for (status, t) in &ds.lifecycle {
-                li class=(layout::status_class(status.as_str())) {
-                    span class="when" { (layout::time_s(*t)) }
-                    (layout::status_pill(status.as_str()))
-                    @if let Some(f) = first { @if *t > f { span class="after" { "+" (layout::duration(t.millis() - f.millis())) } } }
-                    @match status {
-                        Status::PendingApproval => {
-                            span class="what" {
-                                (ds.requirement.approvals) " approval(s) needed"
-                                @if ds.requirement.review_note { ", with a review note" }
-                                @if let Some(e) = ds.expires_at { "; expires " (layout::time(e)) }
+            @for (t, _, event) in &events {
+                @match event {
+                    Event::Approval(a) => {
+                        li class="good approval" {
+                            span class="when" { (layout::time_s(a.at)) }
+                            span class="pill good" { "approval" }
+                            span class="what" { "by " strong { (a.approver) } @if !a.note.is_empty() { ": “" (a.note) "”" } }
+                        }
+                    }
+                    Event::Status(status) => {
+                        li class=(layout::status_class(status.as_str())) {
+                            span class="when" { (layout::time_s(*t)) }
+                            (layout::status_pill(status.as_str()))
+                            @if let Some(f) = first { @if *t > f { span class="after" { "+" (layout::duration(t.millis() - f.millis())) } } }
+                            @match status {
+                                Status::PendingApproval => {
+                                    span class="what" {
+                                        (ds.requirement.approvals) " approval(s) needed"
+                                        @if ds.requirement.review_note { ", with a review note" }
+                                        @if let Some(e) = ds.expires_at { "; expires " (layout::time(e)) }
+                                    }
+                                }
+                                Status::Rejected => @if let Some(r) = &ds.rejection {
+                                    span class="what" { "by " strong { (r.approver) } @if !r.note.is_empty() { ": “" (r.note) "”" } }
+                                },
+                                Status::Applied => @if let Some(a) = &ds.applied {
+                                    span class="what mono" { (layout::value(&a.previous)) " → " (layout::value(&a.current)) }
+                                },
+                                _ => {}
                             }
                         }
-                        Status::Published => @if let Some(a) = ds.approvals.last() {
-                            span class="what" { "after " (ds.approvals.len()) " approval(s), last by " strong { (a.approver) } }
-                        },
-                        Status::Rejected => @if let Some(r) = &ds.rejection {
-                            span class="what" { "by " strong { (r.approver) } @if !r.note.is_empty() { ": “" (r.note) "”" } }
-                        },
-                        Status::Applied => @if let Some(a) = &ds.applied {
-                            span class="what mono" { (layout::value(&a.previous)) " → " (layout::value(&a.current)) }
-                        },
-                        _ => {}
                     }
-                }
-            }
-            @for a in &ds.approvals {
-                li class="approval" {
-                    span class="when" { (layout::time_s(a.at)) }
-                    span class="pill good" { "approval" }
-                    span class="what" { "by " strong { (a.approver) } @if !a.note.is_empty() { ": “" (a.note) "”" } }
                 }
             }
         }
@@ -322,7 +337,7 @@ fn verdict_section(m: &Model) -> Markup {
                                         td { (layout::kpi(&g.kpi, g.pre)) }
                                         td { (layout::kpi(&g.kpi, g.post)) }
                                         td { (layout::kpi_delta(&g.kpi, g.effect)) }
-                                        td { (g.tolerance) }
+                                        td { (layout::tolerance(&g.kpi, g.tolerance)) }
                                         td { (layout::p(g.p_value)) }
                                         td { (layout::p(g.p_adjusted)) }
                                         td { @if g.failed { span class="pill bad" { "failed" } } @else { span class="pill good" { "ok" } } " " (g.note) }

@@ -177,6 +177,26 @@ pub fn kpi_delta(kpi_name: &str, v: f64) -> String {
     }
 }
 
+/// A tolerated degradation in its unit: points for rates and scores, a share for durations.
+pub fn tolerance(kpi_name: &str, v: f64) -> String {
+    if is_rate(kpi_name) {
+        format!("{:.1} pt", v * 100.0)
+    } else if kpi_name.ends_with("_seconds") {
+        format!("{:.0} %", v * 100.0)
+    } else {
+        format!("{v} points")
+    }
+}
+
+/// How far a KPI misses its goal, in its unit.
+pub fn gap(kpi_name: &str, gap: f64) -> String {
+    if is_rate(kpi_name) {
+        format!("{:.1} pt", gap.abs() * 100.0)
+    } else {
+        kpi(kpi_name, gap.abs())
+    }
+}
+
 /// A p-value.
 pub fn p(v: Option<f64>) -> String {
     match v {

@@ -59,8 +59,8 @@ impl OverviewRange {
 }
 
 /// Pixel columns of a wide chart and of a per-domain chart: one bucket each.
-const WIDE: (u32, u32) = (900, 210);
-const SMALL: (u32, u32) = (300, 130);
+const WIDE: (u32, u32) = (1240, 230);
+const SMALL: (u32, u32) = (420, 150);
 
 /// A goal as the overview shows it.
 struct GoalRow {
@@ -263,7 +263,7 @@ pub async fn render(
                         }
                         @match g.gap {
                             Some(gap) if gap <= 0.0 => span class="pill good" { "met" },
-                            Some(gap) => span class="pill bad" { "missed by " (layout::kpi(&g.kpi, gap).trim_start_matches('-')) },
+                            Some(gap) => span class="pill bad" { "missed by " (layout::gap(&g.kpi, gap)) },
                             None => span class="pill neutral" { "missing" },
                         }
                     }
