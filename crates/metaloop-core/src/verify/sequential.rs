@@ -466,6 +466,7 @@ mod tests {
             let (lo, hi) = confidence_sequence(d, s, tau, alpha);
             assert!(lo < d && d < hi, "{lo} < {d} < {hi}");
             // at each bound the mixture e-value is exactly 2 / alpha
+            use crate::verify::stats::sequential::ln_mixture_e_above;
             let e_lo = ln_mixture_e_above(d, lo, s, tau);
             let e_hi = ln_mixture_e_above(-d, -hi, s, tau);
             assert!((e_lo - (2.0 / alpha as f64).ln()).abs() < 1e-6, "{e_lo}");

@@ -216,8 +216,8 @@ mod tests {
             .map(|i| {
                 NewRecord::new(
                     i as i64,
-                    "a".into(),
-                    "x.y".into(),
+                    "a",
+                    "x.y",
                     format!("r{i}"),
                     serde_json::json!({ "i": i }),
                 )
@@ -236,9 +236,9 @@ mod tests {
         store
             .append(vec![NewRecord::new(
                 1,
-                "a".into(),
-                "x.y".into(),
-                "r".into(),
+                "a",
+                "x.y",
+                "r",
                 serde_json::json!({}),
             )])
             .await
