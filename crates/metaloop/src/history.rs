@@ -186,7 +186,13 @@ impl History {
 
     /// The alert events, newest first, at most `limit`.
     pub fn alert_events(&self, limit: usize) -> Vec<AlertEvent> {
-        self.read().alerts.iter().rev().take(limit).cloned().collect()
+        self.read()
+            .alerts
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Alert events within `[from, to]`.

@@ -423,7 +423,10 @@ struct Story<'a> {
     story: Vec<&'a metaloop_ledger::Record>,
 }
 
-fn story<'a>(records: &'a [metaloop_ledger::Record], id: &str) -> Result<Story<'a>, LedgerCmdError> {
+fn story<'a>(
+    records: &'a [metaloop_ledger::Record],
+    id: &str,
+) -> Result<Story<'a>, LedgerCmdError> {
     let proposed: Vec<&metaloop_ledger::Record> = records
         .iter()
         .filter(|r| r.action == "directive.proposed" && r.resource.starts_with(id))

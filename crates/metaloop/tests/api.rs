@@ -836,14 +836,20 @@ impl Browser {
         assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
         assert_eq!(h["location"], "/approvals");
         let set = h["set-cookie"].to_str().unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         self.cookie = Some(set.split(';').next().unwrap().to_string());
     }
 
     /// The CSRF token in the page's forms.
     async fn csrf(&self, path: &str) -> String {
         let (_, _, body) = self.get(path).await;
-        let at = body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        let at = body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
         body[at..at + 64].to_string()
     }
 }
@@ -862,7 +868,12 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
     let (st, h, body) = viewer.get("/signin").await;
     assert_eq!(st, StatusCode::OK);
     assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(h["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     assert!(body.contains("name=\"token\""));
     // a wrong token, an adapter's token (no reader role), a post from another site
     let origin = s.base.clone();
@@ -876,16 +887,30 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _, _) = viewer
-        .post("/signin", &[("token", &token("viewer"))], Some("http://evil.example"))
+        .post(
+            "/signin",
+            &[("token", &token("viewer"))],
+            Some("http://evil.example"),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // a viewer sees every page, and the pending directive
     viewer.sign_in("viewer").await;
-    for page in ["/", "/approvals", "/directives", "/policies", "/ledger", "/alerts"] {
+    for page in [
+        "/",
+        "/approvals",
+        "/directives",
+        "/policies",
+        "/ledger",
+        "/alerts",
+    ] {
         let (st, h, body) = viewer.get(page).await;
         assert_eq!(st, StatusCode::OK, "{page}: {body}");
-        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"), "{page}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{page}"
+        );
         assert!(h.contains_key("server-timing"), "{page}");
     }
     let (st, _, body) = viewer.get(&format!("/directives/{high}")).await;
@@ -906,7 +931,12 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
     assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(body.contains("viewer has roles"));
     let (_, d) = s
-        .req("GET", &format!("/v1/directives/{high}"), Some("viewer"), None)
+        .req(
+            "GET",
+            &format!("/v1/directives/{high}"),
+            Some("viewer"),
+            None,
+        )
         .await;
     assert_eq!(d["status"], "pending_approval");
 
@@ -931,7 +961,12 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "a post from another site");
     let (_, d) = s
-        .req("GET", &format!("/v1/directives/{high}"), Some("viewer"), None)
+        .req(
+            "GET",
+            &format!("/v1/directives/{high}"),
+            Some("viewer"),
+            None,
+        )
         .await;
     assert_eq!(d["approvals"], json!([]));
     // with it, the approval goes through the API's path: published, recorded as the approver
@@ -945,7 +980,12 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
     assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(h["location"], format!("/directives/{high}?decided=1"));
     let (_, d) = s
-        .req("GET", &format!("/v1/directives/{high}"), Some("viewer"), None)
+        .req(
+            "GET",
+            &format!("/v1/directives/{high}"),
+            Some("viewer"),
+            None,
+        )
         .await;
     assert_eq!(d["status"], "published");
     assert_eq!(d["approvals"][0]["approver"], "approver");
@@ -962,19 +1002,30 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
         .expect("the approval is in the ledger");
     assert_eq!(approval["actor"], "approver");
     let (_, _, page) = approver.get(&format!("/directives/{high}")).await;
-    assert!(page.contains("directive.approved"), "the ledger story is on the page");
+    assert!(
+        page.contains("directive.approved"),
+        "the ledger story is on the page"
+    );
 
     // policies: an approver may not disable one, an admin may, recorded as the admin
     let csrf = approver.csrf("/policies").await;
     let (st, _, _) = approver
-        .post("/policies/high_policy/disable", &[("csrf", &csrf)], Some(&origin))
+        .post(
+            "/policies/high_policy/disable",
+            &[("csrf", &csrf)],
+            Some(&origin),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let mut admin = Browser::new(&s.base);
     admin.sign_in("admin").await;
     let csrf = admin.csrf("/policies").await;
     let (st, _, _) = admin
-        .post("/policies/high_policy/disable", &[("csrf", &csrf)], Some(&origin))
+        .post(
+            "/policies/high_policy/disable",
+            &[("csrf", &csrf)],
+            Some(&origin),
+        )
         .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     let (_, p) = s.req("GET", "/v1/policies", Some("viewer"), None).await;
@@ -998,7 +1049,9 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
 
     // signing out ends the session
     let csrf = admin.csrf("/").await;
-    let (st, _, _) = admin.post("/signout", &[("csrf", &csrf)], Some(&origin)).await;
+    let (st, _, _) = admin
+        .post("/signout", &[("csrf", &csrf)], Some(&origin))
+        .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     let (st, _, _) = admin.get("/").await;
     assert_eq!(st, StatusCode::SEE_OTHER);
@@ -1008,5 +1061,9 @@ async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path
     assert!(v["error"].is_string());
     let (_, doc) = s.req("GET", "/openapi.json", None, None).await;
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-    assert!(paths.iter().all(|p| p.starts_with("/v1/") || ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&p.as_str())), "{paths:?}");
+    assert!(
+        paths.iter().all(|p| p.starts_with("/v1/")
+            || ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&p.as_str())),
+        "{paths:?}"
+    );
 }

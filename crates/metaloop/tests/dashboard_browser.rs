@@ -229,16 +229,24 @@ impl Driver {
 
     async fn attr(&self, css: &str, name: &str) -> Option<String> {
         let e = self.find(css).await;
-        self.cmd("GET", &format!("/element/{e}/attribute/{name}"), Value::Null)
-            .await
-            .as_str()
-            .map(str::to_string)
+        self.cmd(
+            "GET",
+            &format!("/element/{e}/attribute/{name}"),
+            Value::Null,
+        )
+        .await
+        .as_str()
+        .map(str::to_string)
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        self.cmd("POST", &format!("/element/{e}/value"), json!({ "text": text }))
-            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            json!({ "text": text }),
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
@@ -373,7 +381,15 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_cannot() {
     let base = format!("http://127.0.0.1:{port}");
     let _demo = Proc(
         Command::new(env!("CARGO_BIN_EXE_metaloop"))
-            .args(["demo", "--scenario", "seed", "--seed", "1", "--cycles", "100000"])
+            .args([
+                "demo",
+                "--scenario",
+                "seed",
+                "--seed",
+                "1",
+                "--cycles",
+                "100000",
+            ])
             .args(["--speed", "4", "--config", config.to_str().unwrap()])
             .args(["--data", data.path().join("run").to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -450,7 +466,11 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_cannot() {
 
     // without a session every page leads to the sign-in form
     b.goto(&format!("{base}/approvals")).await;
-    assert!(b.url().await.contains("/signin?next=/approvals"), "{}", b.url().await);
+    assert!(
+        b.url().await.contains("/signin?next=/approvals"),
+        "{}",
+        b.url().await
+    );
     b.assert_no_console_errors("sign-in").await;
     b.screenshot(&shots, "signin").await;
     b.type_into("#token", "not-a-token").await;
@@ -536,12 +556,13 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_cannot() {
     let approved = wait_for("the approval record", Duration::from_secs(30), || async {
         let mut from = 1;
         loop {
-            let page = api.get(&format!("/v1/ledger/records?from={from}&limit=1000")).await;
+            let page = api
+                .get(&format!("/v1/ledger/records?from={from}&limit=1000"))
+                .await;
             let records = page.as_array()?.clone();
-            if let Some(r) = records
-                .iter()
-                .find(|r| r["action"] == "directive.approved" && r["resource"] == pending_id.as_str())
-            {
+            if let Some(r) = records.iter().find(|r| {
+                r["action"] == "directive.approved" && r["resource"] == pending_id.as_str()
+            }) {
                 return Some(r.clone());
             }
             if records.len() < 1000 {

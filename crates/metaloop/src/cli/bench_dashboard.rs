@@ -58,10 +58,7 @@ pub async fn exec(args: BenchDashboardArgs) -> Result<()> {
     if args.cycles == 0 || args.requests == 0 {
         anyhow::bail!("--cycles and --requests must be at least 1");
     }
-    let volume: metaloop_sim::Volume = args
-        .volume
-        .parse()
-        .map_err(|e| anyhow!("--volume: {e}"))?;
+    let volume: metaloop_sim::Volume = args.volume.parse().map_err(|e| anyhow!("--volume: {e}"))?;
     let (data, _tmp) = match &args.data {
         Some(d) => (d.clone(), None),
         None => {
@@ -82,8 +79,13 @@ pub async fn exec(args: BenchDashboardArgs) -> Result<()> {
     // the history: the demo, run (or resumed) to the last cycle
     let started = std::time::Instant::now();
     let ledger = demo::open_ledger(&data, None).await?;
-    let report = demo::run(&opts, Sink::Ledger(ledger), Arc::new(AtomicBool::new(false)), None)
-        .await?;
+    let report = demo::run(
+        &opts,
+        Sink::Ledger(ledger),
+        Arc::new(AtomicBool::new(false)),
+        None,
+    )
+    .await?;
     eprintln!(
         "demo history: {} cycles, {} directives, {} ledger records in {:.1} s ({})",
         report.cycles.len(),
@@ -95,7 +97,11 @@ pub async fn exec(args: BenchDashboardArgs) -> Result<()> {
 
     // the supervisor and the history, rebuilt from the ledger as a restart would
     let ledger = demo::open_ledger(&data, None).await?;
-    let records = ledger.store.read_all().await.context("reading the ledger")?;
+    let records = ledger
+        .store
+        .read_all()
+        .await
+        .context("reading the ledger")?;
     let history = crate::history::History::new();
     history.observe_all(records.iter().map(|r| {
         (

@@ -447,8 +447,7 @@ async fn decide(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match crate::api::decide_with_note(&st.api, &session.principal, id, form.note, approve).await
-    {
+    match crate::api::decide_with_note(&st.api, &session.principal, id, form.note, approve).await {
         Ok(view) => Redirect::to(&format!("/directives/{}?decided=1", view.id)).into_response(),
         Err(e) => api_error_page(e),
     }
@@ -468,7 +467,10 @@ mod tests {
         assert!(t.contains("outside production"), "{t}");
         assert!(t.contains("published without approval"), "{t}");
         let t = rule_text(&m, ImpactLevel::Critical, "production");
-        assert!(t.contains("2 distinct approvers, each with a review note"), "{t}");
+        assert!(
+            t.contains("2 distinct approvers, each with a review note"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -63,13 +63,7 @@ impl LedgerAudit {
 
     /// The status now; starts a catch-up in the background when records are unchecked.
     pub async fn status(&self) -> AuditStatus {
-        let head = self
-            .store
-            .head()
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |(s, _)| s);
+        let head = self.store.head().await.ok().flatten().map_or(0, |(s, _)| s);
         let start = {
             let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             p.status.head = head;
@@ -99,13 +93,7 @@ impl LedgerAudit {
     /// Runs the catch-up to `head` and waits for it.
     #[cfg(test)]
     pub async fn verify_to_head(&self) -> AuditStatus {
-        let head = self
-            .store
-            .head()
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |(s, _)| s);
+        let head = self.store.head().await.ok().flatten().map_or(0, |(s, _)| s);
         {
             let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             if p.status.running {
@@ -232,7 +220,10 @@ mod tests {
         let (_dir, store) = ledger(12_345).await;
         let audit = LedgerAudit::new(store.clone(), None);
         let s = audit.verify_to_head().await;
-        assert_eq!((s.checked, s.head, s.failure.clone()), (12_345, 12_345, None));
+        assert_eq!(
+            (s.checked, s.head, s.failure.clone()),
+            (12_345, 12_345, None)
+        );
         store
             .append(vec![NewRecord::new(
                 1,

@@ -195,7 +195,11 @@ pub async fn page(
             }
         }
     };
-    html_page(frame.page(&format!("Directive {}", layout::short(&d.id)), Nav::Directives, body))
+    html_page(frame.page(
+        &format!("Directive {}", layout::short(&d.id)),
+        Nav::Directives,
+        body,
+    ))
 }
 
 /// One line of the timeline.
@@ -206,17 +210,27 @@ enum Event<'a> {
 
 fn timeline(ds: &DirectiveState) -> Markup {
     let first = ds.lifecycle.first().map(|(_, t)| *t);
-    // the statuses and the approvals, in time order (an approval before the status it caused)
-    let mut events: Vec<(Timestamp, u8, Event<'_>)> = ds
+    // the statuses in order, each approval just before the status it caused (or the first
+    // later one)
+    let mut events: Vec<(Timestamp, Event<'_>)> = ds
         .lifecycle
         .iter()
-        .map(|(s, t)| (*t, 1, Event::Status(*s)))
-        .chain(ds.approvals.iter().map(|a| (a.at, 0, Event::Approval(a))))
+        .map(|(s, t)| (*t, Event::Status(*s)))
         .collect();
-    events.sort_by_key(|(t, order, _)| (*t, *order));
+    for a in &ds.approvals {
+        let at = events
+            .iter()
+            .position(|(t, e)| {
+                *t > a.at
+                    || (*t == a.at
+                        && matches!(e, Event::Status(Status::Approved | Status::Published)))
+            })
+            .unwrap_or(events.len());
+        events.insert(at, (a.at, Event::Approval(a)));
+    }
     html! {
         ol class="timeline" {
-            @for (t, _, event) in &events {
+            @for (t, event) in &events {
                 @match event {
                     Event::Approval(a) => {
                         li class="good approval" {
@@ -440,8 +454,16 @@ fn ecdf_chart(k: &str, pre: &[(f64, f64)], post: &[(f64, f64)], dir: Direction) 
     .x_axis(XAxis::Number(unit))
     .y_range(0.0, 1.0)
     .y_format(percent)
-    .steps(clip(pre), "ecdf-pre", format!("before ({} values)", pre.len()))
-    .steps(clip(post), "ecdf-post", format!("after ({} values)", post.len()))
+    .steps(
+        clip(pre),
+        "ecdf-pre",
+        format!("before ({} values)", pre.len()),
+    )
+    .steps(
+        clip(post),
+        "ecdf-post",
+        format!("after ({} values)", post.len()),
+    )
     .render()
 }
 

@@ -71,7 +71,11 @@ struct Filter {
 
 impl Filter {
     fn parse(q: &HashMap<String, String>) -> Result<Filter, String> {
-        let text = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let text = |k: &str| {
+            q.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let before = match text("before") {
             None => None,
             Some(v) => Some(
@@ -147,7 +151,9 @@ pub async fn page(
         Err(e) => return api_error_page(crate::api::ApiError::Unavailable(e.to_string())),
     };
     // newest first: read backwards in pages until enough match or the scan budget is spent
-    let top = filter.before.map_or(head, |b| b.saturating_sub(1).min(head));
+    let top = filter
+        .before
+        .map_or(head, |b| b.saturating_sub(1).min(head));
     let mut shown: Vec<Record> = Vec::new();
     let mut scanned_to = top + 1;
     while scanned_to > 1 && shown.len() < SHOWN && top + 1 - scanned_to < SCANNED {

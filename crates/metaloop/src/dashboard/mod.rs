@@ -113,15 +113,15 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// Security headers on every dashboard answer, and the server's time to make it
 /// (`Server-Timing: app;dur=ms`).
-async fn headers_and_timing(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn headers_and_timing(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
@@ -310,14 +310,13 @@ async fn signin(
     };
     let next = local_path(form.next.as_ref());
     let Some(principal) = st.api.tokens.authenticate(form.token.trim()) else {
-        return signin_page(
-            StatusCode::UNAUTHORIZED,
-            &next,
-            Some("unknown token"),
-            None,
-        );
+        return signin_page(StatusCode::UNAUTHORIZED, &next, Some("unknown token"), None);
     };
-    if principal.roles.iter().all(|r| !crate::api::auth::READERS.contains(r)) {
+    if principal
+        .roles
+        .iter()
+        .all(|r| !crate::api::auth::READERS.contains(r))
+    {
         return signin_page(
             StatusCode::FORBIDDEN,
             &next,

@@ -213,9 +213,9 @@ pub async fn render(
     let history = &st.api.history;
     let (from, to) = match history.span() {
         Some((first, last)) => {
-            let from = range
-                .millis()
-                .map_or(first, |ms| Timestamp((last.millis() - ms).max(first.millis())));
+            let from = range.millis().map_or(first, |ms| {
+                Timestamp((last.millis() - ms).max(first.millis()))
+            });
             (from, last)
         }
         None => (Timestamp(0), Timestamp(0)),
@@ -286,10 +286,7 @@ pub async fn render(
 }
 
 /// `GET /fragments/status`: the live status panel (htmx polls it).
-pub async fn status_fragment(
-    State(st): State<DashState>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn status_fragment(State(st): State<DashState>, headers: HeaderMap) -> Response {
     if st.sessions.find(&headers).is_none() {
         return (StatusCode::NO_CONTENT, "").into_response();
     }
@@ -333,7 +330,7 @@ async fn status_panel(st: &DashState, m: &Model) -> Markup {
                 @match &checkpoint {
                     Ok(Some(cp)) => {
                         div class="big" { "#" (cp.seq) }
-                        div class="small" { (layout::time_s(Timestamp(cp.time_ms))) br; "key " span class="mono" { (cp.key_id) } }
+                        div class="small" { "signed " (layout::time_s(Timestamp(cp.time_ms))) " (wall clock)" br; "key " span class="mono" { (cp.key_id) } }
                     }
                     Ok(None) => div class="big" { "none yet" },
                     Err(e) => div class="small bad" { "unreadable: " (e) },
@@ -483,6 +480,10 @@ mod tests {
     fn ranges_parse_and_reject_unknown_values() {
         assert_eq!(OverviewRange::parse(None), Ok(OverviewRange::All));
         assert_eq!(OverviewRange::parse(Some("7d")), Ok(OverviewRange::Week));
-        assert!(OverviewRange::parse(Some("2d")).unwrap_err().contains("1d, 7d"));
+        assert!(
+            OverviewRange::parse(Some("2d"))
+                .unwrap_err()
+                .contains("1d, 7d")
+        );
     }
 }

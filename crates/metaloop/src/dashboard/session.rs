@@ -58,10 +58,7 @@ impl Sessions {
         let mut map = self.map();
         map.retain(|_, s| s.last_seen.elapsed() < IDLE);
         if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| *k)
+            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
         {
             map.remove(&oldest);
         }
@@ -208,16 +205,28 @@ mod tests {
     fn posts_from_another_origin_are_told_apart() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7171"));
-        assert!(same_origin(&h), "no Origin, no Sec-Fetch-Site: not a browser");
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:7171"));
+        assert!(
+            same_origin(&h),
+            "no Origin, no Sec-Fetch-Site: not a browser"
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:7171"),
+        );
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(same_origin(&h), "an opaque origin, but the browser says same-origin");
+        assert!(
+            same_origin(&h),
+            "an opaque origin, but the browser says same-origin"
+        );
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h));

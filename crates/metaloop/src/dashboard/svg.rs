@@ -280,9 +280,17 @@ impl Chart {
                 XAxis::Time => time_label(v as i64, self.x.1 - self.x.0),
                 XAxis::Number(unit) => format!("{}{unit}", plain(v)),
             };
+            // a label near an edge is anchored at it, so it is not cut off
+            let anchor = if x > w - RIGHT - 24.0 {
+                "end"
+            } else if x < LEFT + 24.0 {
+                "start"
+            } else {
+                "middle"
+            };
             let _ = write!(
                 body,
-                r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{TOP:.1}" y2="{:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{TOP:.1}" y2="{:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
                 TOP + ph,
                 h - 8.0,
                 escape(&label)
@@ -290,7 +298,11 @@ impl Chart {
         }
         for l in &self.layers {
             match l {
-                Layer::Region { y0: a, y1: b, class } => {
+                Layer::Region {
+                    y0: a,
+                    y1: b,
+                    class,
+                } => {
                     let (ya, yb) = (sy(a.min(*b)), sy(a.max(*b)));
                     let _ = write!(
                         body,
@@ -495,7 +507,10 @@ pub fn percent(v: f64) -> String {
 /// Round tick positions over `[lo, hi]`.
 fn y_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
     if log {
-        let (a, b) = (lo.max(1e-300).log10().ceil(), hi.max(1e-300).log10().floor());
+        let (a, b) = (
+            lo.max(1e-300).log10().ceil(),
+            hi.max(1e-300).log10().floor(),
+        );
         let step = ((b - a) / 4.0).ceil().max(1.0);
         let mut out = Vec::new();
         let mut e = a;
@@ -583,11 +598,20 @@ mod tests {
 
     #[test]
     fn ecdf_of_weighted_values() {
-        let e = ecdf(&[(3.0, 1.0), (1.0, 2.0), (3.0, 1.0), (f64::NAN, 5.0), (2.0, 0.0)]);
+        let e = ecdf(&[
+            (3.0, 1.0),
+            (1.0, 2.0),
+            (3.0, 1.0),
+            (f64::NAN, 5.0),
+            (2.0, 0.0),
+        ]);
         assert_eq!(e, vec![(1.0, 0.5), (3.0, 1.0)]);
         assert!(ecdf(&[]).is_empty());
         assert_eq!(weighted_quantile(&[(1.0, 1.0), (2.0, 1.0)], 0.5), Some(1.0));
-        assert_eq!(weighted_quantile(&[(1.0, 1.0), (2.0, 1.0)], 0.51), Some(2.0));
+        assert_eq!(
+            weighted_quantile(&[(1.0, 1.0), (2.0, 1.0)], 0.51),
+            Some(2.0)
+        );
     }
 
     #[test]
@@ -622,6 +646,9 @@ mod tests {
         assert!(svg.contains("line &quot;x&quot;"));
         // the line starts at the plot's left edge and ends at its right edge
         assert!(svg.contains(&format!("M{LEFT:.1},")), "{svg}");
-        assert!(svg.contains(&format!("L{:.1},{TOP:.1}", 300.0 - RIGHT)), "{svg}");
+        assert!(
+            svg.contains(&format!("L{:.1},{TOP:.1}", 300.0 - RIGHT)),
+            "{svg}"
+        );
     }
 }

@@ -457,10 +457,7 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await
                 .with_context(|| format!("listening on {}", api.listen))?;
-            eprintln!(
-                "API and dashboard on http://{}",
-                listener.local_addr()?
-            );
+            eprintln!("API and dashboard on http://{}", listener.local_addr()?);
             let app = crate::api::router(state);
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },
