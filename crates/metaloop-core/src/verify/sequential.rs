@@ -469,8 +469,8 @@ mod tests {
             use crate::verify::stats::sequential::ln_mixture_e_above;
             let e_lo = ln_mixture_e_above(d, lo, s, tau);
             let e_hi = ln_mixture_e_above(-d, -hi, s, tau);
-            assert!((e_lo - (2.0 / alpha as f64).ln()).abs() < 1e-6, "{e_lo}");
-            assert!((e_hi - (2.0 / alpha as f64).ln()).abs() < 1e-6, "{e_hi}");
+            assert!((e_lo - (2.0 / alpha).ln()).abs() < 1e-6, "{e_lo}");
+            assert!((e_hi - (2.0 / alpha).ln()).abs() < 1e-6, "{e_hi}");
             // wider than the fixed-sample normal interval (it holds at every look)
             assert!(hi - lo > 2.0 * 1.96 * s, "{lo}..{hi}");
         }

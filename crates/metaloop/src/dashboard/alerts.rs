@@ -11,7 +11,7 @@ use maud::html;
 pub async fn page(State(st): State<DashState>, headers: HeaderMap, uri: Uri) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let frame = match Frame::load(&st, session).await {
         Ok(f) => f,

@@ -136,7 +136,7 @@ pub(crate) async fn pending(
 pub async fn page(State(st): State<DashState>, headers: HeaderMap, uri: Uri) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let frame = match Frame::load(&st, session).await {
         Ok(f) => f,
@@ -298,7 +298,7 @@ pub async fn list(
 ) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let frame = match Frame::load(&st, session).await {
         Ok(f) => f,
@@ -445,7 +445,7 @@ async fn decide(
     };
     let session = match checked_post(&st, &headers, &form.csrf) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match crate::api::decide_with_note(&st.api, &session.principal, id, form.note, approve).await {
         Ok(view) => Redirect::to(&format!("/directives/{}?decided=1", view.id)).into_response(),

@@ -94,17 +94,20 @@ impl LedgerAudit {
     #[cfg(test)]
     pub async fn verify_to_head(&self) -> AuditStatus {
         let head = self.store.head().await.ok().flatten().map_or(0, |(s, _)| s);
-        {
+        let busy = {
             let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            if p.status.running {
-                drop(p);
-                while self.snapshot().running {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                return self.snapshot();
+            let busy = p.status.running;
+            if !busy {
+                p.status.running = true;
+                p.status.head = head;
             }
-            p.status.running = true;
-            p.status.head = head;
+            busy
+        };
+        if busy {
+            while self.snapshot().running {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            return self.snapshot();
         }
         catch_up(self.store.clone(), self.progress.clone(), head).await;
         self.snapshot()

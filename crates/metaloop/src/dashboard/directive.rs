@@ -38,7 +38,7 @@ pub async fn page(
 ) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let frame = match Frame::load(&st, session).await {
         Ok(f) => f,
@@ -268,8 +268,11 @@ fn timeline(ds: &DirectiveState) -> Markup {
     }
 }
 
+/// Weighted values: `(value, weight)`.
+type Samples = Vec<(f64, f64)>;
+
 /// Weighted samples of the target KPI before and after, and what they are.
-fn distributions(ds: &DirectiveState) -> (Vec<(f64, f64)>, Vec<(f64, f64)>, &'static str) {
+fn distributions(ds: &DirectiveState) -> (Samples, Samples, &'static str) {
     let k = ds.directive.target_kpi.as_str();
     let duration = matches!(
         k,
@@ -439,7 +442,6 @@ fn ecdf_chart(k: &str, pre: &[(f64, f64)], post: &[(f64, f64)], dir: Direction) 
             .filter(|(x, _)| *x <= hi + pad)
             .collect()
     };
-    let unit = if layout::is_rate(k) { "" } else { "" };
     let better = if dir == Direction::HigherIsBetter {
         "right is better"
     } else {
@@ -451,7 +453,7 @@ fn ecdf_chart(k: &str, pre: &[(f64, f64)], post: &[(f64, f64)], dir: Direction) 
         220,
         (lo - pad, hi + pad),
     )
-    .x_axis(XAxis::Number(unit))
+    .x_axis(XAxis::Number(""))
     .y_range(0.0, 1.0)
     .y_format(percent)
     .steps(

@@ -135,7 +135,7 @@ pub async fn page(
 ) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filter = match Filter::parse(&q) {
         Ok(f) => f,

@@ -174,14 +174,14 @@ pub(crate) fn signed_in(
     st: &DashState,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<session::Session, Response> {
+) -> Result<session::Session, Box<Response>> {
     st.sessions.find(headers).ok_or_else(|| {
         let next = uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
-        Redirect::to(&format!("/signin?next={}", urlencode(&next))).into_response()
+        Box::new(Redirect::to(&format!("/signin?next={}", urlencode(&next))).into_response())
     })
 }
 
@@ -190,27 +190,27 @@ pub(crate) fn checked_post(
     st: &DashState,
     headers: &HeaderMap,
     csrf: &str,
-) -> Result<session::Session, Response> {
+) -> Result<session::Session, Box<Response>> {
     if !session::same_origin(headers) {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
             "Forbidden",
             "this form was sent from another site",
-        ));
+        )));
     }
     let s = st.sessions.find(headers).ok_or_else(|| {
-        error_page(
+        Box::new(error_page(
             StatusCode::UNAUTHORIZED,
             "Not signed in",
             "sign in again: the session has ended",
-        )
+        ))
     })?;
     if !s.csrf_ok(csrf) {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
             "Forbidden",
             "the form's CSRF token does not match this session; reload the page and try again",
-        ));
+        )));
     }
     Ok(s)
 }
@@ -358,7 +358,7 @@ async fn signout(
 ) -> Response {
     let csrf = form.map(|f| f.0.csrf).unwrap_or_default();
     if let Err(resp) = checked_post(&st, &headers, &csrf) {
-        return resp;
+        return *resp;
     }
     st.sessions.close(&headers);
     let mut resp = Redirect::to("/signin").into_response();

@@ -189,7 +189,7 @@ pub async fn page(
 ) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let range = match OverviewRange::parse(q.get("range").map(String::as_str)) {
         Ok(r) => r,

@@ -25,7 +25,7 @@ struct Row {
 pub async fn page(State(st): State<DashState>, headers: HeaderMap, uri: Uri) -> Response {
     let session = match signed_in(&st, &headers, &uri) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let frame = match Frame::load(&st, session).await {
         Ok(f) => f,
@@ -174,7 +174,7 @@ async fn toggle(
     };
     let session = match checked_post(&st, &headers, &form.csrf) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match crate::api::set_enabled(st.api.clone(), session.principal, id.clone(), enabled).await {
         Ok(_) => Redirect::to(&format!("/policies#policy-{id}")).into_response(),

@@ -486,7 +486,7 @@ pub fn plain(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1e5 || a < 1e-3 {
+    } else if !(1e-3..1e5).contains(&a) {
         format!("{v:.1e}")
     } else if a >= 100.0 {
         format!("{v:.0}")
@@ -525,7 +525,7 @@ fn y_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
 
 fn nice_ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
     let span = hi - lo;
-    if !(span > 0.0) || !span.is_finite() {
+    if span <= 0.0 || !span.is_finite() {
         return vec![lo];
     }
     let raw = span / count as f64;
