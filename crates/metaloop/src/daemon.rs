@@ -34,21 +34,29 @@ pub fn wall_clock() -> Timestamp {
 /// The durable consumer's name on the mesh.
 const CONSUMER: &str = "metaloop-supervisor";
 
-/// Records go through the group-commit writer; snapshots are also kept for the API.
+/// Records go through the group-commit writer; snapshots are also kept for the API, and the
+/// history for the dashboard.
 struct WriterRecords {
     writer: LedgerWriter,
     snapshots: crate::api::SnapshotCache,
+    history: crate::history::History,
 }
 
 impl RecordSink for WriterRecords {
     fn append(&mut self, entries: Vec<Entry>) -> BoxFuture<Result<()>> {
         let writer = self.writer.clone();
         let snapshots = self.snapshots.clone();
+        let history = self.history.clone();
         Box::pin(async move {
             let snaps: Vec<serde_json::Value> = entries
                 .iter()
                 .filter(|e| e.action == "snapshot.built")
                 .map(|e| e.payload["snapshot"].clone())
+                .collect();
+            let observed: Vec<Entry> = entries
+                .iter()
+                .filter(|e| crate::history::History::wants(&e.action))
+                .cloned()
                 .collect();
             let batch = entries
                 .into_iter()
@@ -58,6 +66,9 @@ impl RecordSink for WriterRecords {
                 .append_batch(batch)
                 .await
                 .map_err(|e| anyhow!("appending to the ledger: {e}"))?;
+            for e in &observed {
+                history.observe(e.time, &e.action, &e.resource, &e.payload);
+            }
             if let Ok(mut cache) = snapshots.lock() {
                 for s in snaps {
                     cache.push_back(s);
@@ -218,13 +229,24 @@ impl EventIngest for HttpIngest {
     }
 }
 
-/// Reads every record of the ledger, decoded.
-async fn records_of(ledger: &OpenLedger) -> Result<Vec<(Timestamp, RecordBody)>> {
+/// Reads every record of the ledger, decoded; the history is fed on the way.
+async fn records_of(
+    ledger: &OpenLedger,
+    history: &crate::history::History,
+) -> Result<Vec<(Timestamp, RecordBody)>> {
     let records = ledger
         .store
         .read_all()
         .await
         .context("reading the ledger")?;
+    history.observe_all(records.iter().map(|r| {
+        (
+            Timestamp(r.time_ms),
+            r.action.as_str(),
+            r.resource.as_str(),
+            &r.payload,
+        )
+    }));
     records
         .into_iter()
         .map(|r| {
@@ -303,7 +325,8 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
     tracing::info!(ledger = %ledger.location, "ledger open");
 
     // the supervisor: rebuilt from its records when there are any
-    let records = records_of(&ledger).await?;
+    let history = crate::history::History::new();
+    let records = records_of(&ledger, &history).await?;
     let sup_cfg = cfg.supervisor();
     let now = wall_clock();
     let mut sup = if records.is_empty() {
@@ -373,6 +396,7 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
         WriterRecords {
             writer: ledger.writer.clone(),
             snapshots: snapshots.clone(),
+            history: history.clone(),
         },
         MeshPublisher {
             mesh: mesh.clone(),
@@ -440,13 +464,16 @@ pub async fn run(cfg: FileConfig) -> Result<()> {
         ingest: Some(Arc::new(HttpIngest(intake.clone()))),
         clock: Arc::new(wall_clock),
         metrics: Some(metrics.clone()),
+        history,
+        truth: None,
+        checkpoint_key: metaloop_ledger::keys::load_public_key(&ledger.public_key_file).ok(),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     tracing::info!(listen = %cfg.listen, "API up");
     eprintln!(
-        "metaloop running: API on http://{}, ledger {}, mesh {}",
+        "metaloop running: API and dashboard on http://{}, ledger {}, mesh {}",
         listener.local_addr()?,
         ledger.location,
         cfg.mesh.url

@@ -400,6 +400,33 @@ async fn all_records(target: &Target) -> Result<Vec<metaloop_ledger::Record>, Le
 /// condition values, confidence factors, approvals, publication, ack, verdict, rollback.
 pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), LedgerCmdError> {
     let records = all_records(target).await?;
+    if json {
+        let doc = explain_json(&records, id)?;
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("encoding")?
+        );
+    } else {
+        for line in explain_lines(&records, id)? {
+            outln!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// The records a directive's story is told from, found among `records`.
+struct Story<'a> {
+    id: String,
+    prop: &'a metaloop_ledger::Record,
+    snapshot: Option<&'a serde_json::Value>,
+    evaluation: Option<serde_json::Value>,
+    story: Vec<&'a metaloop_ledger::Record>,
+}
+
+fn story<'a>(
+    records: &'a [metaloop_ledger::Record],
+    id: &str,
+) -> Result<Story<'a>, LedgerCmdError> {
     let proposed: Vec<&metaloop_ledger::Record> = records
         .iter()
         .filter(|r| r.action == "directive.proposed" && r.resource.starts_with(id))
@@ -450,8 +477,27 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
                 || rollback_id.as_deref().is_some_and(|rb| r.resource == rb)
         })
         .collect();
+    Ok(Story {
+        id,
+        prop,
+        snapshot,
+        evaluation,
+        story,
+    })
+}
+
+/// [`explain`]'s JSON document, from `records` (the whole ledger, or every record from the
+/// directive's cycle on).
+pub fn explain_json(
+    records: &[metaloop_ledger::Record],
+    id: &str,
+) -> Result<serde_json::Value, LedgerCmdError> {
+    let s = story(records, id)?;
+    let prop = s.prop;
+    let directive = &prop.payload["directive"];
     let domain = directive["target_domain"].as_str().unwrap_or_default();
-    if json {
+    let (snapshot, evaluation, story) = (s.snapshot, &s.evaluation, &s.story);
+    {
         let doc = serde_json::json!({
             "directive": directive,
             "snapshot": snapshot.map(|s| serde_json::json!({
@@ -463,15 +509,30 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
             "policy_evaluation": evaluation,
             "records": story.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect::<Vec<_>>(),
         });
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&doc).context("encoding")?
-        );
-        return Ok(());
+        Ok(doc)
     }
+}
+
+/// [`explain`]'s text, line by line, from `records` (the whole ledger, or every record from
+/// the directive's cycle on).
+pub fn explain_lines(
+    records: &[metaloop_ledger::Record],
+    id: &str,
+) -> Result<Vec<String>, LedgerCmdError> {
+    let s = story(records, id)?;
+    let mut out: Vec<String> = Vec::new();
+    macro_rules! say {
+        ($($arg:tt)*) => { out.push(format!($($arg)*)) };
+    }
+    let prop = s.prop;
+    let directive = &prop.payload["directive"];
+    let domain = directive["target_domain"].as_str().unwrap_or_default();
+    let (id, snapshot, evaluation, story) = (s.id, s.snapshot, s.evaluation, s.story);
+    let snapshot_id = directive["snapshot_id"].as_str().unwrap_or_default();
+    let policy_id = directive["policy_id"].as_str();
     let t = |ms: i64| metaloop_core::time::Timestamp(ms).to_rfc3339();
-    outln!("directive {id}");
-    outln!(
+    say!("directive {id}");
+    say!(
         "  {} {} in {} ({}), action {}, impact {}",
         directive["type"].as_str().unwrap_or("?"),
         directive["knob"].as_str().unwrap_or("?"),
@@ -480,44 +541,44 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
         directive["action"],
         directive["impact"].as_str().unwrap_or("?"),
     );
-    outln!(
+    say!(
         "  target KPI: {}",
         directive["target_kpi"].as_str().unwrap_or("?")
     );
-    outln!(
+    say!(
         "  justification: {}",
         directive["justification"].as_str().unwrap_or("")
     );
     if let Some(of) = directive["rollback_of"].as_str() {
-        outln!("  rolls back: {of}");
+        say!("  rolls back: {of}");
     }
     if let Some(s) = snapshot {
-        outln!(
+        say!(
             "\ntriggered by snapshot {} (cycle {}, {})",
             snapshot_id,
             s["cycle"],
             s["time"].as_i64().map(t).unwrap_or_default()
         );
-        outln!("  global KPIs: {}", s["global_kpis"]);
-        outln!("  goal gaps (positive = worse): {}", s["goal_gaps"]);
-        outln!(
+        say!("  global KPIs: {}", s["global_kpis"]);
+        say!("  goal gaps (positive = worse): {}", s["goal_gaps"]);
+        say!(
             "  {domain}: KPIs {} over {}",
             s["domains"][domain]["kpis"],
             s["domains"][domain]["samples"]
         );
         if s["patterns"].as_array().is_some_and(|p| !p.is_empty()) {
-            outln!("  patterns: {}", s["patterns"]);
+            say!("  patterns: {}", s["patterns"]);
         }
     }
     match &evaluation {
         Some(e) => {
-            outln!(
+            say!(
                 "\npolicy {}: condition held {} cycle(s)",
                 policy_id.unwrap_or("?"),
                 e["streak"]
             );
-            outln!("  condition values: {}", e["condition"]["values"]);
-            outln!(
+            say!("  condition values: {}", e["condition"]["values"]);
+            say!(
                 "  confidence {:.3} = evidence {:.3} × track record {:.3} × coverage {:.3}",
                 e["factors"]["confidence"].as_f64().unwrap_or(0.0),
                 e["factors"]["evidence"].as_f64().unwrap_or(0.0),
@@ -525,14 +586,14 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
                 e["factors"]["coverage"].as_f64().unwrap_or(0.0),
             );
         }
-        None => outln!("\nno policy: issued by the verification layer"),
+        None => say!("\nno policy: issued by the verification layer"),
     }
-    outln!(
+    say!(
         "\nrequirement: {} (effective impact {})",
         prop.payload["requirement"],
         prop.payload["effective_impact"]
     );
-    outln!("\nhistory:");
+    say!("\nhistory:");
     for r in story {
         let detail = match r.action.as_str() {
             "directive.proposed" if r.resource != id => format!("rollback {} proposed", r.resource),
@@ -606,7 +667,7 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
         } else {
             "  [rollback]"
         };
-        outln!(
+        say!(
             "  #{:<6} {}  {:<28} {:<16} {detail}{who}",
             r.seq,
             t(r.time_ms),
@@ -614,5 +675,5 @@ pub async fn explain(target: &Target, id: &str, json: bool) -> Result<(), Ledger
             r.actor
         );
     }
-    Ok(())
+    Ok(out)
 }

@@ -235,6 +235,8 @@ enum BenchCommand {
         #[arg(long)]
         no_nats: bool,
     },
+    /// The dashboard: the overview's server time for a demo history of 30 days of cycles.
+    Dashboard(metaloop::cli::bench_dashboard::BenchDashboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -785,6 +787,13 @@ async fn run_demo(args: DemoArgs) -> u8 {
 async fn run_bench(command: BenchCommand) -> u8 {
     match command {
         BenchCommand::Policies(args) => metaloop::cli::bench_policies::exec(&args),
+        BenchCommand::Dashboard(args) => match metaloop::cli::bench_dashboard::exec(args).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         BenchCommand::Ledger {
             ledger,
             records,
@@ -1132,8 +1141,9 @@ fn config_check(file: &std::path::Path) -> u8 {
     }
 }
 
-/// Two API tokens for a demo: `ops` (admin, approver) and `ops2` (approver, so CRITICAL
-/// directives can get their second approver). Written with mode 0600 into the data directory.
+/// Three API tokens for a demo: `ops` (admin, approver), `ops2` (approver, so CRITICAL
+/// directives can get their second approver) and `viewer` (sees, cannot act). Written with
+/// mode 0600 into the data directory.
 fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::Tokens> {
     use sha2::{Digest, Sha256};
     use std::io::Write;
@@ -1154,6 +1164,7 @@ fn demo_tokens(data: &std::path::Path) -> anyhow::Result<metaloop::api::auth::To
                 metaloop::config::Role::Viewer,
             ],
         ),
+        ("viewer", vec![metaloop::config::Role::Viewer]),
     ] {
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;

@@ -192,6 +192,9 @@ async fn server() -> Server {
         ingest: Some(Arc::new(CountingIngest)),
         clock: Arc::new(move || Timestamp(c.load(std::sync::atomic::Ordering::Relaxed))),
         metrics: Some(Arc::new(metaloop::metrics::Metrics::new())),
+        history: Default::default(),
+        truth: None,
+        checkpoint_key: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -783,6 +786,316 @@ async fn every_error_answer_is_the_json_error() {
             "{method} {path}: {v}"
         );
     }
+}
+
+/// A browser's session with the dashboard, spoken with plain HTTP: cookies by hand, no
+/// redirects followed.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let mut r = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            r = r.header("cookie", c);
+        }
+        let resp = r.send().await.unwrap();
+        let (st, h) = (resp.status(), resp.headers().clone());
+        (st, h, resp.text().await.unwrap())
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let enc = |v: &str| -> String {
+            v.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"));
+        if let Some(c) = &self.cookie {
+            r = r.header("cookie", c);
+        }
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        let resp = r.send().await.unwrap();
+        let (st, h) = (resp.status(), resp.headers().clone());
+        (st, h, resp.text().await.unwrap())
+    }
+
+    async fn sign_in(&mut self, who: &str) {
+        let origin = self.base.clone();
+        let (st, h, body) = self
+            .post(
+                "/signin",
+                &[("token", &token(who)), ("next", "/approvals")],
+                Some(&origin),
+            )
+            .await;
+        assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+        assert_eq!(h["location"], "/approvals");
+        let set = h["set-cookie"].to_str().unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        self.cookie = Some(set.split(';').next().unwrap().to_string());
+    }
+
+    /// The CSRF token in the page's forms.
+    async fn csrf(&self, path: &str) -> String {
+        let (_, _, body) = self.get(path).await;
+        let at = body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
+        body[at..at + 64].to_string()
+    }
+}
+
+/// The dashboard signs in with the API's tokens, refuses a viewer's approval and forged posts,
+/// and records an approver's decision with its principal, like the API.
+#[tokio::test]
+async fn the_dashboard_signs_in_with_api_tokens_and_decides_through_the_api_path() {
+    let s = server().await;
+    let (high, _critical) = s.make_pending().await;
+    let mut viewer = Browser::new(&s.base);
+    // no session: every page leads to the sign-in form
+    let (st, h, _) = viewer.get("/approvals").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(h["location"], "/signin?next=/approvals");
+    let (st, h, body) = viewer.get("/signin").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert!(body.contains("name=\"token\""));
+    // a wrong token, an adapter's token (no reader role), a post from another site
+    let origin = s.base.clone();
+    let (st, _, body) = viewer
+        .post("/signin", &[("token", "nope")], Some(&origin))
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("unknown token"));
+    let (st, _, _) = viewer
+        .post("/signin", &[("token", &token("adapter"))], Some(&origin))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = viewer
+        .post(
+            "/signin",
+            &[("token", &token("viewer"))],
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // a viewer sees every page, and the pending directive
+    viewer.sign_in("viewer").await;
+    for page in [
+        "/",
+        "/approvals",
+        "/directives",
+        "/policies",
+        "/ledger",
+        "/alerts",
+    ] {
+        let (st, h, body) = viewer.get(page).await;
+        assert_eq!(st, StatusCode::OK, "{page}: {body}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{page}"
+        );
+        assert!(h.contains_key("server-timing"), "{page}");
+    }
+    let (st, _, body) = viewer.get(&format!("/directives/{high}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains(&format!("pending-{high}")));
+    let (_, _, inbox) = viewer.get("/approvals").await;
+    assert!(inbox.contains(&format!("cannot-approve-{high}")));
+    // and cannot approve it: 403, nothing recorded
+    let csrf = viewer.csrf("/approvals").await;
+    let (st, h, body) = viewer
+        .post(
+            &format!("/directives/{high}/approve"),
+            &[("csrf", &csrf), ("note", "")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(body.contains("viewer has roles"));
+    let (_, d) = s
+        .req(
+            "GET",
+            &format!("/v1/directives/{high}"),
+            Some("viewer"),
+            None,
+        )
+        .await;
+    assert_eq!(d["status"], "pending_approval");
+
+    // an approver: a post without the session's CSRF token is refused
+    let mut approver = Browser::new(&s.base);
+    approver.sign_in("approver").await;
+    let (st, _, body) = approver
+        .post(
+            &format!("/directives/{high}/approve"),
+            &[("csrf", &csrf), ("note", "forged")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "another session's token: {body}");
+    let csrf = approver.csrf("/approvals").await;
+    let (st, _, _) = approver
+        .post(
+            &format!("/directives/{high}/approve"),
+            &[("csrf", &csrf), ("note", "from the dashboard")],
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a post from another site");
+    let (_, d) = s
+        .req(
+            "GET",
+            &format!("/v1/directives/{high}"),
+            Some("viewer"),
+            None,
+        )
+        .await;
+    assert_eq!(d["approvals"], json!([]));
+    // with it, the approval goes through the API's path: published, recorded as the approver
+    let (st, h, body) = approver
+        .post(
+            &format!("/directives/{high}/approve"),
+            &[("csrf", &csrf), ("note", "from the dashboard")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(h["location"], format!("/directives/{high}?decided=1"));
+    let (_, d) = s
+        .req(
+            "GET",
+            &format!("/v1/directives/{high}"),
+            Some("viewer"),
+            None,
+        )
+        .await;
+    assert_eq!(d["status"], "published");
+    assert_eq!(d["approvals"][0]["approver"], "approver");
+    assert_eq!(d["approvals"][0]["note"], "from the dashboard");
+    assert!(s.published.0.lock().unwrap().contains(&high));
+    let (_, records) = s
+        .req("GET", "/v1/ledger/records?limit=1000", Some("viewer"), None)
+        .await;
+    let approval = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "directive.approved" && r["resource"] == high.as_str())
+        .expect("the approval is in the ledger");
+    assert_eq!(approval["actor"], "approver");
+    let (_, _, page) = approver.get(&format!("/directives/{high}")).await;
+    assert!(
+        page.contains("directive.approved"),
+        "the ledger story is on the page"
+    );
+
+    // policies: an approver may not disable one, an admin may, recorded as the admin
+    let csrf = approver.csrf("/policies").await;
+    let (st, _, _) = approver
+        .post(
+            "/policies/high_policy/disable",
+            &[("csrf", &csrf)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let mut admin = Browser::new(&s.base);
+    admin.sign_in("admin").await;
+    let csrf = admin.csrf("/policies").await;
+    let (st, _, _) = admin
+        .post(
+            "/policies/high_policy/disable",
+            &[("csrf", &csrf)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (_, p) = s.req("GET", "/v1/policies", Some("viewer"), None).await;
+    let high_policy = p
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["policy"]["id"] == "high_policy")
+        .unwrap();
+    assert_eq!(high_policy["policy"]["enabled"], false);
+    let (_, records) = s
+        .req("GET", "/v1/ledger/records?limit=1000", Some("viewer"), None)
+        .await;
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "policy.enabled" && r["actor"] == "admin")
+    );
+
+    // signing out ends the session
+    let csrf = admin.csrf("/").await;
+    let (st, _, _) = admin
+        .post("/signout", &[("csrf", &csrf)], Some(&origin))
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (st, _, _) = admin.get("/").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    // the API's own errors stay JSON; the dashboard is not in the OpenAPI document
+    let (st, v) = s.req("GET", "/no/such/page", None, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(v["error"].is_string());
+    let (_, doc) = s.req("GET", "/openapi.json", None, None).await;
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert!(
+        paths.iter().all(|p| p.starts_with("/v1/")
+            || ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&p.as_str())),
+        "{paths:?}"
+    );
 }
 
 #[tokio::test]

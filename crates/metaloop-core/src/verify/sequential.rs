@@ -261,6 +261,94 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
     Some(verdict(outcome, target, guardrails, reason))
 }
 
+/// The evidence at one look of a sequential verification.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Look {
+    /// Post cycles seen at this look.
+    pub post_cycles: u32,
+    /// The change of the target KPI on its natural scale, signed so that positive is better.
+    pub effect: f64,
+    /// The anytime-valid `1 - alpha` confidence sequence of the effect at this look.
+    pub lower: f64,
+    pub upper: f64,
+    /// Anytime p-value of an improvement by the least effect worth keeping.
+    pub p_better: f64,
+    /// Anytime p-value of a degradation.
+    pub p_worse: f64,
+}
+
+/// The evidence of the target KPI at every look so far: the post window cut after 1, 2, …
+/// of its cycles, each with the same statistics the verdict uses, and the effect's
+/// confidence sequence at level `alpha` (two-sided: `alpha / 2` each side). Empty when the
+/// data do not allow a test.
+pub fn trace(cfg: &VerifyConfig, input: &VerifyInput<'_>, alpha: f64) -> Vec<Look> {
+    let kpi = input.target_kpi;
+    let dir = direction_of(kpi, input.goals);
+    let scale = scale_of(kpi);
+    let mde = on_scale(scale, input.min_effect.unwrap_or(0.0).max(0.0));
+    let mut out = Vec::new();
+    for k in 1..=input.post_series.len() {
+        let look = VerifyInput {
+            post_series: &input.post_series[..k],
+            post_cycles: k as u32,
+            ..*input
+        };
+        let Some(t) = test(cfg, kpi, dir, &look) else {
+            continue;
+        };
+        let se = t.shift.std_error;
+        let (lo, hi) = confidence_sequence(t.better, se, t.tau, alpha);
+        // natural scale: durations are tested as logs, shown in seconds
+        let natural = |x: f64| match scale {
+            Scale::LogDuration => t.pre * (1.0 - (-x).exp()),
+            _ => x,
+        };
+        out.push(Look {
+            post_cycles: k as u32,
+            effect: natural(t.better),
+            lower: natural(lo),
+            upper: natural(hi),
+            p_better: p_above(t.better, mde, se, t.tau),
+            p_worse: p_below(t.better, 0.0, se, t.tau),
+        });
+    }
+    out
+}
+
+/// The shifts `m` that neither one-sided mixture test rejects at `alpha / 2` given the
+/// estimate `d`: `[lo, hi]` with `p_above(d, lo) = alpha / 2 = p_below(d, hi)`. Each bound is
+/// an anytime-valid test inverted, so the interval is a confidence sequence.
+pub fn confidence_sequence(d: f64, s: f64, tau: f64, alpha: f64) -> (f64, f64) {
+    if !(s > 0.0 && tau > 0.0 && d.is_finite() && alpha > 0.0 && alpha < 1.0) {
+        return (f64::NEG_INFINITY, f64::INFINITY);
+    }
+    let level = alpha / 2.0;
+    let reach = 60.0 * s + 60.0 * tau;
+    // p_above(d, m) rises with m: the lower bound is where it reaches the level
+    let mut a = d - reach;
+    let mut b = d;
+    for _ in 0..200 {
+        let m = 0.5 * (a + b);
+        if p_above(d, m, s, tau) < level {
+            a = m;
+        } else {
+            b = m;
+        }
+    }
+    let lo = 0.5 * (a + b);
+    // p_below(d, m) falls as m rises: the upper bound is where it drops to the level
+    let (mut a, mut b) = (d, d + reach);
+    for _ in 0..200 {
+        let m = 0.5 * (a + b);
+        if p_below(d, m, s, tau) < level {
+            b = m;
+        } else {
+            a = m;
+        }
+    }
+    (lo, 0.5 * (a + b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +418,88 @@ mod tests {
                 post_cycles,
             },
         )
+    }
+
+    #[test]
+    fn the_trace_ends_where_the_verdict_is_reached() {
+        let cfg = VerifyConfig::default();
+        let side = BTreeMap::new();
+        let pre = cycles(0, 12, 0.85, 0.8);
+        let post = cycles(12, 6, 0.90, 0.8);
+        let goals = default_goals();
+        let empty = DomainWindow::default();
+        let controls = [Control::new("b")];
+        let input = VerifyInput {
+            target_domain: "a",
+            target_kpi: kpi::OVERALL_SUCCESS_RATE,
+            side_effects: &side,
+            min_effect: Some(0.01),
+            goals: &goals,
+            pre: &empty,
+            post: &empty,
+            pre_series: &pre,
+            post_series: &post,
+            controls: &controls,
+            post_cycles: 6,
+        };
+        let looks = trace(&cfg, &input, cfg.alpha);
+        assert_eq!(looks.len(), 6);
+        assert_eq!(
+            looks.iter().map(|l| l.post_cycles).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+        let verdict = evaluate(&cfg, &input).expect("decided");
+        let last = looks.last().unwrap();
+        assert_eq!(Some(last.p_better), verdict.target.p_value);
+        assert_eq!(Some(last.p_worse), verdict.target.p_worse);
+        assert!((last.effect - verdict.target.effect).abs() < 1e-12);
+        // a 5-point improvement: the evidence grows and the interval excludes zero at the end
+        assert!(looks[5].p_better < looks[0].p_better);
+        assert!(last.lower > 0.0 && last.lower < last.effect && last.effect < last.upper);
+        assert!((last.effect - 0.05).abs() < 0.01, "{last:?}");
+    }
+
+    #[test]
+    fn the_confidence_sequence_inverts_both_one_sided_tests() {
+        for (d, s, tau) in [(0.04, 0.01, 0.03), (-0.2, 0.05, 0.1), (0.0, 1.0, 1.0)] {
+            let alpha = 0.05;
+            let (lo, hi) = confidence_sequence(d, s, tau, alpha);
+            assert!(lo < d && d < hi, "{lo} < {d} < {hi}");
+            // at each bound the mixture e-value is exactly 2 / alpha
+            use crate::verify::stats::sequential::ln_mixture_e_above;
+            let e_lo = ln_mixture_e_above(d, lo, s, tau);
+            let e_hi = ln_mixture_e_above(-d, -hi, s, tau);
+            assert!((e_lo - (2.0 / alpha).ln()).abs() < 1e-6, "{e_lo}");
+            assert!((e_hi - (2.0 / alpha).ln()).abs() < 1e-6, "{e_hi}");
+            // wider than the fixed-sample normal interval (it holds at every look)
+            assert!(hi - lo > 2.0 * 1.96 * s, "{lo}..{hi}");
+        }
+        assert_eq!(
+            confidence_sequence(0.0, 0.0, 1.0, 0.05),
+            (f64::NEG_INFINITY, f64::INFINITY)
+        );
+    }
+
+    #[test]
+    fn the_confidence_sequence_covers_the_true_shift() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (delta, s, tau, alpha) = (0.02, 0.01, 0.03, 0.05);
+        let n = 4000;
+        let mut missed = 0;
+        for _ in 0..n {
+            // a normal draw by Box–Muller
+            let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
+            let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
+            let (lo, hi) = confidence_sequence(delta + s * z, s, tau, alpha);
+            if !(lo <= delta && delta <= hi) {
+                missed += 1;
+            }
+        }
+        assert!(
+            (missed as f64) / (n as f64) < alpha,
+            "missed {missed} of {n}"
+        );
     }
 
     fn look(post_auto: f64, pre_auto: f64, tolerance: f64) -> Verdict {

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 pub use routes::{api_routes, router};
+pub(crate) use routes::{decide_with_note, set_enabled};
 
 /// Takes spine events posted to `/v1/events` (the mesh's ingest pipeline).
 pub trait EventIngest: Send + Sync + 'static {
@@ -41,6 +42,12 @@ pub struct ApiState {
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Prometheus metrics, when kept.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Every cycle's KPIs, alerts and policy evaluations, as the dashboard draws them.
+    pub history: crate::history::History,
+    /// The simulated spine's ground truth per directive (the demo only).
+    pub truth: Option<crate::demo::TruthBook>,
+    /// The key checkpoints are signed with, for the dashboard's verification status.
+    pub checkpoint_key: Option<ed25519_dalek::VerifyingKey>,
 }
 
 /// An API failure, as JSON `{"error": kind, "message": …, "field": …}`.
@@ -124,12 +131,13 @@ pub async fn json_errors(resp: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp
+    // JSON already, or a dashboard page (HTML) that explains itself
+    let keep = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if keep {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();

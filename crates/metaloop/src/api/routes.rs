@@ -43,10 +43,11 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(events))
 }
 
-/// The API router.
+/// The API router, with the dashboard at `/` (HTML pages, not in the OpenAPI document).
 pub fn router(state: ApiState) -> Router {
     let (router, _) = api_routes().split_for_parts();
     router
+        .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::map_response(super::json_errors))
         .with_state(state)
@@ -373,6 +374,19 @@ async fn decide(
 ) -> Result<Json<DirectiveView>, ApiError> {
     p.require(APPROVERS)?;
     let note = note_of(&body)?;
+    Ok(Json(decide_with_note(&s, &p, id, note, approve).await?))
+}
+
+/// Approves or rejects directive `id` (or a unique prefix of it) as `p`: the one path for the
+/// API and the dashboard, so the decision is recorded with its principal either way.
+pub(crate) async fn decide_with_note(
+    s: &ApiState,
+    p: &Principal,
+    id: String,
+    note: String,
+    approve: bool,
+) -> Result<DirectiveView, ApiError> {
+    p.require(APPROVERS)?;
     let now = (s.clock)();
     let who = p.name.clone();
     let (result, view) = s
@@ -397,7 +411,7 @@ async fn decide(
         .await?;
     result.map_err(input_error)?;
     let v = view.ok_or_else(|| ApiError::NotFound("no such directive".into()))?;
-    Ok(Json(views::view(v)?))
+    views::view(v)
 }
 
 #[utoipa::path(post, path = "/v1/directives/{id}/approve", tag = "directives", security(("bearer" = [])),
@@ -486,7 +500,8 @@ async fn register_policy(
     Ok((StatusCode::CREATED, Json(Registered { registered: id })))
 }
 
-async fn set_enabled(
+/// Enables or disables policy `id` as `p`: the one path for the API and the dashboard.
+pub(crate) async fn set_enabled(
     s: ApiState,
     p: Principal,
     id: String,

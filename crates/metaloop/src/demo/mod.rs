@@ -174,7 +174,7 @@ pub async fn open_ledger(
 }
 
 /// The demo's own record: what is being run, so a resume can check it is the same run.
-const DEMO_ACTOR: &str = "metaloop-demo";
+pub const DEMO_ACTOR: &str = "metaloop-demo";
 const DEMO_STARTED: &str = "demo.started";
 
 /// Why a demo could not start: the data directory holds a different run (exit 2).
@@ -230,6 +230,9 @@ impl Sink {
     }
 }
 
+/// The simulated spine's ground truth per directive id, as the dashboard shows it.
+pub type TruthBook = Arc<std::sync::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>;
+
 /// Serving the API during a demo.
 #[derive(Clone)]
 pub struct DemoApi {
@@ -237,23 +240,34 @@ pub struct DemoApi {
     pub tokens: Arc<crate::api::auth::Tokens>,
 }
 
-/// Records go to the sink; snapshots are also kept for the API.
+/// Records go to the sink; snapshots are also kept for the API, and the history for the
+/// dashboard.
 struct DemoRecords {
     sink: Sink,
     snapshots: crate::api::SnapshotCache,
+    history: crate::history::History,
 }
 
 impl RecordSink for DemoRecords {
     fn append(&mut self, entries: Vec<Entry>) -> crate::runtime::BoxFuture<Result<()>> {
         let mut sink = self.sink.clone();
         let snapshots = self.snapshots.clone();
+        let history = self.history.clone();
         Box::pin(async move {
             let snaps: Vec<serde_json::Value> = entries
                 .iter()
                 .filter(|e| e.action == "snapshot.built")
                 .map(|e| e.payload["snapshot"].clone())
                 .collect();
+            let observed: Vec<Entry> = entries
+                .iter()
+                .filter(|e| crate::history::History::wants(&e.action))
+                .cloned()
+                .collect();
             sink.append(entries).await?;
+            for e in &observed {
+                history.observe(e.time, &e.action, &e.resource, &e.payload);
+            }
             if let Ok(mut cache) = snapshots.lock() {
                 for s in snaps {
                     cache.push_back(s);
@@ -378,6 +392,14 @@ pub async fn run(
         resume(opts, cfg, &existing, &mut spine, &mut events)?
     };
     let snapshots: crate::api::SnapshotCache = Default::default();
+    let history = crate::history::History::new();
+    history.observe_all(
+        existing
+            .iter()
+            .map(|e| (e.time, e.action.as_str(), e.resource.as_str(), &e.payload)),
+    );
+    let truth: TruthBook = Default::default();
+    let mut truths_known = 0;
     let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
     let metrics = api
         .as_ref()
@@ -403,6 +425,7 @@ pub async fn run(
         DemoRecords {
             sink: sink.clone(),
             snapshots: snapshots.clone(),
+            history: history.clone(),
         },
         publisher,
         DemoNotifier {
@@ -426,11 +449,15 @@ pub async fn run(
                 ingest: None,
                 clock: Arc::new(move || Timestamp(c.load(Ordering::Relaxed))),
                 metrics: metrics.clone(),
+                history: history.clone(),
+                truth: Some(truth.clone()),
+                checkpoint_key: metaloop_ledger::keys::load_public_key(&ledger.public_key_file)
+                    .ok(),
             };
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await
                 .with_context(|| format!("listening on {}", api.listen))?;
-            eprintln!("API on http://{}", listener.local_addr()?);
+            eprintln!("API and dashboard on http://{}", listener.local_addr()?);
             let app = crate::api::router(state);
             Some(tokio::spawn(
                 async move { axum::serve(listener, app).await },
@@ -504,6 +531,9 @@ pub async fn run(
         // the simulated approver answers pending approvals right after the cycle
         auto_approve(&rt, &spine, opts, now).await?;
         deliver_any(&rt, &mut spine, &mut published, &mut link, now).await?;
+        if api.is_some() {
+            truths_known = share_truths(&spine, &truth, truths_known);
+        }
         if !opts.fast {
             let wait = Duration::from_secs_f64(1.0 / opts.speed.max(1e-3));
             tokio::select! {
@@ -553,6 +583,25 @@ pub async fn run(
             checkpoints,
         },
     ))
+}
+
+/// Copies the truths the spine learned since `known` into the book; returns how many it has.
+fn share_truths(spine: &Spine, book: &TruthBook, known: usize) -> usize {
+    let new: Vec<(String, serde_json::Value)> = spine
+        .truths()
+        .skip(known)
+        .map(|t| {
+            (
+                t.directive_id.clone(),
+                serde_json::to_value(t).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let n = known + new.len();
+    if !new.is_empty() {
+        book.write().unwrap_or_else(|e| e.into_inner()).extend(new);
+    }
+    n
 }
 
 /// Rebuilds the supervisor from the records and brings the simulated spine to the same point.
