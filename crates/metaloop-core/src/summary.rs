@@ -213,6 +213,33 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
             _ => {}
         }
     }
+    // a recommendation is news when a verdict of its policy just came in, or when the policy
+    // just went silent
+    let judged: Vec<&str> = journal
+        .iter()
+        .filter_map(|r| match r {
+            RecordBody::TrackRecordUpdated { policy_id, .. } => Some(policy_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    for r in state.recommendations() {
+        let news = match r.kind {
+            crate::supervisor::RecommendationKind::Silent => {
+                let last = state
+                    .directives
+                    .values()
+                    .filter(|d| d.directive.policy_id.as_deref() == Some(r.policy_id.as_str()))
+                    .map(|d| d.directive.issued_cycle)
+                    .max()
+                    .unwrap_or(0);
+                state.cycle == last + crate::supervisor::SILENT_CYCLES
+            }
+            _ => judged.contains(&r.policy_id.as_str()),
+        };
+        if news {
+            lines.push(format!("Recommendation (not applied): {}.", r.text));
+        }
+    }
     // effect so far on the KPIs we acted on, first cycle vs now
     touched.sort();
     touched.dedup();

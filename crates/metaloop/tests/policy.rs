@@ -311,3 +311,22 @@ directive_template.impact_level = "MINIMAL"
         "{stderr}"
     );
 }
+
+#[test]
+fn a_policy_whose_changes_keep_failing_is_recommended_for_review_not_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = demo_report(&dir.path().join("run"), "bad-directive", "60", &[]);
+    let said: Vec<&str> = report["cycles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["summary"].as_str())
+        .filter(|s| s.contains("Recommendation (not applied)"))
+        .collect();
+    assert!(
+        said.iter().any(|s| s.contains(
+            "directives of improve_success_rate failed verification and were rolled back"
+        )),
+        "{said:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Subcommands, one file each.
 
-pub mod bench_policies;
 pub mod bench_dashboard;
+pub mod bench_policies;
 pub mod check_proof;
 pub mod evaluate;
 pub mod ledger_checkpoint;
