@@ -333,7 +333,7 @@ fn default_data_dir() -> PathBuf {
 pub struct ConfigError(pub String);
 
 /// Line and column (1-based) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before
@@ -383,6 +383,21 @@ pub fn check_expressions(
     Ok(())
 }
 
+/// Parses TOML text into `T`; errors carry `name:line:column`.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|s| line_col(text, s.start));
+        let msg = e.message().trim().to_string();
+        match at {
+            Some((l, c)) => ConfigError(format!("{name}:{l}:{c}: {msg}")),
+            None => ConfigError(format!("{name}: {msg}")),
+        }
+    })
+}
+
 impl FileConfig {
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -399,14 +414,7 @@ impl FileConfig {
 
     /// Parses TOML text; errors carry `name:line:column`.
     pub fn parse(text: &str, name: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| line_col(text, s.start));
-            let msg = e.message().trim().to_string();
-            match at {
-                Some((l, c)) => ConfigError(format!("{name}:{l}:{c}: {msg}")),
-                None => ConfigError(format!("{name}: {msg}")),
-            }
-        })
+        parse_toml(text, name)
     }
 
     /// The supervisor's core configuration.

@@ -529,6 +529,11 @@ async fn a_receiver_down_then_up_gets_everything_and_delays_no_one() {
         .map(|r| r.json()["blocks"][1]["text"]["text"].clone())
         .collect();
     assert_eq!(texts, ["cycle 0", "cycle 1", "cycle 2"]);
+    // the receiver has the third message before the sender has counted its answer
+    let start = Instant::now();
+    while n.stats()[1].sent < 3 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let s = n.stats();
     assert_eq!((s[0].channel.as_str(), s[0].sent), ("webhook", 0));
     assert_eq!((s[1].channel.as_str(), s[1].sent), ("slack", 3));

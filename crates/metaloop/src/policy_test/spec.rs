@@ -1,6 +1,6 @@
 //! The policy test file: what the tests feed the supervisor and what they expect of it.
 
-use crate::config::{ConfigError, FileConfig};
+use crate::config::{ConfigError, FileConfig, parse_toml};
 use metaloop_core::config::SupervisorConfig;
 use metaloop_core::goal::Goal;
 use metaloop_core::policy::MetaPolicy;
@@ -173,27 +173,6 @@ pub struct LoadedFile {
     pub path: PathBuf,
     pub config: SupervisorConfig,
     pub tests: Vec<TestCase>,
-}
-
-/// Line and column (1-based) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
-}
-
-fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let msg = e.message().trim().to_string();
-        match e.span().map(|s| line_col(text, s.start)) {
-            Some((l, c)) => ConfigError(format!("{name}:{l}:{c}: {msg}")),
-            None => ConfigError(format!("{name}: {msg}")),
-        }
-    })
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
