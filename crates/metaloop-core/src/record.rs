@@ -387,7 +387,7 @@ mod tests {
         let registered = serde_json::json!({ "policy": p });
         let edit = RecordBody::from_entry("policy.registered", &registered).unwrap();
         let t = crate::time::Timestamp::from_secs(1_767_225_600);
-        let state = crate::supervisor::State::replay(&cfg, [(t, &body), (t, &edit)].into_iter());
+        let state = crate::supervisor::State::replay(&cfg, [(t, &body), (t, &edit)]);
         assert_eq!(
             state.policies[&p.id].policy.cooldown_cycles,
             p.cooldown_cycles
