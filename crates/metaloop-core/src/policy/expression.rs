@@ -898,16 +898,25 @@ impl Compiled {
         }
     }
 
-    /// Evaluates against a context (with `policy` set).
+    /// Evaluates against a context (with `policy` set). The values it read are resolved
+    /// when it holds: they say why the policy fired.
     pub fn evaluate(&self, ctx: &Context<'_, '_>) -> Evaluation {
+        let (holds, error) = match self.program.execute(ctx) {
+            Ok(Value::Bool(b)) => (b, None),
+            Ok(other) => (
+                false,
+                Some(format!("the expression gave {other:?}, not a bool")),
+            ),
+            Err(e) => (false, Some(e.to_string())),
+        };
         let mut bindings = BTreeMap::new();
-        for (path, e) in &self.bindings {
-            if let Ok(v) = Value::resolve(e, ctx) {
-                let x = match v {
-                    Value::Float(f) => Some(f),
-                    Value::Int(i) => Some(i as f64),
-                    Value::UInt(u) => Some(u as f64),
-                    Value::Bool(b) => Some(f64::from(u8::from(b))),
+        if holds {
+            for (path, e) in &self.bindings {
+                let x = match Value::resolve(e, ctx) {
+                    Ok(Value::Float(f)) => Some(f),
+                    Ok(Value::Int(i)) => Some(i as f64),
+                    Ok(Value::UInt(u)) => Some(u as f64),
+                    Ok(Value::Bool(b)) => Some(f64::from(u8::from(b))),
                     _ => None,
                 };
                 if let Some(x) = x.filter(|x| x.is_finite()) {
@@ -915,22 +924,10 @@ impl Compiled {
                 }
             }
         }
-        match self.program.execute(ctx) {
-            Ok(Value::Bool(b)) => Evaluation {
-                holds: b,
-                bindings,
-                error: None,
-            },
-            Ok(other) => Evaluation {
-                holds: false,
-                bindings,
-                error: Some(format!("the expression gave {other:?}, not a bool")),
-            },
-            Err(e) => Evaluation {
-                holds: false,
-                bindings,
-                error: Some(e.to_string()),
-            },
+        Evaluation {
+            holds,
+            bindings,
+            error,
         }
     }
 }
