@@ -38,6 +38,8 @@ pub enum AlertKind {
     SystemicPatternPersisting,
     ComplianceBelowThreshold,
     DirectiveNoAck,
+    /// A rollback the spine refused every time it was tried, or never acknowledged.
+    RollbackFailed,
 }
 
 impl AlertKind {
@@ -49,6 +51,7 @@ impl AlertKind {
             AlertKind::SystemicPatternPersisting => "systemic_pattern_persisting",
             AlertKind::ComplianceBelowThreshold => "compliance_below_threshold",
             AlertKind::DirectiveNoAck => "directive_no_ack",
+            AlertKind::RollbackFailed => "rollback_failed",
         }
     }
 }

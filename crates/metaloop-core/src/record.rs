@@ -202,6 +202,37 @@ pub enum RecordBody {
         /// The record it had.
         previous: TrackRecord,
     },
+    /// The adapters' keys and domain bindings were reloaded while running (SIGHUP or the
+    /// admin API): what changed. Operational; the decision state ignores it.
+    #[serde(rename = "adapters.reloaded")]
+    AdaptersReloaded {
+        /// Who asked (`signal` or the admin's principal).
+        by: String,
+        /// `source/key-id` pairs added and removed.
+        added: Vec<String>,
+        removed: Vec<String>,
+        /// Sources whose domain binding changed, as `source: [domains]` (`any` for none).
+        rebound: Vec<String>,
+    },
+    /// A replica took the lead: its lease's holder and epoch. Operational; the decision
+    /// state ignores it.
+    #[serde(rename = "leader.elected")]
+    LeaderElected {
+        holder: String,
+        epoch: u64,
+        /// The holder it took over from, when there was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<String>,
+    },
+    /// The mesh deliveries the closing cycle folded in, as inclusive ranges of stream
+    /// sequences: after a restart or a failover, a delivery already folded is acknowledged
+    /// and skipped, never counted twice.
+    #[serde(rename = "ingest.folded")]
+    EventsFolded {
+        cycle: u64,
+        stream: String,
+        ranges: Vec<[u64; 2]>,
+    },
 }
 
 /// One field of a policy that a change replaced, by its path (`condition.goal_gap_threshold`).
@@ -289,6 +320,9 @@ impl RecordBody {
             RecordBody::PolicyRegistered { .. } => "policy.registered",
             RecordBody::TrackRecordReset { .. } => "policy.track_record_reset",
             RecordBody::PolicyEnabled { .. } => "policy.enabled",
+            RecordBody::AdaptersReloaded { .. } => "adapters.reloaded",
+            RecordBody::LeaderElected { .. } => "leader.elected",
+            RecordBody::EventsFolded { .. } => "ingest.folded",
         }
     }
 
@@ -321,6 +355,9 @@ impl RecordBody {
             RecordBody::PolicyRegistered { policy, .. } => format!("policy/{}", policy.id),
             RecordBody::AlertFired { alert } => format!("alert/{}", alert.key),
             RecordBody::AlertResolved { key, .. } => format!("alert/{key}"),
+            RecordBody::AdaptersReloaded { .. } => "adapters".into(),
+            RecordBody::LeaderElected { .. } => "leadership".into(),
+            RecordBody::EventsFolded { cycle, .. } => format!("cycle/{cycle}"),
         }
     }
 

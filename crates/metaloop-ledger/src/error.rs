@@ -52,6 +52,10 @@ pub enum LedgerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The append was refused because this replica no longer holds the leadership lease
+    /// (expired, or taken by another replica with a higher epoch); nothing was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// `append` on a ledger opened with `open_readonly`.
     #[error("the ledger is open read-only")]
     ReadOnly,

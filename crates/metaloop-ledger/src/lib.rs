@@ -41,7 +41,7 @@ pub use checkpoint::{Checkpoint, CheckpointText, CheckpointTextError};
 pub use encoding::{DOMAIN, HashInput, ZERO_HASH};
 pub use error::LedgerError;
 pub use keys::KeyError;
-pub use postgres::PgLedger;
+pub use postgres::{Acquired, Lease, LeaseInfo, PgLedger};
 pub use proof::{
     ConsistencyProof, InclusionProof, ProofError, ProveError, checkpoint_at, consistency_path,
     prove, prove_consistency,

@@ -57,7 +57,66 @@ pub struct PgLedger {
     read_only: bool,
     /// Serialises appends within this process (the advisory lock does across processes).
     append_lock: Mutex<()>,
+    /// When set, every append checks in its transaction that this lease is still held.
+    fence: std::sync::Mutex<Option<Lease>>,
 }
+
+/// A leadership lease held on the ledger: who holds it and under which epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub epoch: u64,
+}
+
+/// The lease row as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub holder: String,
+    pub epoch: u64,
+    /// When it expires, by the database's clock (Unix milliseconds).
+    pub expires_at_ms: i64,
+    /// Whether it has expired by the database's clock now.
+    pub expired: bool,
+}
+
+/// A lease won: it and the holder it replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    pub lease: Lease,
+    pub previous: Option<String>,
+}
+
+/// Takes the lease when it is free or expired (by the database's clock); the epoch grows by
+/// one. The row lock an append holds on the lease (`FOR SHARE`) makes a taker wait until
+/// that append has committed, so a new leader reads everything its predecessor wrote.
+const ACQUIRE_LEASE: &str = "WITH prev AS (SELECT holder FROM leadership WHERE id = 1)
+INSERT INTO leadership (id, holder, epoch, acquired_at, expires_at)
+VALUES (1, $1, 1, clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond')
+ON CONFLICT (id) DO UPDATE
+   SET holder = EXCLUDED.holder, epoch = leadership.epoch + 1,
+       acquired_at = clock_timestamp(),
+       expires_at = clock_timestamp() + $2 * interval '1 millisecond'
+ WHERE leadership.expires_at <= clock_timestamp()
+RETURNING epoch, (SELECT holder FROM prev)";
+
+/// Extends a lease still held and not expired.
+const RENEW_LEASE: &str = "UPDATE leadership
+   SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+ WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()
+RETURNING epoch";
+
+/// Lets a lease go at once (a graceful stop), so a standby need not wait for it to expire.
+const RELEASE_LEASE: &str = "UPDATE leadership SET expires_at = clock_timestamp()
+ WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()";
+
+const READ_LEASE: &str = "SELECT holder, epoch,
+       (extract(epoch FROM expires_at) * 1000)::int8,
+       expires_at <= clock_timestamp()
+  FROM leadership WHERE id = 1";
+
+/// The fencing check of an append: the lease is this replica's, under its epoch, unexpired.
+const CHECK_FENCE: &str = "SELECT holder, epoch, expires_at > clock_timestamp()
+  FROM leadership WHERE id = 1 FOR SHARE";
 
 impl PgLedger {
     /// Connects for appending, creating the schema and bringing the tables up to date when
@@ -133,7 +192,78 @@ impl PgLedger {
             schema: target.schema,
             read_only,
             append_lock: Mutex::new(()),
+            fence: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Takes the leadership lease for `holder` for `ttl` when it is free or expired;
+    /// `None` when another holder's lease is still running.
+    pub async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Acquired>, LedgerError> {
+        let row: Option<(i64, Option<String>)> = sqlx::query_as(ACQUIRE_LEASE)
+            .bind(holder)
+            .bind(ttl.as_millis() as f64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(LedgerError::storage("taking the leadership lease"))?;
+        Ok(row.map(|(epoch, previous)| Acquired {
+            lease: Lease {
+                holder: holder.to_string(),
+                epoch: epoch as u64,
+            },
+            previous: previous.filter(|p| p != holder),
+        }))
+    }
+
+    /// Extends a lease for `ttl` from now; false when it was lost (expired or taken).
+    pub async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> Result<bool, LedgerError> {
+        let row: Option<(i64,)> = sqlx::query_as(RENEW_LEASE)
+            .bind(&lease.holder)
+            .bind(lease.epoch as i64)
+            .bind(ttl.as_millis() as f64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(LedgerError::storage("renewing the leadership lease"))?;
+        Ok(row.is_some())
+    }
+
+    /// Gives a lease up now (a graceful stop).
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), LedgerError> {
+        sqlx::query(RELEASE_LEASE)
+            .bind(&lease.holder)
+            .bind(lease.epoch as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(LedgerError::storage("releasing the leadership lease"))?;
+        Ok(())
+    }
+
+    /// The lease as it stands, `None` before anyone took it.
+    pub async fn lease_info(&self) -> Result<Option<LeaseInfo>, LedgerError> {
+        let row: Option<(String, i64, i64, bool)> = sqlx::query_as(READ_LEASE)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(LedgerError::storage("reading the leadership lease"))?;
+        Ok(row.map(|(holder, epoch, expires_at_ms, expired)| LeaseInfo {
+            holder,
+            epoch: epoch as u64,
+            expires_at_ms,
+            expired,
+        }))
+    }
+
+    /// From now on every append checks, in its own transaction, that `lease` is still held
+    /// and unexpired, and is refused ([`LedgerError::Fenced`]) otherwise; `None` stops the
+    /// check (a single node).
+    pub fn set_fence(&self, lease: Option<Lease>) {
+        *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = lease;
     }
 
     /// The schema named by the URL, if any.
@@ -242,6 +372,32 @@ impl PgLedger {
             .execute(&mut *tx)
             .await
             .map_err(LedgerError::storage("locking the ledger for an append"))?;
+        let fence = self.fence.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(lease) = fence {
+            let row: Option<(String, i64, bool)> = sqlx::query_as(CHECK_FENCE)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(LedgerError::storage("checking the leadership lease"))?;
+            match row {
+                Some((holder, epoch, live))
+                    if holder == lease.holder && epoch as u64 == lease.epoch && live => {}
+                Some((holder, epoch, _)) if holder != lease.holder || epoch as u64 != lease.epoch => {
+                    return Err(LedgerError::Fenced(format!(
+                        "{} (epoch {}) no longer holds the lease: {holder} does, epoch {epoch}",
+                        lease.holder, lease.epoch
+                    )));
+                }
+                Some(_) => {
+                    return Err(LedgerError::Fenced(format!(
+                        "the lease of {} (epoch {}) has expired",
+                        lease.holder, lease.epoch
+                    )));
+                }
+                None => {
+                    return Err(LedgerError::Fenced("no replica holds the lease".into()));
+                }
+            }
+        }
         // Read after taking the lock: under READ COMMITTED each statement sees every
         // transaction committed before it started, so this is the true head.
         let head = query_head(&mut *tx).await?;

@@ -590,3 +590,96 @@ async fn malformed_rows_are_reported() {
         "record 3: malformed (hash is 31 bytes, not 32): the stored row was edited"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lease_fences_appends_of_a_replica_that_lost_it() {
+    use metaloop_ledger::{LedgerError, Lease};
+    use std::time::Duration;
+    require_server!();
+    let b = PgBackend::create().await;
+    let a = b.store.clone();
+    let other = Arc::new(PgLedger::connect(&b.ledger_url()).await.unwrap());
+    assert_eq!(a.lease_info().await.unwrap(), None);
+
+    // a takes the lease; b cannot while it runs
+    let won = a
+        .acquire_lease("replica-a", Duration::from_millis(600))
+        .await
+        .unwrap()
+        .expect("a free lease is taken");
+    assert_eq!(won.lease.epoch, 1);
+    assert_eq!(won.previous, None);
+    assert!(
+        other
+            .acquire_lease("replica-b", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    a.set_fence(Some(won.lease.clone()));
+    a.append(vec![record(1)]).await.unwrap();
+    assert!(
+        a.renew_lease(&won.lease, Duration::from_millis(600))
+            .await
+            .unwrap()
+    );
+
+    // a pauses past its TTL: its appends are refused even before anyone takes over
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let err = a.append(vec![record(2)]).await.unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Fenced(m) if m.contains("expired")),
+        "{err}"
+    );
+    assert!(
+        !a.renew_lease(&won.lease, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "an expired lease is not renewed"
+    );
+
+    // b takes over with a higher epoch; a is refused, naming the new holder
+    let next = other
+        .acquire_lease("replica-b", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("an expired lease is taken");
+    assert_eq!(next.lease.epoch, 2);
+    assert_eq!(next.previous.as_deref(), Some("replica-a"));
+    other.set_fence(Some(next.lease.clone()));
+    other.append(vec![record(2)]).await.unwrap();
+    let err = a.append(vec![record(3)]).await.unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Fenced(m) if m.contains("replica-b does, epoch 2")),
+        "{err}"
+    );
+    // a stale lease with the old epoch is refused too, whoever claims it
+    a.set_fence(Some(Lease {
+        holder: "replica-b".into(),
+        epoch: 1,
+    }));
+    assert!(matches!(
+        a.append(vec![record(3)]).await.unwrap_err(),
+        LedgerError::Fenced(_)
+    ));
+    // one chain: nothing the fenced replica tried is in it
+    assert_eq!(verify(&*other, |_, _| {}).await.unwrap().records, 2);
+    let info = other.lease_info().await.unwrap().unwrap();
+    assert_eq!((info.holder.as_str(), info.epoch, info.expired), ("replica-b", 2, false));
+
+    // a graceful stop hands over at once; epochs never go down
+    other.release_lease(&next.lease).await.unwrap();
+    let third = a
+        .acquire_lease("replica-a", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.lease.epoch, 3);
+    let err = b
+        .exec("UPDATE leadership SET epoch = 1")
+        .await
+        .unwrap_err();
+    assert!(err.contains("epochs only grow"), "{err}");
+    let err = b.exec("DELETE FROM leadership").await.unwrap_err();
+    assert!(err.contains("never removed"), "{err}");
+}

@@ -115,6 +115,9 @@ pub struct AdapterKeys {
     pub source: String,
     /// Its Ed25519 public keys, 64 hex characters each; several during a rotation.
     pub public_keys: Vec<String>,
+    /// The domains it may speak for (events and acks); `None` is any domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
 }
 
 /// A public key registered for a source.
@@ -129,6 +132,8 @@ pub struct RegisteredKey {
 #[derive(Debug, Clone, Default)]
 pub struct KeyRegistry {
     sources: HashMap<String, Vec<RegisteredKey>>,
+    /// The domains a source may speak for; a source absent here may speak for any.
+    domains: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl KeyRegistry {
@@ -165,8 +170,46 @@ impl KeyRegistry {
                     .map_err(|e| at(format!("adapters[{i}].public_keys[{j}]"), e))?;
                 reg.register(entry.source.clone(), key)?;
             }
+            if let Some(domains) = &entry.domains {
+                if let Some(j) = domains.iter().position(|d| d.trim().is_empty()) {
+                    return Err(at(
+                        format!("adapters[{i}].domains[{j}]"),
+                        KeyError::Format("a domain name must not be empty".into()),
+                    ));
+                }
+                reg.bind_domains(&entry.source, domains.iter().cloned());
+            }
         }
         Ok(reg)
+    }
+
+    /// Binds a source to the domains it may speak for (replacing an earlier binding).
+    pub fn bind_domains(&mut self, source: &str, domains: impl IntoIterator<Item = String>) {
+        self.domains
+            .insert(source.to_string(), domains.into_iter().collect());
+    }
+
+    /// The domains a source is bound to; `None` when it may speak for any.
+    pub fn domains_of(&self, source: &str) -> Option<&std::collections::BTreeSet<String>> {
+        self.domains.get(source)
+    }
+
+    /// Whether `source` may send events and acks about `domain`.
+    pub fn may_speak_for(&self, source: &str, domain: &str) -> bool {
+        self.domains
+            .get(source)
+            .is_none_or(|allowed| allowed.contains(domain))
+    }
+
+    /// Every (source, key id) pair, sorted: what a reload compares.
+    pub fn key_ids(&self) -> Vec<(String, KeyId)> {
+        let mut out: Vec<(String, KeyId)> = self
+            .sources
+            .iter()
+            .flat_map(|(s, keys)| keys.iter().map(move |k| (s.clone(), k.id.clone())))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Adds a key for a source (a key already registered for it is not added twice).
@@ -346,10 +389,12 @@ mod tests {
             AdapterKeys {
                 source: "a".into(),
                 public_keys: vec![good.into()],
+                domains: None,
             },
             AdapterKeys {
                 source: "b".into(),
                 public_keys: vec![good.into(), "zz".into()],
+                domains: None,
             },
         ];
         let err = KeyRegistry::from_entries(&entries).unwrap_err();
@@ -363,6 +408,34 @@ mod tests {
             KeyRegistry::from_entries(&dup).unwrap_err(),
             KeyError::At { error, .. } if *error == KeyError::DuplicateSource("a".into())
         ));
+    }
+
+    #[test]
+    fn domains_bind_a_source() {
+        let good = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let reg = KeyRegistry::from_entries(&[
+            AdapterKeys {
+                source: "bound".into(),
+                public_keys: vec![good.into()],
+                domains: Some(vec!["payments".into(), "search".into()]),
+            },
+            AdapterKeys {
+                source: "free".into(),
+                public_keys: vec![good.into()],
+                domains: None,
+            },
+        ])
+        .unwrap();
+        assert!(reg.may_speak_for("bound", "payments"));
+        assert!(!reg.may_speak_for("bound", "checkout"));
+        assert!(reg.may_speak_for("free", "checkout"));
+        let empty = KeyRegistry::from_entries(&[AdapterKeys {
+            source: "x".into(),
+            public_keys: vec![good.into()],
+            domains: Some(vec![" ".into()]),
+        }])
+        .unwrap_err();
+        assert!(empty.to_string().starts_with("adapters[0].domains[0]"), "{empty}");
     }
 
     #[test]

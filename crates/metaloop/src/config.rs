@@ -65,6 +65,43 @@ pub struct FileConfig {
     /// directives with estimated verdicts, never published (`run --shadow` sets it too).
     #[serde(default)]
     pub shadow: bool,
+    /// Replicas with one leader on a PostgreSQL ledger (docs/HA.md).
+    #[serde(default)]
+    pub ha: HaSection,
+}
+
+/// `[ha]`: several `metaloop run` on one PostgreSQL ledger, one of them leading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaSection {
+    /// Take part in leader election (needs a `postgres://` ledger). Off: this process is
+    /// the only supervisor of its ledger.
+    pub enabled: bool,
+    /// This replica's name in the lease and the ledger (default: host name and listen
+    /// address); each start adds a random suffix, so a restarted replica is a new holder.
+    pub node: Option<String>,
+    /// How long a lease lasts without renewal, by the database's clock.
+    pub lease_ttl: Interval,
+    /// How often the leader renews it (well under `lease_ttl`).
+    pub renew_every: Interval,
+    /// Up to this much random delay added to each renewal and each standby attempt,
+    /// milliseconds, so replicas do not move in step.
+    pub jitter_ms: u64,
+    /// How often a standby reads the records the leader appended, milliseconds.
+    pub tail_every_ms: u64,
+}
+
+impl Default for HaSection {
+    fn default() -> Self {
+        HaSection {
+            enabled: false,
+            node: None,
+            lease_ttl: Interval(15),
+            renew_every: Interval(5),
+            jitter_ms: 500,
+            tail_every_ms: 1000,
+        }
+    }
 }
 
 /// A duration in whole seconds, written as a number or as "5m" / "30s" / "1h".
@@ -157,6 +194,10 @@ pub struct MeshSection {
     /// prefix `metaloop`, `METALOOP_<PREFIX>` (upper case) for any other, so deployments with
     /// different prefixes can share a NATS server.
     pub stream: Option<String>,
+    /// A delivery not acknowledged within this is delivered again (to this supervisor, or
+    /// to the next leader after a failover); default: two cycles plus a minute. Longer than
+    /// `cycle_interval`: deliveries are acknowledged when their cycle closes.
+    pub ack_wait: Option<Interval>,
 }
 
 impl Default for MeshSection {
@@ -165,11 +206,17 @@ impl Default for MeshSection {
             url: "memory://".into(),
             subject_prefix: "metaloop".into(),
             stream: None,
+            ack_wait: None,
         }
     }
 }
 
 impl MeshSection {
+    /// The ack wait in force, milliseconds.
+    pub fn ack_wait_ms(&self, cycle_secs: u64) -> u64 {
+        self.ack_wait.map_or((cycle_secs * 2 + 60) * 1000, |w| w.0 * 1000)
+    }
+
     /// The stream name in force.
     pub fn stream_name(&self) -> String {
         match &self.stream {
@@ -268,6 +315,9 @@ pub struct AdapterEntry {
     pub source: String,
     /// Ed25519 public keys (hex, 64 characters); two during a rotation.
     pub public_keys: Vec<String>,
+    /// The domains the adapter may send events and acks about; absent: any domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
 }
 
 /// A principal's role.
@@ -457,6 +507,7 @@ impl FileConfig {
             .map(|a| metaloop_mesh::AdapterKeys {
                 source: a.source.clone(),
                 public_keys: a.public_keys.clone(),
+                domains: a.domains.clone(),
             })
             .collect()
     }
@@ -479,8 +530,42 @@ impl FileConfig {
 
     /// Checks everything that parsing cannot; the error names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if self.ha.enabled {
+            let url = self.ledger_url();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(format!(
+                    "ha.enabled needs a postgres:// ledger (replicas share it); ledger.url is {url}"
+                ));
+            }
+            if self.ha.lease_ttl.0 < 2 {
+                return Err("ha.lease_ttl must be at least 2 seconds".into());
+            }
+            if self.ha.renew_every.0 == 0 || self.ha.renew_every.0 * 2 > self.ha.lease_ttl.0 {
+                return Err(format!(
+                    "ha.renew_every ({} s) must be at least 1 s and at most half of ha.lease_ttl ({} s)",
+                    self.ha.renew_every.0, self.ha.lease_ttl.0
+                ));
+            }
+            if self.ha.jitter_ms >= self.ha.renew_every.0 * 1000 {
+                return Err("ha.jitter_ms must be shorter than ha.renew_every".into());
+            }
+            if self.ha.tail_every_ms == 0 {
+                return Err("ha.tail_every_ms must be at least 1".into());
+            }
+            if self.ha.node.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err("ha.node must not be empty".into());
+            }
+        }
         if self.cycle_interval.0 == 0 {
             return Err("cycle_interval must be at least 1 second".into());
+        }
+        if let Some(w) = self.mesh.ack_wait
+            && w.0 <= self.cycle_interval.0
+        {
+            return Err(format!(
+                "mesh.ack_wait ({} s) must be longer than cycle_interval ({} s): deliveries are acknowledged when their cycle closes",
+                w.0, self.cycle_interval.0
+            ));
         }
         if self.cycle_interval.0 > 7 * 86_400 {
             return Err(format!(

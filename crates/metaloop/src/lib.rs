@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod demo;
 pub mod evaluate;
+pub mod ha;
 pub mod history;
 pub mod ingest_journal;
 pub mod ledger_cmd;

@@ -857,7 +857,7 @@ async fn run_daemon(path: &std::path::Path, shadow: bool) -> u8 {
             return 2;
         }
     };
-    match metaloop::daemon::run(cfg).await {
+    match metaloop::daemon::run(cfg, Some(path.to_path_buf())).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -142,6 +142,10 @@ struct Inner {
     notifications_dropped: Family<ChannelLabels, Counter>,
     notifications_failed: Family<ChannelLabels, Counter>,
     notifications_retried: Family<ChannelLabels, Counter>,
+    leader: Gauge,
+    leader_epoch: Gauge,
+    leader_changes: Counter,
+    directives_resent: Counter,
 }
 
 /// The supervisor's Prometheus metrics; cheap to clone, every clone updates the same series.
@@ -193,7 +197,31 @@ impl Metrics {
         let notifications_failed = Family::<ChannelLabels, Counter>::default();
         let notifications_retried = Family::<ChannelLabels, Counter>::default();
 
+        let leader = Gauge::default();
+        let leader_epoch = Gauge::default();
+        let leader_changes = Counter::default();
+        let directives_resent = Counter::default();
         let r = &mut registry;
+        r.register(
+            "metaloop_leader",
+            "1 while this replica leads (holds the lease, or runs alone), 0 while it is a standby",
+            leader.clone(),
+        );
+        r.register(
+            "metaloop_leader_epoch",
+            "Epoch of the lease this replica last saw (0 when it runs alone)",
+            leader_epoch.clone(),
+        );
+        r.register(
+            "metaloop_leader_changes",
+            "Times this replica took or lost the lead",
+            leader_changes.clone(),
+        );
+        r.register(
+            "metaloop_directives_resent",
+            "Directives published again under the same id: unacknowledged after a restart or failover, or after a failed publish",
+            directives_resent.clone(),
+        );
         r.register_with_unit(
             "metaloop_cycle_duration",
             "Wall-clock time one supervisor cycle took",
@@ -352,8 +380,27 @@ impl Metrics {
                 notifications_dropped,
                 notifications_failed,
                 notifications_retried,
+                leader,
+                leader_epoch,
+                leader_changes,
+                directives_resent,
             }),
         }
+    }
+
+    /// This replica's role: leading or not, under which lease epoch.
+    pub fn set_role(&self, leading: bool, epoch: u64) {
+        let before = self.inner.leader.get();
+        self.inner.leader.set(i64::from(leading));
+        self.inner.leader_epoch.set(epoch as i64);
+        if before != i64::from(leading) {
+            self.inner.leader_changes.inc();
+        }
+    }
+
+    /// A directive was published again under its id.
+    pub fn directive_resent(&self) {
+        self.inner.directives_resent.inc();
     }
 
     /// The OpenMetrics text exposition of every metric (serve with [`CONTENT_TYPE`]).

@@ -195,6 +195,8 @@ async fn server() -> Server {
         history: Default::default(),
         truth: None,
         checkpoint_key: None,
+        role: Default::default(),
+        reload: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

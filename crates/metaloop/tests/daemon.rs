@@ -630,3 +630,140 @@ async fn two_deployments_with_different_prefixes_share_a_nats_server() {
         mesh.delete_stream().await.unwrap();
     }
 }
+
+fn recovery_in(domain: &str, i: usize) -> EventData {
+    EventData::RecoverySucceeded(Recovery {
+        domain: domain.into(),
+        incident_id: format!("{domain}-{i}"),
+        playbook: "restart-service".into(),
+        duration_s: 12.0,
+        autonomous: true,
+        human_override: false,
+        experiment: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
+    let s = Setup::new("2s", "");
+    // bind the adapter to its domain, and give an admin token
+    let bound = std::fs::read_to_string(&s.config).unwrap().replace(
+        "public_keys = [",
+        "domains = [\"application\"]\npublic_keys = [",
+    ) + &format!(
+        "[[tokens]]\nprincipal = \"root\"\nroles = [\"admin\"]\nsha256 = \"{}\"\n",
+        hash("admin-token")
+    );
+    std::fs::write(&s.config, &bound).unwrap();
+    let mut daemon = s.start().await;
+
+    // an event and an ack for another domain: forbidden, with the reason, nothing folded
+    let elsewhere = s
+        .adapter
+        .spine_event("fd-1", now(), &recovery_in("security", 1));
+    let ack = s.adapter.spine_event(
+        "fd-2",
+        now(),
+        &EventData::DirectiveRefused(metaloop_core::protocol::DirectiveRefused {
+            directive_id: "d-1".into(),
+            domain: "payments".into(),
+            reason: "not ours".into(),
+        }),
+    );
+    let r = s.post(&[elsewhere.clone(), ack]).await;
+    for x in &r {
+        assert_eq!(x["reason"], "forbidden_domain", "{r:?}");
+        assert!(
+            x["message"]
+                .as_str()
+                .unwrap()
+                .contains("may speak for [application]"),
+            "{r:?}"
+        );
+    }
+    let own = s
+        .adapter
+        .spine_event("ok-1", now(), &recovery_in("application", 1));
+    assert_eq!(s.post(&[own]).await[0]["result"], "accepted");
+
+    // a new adapter, added to the file: refused until the reload, accepted after it
+    let newcomer = EventSigner::new(
+        "urn:spine:security".to_string(),
+        metaloop_mesh::keys::generate_signing_key(),
+    );
+    let first = newcomer.spine_event("n-1", now(), &recovery_in("security", 2));
+    assert_eq!(s.post(&[first.clone()]).await[0]["reason"], "unknown_source");
+    let with_newcomer = format!(
+        "{bound}[[adapters]]\nsource = \"urn:spine:security\"\ndomains = [\"security\"]\npublic_keys = [\"{}\"]\n",
+        metaloop_mesh::keys::public_key_hex(&newcomer.verifying_key())
+    );
+    std::fs::write(&s.config, &with_newcomer).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &daemon.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    loop {
+        let r = s.post(&[first.clone()]).await;
+        if r[0]["result"] == "accepted" {
+            break;
+        }
+        assert_eq!(r[0]["reason"], "unknown_source", "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // revoked through the admin API: refused again at once; a bad file changes nothing
+    std::fs::write(&s.config, &bound).unwrap();
+    let reload = |token: &'static str| {
+        s.http
+            .post(format!("{}/v1/admin/reload", s.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(reload("viewer-token").await.unwrap().status(), 403);
+    let r: Value = reload("admin-token").await.unwrap().json().await.unwrap();
+    assert_eq!(r["removed"].as_array().unwrap().len(), 1, "{r}");
+    assert!(r["removed"][0].as_str().unwrap().starts_with("urn:spine:security/"), "{r}");
+    let second = newcomer.spine_event("n-2", now(), &recovery_in("security", 3));
+    assert_eq!(s.post(&[second]).await[0]["reason"], "unknown_source");
+    std::fs::write(&s.config, "this is = not [toml").unwrap();
+    let bad = reload("admin-token").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("kept"),
+        "{body}"
+    );
+    let still = s
+        .adapter
+        .spine_event("ok-2", now(), &recovery_in("application", 2));
+    assert_eq!(s.post(&[still]).await[0]["result"], "accepted");
+    sigterm(&mut daemon);
+
+    // each reload that changed something is in the ledger, with what changed and who asked
+    let out = Command::new(env!("CARGO_BIN_EXE_metaloop"))
+        .args([
+            "ledger",
+            "show",
+            "--data",
+            s.dir.path().join("data").to_str().unwrap(),
+            "--action",
+            "adapters.reloaded",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let reloads: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert_eq!(reloads[0]["payload"]["by"], "signal");
+    assert_eq!(reloads[0]["payload"]["added"].as_array().unwrap().len(), 1);
+    assert_eq!(reloads[1]["payload"]["by"], "root");
+    assert_eq!(reloads[1]["payload"]["removed"].as_array().unwrap().len(), 1);
+}

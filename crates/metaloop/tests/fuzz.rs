@@ -249,6 +249,7 @@ fn ingestor() -> Ingestor {
         public_keys: vec![metaloop_mesh::keys::public_key_hex(
             &signer().verifying_key(),
         )],
+        domains: None,
     }])
     .unwrap();
     Ingestor::new(IngestConfig::default(), registry)

@@ -18,6 +18,9 @@ use crate::time::Timestamp;
 use crate::verify::{self, Outcome};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Rollbacks of one directive tried before humans are asked to restore it by hand.
+pub const MAX_ROLLBACK_ATTEMPTS: usize = 3;
+
 /// A place a policy could act.
 struct Candidate {
     domain: String,
@@ -94,6 +97,7 @@ impl Supervisor {
         }
 
         let mut taken: BTreeSet<String> = BTreeSet::new();
+        self.retry_rollbacks(end, &mut taken);
         self.verify_directives(end, &mut taken);
         self.run_strategy(&snapshot, end, &mut taken);
         self.evaluate_alerts(&snapshot, end);
@@ -326,7 +330,104 @@ impl Supervisor {
         }
     }
 
+    /// Rollbacks that failed, by the directive they were to undo (not undone yet): how
+    /// many were tried, and whether the last one was refused (`false`: it got no ack).
+    fn failed_rollbacks(&self) -> Vec<(String, usize, bool)> {
+        let mut attempts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for id in &self.state.order {
+            if let Some(orig) = &self.state.directives[id].directive.rollback_of {
+                attempts.entry(orig.as_str()).or_default().push(id.as_str());
+            }
+        }
+        attempts
+            .into_iter()
+            .filter_map(|(orig, tries)| {
+                let o = self.state.directives.get(orig)?;
+                if o.status == Status::RolledBack {
+                    return None;
+                }
+                let last = &self.state.directives[*tries.last()?];
+                let refused = last.status == Status::Refused;
+                let silent = last.status == Status::Published && last.ack_timed_out;
+                (refused || silent).then(|| (orig.to_string(), tries.len(), refused))
+            })
+            .collect()
+    }
+
+    /// A rollback the spine refused is tried again, under a new id, up to
+    /// [`MAX_ROLLBACK_ATTEMPTS`] in all; one refused that often, or left without an ack, goes
+    /// to humans as a `REQUEST_REVIEW` (and the `rollback_failed` alert fires while it
+    /// stands). Never left silent.
+    fn retry_rollbacks(&mut self, now: Timestamp, taken: &mut BTreeSet<String>) {
+        for (orig, tries, refused) in self.failed_rollbacks() {
+            if refused && tries < MAX_ROLLBACK_ATTEMPTS {
+                self.rollback_attempt(&orig, now, taken, tries + 1);
+                continue;
+            }
+            let knob = format!("review.rollback.{orig}");
+            let asked = self.state.directives.values().any(|d| {
+                d.directive.directive_type == DirectiveType::RequestReview && d.directive.knob == knob
+            });
+            if !asked {
+                let why = if refused {
+                    format!("the spine refused all {tries} rollbacks")
+                } else {
+                    "the spine never acknowledged its rollback".to_string()
+                };
+                self.escalate_rollback(&orig, &why, now);
+            }
+        }
+    }
+
+    fn escalate_rollback(&mut self, id: &str, why: &str, now: Timestamp) {
+        let orig = self.state.directives[id].directive.clone();
+        let d = Directive {
+            id: make_id(self.cfg.id_seed, now, &["rollback-review", id]),
+            directive_type: DirectiveType::RequestReview,
+            target_domain: orig.target_domain.clone(),
+            target_subsystem: "humans".into(),
+            knob: format!("review.rollback.{}", orig.id),
+            action_name: "restore_by_hand".into(),
+            action: KnobAction::Set {
+                value: serde_json::Value::String(orig.id.clone()),
+            },
+            target_kpi: orig.target_kpi.clone(),
+            justification: format!(
+                "directive {} ({} {} in {}) failed verification and must be undone, but {why}: restore {} by hand",
+                short(id),
+                orig.directive_type,
+                orig.knob,
+                orig.target_domain,
+                orig.knob
+            ),
+            expected_impact: "a human restores the knob".into(),
+            side_effects: BTreeMap::new(),
+            min_effect: None,
+            impact: ImpactLevel::Minimal,
+            policy_id: None,
+            snapshot_id: orig.snapshot_id.clone(),
+            factors: ConfidenceFactors::default(),
+            rollback_of: None,
+            issued_cycle: self.state.cycle,
+            issued_at: now,
+            shadow: false,
+            experiment: None,
+            promoted_from: None,
+        };
+        self.submit(d, None, DomainWindow::default(), 0, now);
+    }
+
     fn rollback(&mut self, id: &str, now: Timestamp, taken: &mut BTreeSet<String>) {
+        self.rollback_attempt(id, now, taken, 1);
+    }
+
+    fn rollback_attempt(
+        &mut self,
+        id: &str,
+        now: Timestamp,
+        taken: &mut BTreeSet<String>,
+        attempt: usize,
+    ) {
         let ds = &self.state.directives[id];
         let Some(applied) = &ds.applied else { return };
         let orig = ds.directive.clone();
@@ -337,7 +438,15 @@ impl Supervisor {
             .unwrap_or_default();
         let (pre, pre_cycles) = self.pre_window(&orig.target_domain);
         let d = Directive {
-            id: make_id(self.cfg.id_seed, now, &["rollback", id]),
+            id: if attempt <= 1 {
+                make_id(self.cfg.id_seed, now, &["rollback", id])
+            } else {
+                make_id(
+                    self.cfg.id_seed,
+                    now,
+                    &["rollback", id, &format!("attempt-{attempt}")],
+                )
+            },
             directive_type: DirectiveType::RollbackChange,
             target_domain: orig.target_domain.clone(),
             target_subsystem: orig.target_subsystem.clone(),
@@ -1073,6 +1182,31 @@ impl Supervisor {
                 );
             }
         }
+        for (orig, tries, refused) in self.failed_rollbacks() {
+            if refused && tries < MAX_ROLLBACK_ATTEMPTS {
+                continue; // being tried again
+            }
+            let d = &self.state.directives[&orig].directive;
+            want.insert(
+                format!("rollback_failed:{orig}"),
+                (
+                    AlertKind::RollbackFailed,
+                    Severity::Critical,
+                    format!(
+                        "directive {} ({} {} in {}) must be rolled back, but {}; a human is asked to restore it",
+                        short(&orig),
+                        d.directive_type,
+                        d.knob,
+                        d.target_domain,
+                        if refused {
+                            format!("the spine refused all {tries} rollbacks")
+                        } else {
+                            "its rollback got no ack".to_string()
+                        }
+                    ),
+                ),
+            );
+        }
         let actor = self.cfg.actor.clone();
         let gone: Vec<String> = self
             .state
@@ -1155,5 +1289,200 @@ pub fn fmt_kpi(kpi_name: &str, v: f64) -> String {
         Some(kpi::KpiKind::Rate) => format!("{:.1}%", v * 100.0),
         Some(kpi::KpiKind::Duration) => format!("{v:.1}s"),
         _ => format!("{v:.1}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SupervisorConfig;
+    use crate::directive::Status;
+    use crate::pipeline::Requirement;
+    use crate::protocol::{DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent};
+    use serde_json::json;
+
+    const T0: Timestamp = Timestamp::from_secs(1_767_225_600);
+    const KNOB: &str = "planner.confidence_threshold";
+
+    fn at(secs: i64) -> Timestamp {
+        T0.plus_millis(secs * 1000)
+    }
+
+    fn ack(id: &str, data: EventData, time: Timestamp) -> SpineEvent {
+        SpineEvent {
+            id: format!("ack-{id}-{}", time.millis()),
+            source: "urn:spine:application".into(),
+            time,
+            data,
+        }
+    }
+
+    fn refuse(sup: &mut Supervisor, id: &str, time: Timestamp) {
+        let data = EventData::DirectiveRefused(DirectiveRefused {
+            directive_id: id.into(),
+            domain: "application".into(),
+            reason: "knob is locked".into(),
+        });
+        sup.ingest(&ack(id, data, time)).unwrap();
+    }
+
+    /// A supervisor with directive `d1` applied (0.70 → 0.80) and its first rollback
+    /// published.
+    fn applied_and_rolling_back() -> Supervisor {
+        let mut sup = Supervisor::new(SupervisorConfig::default(), T0).unwrap();
+        let d = Directive {
+            id: "d1".into(),
+            directive_type: DirectiveType::AdjustThreshold,
+            target_domain: "application".into(),
+            target_subsystem: "planner".into(),
+            knob: KNOB.into(),
+            action_name: "raise".into(),
+            action: KnobAction::Set { value: json!(0.8) },
+            target_kpi: "overall_success_rate".into(),
+            justification: "test".into(),
+            expected_impact: "test".into(),
+            side_effects: BTreeMap::new(),
+            min_effect: None,
+            impact: ImpactLevel::Low,
+            policy_id: None,
+            snapshot_id: "s".into(),
+            factors: ConfidenceFactors::default(),
+            rollback_of: None,
+            issued_cycle: 0,
+            issued_at: at(1),
+            shadow: false,
+            experiment: None,
+            promoted_from: None,
+        };
+        let message = d.message();
+        sup.commit(
+            at(1),
+            "test",
+            RecordBody::Proposed {
+                directive: d,
+                requirement: Requirement {
+                    approvals: 0,
+                    notify: false,
+                    review_note: false,
+                },
+                effective_impact: ImpactLevel::Low,
+                pre_window: DomainWindow::default(),
+                pre_cycles: 0,
+            },
+        );
+        sup.commit(
+            at(1),
+            "test",
+            RecordBody::Published {
+                directive_id: "d1".into(),
+                message,
+            },
+        );
+        let applied = EventData::DirectiveApplied(DirectiveApplied {
+            directive_id: "d1".into(),
+            domain: "application".into(),
+            knob: KNOB.into(),
+            previous: json!(0.7),
+            current: json!(0.8),
+        });
+        sup.ingest(&ack("d1", applied, at(2))).unwrap();
+        sup.rollback("d1", at(3), &mut BTreeSet::new());
+        sup
+    }
+
+    fn rollbacks(sup: &Supervisor) -> Vec<(String, Status)> {
+        sup.state
+            .order
+            .iter()
+            .map(|id| &sup.state.directives[id])
+            .filter(|d| d.directive.rollback_of.as_deref() == Some("d1"))
+            .map(|d| (d.directive.id.clone(), d.status))
+            .collect()
+    }
+
+    fn review_of(sup: &Supervisor, knob: &str) -> Option<Status> {
+        sup.state
+            .directives
+            .values()
+            .find(|d| {
+                d.directive.directive_type == DirectiveType::RequestReview
+                    && d.directive.knob == knob
+            })
+            .map(|d| d.status)
+    }
+
+    #[test]
+    fn a_refused_rollback_is_tried_again_then_goes_to_humans() {
+        let mut sup = applied_and_rolling_back();
+        let cycle = sup.cfg.cycle_seconds;
+        for attempt in 1..=MAX_ROLLBACK_ATTEMPTS {
+            let tries = rollbacks(&sup);
+            assert_eq!(tries.len(), attempt, "{tries:?}");
+            let (last, status) = tries.last().unwrap().clone();
+            assert_eq!(status, Status::Published, "attempt {attempt}");
+            // the spine gets the rollback as a new directive with a new id
+            let published: Vec<DirectiveMessage> = std::iter::from_fn(|| sup.poll_effect())
+                .filter_map(|e| match e {
+                    crate::supervisor::Effect::Publish(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                published.iter().any(|m| m.directive_id == last),
+                "attempt {attempt} published"
+            );
+            refuse(&mut sup, &last, at(10 + attempt as i64 * cycle));
+            assert!(review_of(&sup, "review.rollback.d1").is_none());
+            sup.tick(at(20 + attempt as i64 * cycle));
+        }
+        // three refusals: no fourth rollback; a human is asked, and the alert fires
+        assert_eq!(rollbacks(&sup).len(), MAX_ROLLBACK_ATTEMPTS);
+        assert!(
+            rollbacks(&sup).iter().all(|(_, s)| *s == Status::Refused),
+            "{:?}",
+            rollbacks(&sup)
+        );
+        assert!(review_of(&sup, "review.rollback.d1").is_some());
+        let alert = &sup.state.alerts["rollback_failed:d1"];
+        assert_eq!(alert.kind, AlertKind::RollbackFailed);
+        assert!(alert.message.contains("refused all 3 rollbacks"), "{}", alert.message);
+        // asked once, not every cycle
+        sup.tick(at(100 * cycle));
+        let reviews = sup
+            .state
+            .directives
+            .values()
+            .filter(|d| d.directive.knob == "review.rollback.d1")
+            .count();
+        assert_eq!(reviews, 1);
+    }
+
+    #[test]
+    fn a_rollback_without_an_ack_goes_to_humans_and_a_late_ack_resolves_it() {
+        let mut sup = applied_and_rolling_back();
+        let (r1, _) = rollbacks(&sup)[0].clone();
+        let timeout = sup.cfg.ack_timeout_seconds;
+        let cycle = sup.cfg.cycle_seconds;
+        let mut t = 0;
+        while t <= timeout + cycle {
+            t += cycle;
+            sup.tick(at(t));
+        }
+        assert!(sup.state.directives[&r1].ack_timed_out);
+        assert_eq!(rollbacks(&sup).len(), 1, "an unacknowledged rollback is re-sent, not replaced");
+        assert!(review_of(&sup, "review.rollback.d1").is_some());
+        assert!(sup.state.alerts.contains_key("rollback_failed:d1"));
+        // the spine answers late: the directive is rolled back and the alert resolves
+        let applied = EventData::DirectiveApplied(DirectiveApplied {
+            directive_id: r1.clone(),
+            domain: "application".into(),
+            knob: KNOB.into(),
+            previous: json!(0.8),
+            current: json!(0.7),
+        });
+        sup.ingest(&ack(&r1, applied, at(t + 20))).unwrap();
+        assert_eq!(sup.state.directives["d1"].status, Status::RolledBack);
+        sup.tick(at(t + cycle));
+        assert!(!sup.state.alerts.contains_key("rollback_failed:d1"));
     }
 }

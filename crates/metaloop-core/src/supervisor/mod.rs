@@ -150,6 +150,18 @@ impl Supervisor {
         records: &[(Timestamp, RecordBody)],
         now: Timestamp,
     ) -> Result<Self, String> {
+        let mut s = Supervisor::follower(cfg, records)?;
+        s.record_start(now);
+        Ok(s)
+    }
+
+    /// Rebuilds a supervisor from its ledger records without recording anything: a standby
+    /// replica's, kept current with [`Supervisor::follow`] until it takes over
+    /// ([`Supervisor::take_over`]).
+    pub fn follower(
+        cfg: SupervisorConfig,
+        records: &[(Timestamp, RecordBody)],
+    ) -> Result<Self, String> {
         cfg.validate()?;
         let state = State::replay(&cfg, records.iter().map(|(t, r)| (*t, r)));
         let open_start = state.last_cycle_end.unwrap_or(state.started_at);
@@ -162,7 +174,7 @@ impl Supervisor {
             .iter()
             .map(|(_, r)| r.clone())
             .collect();
-        let mut s = Supervisor {
+        let s = Supervisor {
             next_cycle_at: open_start.plus_millis(cfg.cycle_seconds * 1000),
             open_health: state.health.clone(),
             cfg,
@@ -175,8 +187,35 @@ impl Supervisor {
             journal,
             counters: IngestCounters::default(),
         };
-        s.record_start(now);
         Ok(s)
+    }
+
+    /// Brings a standby's supervisor up to date with records another replica appended:
+    /// the same fold as [`Supervisor::restore`], one batch at a time, producing no effects.
+    pub fn follow(&mut self, records: &[(Timestamp, RecordBody)]) {
+        if records.is_empty() {
+            return;
+        }
+        for (t, r) in records {
+            self.state.apply(&self.cfg, r, *t);
+            if matches!(r, RecordBody::Summary { .. }) {
+                self.journal.clear();
+            } else {
+                self.journal.push(r.clone());
+            }
+        }
+        self.open_start = self.state.last_cycle_end.unwrap_or(self.state.started_at);
+        self.next_cycle_at = self.open_start.plus_millis(self.cfg.cycle_seconds * 1000);
+        self.open_health = self.state.health.clone();
+        self.open.clear();
+        self.open_arms.clear();
+        self.open_regime.clear();
+    }
+
+    /// A standby that took the lead: records the (re)start, as [`Supervisor::restore`]
+    /// does.
+    pub fn take_over(&mut self, now: Timestamp) {
+        self.record_start(now);
     }
 
     fn record_start(&mut self, at: Timestamp) {
@@ -214,6 +253,68 @@ impl Supervisor {
     /// Ingest counters.
     pub fn counters(&self) -> &IngestCounters {
         &self.counters
+    }
+
+    /// Directives recorded as published to the spine and not yet acknowledged, oldest
+    /// first: what a restarted supervisor (or a new leader) sends again, under the same ids.
+    pub fn unacknowledged(&self) -> Vec<crate::protocol::DirectiveMessage> {
+        self.state
+            .order
+            .iter()
+            .map(|id| &self.state.directives[id])
+            .filter(|d| {
+                d.status == Status::Published
+                    && d.directive.directive_type != DirectiveType::RequestReview
+                    && !d.directive.shadow
+            })
+            .map(|d| d.directive.message())
+            .collect()
+    }
+
+    /// Records the mesh deliveries (stream sequences) folded into the open cycle; call it
+    /// in the same input as the [`Supervisor::tick`] that closes the cycle, so both are
+    /// durable together.
+    pub fn record_folded(&mut self, stream: &str, seqs: &[u64], now: Timestamp) {
+        if seqs.is_empty() {
+            return;
+        }
+        let mut sorted = seqs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut ranges: Vec<[u64; 2]> = Vec::new();
+        for s in sorted {
+            match ranges.last_mut() {
+                Some(r) if r[1] + 1 == s => r[1] = s,
+                _ => ranges.push([s, s]),
+            }
+        }
+        let actor = self.cfg.actor.clone();
+        self.commit(
+            now,
+            &actor,
+            RecordBody::EventsFolded {
+                cycle: self.state.cycle + 1,
+                stream: stream.to_string(),
+                ranges,
+            },
+        );
+    }
+
+    /// Records an operational fact that changes no decision (a reload of the adapters, a
+    /// new leader). Other record kinds are refused.
+    pub fn record_operational(
+        &mut self,
+        now: Timestamp,
+        actor: &str,
+        body: RecordBody,
+    ) -> Result<(), String> {
+        match body {
+            RecordBody::AdaptersReloaded { .. } | RecordBody::LeaderElected { .. } => {
+                self.commit(now, actor, body);
+                Ok(())
+            }
+            other => Err(format!("{} is not an operational record", other.action())),
+        }
     }
 
     /// The next effect to carry out.

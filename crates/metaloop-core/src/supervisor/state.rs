@@ -156,7 +156,15 @@ pub struct State {
     /// Every playbook's runs since the supervisor started (`domain/playbook`): the learned
     /// success rates.
     pub playbook_record: BTreeMap<String, PlaybookCounts>,
+    /// Per mesh stream, the sequences the last cycles folded in (`ingest.folded`), newest
+    /// last: a delivery among them is already counted.
+    #[serde(default)]
+    pub folded: BTreeMap<String, VecDeque<(u64, Vec<[u64; 2]>)>>,
 }
+
+/// Cycles of folded stream sequences kept: a redelivery comes within the consumer's ack
+/// wait (a few cycles), far inside this.
+pub const FOLDED_CYCLES_KEPT: usize = 64;
 
 /// The direction of a knob change: +1 up (or off → on), -1 down (or on → off), `None` when
 /// it did not move or cannot be ordered.
@@ -176,6 +184,14 @@ pub fn move_direction(from: &serde_json::Value, to: &serde_json::Value) -> Optio
 const BASELINE_WEIGHT: f64 = 0.1;
 
 impl State {
+    /// Whether a delivery of `stream` at sequence `seq` was folded into a closed cycle.
+    pub fn was_folded(&self, stream: &str, seq: u64) -> bool {
+        self.folded.get(stream).is_some_and(|log| {
+            log.iter()
+                .any(|(_, ranges)| ranges.iter().any(|[a, b]| (*a..=*b).contains(&seq)))
+        })
+    }
+
     /// Rebuilds the state from records, in ledger order.
     pub fn replay<'a>(
         cfg: &SupervisorConfig,
@@ -755,6 +771,18 @@ impl State {
                     p.changed_at_run_time = true;
                 }
             }
+            RecordBody::EventsFolded {
+                cycle,
+                stream,
+                ranges,
+            } => {
+                let log = self.folded.entry(stream.clone()).or_default();
+                log.push_back((*cycle, ranges.clone()));
+                while log.len() > FOLDED_CYCLES_KEPT {
+                    log.pop_front();
+                }
+            }
+            RecordBody::AdaptersReloaded { .. } | RecordBody::LeaderElected { .. } => {}
         }
     }
 }

@@ -163,7 +163,8 @@ impl Ingestor {
         &self.registry
     }
 
-    /// Replaces the keys (a rotation); the dedupe window is kept.
+    /// Replaces the keys and domain bindings (a rotation, a reload); the dedupe window is
+    /// kept.
     pub fn set_registry(&mut self, registry: KeyRegistry) {
         self.registry = registry;
     }
@@ -402,6 +403,24 @@ impl Ingestor {
             Ok(c) => c,
             Err(r) => return Err(self.reject(r)),
         };
+        let domain = checked.data.domain();
+        if !self.registry.may_speak_for(&checked.source, domain) {
+            let allowed = self
+                .registry
+                .domains_of(&checked.source)
+                .map(|d| d.iter().map(String::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            return Err(self.reject(
+                Rejection::new(
+                    RejectReason::ForbiddenDomain,
+                    format!(
+                        "source {:?} may speak for [{allowed}], not for domain {domain:?}",
+                        checked.source
+                    ),
+                )
+                .of_event(&checked.source, &checked.id),
+            ));
+        }
         if self.dedupe.contains(&checked.source, &checked.id, now) {
             return Err(self.reject(
                 Rejection::new(

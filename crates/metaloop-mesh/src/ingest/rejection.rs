@@ -31,6 +31,9 @@ pub enum RejectReason {
     Future,
     /// The same (`source`, `id`) was accepted within the dedupe window.
     Duplicate,
+    /// The event (or ack) is about a domain its adapter is not bound to
+    /// (`[[adapters]] domains`).
+    ForbiddenDomain,
     /// Every check passed but the supervisor refused the event: an acknowledgement of a
     /// directive it does not know, that is not awaiting one, or that names another domain.
     RefusedBySupervisor,
@@ -38,7 +41,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::Oversized,
         RejectReason::Malformed,
         RejectReason::UnsupportedContentType,
@@ -50,6 +53,7 @@ impl RejectReason {
         RejectReason::Stale,
         RejectReason::Future,
         RejectReason::Duplicate,
+        RejectReason::ForbiddenDomain,
         RejectReason::RefusedBySupervisor,
     ];
 
@@ -67,6 +71,7 @@ impl RejectReason {
             RejectReason::Stale => "stale",
             RejectReason::Future => "future",
             RejectReason::Duplicate => "duplicate",
+            RejectReason::ForbiddenDomain => "forbidden_domain",
             RejectReason::RefusedBySupervisor => "refused_by_supervisor",
         }
     }

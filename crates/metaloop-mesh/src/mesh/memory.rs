@@ -333,11 +333,10 @@ impl MemorySubscription {
                         key: self.key.clone(),
                         seq: stored.seq,
                     };
-                    return Ok(Some(Delivery::new(
-                        stored.message,
-                        stored.attempts,
-                        Box::new(ack),
-                    )));
+                    return Ok(Some(
+                        Delivery::new(stored.message, stored.attempts, Box::new(ack))
+                            .with_stream_seq(stored.seq),
+                    ));
                 }
                 Arc::clone(&c.wake)
             };

@@ -176,6 +176,9 @@ pub struct Delivery {
     pub message: Message,
     /// 1 on first delivery, more on redeliveries.
     pub attempt: u64,
+    /// The message's sequence in its stream (the same on every redelivery); 0 when the
+    /// backend has none.
+    pub stream_seq: u64,
     ack: Box<dyn AckHandle>,
 }
 
@@ -184,6 +187,7 @@ impl fmt::Debug for Delivery {
         f.debug_struct("Delivery")
             .field("message", &self.message)
             .field("attempt", &self.attempt)
+            .field("stream_seq", &self.stream_seq)
             .finish_non_exhaustive()
     }
 }
@@ -194,8 +198,15 @@ impl Delivery {
         Delivery {
             message,
             attempt,
+            stream_seq: 0,
             ack,
         }
+    }
+
+    /// The message's sequence in its stream.
+    pub fn with_stream_seq(mut self, seq: u64) -> Self {
+        self.stream_seq = seq;
+        self
     }
 
     /// Acknowledges it.

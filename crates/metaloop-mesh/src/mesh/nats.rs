@@ -398,7 +398,10 @@ impl NatsSubscription {
     }
 
     fn delivery(&self, m: jetstream::Message) -> Delivery {
-        let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+        let (attempt, stream_seq) = m
+            .info()
+            .map(|i| (i.delivered.max(1) as u64, i.stream_sequence))
+            .unwrap_or((1, 0));
         let (m, acker) = m.split();
         let header = |name: &str| {
             m.headers
@@ -425,6 +428,7 @@ impl NatsSubscription {
                 confirm: self.confirm_acks,
             }),
         )
+        .with_stream_seq(stream_seq)
     }
 }
 

@@ -39,6 +39,8 @@ pub fn keys() -> Keys {
     registry
         .register(OTHER_SOURCE, other.verifying_key())
         .unwrap();
+    // the security adapter speaks for its own domain only
+    registry.bind_domains(OTHER_SOURCE, ["security".to_string()]);
     Keys {
         app,
         other,
@@ -251,6 +253,34 @@ pub fn cases(keys: &Keys) -> Vec<Case> {
         content_type: ct,
         expect: Some(RejectReason::BadSignature),
         message_has: "modified after signing",
+    });
+
+    // forbidden domain: the security adapter, properly signed, about the application domain;
+    // an acknowledgement for another domain is refused the same way.
+    cases.push(Case {
+        label: "forbidden-domain",
+        bytes: keys.other.spine_event("fd1", T0, &payload(0)).to_json(),
+        content_type: ct,
+        expect: Some(RejectReason::ForbiddenDomain),
+        message_has: "not for domain \"application\"",
+    });
+    cases.push(Case {
+        label: "forbidden-domain-ack",
+        bytes: keys
+            .other
+            .spine_event(
+                "fd2",
+                T0,
+                &EventData::DirectiveRefused(metaloop_core::protocol::DirectiveRefused {
+                    directive_id: "dir-1".into(),
+                    domain: "application".into(),
+                    reason: "not mine".into(),
+                }),
+            )
+            .to_json(),
+        content_type: ct,
+        expect: Some(RejectReason::ForbiddenDomain),
+        message_has: "may speak for [security]",
     });
 
     // duplicate: the same signed event twice; the first is accepted.

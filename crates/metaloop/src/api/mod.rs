@@ -27,6 +27,13 @@ pub trait EventIngest: Send + Sync + 'static {
     ) -> crate::runtime::BoxFuture<Result<views::EventResults, ApiError>>;
 }
 
+/// Reloads the adapters' keys and domain bindings from the configuration file (the admin
+/// API's `POST /v1/admin/reload`; SIGHUP does the same).
+pub trait Reload: Send + Sync + 'static {
+    /// Reloads on behalf of `by`; returns what changed.
+    fn reload(&self, by: String) -> crate::runtime::BoxFuture<Result<views::ReloadView, ApiError>>;
+}
+
 /// Recent snapshots, newest last, as recorded.
 pub type SnapshotCache = Arc<Mutex<VecDeque<serde_json::Value>>>;
 
@@ -48,6 +55,10 @@ pub struct ApiState {
     pub truth: Option<crate::demo::TruthBook>,
     /// The key checkpoints are signed with, for the dashboard's verification status.
     pub checkpoint_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Leader or standby (a supervisor running alone always leads).
+    pub role: crate::ha::RoleCell,
+    /// What reloads the adapters at run time, when this server can.
+    pub reload: Option<Arc<dyn Reload>>,
 }
 
 /// An API failure, as JSON `{"error": kind, "message": …, "field": …}`.

@@ -41,6 +41,7 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(ledger_records))
         .routes(routes!(checkpoints))
         .routes(routes!(events))
+        .routes(routes!(admin_reload))
 }
 
 /// The API router, with the dashboard at `/` (HTML pages, not in the OpenAPI document).
@@ -49,6 +50,10 @@ pub fn router(state: ApiState) -> Router {
     router
         .merge(crate::dashboard::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            standby_guard,
+        ))
         .layer(axum::middleware::map_response(super::json_errors))
         .with_state(state)
 }
@@ -104,11 +109,65 @@ fn only_known(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiErro
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "The supervisor answers", body = Readiness),
-              (status = 503, description = "The supervisor has stopped", body = ErrorBody)))]
-async fn readyz(State(s): State<ApiState>) -> Result<Json<Readiness>, ApiError> {
+    responses((status = 200, description = "The supervisor answers and leads (or runs alone)", body = Readiness),
+              (status = 503, description = "A standby replica (the body says so and names the leader), or the supervisor has stopped (an error body)", body = Readiness)))]
+async fn readyz(State(s): State<ApiState>) -> Result<(StatusCode, Json<Readiness>), ApiError> {
     let cycle = s.runtime.call(|sup| sup.state().cycle).await?;
-    Ok(Json(Readiness { ready: true, cycle }))
+    let leader = s.role.leader();
+    let standby = s.role.is_standby();
+    let code = if standby {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        Json(Readiness {
+            ready: !standby,
+            cycle,
+            role: if standby { "standby" } else { "leader" }.into(),
+            leader: views::LeaderInfo {
+                holder: leader.holder,
+                epoch: leader.epoch,
+            },
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/admin/reload", tag = "supervisor", security(("bearer" = [])),
+    responses((status = 200, description = "The adapters' keys and domain bindings were read again from the configuration file; what changed", body = ReloadView),
+              (status = 400, description = "The file no longer parses or is invalid; nothing changed", body = ErrorBody),
+              (status = 404, description = "This server does not reload", body = ErrorBody)))]
+async fn admin_reload(
+    State(s): State<ApiState>,
+    p: Principal,
+) -> Result<Json<views::ReloadView>, ApiError> {
+    p.require(ADMINS)?;
+    let reload = s
+        .reload
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this server does not reload its adapters".into()))?;
+    Ok(Json(reload.reload(p.name.clone()).await?))
+}
+
+/// A standby refuses every change (they belong to the leader), naming the leader.
+async fn standby_guard(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !reads && s.role.is_standby() {
+        let leader = s.role.leader();
+        return ApiError::Unavailable(format!(
+            "this replica is a standby; send changes to the leader ({}, epoch {})",
+            leader.holder.as_deref().unwrap_or("none yet"),
+            leader.epoch
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "health",
@@ -175,6 +234,10 @@ async fn status(
             })
         })
         .await?;
+    let mut v = v;
+    let role = s.role.view();
+    v["role"] = role["role"].clone();
+    v["leader"] = role["leader"].clone();
     Ok(Json(views::view(v)?))
 }
 

@@ -26,8 +26,31 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub ready: bool,
-    /// Cycles closed so far.
+    /// Cycles closed so far (as this replica knows them).
     pub cycle: u64,
+    /// `leader` or `standby`.
+    pub role: String,
+    /// The leader as this replica last saw it.
+    pub leader: LeaderInfo,
+}
+
+/// The leader: the lease's holder and epoch (epoch 0: a supervisor running alone).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeaderInfo {
+    pub holder: Option<String>,
+    pub epoch: u64,
+}
+
+/// What `POST /v1/admin/reload` changed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReloadView {
+    /// `source/key-id` pairs added and removed.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Sources whose domain binding changed, as `source: [domains]`.
+    pub rebound: Vec<String>,
+    /// Sources registered now.
+    pub sources: Vec<String>,
 }
 
 /// One goal against its latest value.
@@ -73,6 +96,10 @@ pub struct StatusView {
     /// Alerts firing now.
     #[schema(value_type = Vec<Object>)]
     pub alerts: Vec<Value>,
+    /// `leader` or `standby` (a standby's figures are the ledger as it last read it).
+    pub role: String,
+    /// The leader: the lease's holder and epoch (epoch 0: a supervisor running alone).
+    pub leader: LeaderInfo,
 }
 
 /// A strategic goal.

@@ -135,6 +135,8 @@ pub async fn exec(args: BenchDashboardArgs) -> Result<()> {
         history,
         truth: None,
         checkpoint_key: metaloop_ledger::keys::load_public_key(&ledger.public_key_file).ok(),
+        role: Default::default(),
+        reload: None,
     };
     let dash = DashState::new(api);
     let session = dash

@@ -107,6 +107,7 @@ impl MeshLink {
             .map(|s| AdapterKeys {
                 source: s.source().to_string(),
                 public_keys: vec![metaloop_mesh::keys::public_key_hex(&s.verifying_key())],
+                domains: None,
             })
             .collect();
         let registry = KeyRegistry::from_entries(&entries).map_err(|e| anyhow!("{e}"))?;
@@ -116,6 +117,7 @@ impl MeshLink {
             public_keys: vec![metaloop_mesh::keys::public_key_hex(
                 &supervisor.verifying_key(),
             )],
+            domains: None,
         }])
         .map_err(|e| anyhow!("{e}"))?;
         let directives = mesh

@@ -453,6 +453,8 @@ pub async fn run(
                 truth: Some(truth.clone()),
                 checkpoint_key: metaloop_ledger::keys::load_public_key(&ledger.public_key_file)
                     .ok(),
+                role: Default::default(),
+                reload: None,
             };
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await

@@ -198,12 +198,13 @@ pub fn severity_name(s: Severity) -> &'static str {
     }
 }
 
-const ALERT_KINDS: [AlertKind; 5] = [
+const ALERT_KINDS: [AlertKind; 6] = [
     AlertKind::VerificationFailures,
     AlertKind::GoalGapNotClosed,
     AlertKind::SystemicPatternPersisting,
     AlertKind::ComplianceBelowThreshold,
     AlertKind::DirectiveNoAck,
+    AlertKind::RollbackFailed,
 ];
 
 /// The alert kind named by the part of `key` before the first `:`.
@@ -219,7 +220,8 @@ fn default_severity(kind: AlertKind) -> Severity {
         AlertKind::VerificationFailures
         | AlertKind::SystemicPatternPersisting
         | AlertKind::ComplianceBelowThreshold
-        | AlertKind::DirectiveNoAck => Severity::Critical,
+        | AlertKind::DirectiveNoAck
+        | AlertKind::RollbackFailed => Severity::Critical,
     }
 }
 

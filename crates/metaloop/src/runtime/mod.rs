@@ -27,6 +27,11 @@ pub trait RecordSink: Send + 'static {
 pub trait Publisher: Send + 'static {
     /// Publishes one directive (at least once; the spine dedupes on its id).
     fn publish(&mut self, message: DirectiveMessage) -> BoxFuture<Result<()>>;
+
+    /// A publish failed: try again later, in the background (default: not at all).
+    fn retry(&mut self, message: DirectiveMessage) {
+        tracing::error!(directive = %message.directive_id, "directive not published; no retry");
+    }
 }
 
 /// Receives human notifications; must not block.
@@ -60,10 +65,12 @@ impl Observer for NoObserver {
 type Reply = Box<dyn FnOnce() + Send>;
 type Job = Box<dyn FnOnce(&mut Supervisor) -> Reply + Send>;
 
-/// A handle on the running supervisor; cheap to clone.
+/// A handle on the running supervisor; cheap to clone. Every clone follows
+/// [`Runtime::retarget`], so a replica can hand its API from a standby's supervisor to a
+/// leader's without rebuilding it.
 #[derive(Clone)]
 pub struct Runtime {
-    jobs: mpsc::Sender<Job>,
+    jobs: std::sync::Arc<std::sync::RwLock<mpsc::Sender<Job>>>,
 }
 
 /// Why a call did not complete.
@@ -102,9 +109,11 @@ impl<R: RecordSink, P: Publisher, N: NotificationSink, O: Observer> Actor<R, P, 
             .observe(&self.sup, &entries, started.elapsed());
         for m in publishes {
             let id = m.directive_id.clone();
-            if let Err(e) = self.publisher.publish(m).await {
-                // recorded as published; the ack timeout will alert if it never arrives
-                tracing::error!(directive = %id, error = %e, "publishing a directive failed");
+            if let Err(e) = self.publisher.publish(m.clone()).await {
+                // recorded as published: tried again with backoff, under the same id (the
+                // spine dedupes on it); the ack timeout alerts if it never arrives
+                tracing::warn!(directive = %id, error = %e, "publishing a directive failed; retrying");
+                self.publisher.retry(m);
             }
         }
         for n in notes {
@@ -157,7 +166,35 @@ impl Runtime {
             }
             actor.sup
         });
-        Ok((Runtime { jobs: tx }, task))
+        Ok((
+            Runtime {
+                jobs: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+            },
+            task,
+        ))
+    }
+
+    /// A handle on no supervisor: every call fails as stopped.
+    pub fn closed() -> Runtime {
+        let (tx, _) = mpsc::channel(1);
+        Runtime {
+            jobs: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+        }
+    }
+
+    /// A handle on the same supervisor that [`Runtime::retarget`] moves on its own (with
+    /// its clones), leaving this one where it is.
+    pub fn detached(&self) -> Runtime {
+        let tx = self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Runtime {
+            jobs: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+        }
+    }
+
+    /// Points this handle, and every clone of it, at `other`'s supervisor.
+    pub fn retarget(&self, other: &Runtime) {
+        let next = other.jobs.read().unwrap_or_else(|e| e.into_inner()).clone();
+        *self.jobs.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
     /// Runs `f` on the supervisor; returns once its effects are carried out (its records
@@ -173,8 +210,8 @@ impl Runtime {
                 let _ = tx.send(out);
             })
         });
-        self.jobs
-            .send(job)
+        let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone();
+        jobs.send(job)
             .await
             .map_err(|_| RuntimeError::Stopped("it is no longer running".into()))?;
         rx.await
