@@ -308,6 +308,11 @@ fn tail(text: &str, n: usize) -> String {
 /// What the simulated spine has done: events the bus acknowledged, directives applied.
 #[derive(Default)]
 struct SpineLog {
+    /// Asked to stop publishing incidents (acks still flow), and whether it has.
+    pause: bool,
+    parked: bool,
+    /// Directives are left on the bus, unread and unacknowledged, while this holds.
+    hold_directives: bool,
     /// Non-ack events published and acknowledged by the stream, by domain.
     events: BTreeMap<String, u64>,
     /// Deliveries of each directive id (a re-send under the same id counts again).
@@ -354,7 +359,14 @@ async fn run_spine(
         virtual_now.clone(),
     );
     tokio::spawn(async move {
-        while let Ok(Some(d)) = sub.next().await {
+        loop {
+            if log2.lock().unwrap().hold_directives {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let Ok(Some(d)) = sub.next().await else {
+                break;
+            };
             let subject = d.message.subject.as_str().to_string();
             if subject == "meta.directive.applied" || subject == "meta.directive.refused" {
                 let _ = d.ack().await;
@@ -383,6 +395,15 @@ async fn run_spine(
         }
     });
     while !stop.load(Ordering::SeqCst) {
+        let paused = {
+            let mut l = log.lock().unwrap();
+            l.parked = l.pause;
+            l.pause
+        };
+        if paused {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         let mut out = Vec::new();
         spine.lock().unwrap().run_until(virtual_now(), &mut out);
         for ev in &out {
@@ -407,6 +428,57 @@ async fn run_spine(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Events counted in the ledger's closed cycles, by domain.
+fn counted(url: &str) -> BTreeMap<String, u64> {
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    for r in ledger_records(url)
+        .iter()
+        .filter(|r| r["action"] == "snapshot.built")
+    {
+        for (domain, w) in r["payload"]["windows"]["domains"].as_object().unwrap() {
+            *counted.entry(domain.clone()).or_default() += w["events"].as_u64().unwrap();
+        }
+    }
+    counted
+}
+
+/// After a fault: the spine pauses, and every event the bus acknowledged must be counted in
+/// the ledger exactly once within the ack wait and a few cycles — never more at any look.
+async fn settle(after: &str, url: &str, log: &Arc<Mutex<SpineLog>>) {
+    log.lock().unwrap().pause = true;
+    while !log.lock().unwrap().parked {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = log.lock().unwrap().events.clone();
+    let start = Instant::now();
+    loop {
+        let now = counted(url);
+        for (domain, n) in &now {
+            let p = published.get(domain).copied().unwrap_or(0);
+            assert!(
+                *n <= p,
+                "after {after}: {domain} has {n} events counted but the bus acknowledged {p}: counted twice"
+            );
+        }
+        if now == published {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "after {after}: events lost: counted {now:?}, the bus acknowledged {published:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "HA: after {after}: all {} events counted once ({:.1} s to settle)",
+        published.values().sum::<u64>(),
+        start.elapsed().as_secs_f64()
+    );
+    let mut l = log.lock().unwrap();
+    l.pause = false;
+    l.parked = false;
 }
 
 fn write_config(
@@ -566,7 +638,11 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         .await
         .unwrap(),
     );
-    let log = Arc::new(Mutex::new(SpineLog::default()));
+    // the spine leaves directives unacknowledged until the first failover is over
+    let log = Arc::new(Mutex::new(SpineLog {
+        hold_directives: true,
+        ..Default::default()
+    }));
     let stop_spine = Arc::new(AtomicBool::new(false));
     let spine = tokio::spawn(run_spine(
         mesh.clone(),
@@ -575,7 +651,22 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         log.clone(),
         stop_spine.clone(),
     ));
-    tokio::time::sleep(Duration::from_secs(5 * CYCLE)).await;
+    // until the leader has published a directive (which the spine does not acknowledge)
+    let start = Instant::now();
+    let unacked = loop {
+        if let Some(r) = ledger_records(&direct)
+            .into_iter()
+            .find(|r| r["action"] == "directive.published" && r["payload"]["message"]["directive_type"] != "REQUEST_REVIEW")
+        {
+            break r["resource"].as_str().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no directive published within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    settle("a quiet start", &direct, &log).await;
     let mut failovers: Vec<(&str, Duration)> = Vec::new();
 
     // 1. SIGKILL the leader: another takes over once its lease expires
@@ -583,9 +674,12 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     replicas[leader].kill();
     let (next, epoch, took) =
         one_leader(&replicas, &http, Some(leader), epoch, Duration::from_secs(30)).await;
+    let next_after_kill = next;
     failovers.push(("SIGKILL", took));
+    log.lock().unwrap().hold_directives = false;
     replicas[leader].start();
     tokio::time::sleep(Duration::from_secs(3 * CYCLE)).await;
+    settle("SIGKILL of the leader", &direct, &log).await;
 
     // 2. SIGSTOP the leader past its TTL, then SIGCONT: it is fenced and steps down
     let stopped = next;
@@ -609,14 +703,21 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let stale_log = replicas[stopped].log_text();
+    let why = stale_log
+        .lines()
+        .find(|l| l.starts_with("stepped down"))
+        .unwrap_or_else(|| panic!("the stale leader did not step down:\n{}", tail(&stale_log, 30)))
+        .to_string();
+    // the database refused it: its append (fenced) or its renewal (the lease was taken)
     assert!(
-        stale_log.contains("stepped down"),
-        "{}",
-        tail(&stale_log, 30)
+        why.contains("fenced") || why.contains("expired or was taken"),
+        "{why}"
     );
+    eprintln!("HA: the stale leader after SIGCONT: {why}");
     let (still, _, _) = one_leader(&replicas, &http, None, epoch - 1, Duration::from_secs(5)).await;
     assert_eq!(still, next, "the replica that took over still leads");
     tokio::time::sleep(Duration::from_secs(3 * CYCLE)).await;
+    settle("SIGSTOP past the lease, then SIGCONT", &direct, &log).await;
 
     // 3. cut the leader off from the database: it cannot renew, steps down; another leads
     let cut = next;
@@ -629,6 +730,7 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     let s = replicas[cut].status(&http).await.expect("the cut replica answers");
     assert_eq!(s["role"], "standby", "{s}");
     let _ = next;
+    settle("the database cut", &direct, &log).await;
 
     // 4. restart all three (gracefully): one leads again
     for r in replicas.iter_mut() {
@@ -641,6 +743,7 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         one_leader(&replicas, &http, None, epoch, Duration::from_secs(30)).await;
     failovers.push(("restart all", took));
     tokio::time::sleep(Duration::from_secs(4 * CYCLE)).await;
+    settle("restarting all three", &direct, &log).await;
 
     // the spine stops; the leader folds what is left (ack wait 6 s, two cycles)
     stop_spine.store(true, Ordering::SeqCst);
@@ -685,6 +788,25 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     assert!(twice.is_empty(), "published twice: {twice:?}");
     let spine_log = log.lock().unwrap();
     let resent = spine_log.deliveries.values().filter(|n| **n > 1).count();
+    // the directive left unacknowledged when its leader died was sent again by the next
+    // leader, under the same id (the bus may drop the copy as a duplicate of the one still
+    // waiting for the spine: JetStream dedupes on the id), and applied once
+    let resender = &replicas[next_after_kill];
+    assert!(
+        resender
+            .log_text()
+            .lines()
+            .any(|l| l.contains("re-sent an unacknowledged directive") && l.contains(&unacked)),
+        "{unacked} was not re-sent by {}:\n{}",
+        resender.name,
+        tail(&resender.log_text(), 40)
+    );
+    assert!(spine_log.deliveries.get(&unacked).copied().unwrap_or(0) >= 1);
+    let applied = records
+        .iter()
+        .filter(|r| r["action"] == "directive.applied" && r["resource"] == unacked.as_str())
+        .count();
+    assert_eq!(applied, 1, "{unacked} applied once");
     // handovers in the ledger: one per leadership change, epochs growing
     let elected: Vec<u64> = records
         .iter()
@@ -692,22 +814,18 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         .map(|r| r["payload"]["epoch"].as_u64().unwrap())
         .collect();
     assert!(elected.windows(2).all(|w| w[0] < w[1]), "{elected:?}");
-    assert_eq!(elected.last().copied(), Some(final_epoch));
+    // (stopping the leader hands over to a replica still running: epochs past the last seen)
+    assert!(elected.last().copied() >= Some(final_epoch), "{elected:?}");
 
     // every event the stream acknowledged counted exactly once, in some cycle's window
-    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["action"] == "snapshot.built") {
-        for (domain, w) in r["payload"]["windows"]["domains"].as_object().unwrap() {
-            *counted.entry(domain.clone()).or_default() += w["events"].as_u64().unwrap();
-        }
-    }
     assert_eq!(
-        counted, spine_log.events,
+        counted(&direct),
+        spine_log.events,
         "events counted in the ledger's cycles against events the bus acknowledged"
     );
 
     eprintln!(
-        "HA: {} records, {} directives published ({} re-sent under the same id), {} handovers (epochs {:?}), {} events each counted once",
+        "HA: {} records, {} directives published ({} delivered to the spine more than once), {} handovers (epochs {:?}), {} events each counted once",
         records.len(),
         published.len(),
         resent,
