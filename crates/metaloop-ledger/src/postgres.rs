@@ -251,12 +251,14 @@ impl PgLedger {
             .fetch_optional(&self.pool)
             .await
             .map_err(LedgerError::storage("reading the leadership lease"))?;
-        Ok(row.map(|(holder, epoch, expires_at_ms, expired)| LeaseInfo {
-            holder,
-            epoch: epoch as u64,
-            expires_at_ms,
-            expired,
-        }))
+        Ok(
+            row.map(|(holder, epoch, expires_at_ms, expired)| LeaseInfo {
+                holder,
+                epoch: epoch as u64,
+                expires_at_ms,
+                expired,
+            }),
+        )
     }
 
     /// From now on every append checks, in its own transaction, that `lease` is still held
@@ -381,7 +383,9 @@ impl PgLedger {
             match row {
                 Some((holder, epoch, live))
                     if holder == lease.holder && epoch as u64 == lease.epoch && live => {}
-                Some((holder, epoch, _)) if holder != lease.holder || epoch as u64 != lease.epoch => {
+                Some((holder, epoch, _))
+                    if holder != lease.holder || epoch as u64 != lease.epoch =>
+                {
                     return Err(LedgerError::Fenced(format!(
                         "{} (epoch {}) no longer holds the lease: {holder} does, epoch {epoch}",
                         lease.holder, lease.epoch

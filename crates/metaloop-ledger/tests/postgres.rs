@@ -593,7 +593,7 @@ async fn malformed_rows_are_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lease_fences_appends_of_a_replica_that_lost_it() {
-    use metaloop_ledger::{LedgerError, Lease};
+    use metaloop_ledger::{Lease, LedgerError};
     use std::time::Duration;
     require_server!();
     let b = PgBackend::create().await;
@@ -665,7 +665,10 @@ async fn the_lease_fences_appends_of_a_replica_that_lost_it() {
     // one chain: nothing the fenced replica tried is in it
     assert_eq!(verify(&*other, |_, _| {}).await.unwrap().records, 2);
     let info = other.lease_info().await.unwrap().unwrap();
-    assert_eq!((info.holder.as_str(), info.epoch, info.expired), ("replica-b", 2, false));
+    assert_eq!(
+        (info.holder.as_str(), info.epoch, info.expired),
+        ("replica-b", 2, false)
+    );
 
     // a graceful stop hands over at once; epochs never go down
     other.release_lease(&next.lease).await.unwrap();
@@ -675,10 +678,7 @@ async fn the_lease_fences_appends_of_a_replica_that_lost_it() {
         .unwrap()
         .unwrap();
     assert_eq!(third.lease.epoch, 3);
-    let err = b
-        .exec("UPDATE leadership SET epoch = 1")
-        .await
-        .unwrap_err();
+    let err = b.exec("UPDATE leadership SET epoch = 1").await.unwrap_err();
     assert!(err.contains("epochs only grow"), "{err}");
     let err = b.exec("DELETE FROM leadership").await.unwrap_err();
     assert!(err.contains("never removed"), "{err}");

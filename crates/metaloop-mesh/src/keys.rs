@@ -435,7 +435,10 @@ mod tests {
             domains: Some(vec![" ".into()]),
         }])
         .unwrap_err();
-        assert!(empty.to_string().starts_with("adapters[0].domains[0]"), "{empty}");
+        assert!(
+            empty.to_string().starts_with("adapters[0].domains[0]"),
+            "{empty}"
+        );
     }
 
     #[test]

@@ -88,6 +88,16 @@ pub fn render_status(v: &Value) -> String {
         v["directives"]["in_flight"],
         v["directives"]["pending_approval"]
     );
+    if let Some(role) = v["role"].as_str() {
+        let leader = &v["leader"];
+        match leader["epoch"].as_u64() {
+            Some(0) | None => out.push_str(&format!("role {role} (running alone)\n")),
+            Some(epoch) => out.push_str(&format!(
+                "role {role} — leader {} (lease epoch {epoch})\n",
+                leader["holder"].as_str().unwrap_or("none yet")
+            )),
+        }
+    }
     if v["shadow_mode"].as_bool() == Some(true) {
         out.push_str("SHADOW MODE: decisions are recorded, nothing is published\n");
     }

@@ -214,7 +214,8 @@ impl Default for MeshSection {
 impl MeshSection {
     /// The ack wait in force, milliseconds.
     pub fn ack_wait_ms(&self, cycle_secs: u64) -> u64 {
-        self.ack_wait.map_or((cycle_secs * 2 + 60) * 1000, |w| w.0 * 1000)
+        self.ack_wait
+            .map_or((cycle_secs * 2 + 60) * 1000, |w| w.0 * 1000)
     }
 
     /// The stream name in force.

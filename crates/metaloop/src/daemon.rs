@@ -90,7 +90,14 @@ impl RecordSink for WriterRecords {
                 .filter(|e| {
                     e.action == "snapshot.built" || crate::history::History::wants(&e.action)
                 })
-                .map(|e| (e.time, e.action.clone(), e.resource.clone(), e.payload.clone()))
+                .map(|e| {
+                    (
+                        e.time,
+                        e.action.clone(),
+                        e.resource.clone(),
+                        e.payload.clone(),
+                    )
+                })
                 .collect();
             let batch = entries
                 .into_iter()
@@ -325,7 +332,9 @@ impl EventIngest for HttpIngest {
         let intake = current(&self.0);
         Box::pin(async move {
             let intake = intake.ok_or_else(|| {
-                ApiError::Unavailable("this replica is not leading; send events to the leader".into())
+                ApiError::Unavailable(
+                    "this replica is not leading; send events to the leader".into(),
+                )
             })?;
             let outcome = intake
                 .take(&body, content_type.as_deref(), None)
@@ -381,15 +390,24 @@ impl Reloader {
             field: "config".into(),
             message: format!("{e}; the adapters in force are kept"),
         })?;
-        let next = KeyRegistry::from_entries(&cfg.adapter_keys()).map_err(|e| ApiError::BadRequest {
-            field: "adapters".into(),
-            message: format!("adapters: {e}; the adapters in force are kept"),
-        })?;
+        let next =
+            KeyRegistry::from_entries(&cfg.adapter_keys()).map_err(|e| ApiError::BadRequest {
+                field: "adapters".into(),
+                message: format!("adapters: {e}; the adapters in force are kept"),
+            })?;
         warn_unbound(&cfg);
         let (old_keys, old_bind) = describe(&lock(&self.registry));
         let (new_keys, new_bind) = describe(&next);
-        let added: Vec<String> = new_keys.iter().filter(|k| !old_keys.contains(k)).cloned().collect();
-        let removed: Vec<String> = old_keys.iter().filter(|k| !new_keys.contains(k)).cloned().collect();
+        let added: Vec<String> = new_keys
+            .iter()
+            .filter(|k| !old_keys.contains(k))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = old_keys
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .cloned()
+            .collect();
         // sources kept whose binding changed
         let source_of = |b: &String| b.split(": ").next().unwrap_or_default().to_string();
         let old_sources: Vec<String> = old_bind.iter().map(source_of).collect();
@@ -421,7 +439,14 @@ impl Reloader {
                     .map_err(|e| ApiError::Unavailable(e))?;
             }
         }
-        tracing::info!(by, ?added, ?removed, ?rebound, leading = intake.is_some(), "adapters reloaded");
+        tracing::info!(
+            by,
+            ?added,
+            ?removed,
+            ?rebound,
+            leading = intake.is_some(),
+            "adapters reloaded"
+        );
         Ok(crate::api::views::ReloadView {
             added,
             removed,
@@ -677,7 +702,10 @@ impl Node {
 
         // the supervisor as the ledger has it, following until this replica leads
         let (records, seen) = read_after(store.as_ref(), 0, &views).await?;
-        tracing::info!(records = records.len(), "the supervisor's state read from the ledger");
+        tracing::info!(
+            records = records.len(),
+            "the supervisor's state read from the ledger"
+        );
         let sup = Supervisor::follower(cfg.supervisor(), &records)
             .map_err(|e| anyhow!("invalid configuration: {e}"))?;
         let standby = start_follower(sup, seen).await?;
@@ -935,7 +963,11 @@ impl Node {
         acquired: Option<&Acquired>,
         now: Timestamp,
     ) -> Result<Supervisor> {
-        let Running { runtime, task, seen } = standby;
+        let Running {
+            runtime,
+            task,
+            seen,
+        } = standby;
         // the API waits (503) while the supervisor changes hands
         self.api_runtime.retarget(&Runtime::closed());
         drop(runtime);
@@ -1034,7 +1066,11 @@ impl Node {
     /// Directives published and never acknowledged (a crash or a failover between the
     /// record and the ack) are sent again under the same ids; the spine applies each id
     /// once.
-    async fn resend_unacknowledged(&self, runtime: &Runtime, publisher: &MeshPublisher) -> Result<()> {
+    async fn resend_unacknowledged(
+        &self,
+        runtime: &Runtime,
+        publisher: &MeshPublisher,
+    ) -> Result<()> {
         let unacked = runtime.call(|s| s.unacknowledged()).await?;
         for m in unacked {
             let id = m.directive_id.clone();
@@ -1143,7 +1179,9 @@ impl Node {
     /// that cannot tell) steps down; a supervisor alone stops with the error (fail-stop).
     fn ledger_stopped(&self, leader: &Leader, why: String) -> Result<Ended> {
         if leader.lease.is_some() {
-            return Ok(Ended::LostLead(format!("the ledger refused an append ({why})")));
+            return Ok(Ended::LostLead(format!(
+                "the ledger refused an append ({why})"
+            )));
         }
         Err(anyhow!("{why}"))
     }
@@ -1204,7 +1242,8 @@ impl Node {
             Ended::LostLead(_) => {
                 // a fenced replica signs no checkpoint: the leader's writer does
                 drop(writer);
-                self.metrics.set_role(false, lease.as_ref().map_or(0, |l| l.epoch));
+                self.metrics
+                    .set_role(false, lease.as_ref().map_or(0, |l| l.epoch));
                 self.role.follow(LeaderView {
                     holder: None,
                     epoch: lease.as_ref().map_or(0, |l| l.epoch),

@@ -150,7 +150,10 @@ pub fn holder_name(node: Option<&str>, listen: &str) -> String {
     getrandom::fill(&mut suffix).expect("the operating system's random source failed");
     format!(
         "{base}#{}",
-        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     )
 }
 

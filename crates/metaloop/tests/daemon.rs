@@ -692,7 +692,10 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
         metaloop_mesh::keys::generate_signing_key(),
     );
     let first = newcomer.spine_event("n-1", now(), &recovery_in("security", 2));
-    assert_eq!(s.post(&[first.clone()]).await[0]["reason"], "unknown_source");
+    assert_eq!(
+        s.post(&[first.clone()]).await[0]["reason"],
+        "unknown_source"
+    );
     let with_newcomer = format!(
         "{bound}[[adapters]]\nsource = \"urn:spine:security\"\ndomains = [\"security\"]\npublic_keys = [\"{}\"]\n",
         metaloop_mesh::keys::public_key_hex(&newcomer.verifying_key())
@@ -712,7 +715,10 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
             break;
         }
         assert_eq!(r[0]["reason"], "unknown_source", "{r:?}");
-        assert!(t.elapsed() < Duration::from_secs(10), "SIGHUP did not reload");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not reload"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -727,17 +733,20 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
     assert_eq!(reload("viewer-token").await.unwrap().status(), 403);
     let r: Value = reload("admin-token").await.unwrap().json().await.unwrap();
     assert_eq!(r["removed"].as_array().unwrap().len(), 1, "{r}");
-    assert!(r["removed"][0].as_str().unwrap().starts_with("urn:spine:security/"), "{r}");
+    assert!(
+        r["removed"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:spine:security/"),
+        "{r}"
+    );
     let second = newcomer.spine_event("n-2", now(), &recovery_in("security", 3));
     assert_eq!(s.post(&[second]).await[0]["reason"], "unknown_source");
     std::fs::write(&s.config, "this is = not [toml").unwrap();
     let bad = reload("admin-token").await.unwrap();
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
-    assert!(
-        body["message"].as_str().unwrap().contains("kept"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("kept"), "{body}");
     let still = s
         .adapter
         .spine_event("ok-2", now(), &recovery_in("application", 2));
@@ -765,5 +774,8 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
     assert_eq!(reloads[0]["payload"]["by"], "signal");
     assert_eq!(reloads[0]["payload"]["added"].as_array().unwrap().len(), 1);
     assert_eq!(reloads[1]["payload"]["by"], "root");
-    assert_eq!(reloads[1]["payload"]["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        reloads[1]["payload"]["removed"].as_array().unwrap().len(),
+        1
+    );
 }

@@ -66,7 +66,11 @@ async fn services() -> bool {
         "HA fault-injection test: PostgreSQL at {pg} {} and NATS at {} {}",
         if pg_ok { "answers" } else { "does not answer" },
         nats_url(),
-        if nats_ok { "answers" } else { "does not answer" }
+        if nats_ok {
+            "answers"
+        } else {
+            "does not answer"
+        }
     );
     if ci() {
         panic!("{msg} (CI=true requires both)");
@@ -388,9 +392,7 @@ async fn run_spine(
                 .or_default() += 1;
             let ack = sp2.lock().unwrap().deliver(&message, vn2());
             let event = stamp2(&ack);
-            let _ = m2
-                .publish(Message::for_event(&event).unwrap())
-                .await;
+            let _ = m2.publish(Message::for_event(&event).unwrap()).await;
             let _ = d.ack().await;
         }
     });
@@ -419,8 +421,7 @@ async fn run_spine(
                     }
                 }
             }
-            *log
-                .lock()
+            *log.lock()
                 .unwrap()
                 .events
                 .entry(ev.data.domain().to_string())
@@ -577,7 +578,11 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     let with_port = |port: u16| {
         let at = pg.find('@').unwrap();
         let slash = pg[at..].find('/').unwrap() + at;
-        format!("{}127.0.0.1:{port}{}?schema={schema}", &pg[..at + 1], &pg[slash..])
+        format!(
+            "{}127.0.0.1:{port}{}?schema={schema}",
+            &pg[..at + 1],
+            &pg[slash..]
+        )
     };
     let direct = format!("{pg}?schema={schema}");
 
@@ -586,12 +591,14 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         ADAPTER,
         ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
     ));
-    let sup_key = metaloop_ledger::keys::load_or_generate(dir.path().join("supervisor.key"))
-        .unwrap();
+    let sup_key =
+        metaloop_ledger::keys::load_or_generate(dir.path().join("supervisor.key")).unwrap();
     let domains = Spine::new(Scenario::Seed, 7, Timestamp(0)).domains();
     let directive_registry = KeyRegistry::from_entries(&[AdapterKeys {
         source: "urn:metaloop:supervisor".into(),
-        public_keys: vec![metaloop_mesh::keys::public_key_hex(&sup_key.verifying_key())],
+        public_keys: vec![metaloop_mesh::keys::public_key_hex(
+            &sup_key.verifying_key(),
+        )],
         domains: None,
     }])
     .unwrap();
@@ -654,10 +661,10 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     // until the leader has published a directive (which the spine does not acknowledge)
     let start = Instant::now();
     let unacked = loop {
-        if let Some(r) = ledger_records(&direct)
-            .into_iter()
-            .find(|r| r["action"] == "directive.published" && r["payload"]["message"]["directive_type"] != "REQUEST_REVIEW")
-        {
+        if let Some(r) = ledger_records(&direct).into_iter().find(|r| {
+            r["action"] == "directive.published"
+                && r["payload"]["message"]["directive_type"] != "REQUEST_REVIEW"
+        }) {
             break r["resource"].as_str().unwrap().to_string();
         }
         assert!(
@@ -670,10 +677,17 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     let mut failovers: Vec<(&str, Duration)> = Vec::new();
 
     // 1. SIGKILL the leader: another takes over once its lease expires
-    let (leader, epoch, _) = one_leader(&replicas, &http, None, epoch - 1, Duration::from_secs(10)).await;
+    let (leader, epoch, _) =
+        one_leader(&replicas, &http, None, epoch - 1, Duration::from_secs(10)).await;
     replicas[leader].kill();
-    let (next, epoch, took) =
-        one_leader(&replicas, &http, Some(leader), epoch, Duration::from_secs(30)).await;
+    let (next, epoch, took) = one_leader(
+        &replicas,
+        &http,
+        Some(leader),
+        epoch,
+        Duration::from_secs(30),
+    )
+    .await;
     let next_after_kill = next;
     failovers.push(("SIGKILL", took));
     log.lock().unwrap().hold_directives = false;
@@ -684,8 +698,14 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     // 2. SIGSTOP the leader past its TTL, then SIGCONT: it is fenced and steps down
     let stopped = next;
     replicas[stopped].signal("STOP");
-    let (next, epoch, took) =
-        one_leader(&replicas, &http, Some(stopped), epoch, Duration::from_secs(30)).await;
+    let (next, epoch, took) = one_leader(
+        &replicas,
+        &http,
+        Some(stopped),
+        epoch,
+        Duration::from_secs(30),
+    )
+    .await;
     failovers.push(("SIGSTOP", took));
     tokio::time::sleep(Duration::from_secs(TTL)).await;
     replicas[stopped].signal("CONT");
@@ -706,7 +726,12 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     let why = stale_log
         .lines()
         .find(|l| l.starts_with("stepped down"))
-        .unwrap_or_else(|| panic!("the stale leader did not step down:\n{}", tail(&stale_log, 30)))
+        .unwrap_or_else(|| {
+            panic!(
+                "the stale leader did not step down:\n{}",
+                tail(&stale_log, 30)
+            )
+        })
         .to_string();
     // the database refused it: its append (fenced) or its renewal (the lease was taken)
     assert!(
@@ -727,7 +752,10 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     failovers.push(("database cut", took));
     replicas[cut].proxy.restore();
     tokio::time::sleep(Duration::from_secs(4 * CYCLE)).await;
-    let s = replicas[cut].status(&http).await.expect("the cut replica answers");
+    let s = replicas[cut]
+        .status(&http)
+        .await
+        .expect("the cut replica answers");
     assert_eq!(s["role"], "standby", "{s}");
     let _ = next;
     settle("the database cut", &direct, &log).await;
@@ -749,8 +777,14 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     stop_spine.store(true, Ordering::SeqCst);
     spine.await.unwrap();
     tokio::time::sleep(Duration::from_secs(6 + 3 * CYCLE)).await;
-    let (_, final_epoch, _) =
-        one_leader(&replicas, &http, None, epoch_after - 1, Duration::from_secs(10)).await;
+    let (_, final_epoch, _) = one_leader(
+        &replicas,
+        &http,
+        None,
+        epoch_after - 1,
+        Duration::from_secs(10),
+    )
+    .await;
     for r in replicas.iter_mut() {
         r.stop();
     }
@@ -779,7 +813,10 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     // each directive recorded as published once; the spine applied each id once (a re-send
     // under the same id is answered with the first ack)
     let mut published: BTreeMap<String, u64> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["action"] == "directive.published") {
+    for r in records
+        .iter()
+        .filter(|r| r["action"] == "directive.published")
+    {
         *published
             .entry(r["resource"].as_str().unwrap().to_string())
             .or_default() += 1;
@@ -838,6 +875,10 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     }
     let _ = mesh.delete_stream().await;
     let _ = Command::new("psql")
-        .args([&pg, "-c", &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")])
+        .args([
+            &pg,
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ])
         .output();
 }

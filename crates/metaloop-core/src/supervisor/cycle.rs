@@ -366,7 +366,8 @@ impl Supervisor {
             }
             let knob = format!("review.rollback.{orig}");
             let asked = self.state.directives.values().any(|d| {
-                d.directive.directive_type == DirectiveType::RequestReview && d.directive.knob == knob
+                d.directive.directive_type == DirectiveType::RequestReview
+                    && d.directive.knob == knob
             });
             if !asked {
                 let why = if refused {
@@ -1298,7 +1299,9 @@ mod tests {
     use crate::config::SupervisorConfig;
     use crate::directive::Status;
     use crate::pipeline::Requirement;
-    use crate::protocol::{DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent};
+    use crate::protocol::{
+        DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent,
+    };
     use serde_json::json;
 
     const T0: Timestamp = Timestamp::from_secs(1_767_225_600);
@@ -1445,7 +1448,11 @@ mod tests {
         assert!(review_of(&sup, "review.rollback.d1").is_some());
         let alert = &sup.state.alerts["rollback_failed:d1"];
         assert_eq!(alert.kind, AlertKind::RollbackFailed);
-        assert!(alert.message.contains("refused all 3 rollbacks"), "{}", alert.message);
+        assert!(
+            alert.message.contains("refused all 3 rollbacks"),
+            "{}",
+            alert.message
+        );
         // asked once, not every cycle
         sup.tick(at(100 * cycle));
         let reviews = sup
@@ -1469,7 +1476,11 @@ mod tests {
             sup.tick(at(t));
         }
         assert!(sup.state.directives[&r1].ack_timed_out);
-        assert_eq!(rollbacks(&sup).len(), 1, "an unacknowledged rollback is re-sent, not replaced");
+        assert_eq!(
+            rollbacks(&sup).len(),
+            1,
+            "an unacknowledged rollback is re-sent, not replaced"
+        );
         assert!(review_of(&sup, "review.rollback.d1").is_some());
         assert!(sup.state.alerts.contains_key("rollback_failed:d1"));
         // the spine answers late: the directive is rolled back and the alert resolves

@@ -311,8 +311,19 @@ async fn status_panel(st: &DashState, m: &Model) -> Markup {
             }
             div class="tile" {
                 div class="label" { "Leader" }
-                div class="big" { "this instance" }
-                div class="small" { "one replica: no lease to hold" }
+                @if st.api.role.replicated() {
+                    @let leader = st.api.role.leader();
+                    @if st.api.role.is_standby() {
+                        div class="big" id="role" { "standby" }
+                        div class="small" { "leader " (leader.holder.as_deref().unwrap_or("none yet")) ", epoch " (leader.epoch) }
+                    } @else {
+                        div class="big" id="role" { "this replica" }
+                        div class="small" { (st.api.role.me()) ", lease epoch " (leader.epoch) }
+                    }
+                } @else {
+                    div class="big" id="role" { "this instance" }
+                    div class="small" { "running alone: no lease to hold" }
+                }
             }
             div class="tile" {
                 div class="label" { "Ledger head" }

@@ -71,6 +71,8 @@ type Job = Box<dyn FnOnce(&mut Supervisor) -> Reply + Send>;
 #[derive(Clone)]
 pub struct Runtime {
     jobs: std::sync::Arc<std::sync::RwLock<mpsc::Sender<Job>>>,
+    /// Why the supervisor stopped, once it has (the ledger's error).
+    failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Why a call did not complete.
@@ -152,12 +154,15 @@ impl Runtime {
         };
         actor.carry_out(std::time::Instant::now()).await?;
         let (tx, mut rx) = mpsc::channel::<Job>(1024);
+        let failure: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let failed = failure.clone();
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let started = std::time::Instant::now();
                 let reply = job(&mut actor.sup);
                 if let Err(e) = actor.carry_out(started).await {
                     tracing::error!(error = %e, "the ledger failed; stopping the supervisor");
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
                     rx.close();
                     drop(reply); // the caller sees the supervisor stop, never a false success
                     break;
@@ -169,6 +174,7 @@ impl Runtime {
         Ok((
             Runtime {
                 jobs: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+                failure,
             },
             task,
         ))
@@ -179,6 +185,7 @@ impl Runtime {
         let (tx, _) = mpsc::channel(1);
         Runtime {
             jobs: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+            failure: Default::default(),
         }
     }
 
@@ -188,6 +195,7 @@ impl Runtime {
         let tx = self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone();
         Runtime {
             jobs: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+            failure: self.failure.clone(),
         }
     }
 
@@ -195,6 +203,7 @@ impl Runtime {
     pub fn retarget(&self, other: &Runtime) {
         let next = other.jobs.read().unwrap_or_else(|e| e.into_inner()).clone();
         *self.jobs.write().unwrap_or_else(|e| e.into_inner()) = next;
+        // the failure cell stays this handle's: a retargeted handle reports by its calls
     }
 
     /// Runs `f` on the supervisor; returns once its effects are carried out (its records
@@ -214,8 +223,18 @@ impl Runtime {
         jobs.send(job)
             .await
             .map_err(|_| RuntimeError::Stopped("it is no longer running".into()))?;
-        rx.await
-            .map_err(|_| RuntimeError::Stopped("the ledger failed; see the log".into()))
+        rx.await.map_err(|_| {
+            RuntimeError::Stopped(
+                self.failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .map_or_else(
+                        || "the ledger failed; see the log".into(),
+                        |e| format!("the ledger failed: {e}"),
+                    ),
+            )
+        })
     }
 }
 
