@@ -436,7 +436,7 @@ impl Reloader {
                         sup.record_operational(now, &actor, body)
                     })
                     .await?
-                    .map_err(|e| ApiError::Unavailable(e))?;
+                    .map_err(ApiError::Unavailable)?;
             }
         }
         tracing::info!(

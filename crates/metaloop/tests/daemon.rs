@@ -693,7 +693,7 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
     );
     let first = newcomer.spine_event("n-1", now(), &recovery_in("security", 2));
     assert_eq!(
-        s.post(&[first.clone()]).await[0]["reason"],
+        s.post(std::slice::from_ref(&first)).await[0]["reason"],
         "unknown_source"
     );
     let with_newcomer = format!(
@@ -710,7 +710,7 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
     );
     let t = Instant::now();
     loop {
-        let r = s.post(&[first.clone()]).await;
+        let r = s.post(std::slice::from_ref(&first)).await;
         if r[0]["result"] == "accepted" {
             break;
         }

@@ -360,7 +360,7 @@ async fn run_spine(
         spine.clone(),
         log.clone(),
         stamp.clone(),
-        virtual_now.clone(),
+        virtual_now,
     );
     tokio::spawn(async move {
         loop {
@@ -823,7 +823,7 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     }
     let twice: Vec<_> = published.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "published twice: {twice:?}");
-    let spine_log = log.lock().unwrap();
+    let spine_log = std::mem::take(&mut *log.lock().unwrap());
     let resent = spine_log.deliveries.values().filter(|n| **n > 1).count();
     // the directive left unacknowledged when its leader died was sent again by the next
     // leader, under the same id (the bus may drop the copy as a duplicate of the one still

@@ -159,8 +159,11 @@ pub struct State {
     /// Per mesh stream, the sequences the last cycles folded in (`ingest.folded`), newest
     /// last: a delivery among them is already counted.
     #[serde(default)]
-    pub folded: BTreeMap<String, VecDeque<(u64, Vec<[u64; 2]>)>>,
+    pub folded: BTreeMap<String, VecDeque<FoldedCycle>>,
 }
+
+/// One closed cycle's folded stream sequences: the cycle, and inclusive ranges.
+pub type FoldedCycle = (u64, Vec<[u64; 2]>);
 
 /// Cycles of folded stream sequences kept: a redelivery comes within the consumer's ack
 /// wait (a few cycles), far inside this.
