@@ -382,18 +382,12 @@ impl Supervisor {
 
     fn escalate_rollback(&mut self, id: &str, why: &str, now: Timestamp) {
         let orig = self.state.directives[id].directive.clone();
-        let d = Directive {
-            id: make_id(self.cfg.id_seed, now, &["rollback-review", id]),
-            directive_type: DirectiveType::RequestReview,
-            target_domain: orig.target_domain.clone(),
-            target_subsystem: "humans".into(),
-            knob: format!("review.rollback.{}", orig.id),
-            action_name: "restore_by_hand".into(),
-            action: KnobAction::Set {
-                value: serde_json::Value::String(orig.id.clone()),
-            },
-            target_kpi: orig.target_kpi.clone(),
-            justification: format!(
+        let d = self.review_directive(
+            &orig,
+            make_id(self.cfg.id_seed, now, &["rollback-review", id]),
+            format!("review.rollback.{}", orig.id),
+            "restore_by_hand",
+            format!(
                 "directive {} ({} {} in {}) failed verification and must be undone, but {why}: restore {} by hand",
                 short(id),
                 orig.directive_type,
@@ -401,7 +395,37 @@ impl Supervisor {
                 orig.target_domain,
                 orig.knob
             ),
-            expected_impact: "a human restores the knob".into(),
+            "a human restores the knob",
+            now,
+        );
+        self.submit(d, None, DomainWindow::default(), 0, now);
+    }
+
+    /// A `REQUEST_REVIEW` about `orig`, for humans.
+    #[allow(clippy::too_many_arguments)]
+    fn review_directive(
+        &self,
+        orig: &Directive,
+        id: String,
+        knob: String,
+        action_name: &str,
+        justification: String,
+        expected_impact: &str,
+        now: Timestamp,
+    ) -> Directive {
+        Directive {
+            id,
+            directive_type: DirectiveType::RequestReview,
+            target_domain: orig.target_domain.clone(),
+            target_subsystem: "humans".into(),
+            knob,
+            action_name: action_name.into(),
+            action: KnobAction::Set {
+                value: serde_json::Value::String(orig.id.clone()),
+            },
+            target_kpi: orig.target_kpi.clone(),
+            justification,
+            expected_impact: expected_impact.into(),
             side_effects: BTreeMap::new(),
             min_effect: None,
             impact: ImpactLevel::Minimal,
@@ -414,8 +438,7 @@ impl Supervisor {
             shadow: false,
             experiment: None,
             promoted_from: None,
-        };
-        self.submit(d, None, DomainWindow::default(), 0, now);
+        }
     }
 
     fn rollback(&mut self, id: &str, now: Timestamp, taken: &mut BTreeSet<String>) {
@@ -558,38 +581,21 @@ impl Supervisor {
 
     fn request_review(&mut self, id: &str, now: Timestamp) {
         let orig = self.state.directives[id].directive.clone();
-        let d = Directive {
-            id: make_id(self.cfg.id_seed, now, &["review", id]),
-            directive_type: DirectiveType::RequestReview,
-            target_domain: orig.target_domain.clone(),
-            target_subsystem: "humans".into(),
-            knob: format!("review.{}", orig.id),
-            action_name: "review_inconclusive_directive".into(),
-            action: KnobAction::Set {
-                value: serde_json::Value::String(orig.id.clone()),
-            },
-            target_kpi: orig.target_kpi.clone(),
-            justification: format!(
+        let d = self.review_directive(
+            &orig,
+            make_id(self.cfg.id_seed, now, &["review", id]),
+            format!("review.{}", orig.id),
+            "review_inconclusive_directive",
+            format!(
                 "verification of {} ({} {} in {}) was inconclusive: not enough data before the window ran out; keep or roll it back",
                 short(id),
                 orig.directive_type,
                 orig.knob,
                 orig.target_domain
             ),
-            expected_impact: "a human decides".into(),
-            side_effects: BTreeMap::new(),
-            min_effect: None,
-            impact: ImpactLevel::Minimal,
-            policy_id: None,
-            snapshot_id: orig.snapshot_id.clone(),
-            factors: ConfidenceFactors::default(),
-            rollback_of: None,
-            issued_cycle: self.state.cycle,
-            issued_at: now,
-            shadow: false,
-            experiment: None,
-            promoted_from: None,
-        };
+            "a human decides",
+            now,
+        );
         self.submit(d, None, DomainWindow::default(), 0, now);
     }
 
