@@ -208,6 +208,9 @@ enum BenchCommand {
     /// CEL policy conditions: compiling N policies, and evaluating them all against a
     /// D-domain snapshot per cycle (p50/p99).
     Policies(metaloop::cli::bench_policies::Args),
+    /// One supervisor cycle (snapshot → strategy → pipeline → alerts → summary) for a grid
+    /// of domains × policies, with events ingested between cycles (p50/p99, growth ratios).
+    Cycle(metaloop::cli::bench_cycle::Args),
     /// The ledger: raw batched insert (no hashing), durable append with 1, 8 and 64
     /// concurrent writers, full verification, and the ratios between them.
     Ledger {
@@ -787,6 +790,7 @@ async fn run_demo(args: DemoArgs) -> u8 {
 async fn run_bench(command: BenchCommand) -> u8 {
     match command {
         BenchCommand::Policies(args) => metaloop::cli::bench_policies::exec(&args),
+        BenchCommand::Cycle(args) => metaloop::cli::bench_cycle::exec(&args),
         BenchCommand::Dashboard(args) => match metaloop::cli::bench_dashboard::exec(args).await {
             Ok(()) => 0,
             Err(e) => {

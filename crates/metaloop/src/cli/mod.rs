@@ -1,5 +1,6 @@
 //! Subcommands, one file each.
 
+pub mod bench_cycle;
 pub mod bench_dashboard;
 pub mod bench_policies;
 pub mod check_proof;
