@@ -65,6 +65,14 @@ struct Views {
 }
 
 impl Views {
+    /// Forgets everything, before the ledger is read again from its start.
+    fn clear(&self) {
+        self.history.clear();
+        if let Ok(mut cache) = self.snapshots.lock() {
+            cache.clear();
+        }
+    }
+
     fn observe(&self, time: Timestamp, action: &str, resource: &str, payload: &serde_json::Value) {
         if crate::history::History::wants(action) {
             self.history.observe(time, action, resource, payload);
@@ -492,7 +500,8 @@ async fn read_after(
     after: u64,
     views: &Views,
 ) -> Result<(Vec<(Timestamp, RecordBody)>, u64)> {
-    let mut out = Vec::new();
+    // every page first, so a read that fails half-way feeds the views nothing
+    let mut raw = Vec::new();
     let mut next = after + 1;
     loop {
         let page = store
@@ -502,12 +511,12 @@ async fn read_after(
         let full = page.len() == metaloop_ledger::READ_ALL_PAGE as usize;
         let Some(last) = page.last() else { break };
         next = last.seq + 1;
-        out.extend(decode(page, views)?);
+        raw.extend(page);
         if !full {
             break;
         }
     }
-    Ok((out, next - 1))
+    Ok((decode(raw, views)?, next - 1))
 }
 
 /// Sends each new checkpoint to the configured witnesses and stores their cosignatures.
@@ -814,7 +823,16 @@ impl Node {
                 Ended::LostLead(why) => {
                     tracing::warn!(replica = %self.role.me(), reason = %why, "stepped down: this replica is a standby again");
                     eprintln!("stepped down: {why}");
-                    let (records, seen) = read_after(self.store.as_ref(), 0, &self.views).await?;
+                    let (records, seen) = loop {
+                        self.views.clear();
+                        match read_after(self.store.as_ref(), 0, &self.views).await {
+                            Ok(r) => break r,
+                            Err(e) => {
+                                tracing::warn!(error = %format!("{e:#}"), "reading the ledger to follow it; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    };
                     let sup = Supervisor::follower(self.cfg.supervisor(), &records)
                         .map_err(|e| anyhow!("invalid configuration: {e}"))?;
                     standby = start_follower(sup, seen).await?;
@@ -838,7 +856,10 @@ impl Node {
         let ttl = Duration::from_secs(ha.lease_ttl.0);
         let me = self.role.me();
         loop {
-            self.tail(standby).await?;
+            // a database that does not answer keeps a standby waiting, never stops it
+            if let Err(e) = self.tail(standby).await {
+                tracing::warn!(error = %format!("{e:#}"), "tailing the ledger");
+            }
             match pg.acquire_lease(&me, ttl).await {
                 Ok(Some(acquired)) => return Ok(Some(Some(acquired))),
                 Ok(None) => {}

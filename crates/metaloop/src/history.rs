@@ -87,6 +87,11 @@ impl History {
         self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Forgets everything (before the ledger is read again from its start).
+    pub fn clear(&self) {
+        *self.write() = Inner::default();
+    }
+
     /// True for the actions the history keeps something of.
     pub fn wants(action: &str) -> bool {
         matches!(
