@@ -127,11 +127,20 @@ impl DomainWindow {
         self.autonomy.merge(&later.autonomy);
         self.intervention.merge(&later.intervention);
         self.compliance.merge(&later.compliance);
+        // a key is copied only the first time it is seen
         for (k, v) in &later.custom {
-            self.custom.entry(k.clone()).or_default().merge(v);
+            match self.custom.get_mut(k) {
+                Some(s) => s.merge(v),
+                None => {
+                    self.custom.entry(k.clone()).or_default().merge(v);
+                }
+            }
         }
         for (k, v) in &later.playbooks {
-            let pb = self.playbooks.entry(k.clone()).or_default();
+            let pb = match self.playbooks.get_mut(k) {
+                Some(pb) => pb,
+                None => self.playbooks.entry(k.clone()).or_default(),
+            };
             pb.autonomous.merge(&v.autonomous);
             pb.all.merge(&v.all);
         }

@@ -166,49 +166,66 @@ impl Condition {
         goals: &[Goal],
         ctx: Option<&cel::Context<'_, '_>>,
     ) -> ConditionEval {
+        self.evaluate_shared(snap, goals, ctx, &mut LeafCache::default())
+    }
+
+    /// [`Self::evaluate_in`], with the structured parts (goal gaps, underperforming
+    /// domains, patterns, failing playbooks) taken from `cache` when another policy of the
+    /// same cycle already tested the same thing. `cache` belongs to one snapshot and goals.
+    pub fn evaluate_shared(
+        &self,
+        snap: &CrossDomainSnapshot,
+        goals: &[Goal],
+        ctx: Option<&cel::Context<'_, '_>>,
+        cache: &mut LeafCache,
+    ) -> ConditionEval {
         let mut parts: Vec<ConditionEval> = Vec::new();
         if let Some(source) = &self.expression {
             parts.push(expression(source, snap, ctx));
         }
         if let Some(metric) = &self.goal_gap_metric {
-            parts.push(goal_gap(
-                snap,
-                goals,
-                metric,
-                self.goal_gap_threshold.unwrap_or(0.0),
-            ));
+            let threshold = self.goal_gap_threshold.unwrap_or(0.0);
+            parts.push(
+                cache.get(Leaf::GoalGap(metric.clone(), threshold.to_bits()), || {
+                    goal_gap(snap, goals, metric, threshold)
+                }),
+            );
         }
         if let Some(n) = self.min_underperforming_domains {
-            parts.push(underperforming(snap, goals, n));
+            parts.push(cache.get(Leaf::Underperforming(n), || underperforming(snap, goals, n)));
         }
         if let Some(kind) = &self.pattern {
-            let found = snap.patterns.iter().filter(|p| p.kind() == kind).count();
-            let mut values = BTreeMap::new();
-            values.insert(format!("patterns.{kind}"), found as f64);
-            // health states are reported facts, not samples: their evidence is certain
-            parts.push(ConditionEval {
-                holds: found > 0,
-                evidence: if found > 0 { 1.0 } else { 0.0 },
-                coverage: snap.coverage,
-                values,
-                failing_playbooks: vec![],
-                notes: vec![],
-            });
+            parts.push(cache.get(Leaf::Pattern(kind.clone()), || {
+                let found = snap.patterns.iter().filter(|p| p.kind() == kind).count();
+                let mut values = BTreeMap::new();
+                values.insert(format!("patterns.{kind}"), found as f64);
+                // health states are reported facts, not samples: their evidence is certain
+                ConditionEval {
+                    holds: found > 0,
+                    evidence: if found > 0 { 1.0 } else { 0.0 },
+                    coverage: snap.coverage,
+                    values,
+                    failing_playbooks: vec![],
+                    notes: vec![],
+                }
+            }));
         }
         if let Some(floor) = self.playbook_success_below {
-            parts.push(failing_playbooks(
-                snap,
-                floor,
-                self.playbook_min_runs.unwrap_or(20),
-                self.playbook_credibility.unwrap_or(0.95),
-            ));
+            let min_runs = self.playbook_min_runs.unwrap_or(20);
+            let credibility = self.playbook_credibility.unwrap_or(0.95);
+            let leaf = Leaf::Playbooks(floor.to_bits(), min_runs, credibility.to_bits());
+            parts.push(cache.get(leaf, || {
+                failing_playbooks(snap, floor, min_runs, credibility)
+            }));
         }
-        parts.extend(self.all.iter().map(|c| c.evaluate_in(snap, goals, ctx)));
+        for c in &self.all {
+            parts.push(c.evaluate_shared(snap, goals, ctx, cache));
+        }
         if !self.any.is_empty() {
             let evals: Vec<ConditionEval> = self
                 .any
                 .iter()
-                .map(|c| c.evaluate_in(snap, goals, ctx))
+                .map(|c| c.evaluate_shared(snap, goals, ctx, cache))
                 .collect();
             let best = evals
                 .iter()
@@ -238,6 +255,29 @@ impl Condition {
             out.notes.extend(p.notes);
         }
         out
+    }
+}
+
+/// A structured part of a condition, with its parameters (floats by their bits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Leaf {
+    GoalGap(String, u64),
+    Underperforming(u32),
+    Pattern(String),
+    Playbooks(u64, u64, u64),
+}
+
+/// The structured parts of conditions evaluated against one snapshot, so that policies
+/// testing the same thing (the same goal gap and threshold, the same playbook floor, …)
+/// evaluate it once a cycle.
+#[derive(Debug, Default)]
+pub struct LeafCache {
+    evaluated: std::collections::HashMap<Leaf, ConditionEval>,
+}
+
+impl LeafCache {
+    fn get(&mut self, leaf: Leaf, evaluate: impl FnOnce() -> ConditionEval) -> ConditionEval {
+        self.evaluated.entry(leaf).or_insert_with(evaluate).clone()
     }
 }
 

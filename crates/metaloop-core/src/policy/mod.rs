@@ -6,7 +6,7 @@ mod defaults;
 pub mod expression;
 pub mod template;
 
-pub use condition::{Condition, ConditionEval, FailingPlaybook};
+pub use condition::{Condition, ConditionEval, FailingPlaybook, LeafCache};
 pub use confidence::TrackRecord;
 pub use defaults::default_policies;
 pub use template::{DirectiveTemplate, TargetSelector};

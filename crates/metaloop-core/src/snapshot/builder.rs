@@ -28,6 +28,9 @@ pub struct SnapshotBuilder {
     pub correlation_cycles: usize,
     /// |r| at or above which a correlation is reported.
     pub correlation_min_r: f64,
+    /// The most correlations a snapshot reports: the strongest. With many domains, chance
+    /// alone puts some pairs' |r| over the threshold over 12 cycles; the list stays bounded.
+    pub max_correlations: usize,
     /// A domain missing a rate goal by this much (absolute) is underperforming.
     pub underperform_rate: f64,
     /// A domain missing a duration or score goal by this fraction of its target is underperforming.
@@ -44,6 +47,7 @@ impl Default for SnapshotBuilder {
             drift_relative: 0.15,
             correlation_cycles: 12,
             correlation_min_r: 0.7,
+            max_correlations: 100,
             underperform_rate: 0.05,
             underperform_relative: 0.2,
         }
@@ -286,40 +290,241 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Pairwise correlations of per-cycle success rate and mean recovery time.
+    /// Pairwise correlations of per-cycle success rate and mean recovery time, the
+    /// `max_correlations` strongest of those at or above `correlation_min_r`.
+    ///
+    /// Each domain's series is read once (linear in domains); the pairs are then compared on
+    /// those arrays: a domain with a value in every recent cycle is centred and scaled once,
+    /// so that a pair of them costs one dot product. The number of pairs still grows with
+    /// the square of the domain count, at a few nanoseconds each.
     fn correlations(&self, history: &VecDeque<CycleWindows>) -> Vec<Correlation> {
         let recent: Vec<&CycleWindows> =
             history.iter().rev().take(self.correlation_cycles).collect();
         let names: BTreeSet<&String> = recent.iter().flat_map(|c| c.domains.keys()).collect();
         let names: Vec<&String> = names.into_iter().collect();
-        let mut out = Vec::new();
+        if self.max_correlations == 0 {
+            return Vec::new();
+        }
+        // (r, KPI, a, b, cycles)
+        let mut out: Vec<(f64, &str, usize, usize, usize)> = Vec::new();
         for k in [kpi::OVERALL_SUCCESS_RATE, kpi::MEAN_RECOVERY_TIME] {
-            for (i, a) in names.iter().enumerate() {
-                for b in &names[i + 1..] {
-                    let (mut xs, mut ys) = (Vec::new(), Vec::new());
-                    for c in &recent {
-                        let x = c.domains.get(*a).and_then(|w| w.value(k));
-                        let y = c.domains.get(*b).and_then(|w| w.value(k));
-                        if let (Some(x), Some(y)) = (x, y) {
-                            xs.push(x);
-                            ys.push(y);
-                        }
+            let series: Vec<Series> = names
+                .iter()
+                .map(|name| {
+                    Series::new(
+                        recent
+                            .iter()
+                            .map(|c| c.domains.get(*name).and_then(|w| w.value(k)))
+                            .collect(),
+                    )
+                })
+                .collect();
+            for (i, a) in series.iter().enumerate() {
+                if a.present < 6 {
+                    continue;
+                }
+                for (j, b) in series.iter().enumerate().skip(i + 1) {
+                    if b.present < 6 {
+                        continue;
                     }
-                    if xs.len() >= 6
-                        && let Some(r) = pearson(&xs, &ys)
-                        && r.abs() >= self.correlation_min_r
-                    {
-                        out.push(Correlation {
-                            kpi: k.to_string(),
-                            a: (*a).clone(),
-                            b: (*b).clone(),
-                            r,
-                            cycles: xs.len(),
-                        });
+                    let Some((r, cycles)) = a.correlation(b) else {
+                        continue;
+                    };
+                    if cycles >= 6 && r.abs() >= self.correlation_min_r {
+                        out.push((r, k, i, j, cycles));
                     }
                 }
             }
         }
-        out
+        // the strongest, then back in (KPI, a, b) order
+        if out.len() > self.max_correlations {
+            out.sort_by(|x, y| {
+                y.0.abs()
+                    .total_cmp(&x.0.abs())
+                    .then((x.1, x.2, x.3).cmp(&(y.1, y.2, y.3)))
+            });
+            out.truncate(self.max_correlations);
+            let order = |k: &str| usize::from(k != kpi::OVERALL_SUCCESS_RATE);
+            out.sort_by_key(|x| (order(x.1), x.2, x.3));
+        }
+        out.into_iter()
+            .map(|(r, k, i, j, cycles)| Correlation {
+                kpi: k.to_string(),
+                a: names[i].clone(),
+                b: names[j].clone(),
+                r,
+                cycles,
+            })
+            .collect()
+    }
+}
+
+/// One domain's per-cycle values of a KPI (`None`: no data that cycle), ready for pairwise
+/// correlation.
+struct Series {
+    values: Vec<Option<f64>>,
+    present: usize,
+    /// With a value in every cycle and not constant: the values centred and scaled to unit
+    /// length, so that Pearson's r of two such series is their dot product.
+    unit: Option<Vec<f64>>,
+}
+
+impl Series {
+    fn new(values: Vec<Option<f64>>) -> Series {
+        let present = values.iter().filter(|v| v.is_some()).count();
+        let unit = (present == values.len() && present >= 3)
+            .then(|| {
+                let n = present as f64;
+                let mean = values.iter().flatten().sum::<f64>() / n;
+                let centred: Vec<f64> = values.iter().flatten().map(|v| v - mean).collect();
+                let norm = centred.iter().map(|d| d * d).sum::<f64>().sqrt();
+                (norm > 0.0).then(|| centred.iter().map(|d| d / norm).collect())
+            })
+            .flatten();
+        Series {
+            values,
+            present,
+            unit,
+        }
+    }
+
+    /// Pearson's r over the cycles where both have a value, and how many those are.
+    fn correlation(&self, other: &Series) -> Option<(f64, usize)> {
+        if let (Some(a), Some(b)) = (&self.unit, &other.unit) {
+            let r: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            return Some((r.clamp(-1.0, 1.0), a.len()));
+        }
+        let (xs, ys): (Vec<f64>, Vec<f64>) = self
+            .values
+            .iter()
+            .zip(&other.values)
+            .filter_map(|(x, y)| Some(((*x)?, (*y)?)))
+            .unzip();
+        pearson(&xs, &ys).map(|r| (r, xs.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kpi::RateCounts;
+    use rand::{Rng, SeedableRng};
+
+    /// Cycles where each domain's success rate is given per cycle (`None`: no recoveries).
+    fn history(rates: &[(&str, Vec<Option<f64>>)]) -> VecDeque<CycleWindows> {
+        let cycles = rates[0].1.len();
+        (0..cycles)
+            .map(|c| CycleWindows {
+                cycle: c as u64 + 1,
+                start: Timestamp::from_secs(c as i64 * 300),
+                end: Timestamp::from_secs(c as i64 * 300 + 300),
+                domains: rates
+                    .iter()
+                    .filter_map(|(d, r)| {
+                        let rate = r[c]?;
+                        let mut w = DomainWindow::default();
+                        w.success = RateCounts {
+                            successes: (rate * 1000.0).round() as u64,
+                            trials: 1000,
+                        };
+                        Some((d.to_string(), w))
+                    })
+                    .collect(),
+                arms: BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pair_of_series_gives_pearsons_r_over_the_cycles_both_have() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for case in 0..500 {
+            let n = 6 + case % 10;
+            let draw = |rng: &mut rand_chacha::ChaCha8Rng, gaps: bool| -> Vec<Option<f64>> {
+                (0..n)
+                    .map(|_| (!gaps || rng.random_bool(0.8)).then(|| rng.random_range(0.0..1.0)))
+                    .collect()
+            };
+            let gaps = case % 2 == 0;
+            let (x, y) = (draw(&mut rng, gaps), draw(&mut rng, case % 3 == 0));
+            // brute force: the pairs where both are present, then the textbook formula
+            let (xs, ys): (Vec<f64>, Vec<f64>) = x
+                .iter()
+                .zip(&y)
+                .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
+                .unzip();
+            let want = pearson(&xs, &ys);
+            let got = Series::new(x).correlation(&Series::new(y));
+            match (want, got) {
+                (None, None) => {}
+                (Some(w), Some((g, cycles))) => {
+                    assert!((w - g).abs() < 1e-12, "case {case}: {w} vs {g}");
+                    assert_eq!(cycles, xs.len());
+                }
+                other => panic!("case {case}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_reports_the_strongest_correlations_up_to_its_limit() {
+        let base: Vec<f64> = (0..12).map(|c| 0.8 + 0.01 * ((c * 7) % 5) as f64).collect();
+        let rates = vec![
+            ("a", base.iter().map(|v| Some(*v)).collect()),
+            // b follows a exactly; c mirrors it; d follows it with noise and a gap
+            ("b", base.iter().map(|v| Some(*v - 0.1)).collect()),
+            ("c", base.iter().map(|v| Some(1.6 - *v)).collect()),
+            (
+                "d",
+                base.iter()
+                    .enumerate()
+                    .map(|(i, v)| (i != 3).then_some(*v + if i % 2 == 0 { 0.004 } else { -0.004 }))
+                    .collect(),
+            ),
+            // too few cycles to be compared
+            (
+                "e",
+                (0..12)
+                    .map(|i| (i < 5).then_some(0.5 + i as f64 / 100.0))
+                    .collect(),
+            ),
+        ];
+        let h = history(&rates);
+        let all = SnapshotBuilder::default().correlations(&h);
+        let pairs: Vec<(&str, &str)> = all
+            .iter()
+            .filter(|c| c.kpi == kpi::OVERALL_SUCCESS_RATE)
+            .map(|c| (c.a.as_str(), c.b.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", "b"),
+                ("a", "c"),
+                ("a", "d"),
+                ("b", "c"),
+                ("b", "d"),
+                ("c", "d")
+            ]
+        );
+        let ab = &all[0];
+        assert!((ab.r - 1.0).abs() < 1e-9 && ab.cycles == 12);
+        let ad = all
+            .iter()
+            .find(|c| (c.a.as_str(), c.b.as_str()) == ("a", "d"))
+            .unwrap();
+        assert_eq!(ad.cycles, 11);
+        assert!(ad.r > 0.7 && ad.r < 1.0);
+        // a limit of 3 keeps the exact ones (|r| = 1): a–b, a–c, b–c, in (a, b) order
+        let limited = SnapshotBuilder {
+            max_correlations: 3,
+            ..SnapshotBuilder::default()
+        }
+        .correlations(&h);
+        let kept: Vec<(&str, &str)> = limited
+            .iter()
+            .map(|c| (c.a.as_str(), c.b.as_str()))
+            .collect();
+        assert_eq!(kept, [("a", "b"), ("a", "c"), ("b", "c")]);
     }
 }

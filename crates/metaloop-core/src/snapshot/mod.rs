@@ -75,3 +75,42 @@ pub struct CrossDomainSnapshot {
     #[serde(skip)]
     pub global_window: DomainWindow,
 }
+
+impl CrossDomainSnapshot {
+    /// A copy without the merged windows, as the ledger records it (they are rebuilt from
+    /// the per-cycle windows): cheaper than a clone with its windows then cleared.
+    pub fn without_windows(&self) -> CrossDomainSnapshot {
+        CrossDomainSnapshot {
+            id: self.id.clone(),
+            cycle: self.cycle,
+            time: self.time,
+            domains: self
+                .domains
+                .iter()
+                .map(|(name, d)| {
+                    let copy = DomainSnapshot {
+                        health: d.health,
+                        unhealthy_nodes: d.unhealthy_nodes.clone(),
+                        kpis: d.kpis.clone(),
+                        samples: d.samples.clone(),
+                        goal_gaps: d.goal_gaps.clone(),
+                        drift: d.drift.clone(),
+                        playbooks: d.playbooks.clone(),
+                        trust_exceptions: d.trust_exceptions,
+                        window_cycles: d.window_cycles,
+                        window: DomainWindow::default(),
+                    };
+                    (name.clone(), copy)
+                })
+                .collect(),
+            global_kpis: self.global_kpis.clone(),
+            global_samples: self.global_samples.clone(),
+            goal_gaps: self.goal_gaps.clone(),
+            correlations: self.correlations.clone(),
+            patterns: self.patterns.clone(),
+            analysis: self.analysis.clone(),
+            coverage: self.coverage,
+            global_window: DomainWindow::default(),
+        }
+    }
+}

@@ -26,7 +26,45 @@ struct Candidate {
     domain: String,
     knob: String,
     /// What was found there, for the justification.
-    why: String,
+    why: Why,
+}
+
+/// What was found where a policy could act: written out only for the candidate chosen.
+enum Why {
+    Text(String),
+    /// A domain missing its goal: KPI, value, gap and observations.
+    Gap(String, f64, f64, f64),
+}
+
+impl Why {
+    fn render(&self, domain: &str) -> String {
+        match self {
+            Why::Text(t) => t.clone(),
+            Why::Gap(metric, v, gap, n) => format!(
+                "{domain}: {metric} {} (gap {gap:+.3}) over {n} observations",
+                fmt_kpi(metric, *v)
+            ),
+        }
+    }
+}
+
+/// Skipped candidates a policy evaluation lists before summing up the rest.
+const SKIPPED_LISTED: usize = 5;
+
+/// What one strategy pass computes once and every policy reads: who holds which knob and
+/// domain, the domains ranked by goal gap, the baselines' shortfalls, the shared parts of
+/// conditions.
+#[derive(Default)]
+struct Lookups<'s> {
+    knob_live: std::collections::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
+    knob_any: std::collections::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
+    held_live: std::collections::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
+    held_any: std::collections::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
+    /// (KPI, threshold bits) → domains missing the goal, worst first: (domain, value, gap, n).
+    worst: std::collections::HashMap<(String, u64), Vec<(String, f64, f64, f64)>>,
+    /// (domain, KPI) → why its baseline is too small.
+    shortfall: std::collections::HashMap<(String, String), Option<String>>,
+    leaves: crate::policy::LeafCache,
 }
 
 impl Supervisor {
@@ -46,12 +84,7 @@ impl Supervisor {
         };
         let regime_changes = std::mem::take(&mut self.open_regime);
         let snapshot = self.build_snapshot(&windows, &regime_changes, cycle, end);
-        let mut recorded = snapshot.clone();
-        recorded
-            .domains
-            .values_mut()
-            .for_each(|d| d.window = DomainWindow::default());
-        recorded.global_window = DomainWindow::default();
+        let recorded = snapshot.without_windows();
         self.commit(
             end,
             &actor,
@@ -684,12 +717,12 @@ impl Supervisor {
         now: Timestamp,
         taken: &mut BTreeSet<String>,
     ) {
-        let mut policies: Vec<MetaPolicy> = self
+        let mut policies: Vec<&MetaPolicy> = self
             .state
             .policies
             .values()
             .filter(|p| p.policy.enabled)
-            .map(|p| p.policy.clone())
+            .map(|p| &p.policy)
             .collect();
         policies.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.id.cmp(&b.id)));
         let cascade_domains: BTreeSet<String> = snap
@@ -707,10 +740,30 @@ impl Supervisor {
         // expression variables: built once a cycle, when a policy has an expression
         let vars = policies
             .iter()
-            .any(MetaPolicy::uses_expressions)
+            .any(|p| p.uses_expressions())
             .then(|| crate::policy::expression::Variables::of(snap, &self.state.goals));
         let root = vars.as_ref().map(|v| v.context());
-        for p in &policies {
+        let v = &self.cfg.verification;
+        let mut look = Lookups {
+            knob_live: self.state.knob_holders(false),
+            knob_any: self.state.knob_holders(true),
+            held_live: self.state.holders_by_domain(
+                v.control_hold_samples,
+                v.max_horizon_cycles,
+                false,
+            ),
+            held_any: self.state.holders_by_domain(
+                v.control_hold_samples,
+                v.max_horizon_cycles,
+                true,
+            ),
+            ..Lookups::default()
+        };
+        // two live domains changed in one cycle would be each other's controls
+        let one_change_a_cycle = self.cfg.verification.seasonality
+            == verify::Seasonality::ControlDomains
+            && !self.cfg.verification.method.is_one_look();
+        for &p in &policies {
             let shadow = self.cfg.shadow || p.mode == PolicyMode::Shadow;
             let ps = &self.state.policies[&p.id];
             let ctx = match &root {
@@ -724,9 +777,12 @@ impl Supervisor {
                 }
                 _ => None,
             };
-            let eval = p
-                .condition
-                .evaluate_in(snap, &self.state.goals, ctx.as_ref());
+            let eval = p.condition.evaluate_shared(
+                snap,
+                &self.state.goals,
+                ctx.as_ref(),
+                &mut look.leaves,
+            );
             let streak = if eval.holds { ps.streak + 1 } else { 0 };
             let factors = combine(eval.evidence, ps.track.score(), eval.coverage);
             let mut issued = Vec::new();
@@ -744,25 +800,34 @@ impl Supervisor {
                     "evidence {:.3} that the condition holds is below {:.2}: waiting for more data",
                     factors.evidence, p.min_evidence
                 )
+            } else if one_change_a_cycle
+                && let Some(other) = taken
+                    .iter()
+                    .chain(taken_shadow.iter().filter(|_| shadow))
+                    .next()
+            {
+                format!(
+                    "no free target: {other} changes this cycle; two domains changed together would be each other's controls"
+                )
             } else {
                 let mut skipped = Vec::new();
-                for c in self.candidates(p, snap, &eval, ctx.as_ref()) {
+                let mut skipped_more = 0usize;
+                for c in self.candidates(p, snap, &eval, ctx.as_ref(), &mut look.worst) {
                     let key = format!("{}/{}", c.domain, c.knob);
+                    let knobs = if shadow {
+                        &look.knob_any
+                    } else {
+                        &look.knob_live
+                    };
+                    let held = if shadow {
+                        &look.held_any
+                    } else {
+                        &look.held_live
+                    };
                     let why_not = if taken.contains(&c.domain)
                         || shadow && taken_shadow.contains(&c.domain)
                     {
                         Some("already has a new directive this cycle".to_string())
-                    } else if self.cfg.verification.seasonality
-                        == verify::Seasonality::ControlDomains
-                        && !self.cfg.verification.method.is_one_look()
-                        && let Some(other) = taken
-                            .iter()
-                            .chain(taken_shadow.iter().filter(|_| shadow))
-                            .next()
-                    {
-                        Some(format!(
-                            "{other} changes this cycle; two domains changed together would be each other's controls"
-                        ))
                     } else if p.directive_template.experiment_first
                         && let Some(e) = self.state.experiment_running(&c.domain)
                     {
@@ -771,7 +836,7 @@ impl Supervisor {
                             short(&e.directive.id),
                             c.domain
                         ))
-                    } else if let Some(h) = self.state.knob_holder(&key, shadow) {
+                    } else if let Some(h) = knobs.get(&key) {
                         Some(format!(
                             "knob held by directive {} ({})",
                             short(&h.directive.id),
@@ -779,14 +844,7 @@ impl Supervisor {
                         ))
                     } else if let Some(h) = (p.directive_template.directive_type
                         != DirectiveType::RequestReview)
-                        .then(|| {
-                            self.state.held_by(
-                                &c.domain,
-                                self.cfg.verification.control_hold_samples,
-                                self.cfg.verification.max_horizon_cycles,
-                                shadow,
-                            )
-                        })
+                        .then(|| held.get(c.domain.as_str()))
                         .flatten()
                     {
                         Some(format!(
@@ -823,10 +881,19 @@ impl Supervisor {
                         // no baseline needed
                         None
                     } else {
-                        self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
+                        look.shortfall
+                            .entry((c.domain.clone(), p.directive_template.target_kpi.clone()))
+                            .or_insert_with(|| {
+                                self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
+                            })
+                            .clone()
                     };
                     if let Some(w) = why_not {
-                        skipped.push(format!("{key}: {w}"));
+                        if skipped.len() < SKIPPED_LISTED {
+                            skipped.push(format!("{key}: {w}"));
+                        } else {
+                            skipped_more += 1;
+                        }
                         continue;
                     }
                     let d = self.directive_from(p, &c, snap, &eval, factors, now);
@@ -846,6 +913,11 @@ impl Supervisor {
                 if issued.is_empty() {
                     if skipped.is_empty() {
                         "no target found".to_string()
+                    } else if skipped_more > 0 {
+                        format!(
+                            "no free target: {}; and {skipped_more} more",
+                            skipped.join("; ")
+                        )
                     } else {
                         format!("no free target: {}", skipped.join("; "))
                     }
@@ -924,6 +996,7 @@ impl Supervisor {
         snap: &CrossDomainSnapshot,
         eval: &ConditionEval,
         ctx: Option<&cel::Context<'_, '_>>,
+        worst: &mut std::collections::HashMap<(String, u64), Vec<(String, f64, f64, f64)>>,
     ) -> Vec<Candidate> {
         let t = &p.directive_template;
         match &t.target {
@@ -937,7 +1010,7 @@ impl Supervisor {
                     .filter(|d| snap.domains.contains_key(d))
                     .map(|d| Candidate {
                         knob: t.knob.clone(),
-                        why: format!("{d} (listed by the target expression)"),
+                        why: Why::Text(format!("{d} (listed by the target expression)")),
                         domain: d,
                     })
                     .collect()
@@ -946,7 +1019,7 @@ impl Supervisor {
                 vec![Candidate {
                     domain: d.clone(),
                     knob: t.knob.clone(),
-                    why: format!("{d} (fixed target)"),
+                    why: Why::Text(format!("{d} (fixed target)")),
                 }]
             }
             TargetSelector::PatternRoot => snap
@@ -956,7 +1029,7 @@ impl Supervisor {
                     SystemicPattern::DependencyCascade(c) => Some(Candidate {
                         domain: c.root_domain.clone(),
                         knob: t.knob.replace("{node}", &c.root_node),
-                        why: pat.describe(),
+                        why: Why::Text(pat.describe()),
                     }),
                     _ => None,
                 })
@@ -967,14 +1040,14 @@ impl Supervisor {
                 .map(|f| Candidate {
                     domain: f.domain.clone(),
                     knob: t.knob.replace("{playbook}", &f.playbook),
-                    why: format!(
+                    why: Why::Text(format!(
                         "{}/{} succeeded in {:.0}% of {} autonomous runs (P(below floor) = {:.3})",
                         f.domain,
                         f.playbook,
                         f.success_rate * 100.0,
                         f.runs,
                         f.evidence
-                    ),
+                    )),
                 })
                 .collect(),
             TargetSelector::WorstDomain => {
@@ -984,31 +1057,33 @@ impl Supervisor {
                     .gap_metric()
                     .filter(|(m, _)| *m == metric)
                     .map_or(0.0, |(_, th)| th);
-                let mut found: Vec<(f64, Candidate)> = snap
-                    .domains
+                let ranked = worst
+                    .entry((metric.to_string(), threshold.to_bits()))
+                    .or_insert_with(|| {
+                        let mut found: Vec<(f64, (String, f64, f64, f64))> = snap
+                            .domains
+                            .iter()
+                            .filter_map(|(name, d)| {
+                                let gap = *d.goal_gaps.get(metric)?;
+                                if gap < threshold || gap <= 0.0 {
+                                    return None;
+                                }
+                                let n = d.samples.get(metric).copied().unwrap_or(0) as f64;
+                                let v = d.kpis.get(metric).copied().unwrap_or(f64::NAN);
+                                Some((gap * n, (name.clone(), v, gap, n)))
+                            })
+                            .collect();
+                        found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.0.cmp(&b.1.0)));
+                        found.into_iter().map(|(_, c)| c).collect()
+                    });
+                ranked
                     .iter()
-                    .filter_map(|(name, d)| {
-                        let gap = *d.goal_gaps.get(metric)?;
-                        if gap < threshold || gap <= 0.0 {
-                            return None;
-                        }
-                        let n = d.samples.get(metric).copied().unwrap_or(0) as f64;
-                        let v = d.kpis.get(metric).copied().unwrap_or(f64::NAN);
-                        Some((
-                            gap * n,
-                            Candidate {
-                                domain: name.clone(),
-                                knob: t.knob.clone(),
-                                why: format!(
-                                    "{name}: {metric} {} (gap {gap:+.3}) over {n} observations",
-                                    fmt_kpi(metric, v)
-                                ),
-                            },
-                        ))
+                    .map(|(name, v, gap, n)| Candidate {
+                        domain: name.clone(),
+                        knob: t.knob.clone(),
+                        why: Why::Gap(metric.to_string(), *v, *gap, *n),
                     })
-                    .collect();
-                found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.domain.cmp(&b.1.domain)));
-                found.into_iter().map(|(_, c)| c).collect()
+                    .collect()
             }
         }
     }
@@ -1043,7 +1118,7 @@ impl Supervisor {
         if let Some(n) = eval.values.get("underperforming_domains") {
             cond.push(format!("{n} domains underperforming"));
         }
-        cond.push(c.why.clone());
+        cond.push(c.why.render(&c.domain));
         let experiment = t.experiment_first.then(|| ExperimentPlan {
             fraction: t.experiment_fraction.unwrap_or(DEFAULT_EXPERIMENT_FRACTION),
             promote_as: t.directive_type,

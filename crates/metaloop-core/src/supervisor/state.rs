@@ -54,9 +54,9 @@ pub struct DirectiveState {
     /// Statistics since it was applied (cycles that started after the ack).
     pub post: DomainWindow,
     pub post_cycles: u32,
-    /// Per-cycle summaries of every domain before the directive (its pre window, stopping at
-    /// the target domain's last change) and since it was applied: the sequential method's
-    /// data. Rebuilt by replay, not serialised.
+    /// Per-cycle summaries of the target and control domains before the directive (its pre
+    /// window, stopping at the target domain's last change) and since it was applied: the
+    /// sequential method's data. Rebuilt by replay, not serialised.
     #[serde(default, skip_serializing)]
     pub pre_series: Vec<CycleSummary>,
     #[serde(default, skip_serializing)]
@@ -78,6 +78,12 @@ pub struct DirectiveState {
 }
 
 impl DirectiveState {
+    /// The domains its verification reads: the target and its controls.
+    pub fn series_domains(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.directive.target_domain.as_str())
+            .chain(self.controls.iter().map(|c| c.domain.as_str()))
+    }
+
     fn set_status(&mut self, status: Status, at: Timestamp) {
         self.status = status;
         self.lifecycle.push((status, at));
@@ -127,6 +133,10 @@ pub struct State {
     pub last_cycle_end: Option<Timestamp>,
     /// Recent closed cycles, oldest first.
     pub history: VecDeque<CycleWindows>,
+    /// The per-cycle summary of each cycle of `history` (same order and length), computed
+    /// once when the cycle closes; verifications copy the domains they compare from it.
+    #[serde(skip)]
+    pub summaries: VecDeque<std::sync::Arc<CycleSummary>>,
     /// Knob key → cycles at which a change reversed the knob's previous change (flap control).
     #[serde(default)]
     pub knob_reversals: BTreeMap<String, Vec<u64>>,
@@ -218,6 +228,27 @@ impl State {
             .filter(move |c| since.is_none_or(|t| c.end > t))
     }
 
+    /// The summaries of the cycles [`Self::since_change`] yields.
+    fn summaries_since_change(
+        &self,
+        domain: &str,
+        max: usize,
+    ) -> Vec<std::sync::Arc<CycleSummary>> {
+        let since = self.regime_start.get(domain).copied();
+        let skip = self.history.len().saturating_sub(max);
+        let aligned = self.summaries.len() == self.history.len();
+        self.history
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter(|(_, c)| since.is_none_or(|t| c.end > t))
+            .map(|(i, c)| match aligned {
+                true => self.summaries[i].clone(),
+                false => std::sync::Arc::new(CycleSummary::of(c)),
+            })
+            .collect()
+    }
+
     /// The control domains of a directive proposed now in `target`: other domains with no
     /// change of their own since the pre window began. When none qualifies, the pre window is
     /// shortened to start after the other domains' last change, if at least `min_pre_cycles`
@@ -226,7 +257,8 @@ impl State {
         &self,
         cfg: &SupervisorConfig,
         target: &str,
-        pre: &mut Vec<CycleSummary>,
+        kpi_name: &str,
+        pre: &mut Vec<std::sync::Arc<CycleSummary>>,
     ) -> Vec<Control> {
         let v = &cfg.verification;
         let Some(first) = pre.first().map(|c| c.start) else {
@@ -241,23 +273,41 @@ impl State {
             .filter(|d| d.as_str() != target)
             .collect();
         let changed = |d: &String| self.regime_start.get(d).copied();
-        let clean: Vec<Control> = others
+        let clean: Vec<&String> = others
             .iter()
             .filter(|d| changed(d).is_none_or(|t| t <= first))
-            .map(|d| Control::new(d))
+            .copied()
             .collect();
-        if !clean.is_empty() {
-            return clean;
-        }
-        let Some(latest) = others.iter().filter_map(|d| changed(d)).max() else {
-            return Vec::new();
+        let eligible = if !clean.is_empty() {
+            clean
+        } else {
+            let Some(latest) = others.iter().filter_map(|d| changed(d)).max() else {
+                return Vec::new();
+            };
+            let from = pre.partition_point(|c| c.start < latest);
+            if pre.len() - from < v.min_pre_cycles {
+                return Vec::new();
+            }
+            pre.drain(..from);
+            others
         };
-        let from = pre.partition_point(|c| c.start < latest);
-        if pre.len() - from < v.min_pre_cycles {
-            return Vec::new();
+        let mut ranked: Vec<(f64, &String)> = eligible.into_iter().map(|d| (0.0, d)).collect();
+        if ranked.len() > v.max_controls {
+            // the domains with the most observations of the target KPI over the pre window
+            for (n, d) in ranked.iter_mut() {
+                let mut pooled = crate::verify::series::Pooled::default();
+                for c in pre.iter() {
+                    if let Some(dc) = c.domains.get(d.as_str()) {
+                        pooled.add(kpi_name, dc);
+                    }
+                }
+                *n = pooled.n;
+            }
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+            ranked.truncate(v.max_controls);
+            ranked.sort_by(|a, b| a.1.cmp(b.1));
         }
-        pre.drain(..from);
-        others.into_iter().map(|d| Control::new(d)).collect()
+        ranked.into_iter().map(|(_, d)| Control::new(d)).collect()
     }
 
     /// `domain` changed at `at`: verifications elsewhere stop using it as a control.
@@ -306,6 +356,53 @@ impl State {
                 && d.post_cycles < horizon
                 && d.post.samples(&d.directive.target_kpi) < hold_samples
         })
+    }
+
+    /// [`Self::held_by`] for every domain at once: domain → the directive holding it (the
+    /// first in id order, as `held_by` finds it). One pass over the directives.
+    pub fn holders_by_domain(
+        &self,
+        hold_samples: u64,
+        horizon: u32,
+        include_shadow: bool,
+    ) -> std::collections::HashMap<&str, &DirectiveState> {
+        let mut out = std::collections::HashMap::new();
+        for d in self.directives.values() {
+            if d.directive.shadow && !include_shadow
+                || d.directive.directive_type == crate::directive::DirectiveType::ScheduleExperiment
+                || d.post_cycles >= horizon
+                || d.post.samples(&d.directive.target_kpi) >= hold_samples
+            {
+                continue;
+            }
+            if matches!(
+                d.status,
+                Status::Applied | Status::Verifying | Status::Shadow
+            ) {
+                out.entry(d.directive.target_domain.as_str()).or_insert(d);
+            }
+            if d.status.in_flight() {
+                for c in d.controls.iter().filter(|c| c.until.is_none()) {
+                    out.entry(c.domain.as_str()).or_insert(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Self::knob_holder`] for every knob at once: knob key → its holder (the first in id
+    /// order). One pass over the directives.
+    pub fn knob_holders(
+        &self,
+        include_shadow: bool,
+    ) -> std::collections::HashMap<String, &DirectiveState> {
+        let mut out = std::collections::HashMap::new();
+        for d in self.directives.values() {
+            if d.holds_knob() && (include_shadow || !d.directive.shadow) {
+                out.entry(d.directive.knob_key()).or_insert(d);
+            }
+        }
+        out
     }
 
     /// The experiment running in `domain`, if any: scheduled and not yet ended by its
@@ -410,7 +507,7 @@ impl State {
                     let e = self.regime_start.entry(d.clone()).or_insert(t);
                     *e = (*e).max(t);
                 }
-                let summary = CycleSummary::of(windows);
+                let summary = std::sync::Arc::new(CycleSummary::of(windows));
                 // verifications in progress take every cycle that started after their ack
                 for ds in self.directives.values_mut() {
                     let since = match ds.status {
@@ -424,7 +521,8 @@ impl State {
                         if let Some(w) = windows.domains.get(&ds.directive.target_domain) {
                             ds.post.merge(w);
                         }
-                        ds.post_series.push(summary.clone());
+                        let narrow = summary.narrow(ds.series_domains());
+                        ds.post_series.push(narrow);
                         ds.post_cycles += 1;
                         if ds.directive.experiment.is_some() {
                             ds.arm_series.push(
@@ -462,7 +560,15 @@ impl State {
                         }
                     }
                 }
+                if self.summaries.len() != self.history.len() {
+                    self.summaries = self
+                        .history
+                        .iter()
+                        .map(|c| std::sync::Arc::new(CycleSummary::of(c)))
+                        .collect();
+                }
                 self.history.push_back(windows.clone());
+                self.summaries.push_back(summary);
                 let keep = cfg
                     .snapshot
                     .window_cycles
@@ -473,6 +579,7 @@ impl State {
                     .max(1);
                 while self.history.len() > keep {
                     self.history.pop_front();
+                    self.summaries.pop_front();
                 }
                 for g in &self.goals {
                     let missed = snapshot.goal_gaps.get(&g.kpi).is_some_and(|gap| *gap > 0.0);
@@ -534,16 +641,29 @@ impl State {
                 }
                 self.order.push(directive.id.clone());
                 // the sequential pre window: cycles since the target domain's last change
-                let mut pre_series: Vec<CycleSummary> = self
-                    .since_change(&directive.target_domain, cfg.verification.pre_max_cycles)
-                    .map(CycleSummary::of)
-                    .collect();
+                let mut pre_full = self.summaries_since_change(
+                    &directive.target_domain,
+                    cfg.verification.pre_max_cycles,
+                );
                 // an experiment's arms are each other's control
                 let controls = if directive.experiment.is_some() {
                     Vec::new()
                 } else {
-                    self.pick_controls(cfg, &directive.target_domain, &mut pre_series)
+                    self.pick_controls(
+                        cfg,
+                        &directive.target_domain,
+                        &directive.target_kpi,
+                        &mut pre_full,
+                    )
                 };
+                // only the target's and the controls' data are kept
+                let domains: Vec<&str> = std::iter::once(directive.target_domain.as_str())
+                    .chain(controls.iter().map(|c| c.domain.as_str()))
+                    .collect();
+                let pre_series: Vec<CycleSummary> = pre_full
+                    .iter()
+                    .map(|c| c.narrow(domains.iter().copied()))
+                    .collect();
                 self.directives.insert(
                     directive.id.clone(),
                     DirectiveState {

@@ -149,6 +149,11 @@ pub struct VerifyConfig {
     pub control_hold_samples: u64,
     /// Sequential method: how the daily cycle is kept out of the comparison.
     pub seasonality: Seasonality,
+    /// Sequential method: the most control domains one verification compares against — of
+    /// the eligible domains, those with the most observations of the target KPI over the pre
+    /// window (ties by name). Beyond a few, more controls barely narrow the comparison,
+    /// while each one costs every cycle and holds its domain still.
+    pub max_controls: usize,
     /// Sequential method: the size of shift of a rate the test is tuned to find (mixture scale).
     pub mixture_scale_rate: f64,
     /// Sequential method: the same for durations (relative).
@@ -181,6 +186,7 @@ impl Default for VerifyConfig {
             min_baseline_samples: 2000,
             control_hold_samples: 2000,
             seasonality: Seasonality::ControlDomains,
+            max_controls: 16,
             mixture_scale_rate: 0.03,
             mixture_scale_duration: 0.10,
             mixture_scale_score: 1.0,
@@ -238,6 +244,11 @@ impl VerifyConfig {
         }
         if self.pre_max_cycles == 0 || self.min_pre_cycles == 0 {
             return Err("verification.pre_max_cycles and min_pre_cycles must be at least 1".into());
+        }
+        if self.max_controls == 0 {
+            return Err(
+                "verification.max_controls must be at least 1 (set seasonality = \"none\" to verify without control domains)".into(),
+            );
         }
         for (name, v) in [
             ("mixture_scale_rate", self.mixture_scale_rate),

@@ -3,7 +3,7 @@
 //! credible improvement is verified as soon as it is credible, and a low-volume domain simply
 //! takes longer, up to a horizon (→ `inconclusive`). See `docs/VERIFICATION.md`.
 
-use super::series::{Scale, observations, scale_of};
+use super::series::{Aligned, Scale, scale_of};
 use super::stats::sequential::{Shift, p_above, p_below, shift};
 use super::{
     KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of, harm_first,
@@ -42,24 +42,19 @@ pub(super) fn on_scale(scale: Scale, x: f64) -> f64 {
     }
 }
 
-fn test(cfg: &VerifyConfig, kpi: &str, dir: Direction, input: &VerifyInput<'_>) -> Option<Tested> {
+/// Tests one KPI over the first `post_len` post cycles of `aligned`.
+fn test(
+    cfg: &VerifyConfig,
+    kpi: &str,
+    dir: Direction,
+    aligned: &Aligned<'_>,
+    post_len: usize,
+) -> Option<Tested> {
     let scale = scale_of(kpi);
-    let obs = observations(
-        kpi,
-        input.target_domain,
-        input.controls,
-        input.pre_series,
-        input.post_series,
-    )?;
+    let obs = aligned.observations(kpi, true, post_len)?;
     let sh = shift(&obs.pre, &obs.post, obs.floor_variance)?;
     // the target's own level, without the controls, for humans
-    let own = observations(
-        kpi,
-        input.target_domain,
-        &[],
-        input.pre_series,
-        input.post_series,
-    )?;
+    let own = aligned.observations(kpi, false, post_len)?;
     let level = |o: &[stats::sequential::CycleObservation]| {
         let w: f64 = o.iter().map(|x| x.weight).sum();
         o.iter().map(|x| x.weight * x.value).sum::<f64>() / w
@@ -153,7 +148,14 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
     if input.post_cycles == 0 {
         return None;
     }
-    let Some(t) = test(cfg, kpi, dir, input) else {
+    let aligned = Aligned::new(
+        input.target_domain,
+        input.controls,
+        input.pre_series,
+        input.post_series,
+    );
+    let post_len = input.post_series.len();
+    let Some(t) = test(cfg, kpi, dir, &aligned, post_len) else {
         if !horizon {
             return None;
         }
@@ -184,7 +186,7 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
         if g.kpi == kpi || builtin(&g.kpi).is_none() {
             continue;
         }
-        let Some(gt) = test(cfg, &g.kpi, g.direction, input) else {
+        let Some(gt) = test(cfg, &g.kpi, g.direction, &aligned, post_len) else {
             continue;
         };
         if gt.shift.pre_cycles < 2 || gt.shift.post_cycles < 1 {
@@ -287,13 +289,14 @@ pub fn trace(cfg: &VerifyConfig, input: &VerifyInput<'_>, alpha: f64) -> Vec<Loo
     let scale = scale_of(kpi);
     let mde = on_scale(scale, input.min_effect.unwrap_or(0.0).max(0.0));
     let mut out = Vec::new();
+    let aligned = Aligned::new(
+        input.target_domain,
+        input.controls,
+        input.pre_series,
+        input.post_series,
+    );
     for k in 1..=input.post_series.len() {
-        let look = VerifyInput {
-            post_series: &input.post_series[..k],
-            post_cycles: k as u32,
-            ..*input
-        };
-        let Some(t) = test(cfg, kpi, dir, &look) else {
+        let Some(t) = test(cfg, kpi, dir, &aligned, k) else {
             continue;
         };
         let se = t.shift.std_error;

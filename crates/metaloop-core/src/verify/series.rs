@@ -48,6 +48,21 @@ impl CycleSummary {
     }
 }
 
+impl CycleSummary {
+    /// The same cycle with only `domains` (those it has).
+    pub fn narrow<'a>(&self, domains: impl IntoIterator<Item = &'a str>) -> CycleSummary {
+        CycleSummary {
+            cycle: self.cycle,
+            start: self.start,
+            end: self.end,
+            domains: domains
+                .into_iter()
+                .filter_map(|d| Some((d.to_string(), self.domains.get(d)?.clone())))
+                .collect(),
+        }
+    }
+}
+
 impl DomainCycle {
     /// Summarises one domain's window.
     pub fn of(w: &DomainWindow) -> DomainCycle {
@@ -201,98 +216,155 @@ pub fn observations(
     pre: &[CycleSummary],
     post: &[CycleSummary],
 ) -> Option<Observations> {
-    let rate = scale_of(kpi_name) == Scale::Rate;
-    // each control's level over the pre window
-    let control_level: Vec<Option<f64>> = controls
-        .iter()
-        .map(|k| {
-            let mut p = Pooled::default();
-            for c in pre {
-                if let Some(d) = c.domains.get(&k.domain) {
-                    p.add(kpi_name, d);
+    Aligned::new(target, controls, pre, post).observations(kpi_name, true, post.len())
+}
+
+/// One cycle's data as a verification reads it: the target's and each control's, and
+/// whether the control still counted as one in that cycle (it had not changed).
+struct AlignedCycle<'a> {
+    target: Option<&'a DomainCycle>,
+    controls: Vec<(Option<&'a DomainCycle>, bool)>,
+}
+
+/// The pre and post cycles of a verification with the target's and the controls' data
+/// looked up once, shared by every KPI it tests (the target, each guardrail, with and
+/// without the controls) and every look of its trace.
+pub struct Aligned<'a> {
+    pre: Vec<AlignedCycle<'a>>,
+    post: Vec<AlignedCycle<'a>>,
+    with_controls: bool,
+}
+
+impl<'a> Aligned<'a> {
+    /// Looks up the target and the controls in every cycle.
+    pub fn new(
+        target: &str,
+        controls: &[Control],
+        pre: &'a [CycleSummary],
+        post: &'a [CycleSummary],
+    ) -> Aligned<'a> {
+        let align = |cycles: &'a [CycleSummary]| -> Vec<AlignedCycle<'a>> {
+            cycles
+                .iter()
+                .map(|c| AlignedCycle {
+                    target: c.domains.get(target),
+                    controls: controls
+                        .iter()
+                        .map(|k| (c.domains.get(&k.domain), k.covers(c)))
+                        .collect(),
+                })
+                .collect()
+        };
+        Aligned {
+            pre: align(pre),
+            post: align(post),
+            with_controls: !controls.is_empty(),
+        }
+    }
+
+    /// The observations of `kpi_name`, against the controls when `controlled` (and there
+    /// are any), over the first `post_len` post cycles. `None` when either side has no data.
+    pub fn observations(
+        &self,
+        kpi_name: &str,
+        controlled: bool,
+        post_len: usize,
+    ) -> Option<Observations> {
+        let rate = scale_of(kpi_name) == Scale::Rate;
+        let controlled = controlled && self.with_controls;
+        let width = if controlled {
+            self.pre.first().map_or(0, |c| c.controls.len())
+        } else {
+            0
+        };
+        // each control's level over the pre window
+        let control_level: Vec<Option<f64>> = (0..width)
+            .map(|i| {
+                let mut p = Pooled::default();
+                for c in &self.pre {
+                    if let (Some(d), _) = c.controls[i] {
+                        p.add(kpi_name, d);
+                    }
                 }
+                p.mean()
+            })
+            .collect();
+        // pooled within-cycle statistics, for the variance floor
+        let mut within_ss = 0.0;
+        let mut within_n = 0.0;
+        let mut within_groups = 0.0;
+        let mut all = Pooled::default();
+        let mut level = Pooled::default();
+        let mut within = |p: &Pooled| {
+            if p.n >= 2.0 && !rate {
+                let m = p.sum / p.n;
+                within_ss += (p.sum_sq - p.n * m * m).max(0.0);
+                within_n += p.n;
+                within_groups += 1.0;
             }
-            p.mean()
-        })
-        .collect();
-    // pooled within-cycle statistics, for the variance floor
-    let mut within_ss = 0.0;
-    let mut within_n = 0.0;
-    let mut within_groups = 0.0;
-    let mut all = Pooled::default();
-    let mut level = Pooled::default();
-    let mut series = |cycles: &[CycleSummary], is_pre: bool| -> Vec<CycleObservation> {
-        let mut out = Vec::new();
-        for c in cycles {
-            let Some(t) = c.domains.get(target) else {
-                continue;
-            };
-            let mut tp = Pooled::default();
-            tp.add(kpi_name, t);
-            let Some(tm) = tp.mean() else { continue };
-            let mut pools = vec![tp];
-            // the controls' deviations from their own levels, pooled by their counts
-            let (mut deviation, mut n) = (0.0, 0.0);
-            for (k, base) in controls.iter().zip(&control_level) {
-                let (Some(base), Some(d)) = (base, c.domains.get(&k.domain)) else {
+            all.n += p.n;
+            all.sum += p.sum;
+        };
+        let mut series = |cycles: &[AlignedCycle<'_>], is_pre: bool| -> Vec<CycleObservation> {
+            let mut out = Vec::new();
+            for c in cycles {
+                let Some(t) = c.target else { continue };
+                let mut tp = Pooled::default();
+                tp.add(kpi_name, t);
+                let Some(tm) = tp.mean() else { continue };
+                // the controls' deviations from their own levels, pooled by their counts
+                let (mut deviation, mut n) = (0.0, 0.0);
+                let mut pools = Vec::new();
+                for ((d, covered), base) in c.controls[..width].iter().zip(&control_level) {
+                    let (Some(base), Some(d), true) = (base, d, covered) else {
+                        continue;
+                    };
+                    let mut cp = Pooled::default();
+                    cp.add(kpi_name, d);
+                    let Some(cm) = cp.mean() else { continue };
+                    deviation += cp.n * (cm - base);
+                    n += cp.n;
+                    pools.push(cp);
+                }
+                let (value, weight) = if width == 0 {
+                    (tm, tp.n)
+                } else if n > 0.0 {
+                    (tm - deviation / n, 1.0 / (1.0 / tp.n + 1.0 / n))
+                } else {
                     continue;
                 };
-                if !k.covers(c) {
-                    continue;
+                if is_pre {
+                    level.n += tp.n;
+                    level.sum += tp.sum;
                 }
-                let mut cp = Pooled::default();
-                cp.add(kpi_name, d);
-                let Some(cm) = cp.mean() else { continue };
-                deviation += cp.n * (cm - base);
-                n += cp.n;
-                pools.push(cp);
+                within(&tp);
+                pools.iter().for_each(&mut within);
+                out.push(CycleObservation { value, weight });
             }
-            let (value, weight) = if controls.is_empty() {
-                (tm, tp.n)
-            } else if n > 0.0 {
-                (tm - deviation / n, 1.0 / (1.0 / tp.n + 1.0 / n))
-            } else {
-                continue;
-            };
-            if is_pre {
-                level.n += tp.n;
-                level.sum += tp.sum;
-            }
-            for p in pools {
-                if p.n >= 2.0 && !rate {
-                    let m = p.sum / p.n;
-                    within_ss += (p.sum_sq - p.n * m * m).max(0.0);
-                    within_n += p.n;
-                    within_groups += 1.0;
-                }
-                all.n += p.n;
-                all.sum += p.sum;
-            }
-            out.push(CycleObservation { value, weight });
+            out
+        };
+        let pre_obs = series(&self.pre, true);
+        let post_obs = series(&self.post[..post_len.min(self.post.len())], false);
+        if pre_obs.is_empty() || post_obs.is_empty() {
+            return None;
         }
-        out
-    };
-    let pre_obs = series(pre, true);
-    let post_obs = series(post, false);
-    if pre_obs.is_empty() || post_obs.is_empty() {
-        return None;
+        let floor_variance = if rate {
+            let p = all.mean().unwrap_or(0.5).clamp(0.0, 1.0);
+            // at least one failure and one success in a thousand, so a perfect record is not
+            // taken for certainty
+            (p * (1.0 - p)).max(0.001 * 0.999)
+        } else if within_n - within_groups > 0.0 {
+            within_ss / (within_n - within_groups)
+        } else {
+            0.0
+        };
+        Some(Observations {
+            pre: pre_obs,
+            post: post_obs,
+            floor_variance,
+            pre_level: level.mean().unwrap_or(f64::NAN),
+        })
     }
-    let floor_variance = if rate {
-        let p = all.mean().unwrap_or(0.5).clamp(0.0, 1.0);
-        // at least one failure and one success in a thousand, so a perfect record is not
-        // taken for certainty
-        (p * (1.0 - p)).max(0.001 * 0.999)
-    } else if within_n - within_groups > 0.0 {
-        within_ss / (within_n - within_groups)
-    } else {
-        0.0
-    };
-    Some(Observations {
-        pre: pre_obs,
-        post: post_obs,
-        floor_variance,
-        pre_level: level.mean().unwrap_or(f64::NAN),
-    })
 }
 
 /// Per-cycle values of a KPI in one domain (cycles without data left out), for the rules

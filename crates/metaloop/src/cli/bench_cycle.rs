@@ -1,6 +1,7 @@
 //! `metaloop bench cycle`: how long one supervisor cycle takes — `Supervisor::tick`, the
-//! whole cycle (snapshot → verification → strategy → pipeline → alerts → summary) with its
-//! effects drained — for a grid of domains × policies, as p50/p99 over repeated cycles, and
+//! whole cycle (snapshot → verification → strategy → pipeline → alerts → summary, its
+//! records encoded) with its effects drained (writing them is the ledger writer's work,
+//! `bench ledger`) — for a grid of domains × policies, as p50/p99 over repeated cycles, and
 //! how it grows with domains and with event volume.
 //!
 //! Each domain reports the 5 built-in KPIs (recoveries, decisions, compliance) and 5 custom
@@ -324,16 +325,22 @@ fn run_cell(
         drop(events);
         let t = Instant::now();
         sup.tick(end);
+        // drained as the daemon drains them, handing records to its ledger writer: writing
+        // (and freeing) them is the ledger's work, measured by `bench ledger`
+        let mut drained = Vec::new();
+        while let Some(effect) = sup.poll_effect() {
+            drained.push(effect);
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
         let mut published = Vec::new();
         let mut strategy = None;
-        while let Some(effect) = sup.poll_effect() {
+        for effect in drained {
             match effect {
                 Effect::Publish(m) => published.push(m),
                 Effect::Record(e) if e.action == "strategy.evaluated" => strategy = Some(e),
                 _ => {}
             }
         }
-        let ms = t.elapsed().as_secs_f64() * 1e3;
         spine.pending_acks = published;
         if c >= warmup {
             times.push(ms);
@@ -496,7 +503,7 @@ fn measure(args: &Args) -> Result<Report, String> {
 /// Prints the report as a table and ratios.
 fn print_text(r: &Report, args: &Args) {
     outln!(
-        "One supervisor cycle (Supervisor::tick, effects drained), {} build: 10 KPIs per domain (5 built-in, 5 custom), the default policies cloned, {} events per domain per cycle, {} warm-up cycles; verification baselines and holds of {} observations",
+        "One supervisor cycle (Supervisor::tick with its records encoded and its effects drained; freed after the clock stops, as the ledger writer frees them), {} build: 10 KPIs per domain (5 built-in, 5 custom), the default policies cloned, {} events per domain per cycle, {} warm-up cycles; verification baselines and holds of {} observations",
         r.build,
         args.events_per_domain[0],
         r.warmup_cycles,
