@@ -300,8 +300,19 @@ impl SnapshotBuilder {
     fn correlations(&self, history: &VecDeque<CycleWindows>) -> Vec<Correlation> {
         let recent: Vec<&CycleWindows> =
             history.iter().rev().take(self.correlation_cycles).collect();
-        let names: BTreeSet<&String> = recent.iter().flat_map(|c| c.domains.keys()).collect();
-        let names: Vec<&String> = names.into_iter().collect();
+        // the domains of the recent cycles: usually the same in each, so a cycle with the
+        // same keys as the last one adds nothing
+        let mut names: Vec<&String> = recent
+            .first()
+            .map(|c| c.domains.keys().collect())
+            .unwrap_or_default();
+        if recent
+            .iter()
+            .any(|c| !c.domains.keys().eq(names.iter().copied()))
+        {
+            let all: BTreeSet<&String> = recent.iter().flat_map(|c| c.domains.keys()).collect();
+            names = all.into_iter().collect();
+        }
         if self.max_correlations == 0 {
             return Vec::new();
         }
