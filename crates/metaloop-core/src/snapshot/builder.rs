@@ -433,10 +433,12 @@ mod tests {
                     .iter()
                     .filter_map(|(d, r)| {
                         let rate = r[c]?;
-                        let mut w = DomainWindow::default();
-                        w.success = RateCounts {
-                            successes: (rate * 1000.0).round() as u64,
-                            trials: 1000,
+                        let w = DomainWindow {
+                            success: RateCounts {
+                                successes: (rate * 1000.0).round() as u64,
+                                trials: 1000,
+                            },
+                            ..DomainWindow::default()
                         };
                         Some((d.to_string(), w))
                     })

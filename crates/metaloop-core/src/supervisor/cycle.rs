@@ -48,6 +48,10 @@ impl Why {
     }
 }
 
+/// (KPI, threshold bits) → the domains missing that goal by at least the threshold, worst
+/// first: (domain, value, gap, observations).
+type WorstDomains = std::collections::HashMap<(String, u64), Vec<(String, f64, f64, f64)>>;
+
 /// Skipped candidates a policy evaluation lists before summing up the rest.
 const SKIPPED_LISTED: usize = 5;
 
@@ -60,8 +64,7 @@ struct Lookups<'s> {
     knob_any: std::collections::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
     held_live: std::collections::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
     held_any: std::collections::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
-    /// (KPI, threshold bits) → domains missing the goal, worst first: (domain, value, gap, n).
-    worst: std::collections::HashMap<(String, u64), Vec<(String, f64, f64, f64)>>,
+    worst: WorstDomains,
     /// (domain, KPI) → why its baseline is too small.
     shortfall: std::collections::HashMap<(String, String), Option<String>>,
     leaves: crate::policy::LeafCache,
@@ -731,7 +734,7 @@ impl Supervisor {
             .filter(|p| matches!(p, SystemicPattern::DependencyCascade(_)))
             .flat_map(|p| p.domains().iter().cloned())
             .collect();
-        let mut evaluations = Vec::new();
+        let mut evaluations = Vec::with_capacity(policies.len());
         let mut recommendations = Vec::new();
         let mut to_submit: Vec<(Directive, Option<ImpactLevel>)> = Vec::new();
         // domains a shadow directive takes this cycle: they block other shadow decisions,
@@ -928,6 +931,12 @@ impl Supervisor {
             if eval.holds && issued.is_empty() {
                 recommendations.push(format!("{}: holds, not acting: {reason}", p.id));
             }
+            let mut eval = eval;
+            if issued.is_empty() {
+                // each failing playbook's success rate is in `values`; its details (runs,
+                // evidence) are recorded where a directive was issued for it
+                eval.failing_playbooks.clear();
+            }
             evaluations.push(PolicyEvaluation {
                 policy_id: p.id.clone(),
                 condition: eval,
@@ -996,7 +1005,7 @@ impl Supervisor {
         snap: &CrossDomainSnapshot,
         eval: &ConditionEval,
         ctx: Option<&cel::Context<'_, '_>>,
-        worst: &mut std::collections::HashMap<(String, u64), Vec<(String, f64, f64, f64)>>,
+        worst: &mut WorstDomains,
     ) -> Vec<Candidate> {
         let t = &p.directive_template;
         match &t.target {
