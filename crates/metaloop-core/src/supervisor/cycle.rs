@@ -34,12 +34,18 @@ enum Why {
     Text(String),
     /// A domain missing its goal: KPI, value, gap and observations.
     Gap(String, f64, f64, f64),
+    /// A playbook below its floor: its success rate, runs and the evidence.
+    Playbook(String, f64, u64, f64),
 }
 
 impl Why {
     fn render(&self, domain: &str) -> String {
         match self {
             Why::Text(t) => t.clone(),
+            Why::Playbook(playbook, rate, runs, evidence) => format!(
+                "{domain}/{playbook} succeeded in {:.0}% of {runs} autonomous runs (P(below floor) = {evidence:.3})",
+                rate * 100.0
+            ),
             Why::Gap(metric, v, gap, n) => format!(
                 "{domain}: {metric} {} (gap {gap:+.3}) over {n} observations",
                 fmt_kpi(metric, *v)
@@ -51,6 +57,10 @@ impl Why {
 /// (KPI, threshold bits) → the domains missing that goal by at least the threshold, worst
 /// first: (domain, value, gap, observations).
 type WorstDomains = std::collections::HashMap<(String, u64), Vec<(String, f64, f64, f64)>>;
+
+/// Policies holding without acting that a strategy record lists among its recommendations
+/// (each one's evaluation says why).
+const HELD_BACK_LISTED: usize = 20;
 
 /// Skipped candidates a policy evaluation lists before summing up the rest.
 const SKIPPED_LISTED: usize = 5;
@@ -736,6 +746,8 @@ impl Supervisor {
             .collect();
         let mut evaluations = Vec::with_capacity(policies.len());
         let mut recommendations = Vec::new();
+        // policies that hold without acting: the first HELD_BACK_LISTED are listed
+        let mut held_back = 0usize;
         let mut to_submit: Vec<(Directive, Option<ImpactLevel>)> = Vec::new();
         // domains a shadow directive takes this cycle: they block other shadow decisions,
         // never live ones
@@ -929,7 +941,10 @@ impl Supervisor {
                 }
             };
             if eval.holds && issued.is_empty() {
-                recommendations.push(format!("{}: holds, not acting: {reason}", p.id));
+                if held_back < HELD_BACK_LISTED {
+                    recommendations.push(format!("{}: holds, not acting: {reason}", p.id));
+                }
+                held_back += 1;
             }
             let mut eval = eval;
             if issued.is_empty() {
@@ -945,6 +960,12 @@ impl Supervisor {
                 directives: issued,
                 reason,
             });
+        }
+        if held_back > HELD_BACK_LISTED {
+            recommendations.push(format!(
+                "{} more policies hold without acting (their evaluations say why)",
+                held_back - HELD_BACK_LISTED
+            ));
         }
         let actor = self.cfg.actor.clone();
         self.commit(
@@ -1049,14 +1070,7 @@ impl Supervisor {
                 .map(|f| Candidate {
                     domain: f.domain.clone(),
                     knob: t.knob.replace("{playbook}", &f.playbook),
-                    why: Why::Text(format!(
-                        "{}/{} succeeded in {:.0}% of {} autonomous runs (P(below floor) = {:.3})",
-                        f.domain,
-                        f.playbook,
-                        f.success_rate * 100.0,
-                        f.runs,
-                        f.evidence
-                    )),
+                    why: Why::Playbook(f.playbook.clone(), f.success_rate, f.runs, f.evidence),
                 })
                 .collect(),
             TargetSelector::WorstDomain => {
