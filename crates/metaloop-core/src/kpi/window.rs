@@ -121,9 +121,22 @@ impl DomainWindow {
     }
 
     /// Adds a later window.
+    /// Merges many windows into this one, in order: the same result as merging them one by
+    /// one, with the duration sketches merged in one pass.
+    pub fn merge_all(&mut self, later: &[&DomainWindow]) {
+        for w in later {
+            self.merge_except_durations(w);
+        }
+        self.recovery.merge_all(later.iter().map(|w| &w.recovery));
+    }
+
     pub fn merge(&mut self, later: &DomainWindow) {
-        self.success.merge(&later.success);
         self.recovery.merge(&later.recovery);
+        self.merge_except_durations(later);
+    }
+
+    fn merge_except_durations(&mut self, later: &DomainWindow) {
+        self.success.merge(&later.success);
         self.autonomy.merge(&later.autonomy);
         self.intervention.merge(&later.intervention);
         self.compliance.merge(&later.compliance);

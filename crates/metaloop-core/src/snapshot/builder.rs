@@ -91,11 +91,12 @@ impl SnapshotBuilder {
         history: &VecDeque<CycleWindows>,
         regime_start: Option<Timestamp>,
     ) -> (DomainWindow, u32) {
-        let mut merged = DomainWindow::default();
+        let mut windows: Vec<&DomainWindow> = Vec::new();
+        let mut trials = 0;
         let mut cycles = 0;
         for (i, c) in history.iter().rev().enumerate() {
             if i >= self.window_cycles
-                && (merged.success.trials >= self.min_window_samples || i >= self.max_window_cycles)
+                && (trials >= self.min_window_samples || i >= self.max_window_cycles)
             {
                 break;
             }
@@ -103,10 +104,13 @@ impl SnapshotBuilder {
                 break;
             }
             if let Some(w) = c.domains.get(domain) {
-                merged.merge(w);
+                trials += w.success.trials;
+                windows.push(w);
             }
             cycles += 1;
         }
+        let mut merged = DomainWindow::default();
+        merged.merge_all(&windows);
         (merged, cycles)
     }
 
