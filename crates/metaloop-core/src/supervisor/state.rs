@@ -909,3 +909,70 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kpi::RateCounts;
+    use crate::verify::series::DomainCycle;
+    use std::sync::Arc;
+
+    fn cycle(n: i64, trials: &[(&str, u64)]) -> Arc<CycleSummary> {
+        Arc::new(CycleSummary {
+            cycle: n as u64,
+            start: Timestamp(n * 300_000),
+            end: Timestamp((n + 1) * 300_000),
+            domains: trials
+                .iter()
+                .map(|(d, t)| {
+                    let dc = DomainCycle {
+                        success: RateCounts {
+                            successes: t / 2,
+                            trials: *t,
+                        },
+                        ..DomainCycle::default()
+                    };
+                    (d.to_string(), dc)
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn controls_are_the_domains_with_the_most_observations_up_to_the_limit() {
+        let mut cfg = SupervisorConfig::default();
+        cfg.verification.max_controls = 2;
+        let mut state = State::default();
+        for d in ["a", "b", "c", "d", "e"] {
+            state.known_domains.insert(d.to_string());
+        }
+        // e changed after the pre window began: not a clean control
+        state
+            .regime_start
+            .insert("e".to_string(), Timestamp(2 * 300_000));
+        let mut pre = vec![
+            cycle(
+                1,
+                &[("a", 50), ("b", 100), ("c", 300), ("d", 150), ("e", 900)],
+            ),
+            cycle(
+                2,
+                &[("a", 50), ("b", 100), ("c", 0), ("d", 150), ("e", 900)],
+            ),
+        ];
+        let controls = state.pick_controls(&cfg, "a", crate::kpi::OVERALL_SUCCESS_RATE, &mut pre);
+        // c: 300, d: 300 (a tie, both kept), b: 200, e not clean; listed by name
+        let names: Vec<&str> = controls.iter().map(|c| c.domain.as_str()).collect();
+        assert_eq!(names, ["c", "d"]);
+        assert_eq!(pre.len(), 2);
+        // a tie is broken by name
+        cfg.verification.max_controls = 1;
+        let controls = state.pick_controls(&cfg, "a", crate::kpi::OVERALL_SUCCESS_RATE, &mut pre);
+        assert_eq!(controls, [Control::new("c")]);
+        // without a limit every clean domain is a control
+        cfg.verification.max_controls = 16;
+        let controls = state.pick_controls(&cfg, "a", crate::kpi::OVERALL_SUCCESS_RATE, &mut pre);
+        let names: Vec<&str> = controls.iter().map(|c| c.domain.as_str()).collect();
+        assert_eq!(names, ["b", "c", "d"]);
+    }
+}
