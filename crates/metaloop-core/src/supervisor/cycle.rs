@@ -827,18 +827,13 @@ impl Supervisor {
             } else {
                 let mut skipped = Vec::new();
                 let mut skipped_more = 0usize;
+                let (knobs, held) = if shadow {
+                    (&look.knob_any, &look.held_any)
+                } else {
+                    (&look.knob_live, &look.held_live)
+                };
                 for c in self.candidates(p, snap, &eval, ctx.as_ref(), &mut look.worst) {
                     let key = format!("{}/{}", c.domain, c.knob);
-                    let knobs = if shadow {
-                        &look.knob_any
-                    } else {
-                        &look.knob_live
-                    };
-                    let held = if shadow {
-                        &look.held_any
-                    } else {
-                        &look.held_live
-                    };
                     let why_not = if taken.contains(&c.domain)
                         || shadow && taken_shadow.contains(&c.domain)
                     {

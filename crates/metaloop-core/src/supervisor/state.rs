@@ -220,12 +220,14 @@ impl State {
     /// The closed cycles since `domain`'s last change (an applied directive or a health
     /// change), at most the last `max` of them, oldest first.
     pub fn since_change(&self, domain: &str, max: usize) -> impl Iterator<Item = &CycleWindows> {
+        self.since_change_at(domain, max).map(|i| &self.history[i])
+    }
+
+    /// The positions in `history` of the cycles [`Self::since_change`] yields.
+    fn since_change_at(&self, domain: &str, max: usize) -> impl Iterator<Item = usize> + '_ {
         let since = self.regime_start.get(domain).copied();
         let skip = self.history.len().saturating_sub(max);
-        self.history
-            .iter()
-            .skip(skip)
-            .filter(move |c| since.is_none_or(|t| c.end > t))
+        (skip..self.history.len()).filter(move |i| since.is_none_or(|t| self.history[*i].end > t))
     }
 
     /// The summaries of the cycles [`Self::since_change`] yields.
@@ -234,17 +236,11 @@ impl State {
         domain: &str,
         max: usize,
     ) -> Vec<std::sync::Arc<CycleSummary>> {
-        let since = self.regime_start.get(domain).copied();
-        let skip = self.history.len().saturating_sub(max);
         let aligned = self.summaries.len() == self.history.len();
-        self.history
-            .iter()
-            .enumerate()
-            .skip(skip)
-            .filter(|(_, c)| since.is_none_or(|t| c.end > t))
-            .map(|(i, c)| match aligned {
+        self.since_change_at(domain, max)
+            .map(|i| match aligned {
                 true => self.summaries[i].clone(),
-                false => std::sync::Arc::new(CycleSummary::of(c)),
+                false => std::sync::Arc::new(CycleSummary::of(&self.history[i])),
             })
             .collect()
     }
@@ -324,42 +320,11 @@ impl State {
         }
     }
 
-    /// A directive whose verification `domain` holds still for: one changing `domain` itself
-    /// or using it as a control, still short of `hold_samples` post observations of its
-    /// target and of its `horizon`. Another change there now would confound its evidence.
-    ///
-    /// Shadow directives hold a domain for other shadow decisions only (`include_shadow`).
-    pub fn held_by(
-        &self,
-        domain: &str,
-        hold_samples: u64,
-        horizon: u32,
-        include_shadow: bool,
-    ) -> Option<&DirectiveState> {
-        self.directives.values().find(|d| {
-            // an experiment compares arms within each cycle: nothing else confounds it
-            if d.directive.shadow && !include_shadow
-                || d.directive.directive_type == crate::directive::DirectiveType::ScheduleExperiment
-            {
-                return false;
-            }
-            let involved = d.directive.target_domain == domain
-                && matches!(
-                    d.status,
-                    Status::Applied | Status::Verifying | Status::Shadow
-                )
-                || d.status.in_flight()
-                    && d.controls
-                        .iter()
-                        .any(|c| c.domain == domain && c.until.is_none());
-            involved
-                && d.post_cycles < horizon
-                && d.post.samples(&d.directive.target_kpi) < hold_samples
-        })
-    }
-
-    /// [`Self::held_by`] for every domain at once: domain → the directive holding it (the
-    /// first in id order, as `held_by` finds it). One pass over the directives.
+    /// Domain → the directive whose verification holds it still (the first in id order): one
+    /// changing the domain itself or using it as a control, still short of `hold_samples`
+    /// post observations of its target and of its `horizon`. Another change there now would
+    /// confound its evidence. Shadow directives hold a domain for other shadow decisions only
+    /// (`include_shadow`). One pass over the directives.
     pub fn holders_by_domain(
         &self,
         hold_samples: u64,
@@ -390,8 +355,9 @@ impl State {
         out
     }
 
-    /// [`Self::knob_holder`] for every knob at once: knob key → its holder (the first in id
-    /// order). One pass over the directives.
+    /// Knob key → the directive holding the knob (the first in id order). A shadow directive
+    /// holds its knob for other shadow decisions only (`include_shadow`): it never stands in
+    /// a live decision's way. One pass over the directives.
     pub fn knob_holders(
         &self,
         include_shadow: bool,
@@ -426,16 +392,6 @@ impl State {
                 .directives
                 .get(id)
                 .is_some_and(|d| d.rolled_back_by.is_some())
-    }
-
-    /// The directive holding a knob, if any. A shadow directive holds its knob for other
-    /// shadow decisions only (`include_shadow`): it never stands in a live decision's way.
-    pub fn knob_holder(&self, knob_key: &str, include_shadow: bool) -> Option<&DirectiveState> {
-        self.directives.values().find(|d| {
-            d.holds_knob()
-                && (include_shadow || !d.directive.shadow)
-                && d.directive.knob_key() == knob_key
-        })
     }
 
     /// Applies one record.
