@@ -198,6 +198,12 @@ pub struct MeshSection {
     /// to the next leader after a failover); default: two cycles plus a minute. Longer than
     /// `cycle_interval`: deliveries are acknowledged when their cycle closes.
     pub ack_wait: Option<Interval>,
+    /// False when `metaloop ingest-worker` processes read the mesh: the leader then verifies
+    /// no event itself and only merges the workers' partial windows (docs/HA.md). True (the
+    /// default): the leader reads the mesh too, beside any workers.
+    pub leader_consumes: bool,
+    /// How often an ingest worker hands its partial windows to the leader, milliseconds.
+    pub worker_flush_ms: u64,
 }
 
 impl Default for MeshSection {
@@ -207,6 +213,8 @@ impl Default for MeshSection {
             subject_prefix: "metaloop".into(),
             stream: None,
             ack_wait: None,
+            leader_consumes: true,
+            worker_flush_ms: 250,
         }
     }
 }
@@ -216,6 +224,12 @@ impl MeshSection {
     pub fn ack_wait_ms(&self, cycle_secs: u64) -> u64 {
         self.ack_wait
             .map_or((cycle_secs * 2 + 60) * 1000, |w| w.0 * 1000)
+    }
+
+    /// The core NATS subject (outside the stream) on which ingest workers hand partial
+    /// windows to the leader; `<it>.closed` announces closed cycles to them.
+    pub fn workers_subject(&self) -> String {
+        format!("_metaloop.{}.partials", self.stream_name())
     }
 
     /// The stream name in force.
@@ -566,6 +580,18 @@ impl FileConfig {
             return Err(format!(
                 "mesh.ack_wait ({} s) must be longer than cycle_interval ({} s): deliveries are acknowledged when their cycle closes",
                 w.0, self.cycle_interval.0
+            ));
+        }
+        if !self.mesh.leader_consumes && self.mesh.url == "memory://" {
+            return Err(
+                "mesh.leader_consumes = false needs ingest workers, which read a nats:// mesh; mesh.url is memory://"
+                    .into(),
+            );
+        }
+        if self.mesh.worker_flush_ms == 0 || self.mesh.worker_flush_ms > 60_000 {
+            return Err(format!(
+                "mesh.worker_flush_ms must be between 1 and 60000, got {}",
+                self.mesh.worker_flush_ms
             ));
         }
         if self.cycle_interval.0 > 7 * 86_400 {

@@ -23,7 +23,7 @@ use metaloop_core::protocol::DirectiveMessage;
 use metaloop_core::record::{Entry, RecordBody};
 use metaloop_core::time::Timestamp;
 use metaloop_ledger::{Acquired, Lease, LedgerStore, LedgerWriter, NewRecord, PgLedger};
-use metaloop_mesh::mesh::{MemoryConfig, NatsConfig};
+use metaloop_mesh::mesh::MemoryConfig;
 use metaloop_mesh::{
     Delivery, EventSigner, IngestOutcome, Ingestor, KeyRegistry, MemoryMesh, Mesh, NatsMesh,
     RejectReason, Rejection, SubjectPattern, SubjectPrefix, SubscribeOptions,
@@ -42,8 +42,9 @@ pub fn wall_clock() -> Timestamp {
     Timestamp(ms)
 }
 
-/// The durable consumer's name on the mesh (one for every replica: only the leader reads).
-const CONSUMER: &str = "metaloop-supervisor";
+/// The durable consumer's name on the mesh: one for every replica (only the leader reads)
+/// and its ingest workers.
+use crate::workers::CONSUMER;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -213,13 +214,22 @@ impl Publisher for MeshPublisher {
     }
 }
 
-/// The daemon's one ingest path, for the mesh and `POST /v1/events` alike: one pipeline (so
-/// one dedupe window), the supervisor as the last check, the journal behind both.
+/// The daemon's one ingest path, for the mesh, `POST /v1/events` and ingest workers' partials
+/// alike: one pipeline (so one dedupe window), the supervisor as the last check, the journal
+/// behind the events it takes itself.
 struct Intake {
     ingestor: Arc<Mutex<Ingestor>>,
     journal: Mutex<IngestJournal>,
     runtime: Runtime,
     metrics: Arc<Metrics>,
+    /// The stream sequences folded into the open cycle (recorded when it closes).
+    folded: Arc<Mutex<std::collections::HashSet<u64>>>,
+    /// The events ingest workers' partials brought into the open cycle.
+    open_keys: Arc<Mutex<crate::workers::OpenKeys>>,
+    /// The stream the mesh deliveries come from.
+    stream: String,
+    /// This leader's term, unique to this run of this replica.
+    term: String,
 }
 
 impl Intake {
@@ -239,20 +249,32 @@ impl Intake {
             .runtime
             .call(move |sup| {
                 if let Some((stream, seq)) = &delivery
-                    && sup.state().was_folded(stream, *seq)
+                    && (sup.state().was_folded(stream, *seq) || lock(&me.folded).contains(seq))
                 {
                     return None;
                 }
                 let mut ingestor = lock(&me.ingestor);
                 let mut journal = lock(&me.journal);
+                let open_keys = lock(&me.open_keys);
                 let now = wall_clock();
-                Some(ingestor.admit(verified, now, &mut |ev| {
+                let outcome = ingestor.admit(verified, now, &mut |ev| {
+                    if open_keys
+                        .keys
+                        .contains_key(&metaloop_mesh::ingest::event_key(&ev.source, &ev.id))
+                    {
+                        return Err("already taken in this cycle through an ingest worker".into());
+                    }
                     // the cycle the event is folded into: after this many closed cycles
                     let cycle = sup.state().cycle;
                     sup.ingest(ev).map_err(|e| e.to_string())?;
                     journal.record(now, cycle, ev);
                     Ok(())
-                }))
+                });
+                // recorded with the cycle its events went into
+                if let Some((_, seq)) = delivery {
+                    lock(&me.folded).insert(seq);
+                }
+                Some(outcome)
             })
             .await?;
         let Some(outcome) = outcome else {
@@ -283,13 +305,110 @@ impl Intake {
     async fn cycle_closed(self: &Arc<Self>, closed: u64) -> Result<()> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let ingestor = lock(&me.ingestor);
+            let mut ingestor = lock(&me.ingestor);
+            // workers' events of the closed cycles are durable now: remembered from here on
+            for (key, at) in lock(&me.open_keys).take_closed(closed) {
+                ingestor.dedupe_mut().insert_key(key, Timestamp(at));
+            }
             let mut journal = lock(&me.journal);
             journal.cycle_closed(closed, ingestor.dedupe())?;
             journal.sync()
         })
         .await
         .map_err(|e| anyhow!("compacting the ingest journal: {e}"))?
+    }
+}
+
+/// Ingest workers' partials, merged into the open cycle unless they hold a delivery or an
+/// event the leader already has (then nothing is merged and the reply names them).
+struct PartialIntake(Arc<Intake>);
+
+impl crate::workers::PartialSink for PartialIntake {
+    fn merge(
+        &self,
+        request: crate::workers::PartialRequest,
+    ) -> crate::runtime::BoxFuture<crate::workers::PartialReply> {
+        use crate::workers::PartialReply;
+        let me = self.0.clone();
+        Box::pin(async move {
+            let term = me.term.clone();
+            let intake = me.clone();
+            let metrics = me.metrics.clone();
+            let n = request.keys.len() as u64;
+            let reply = me
+                .runtime
+                .call(move |sup| {
+                    let me = intake;
+                    let now = wall_clock();
+                    let open = sup.state().cycle;
+                    let mut folded = lock(&me.folded);
+                    let mut open_keys = lock(&me.open_keys);
+                    let mut ingestor = lock(&me.ingestor);
+                    let same_stream = request.stream == me.stream;
+                    let (mut seqs_closed, mut seqs_open) = (Vec::new(), Vec::new());
+                    for &seq in &request.seqs {
+                        if same_stream && sup.state().was_folded(&me.stream, seq) {
+                            seqs_closed.push(seq);
+                        } else if same_stream && folded.contains(&seq) {
+                            seqs_open.push(seq);
+                        }
+                    }
+                    let (mut keys_closed, mut keys_open) = (Vec::new(), Vec::new());
+                    for &(key, _) in &request.keys {
+                        if open_keys.keys.contains_key(&key) {
+                            keys_open.push(key);
+                        } else if ingestor.dedupe_mut().contains_key(key, now) {
+                            keys_closed.push(key);
+                        }
+                    }
+                    if !(seqs_closed.is_empty()
+                        && seqs_open.is_empty()
+                        && keys_closed.is_empty()
+                        && keys_open.is_empty())
+                    {
+                        return PartialReply::Refused {
+                            term: me.term.clone(),
+                            open,
+                            seqs_closed,
+                            seqs_open,
+                            keys_closed,
+                            keys_open,
+                        };
+                    }
+                    let merged = sup.merge_partial(&request.partial);
+                    if same_stream {
+                        folded.extend(request.seqs.iter().copied());
+                    }
+                    for &(key, at) in &request.keys {
+                        open_keys.keys.insert(key, (open, at));
+                    }
+                    PartialReply::Merged {
+                        term: me.term.clone(),
+                        open,
+                        accepted: merged.accepted,
+                        refused: merged.refused,
+                    }
+                })
+                .await;
+            match reply {
+                Ok(r) => {
+                    if let PartialReply::Merged {
+                        accepted, refused, ..
+                    } = &r
+                    {
+                        metrics.events_ingested(*accepted);
+                        for _ in refused {
+                            metrics.event_rejected(RejectReason::RefusedBySupervisor.as_str());
+                        }
+                        tracing::debug!(events = n, accepted, "a worker's partial merged");
+                    }
+                    r
+                }
+                Err(e) => PartialReply::NotLeading {
+                    why: format!("{term}: {e}"),
+                },
+            }
+        })
     }
 }
 
@@ -584,6 +703,8 @@ struct Node {
     location: String,
     key: ed25519_dalek::SigningKey,
     mesh: Arc<dyn Mesh>,
+    /// The core NATS connection ingest workers hand partials on (none on `memory://`).
+    nats: Option<async_nats::Client>,
     stream: String,
     signer: Arc<EventSigner>,
     registry: Arc<Mutex<KeyRegistry>>,
@@ -666,31 +787,22 @@ impl Node {
         // the mesh
         let prefix = SubjectPrefix::new(cfg.mesh.subject_prefix.clone())
             .map_err(|e| anyhow!("mesh.subject_prefix: {e}"))?;
-        let (mesh, stream): (Arc<dyn Mesh>, String) = if cfg.mesh.url == "memory://" {
+        let (mesh, nats, stream): (Arc<dyn Mesh>, _, String) = if cfg.mesh.url == "memory://" {
+            let _ = prefix;
             (
                 Arc::new(MemoryMesh::new(MemoryConfig {
                     capacity: 65_536,
                     ..Default::default()
                 })),
+                None,
                 "memory".into(),
             )
         } else {
-            let ack_wait_ms = cfg.mesh.ack_wait_ms(cfg.cycle_interval.0);
-            (
-                Arc::new(
-                    NatsMesh::connect(NatsConfig {
-                        url: cfg.mesh.url.clone(),
-                        subject_prefix: prefix.clone(),
-                        stream: cfg.mesh.stream_name(),
-                        ack_wait_ms,
-                        max_ack_pending: 1_000_000,
-                        ..Default::default()
-                    })
-                    .await
-                    .with_context(|| format!("connecting to the mesh at {}", cfg.mesh.url))?,
-                ),
-                cfg.mesh.stream_name(),
-            )
+            let mesh = NatsMesh::connect(crate::workers::nats_config(&cfg)?)
+                .await
+                .with_context(|| format!("connecting to the mesh at {}", cfg.mesh.url))?;
+            let client = mesh.client().clone();
+            (Arc::new(mesh), Some(client), cfg.mesh.stream_name())
         };
         let signer = Arc::new(EventSigner::new(cfg.signing.source.clone(), key.clone()));
         let registry = Arc::new(Mutex::new(
@@ -790,6 +902,7 @@ impl Node {
                 pg,
                 key,
                 mesh,
+                nats,
                 stream,
                 signer,
                 registry,
@@ -945,31 +1058,46 @@ impl Node {
             journal: Mutex::new(journal),
             runtime: runtime.clone(),
             metrics: self.metrics.clone(),
+            folded: Default::default(),
+            open_keys: Default::default(),
+            stream: self.stream.clone(),
+            term: format!("{}#{epoch}#{:016x}", self.role.me(), rand::random::<u64>()),
         });
         *self.intake.write().unwrap_or_else(|e| e.into_inner()) = Some(intake.clone());
         let _ = self.api_gate.send(true);
         let pending: Arc<Mutex<Vec<Delivery>>> = Default::default();
-        let folded: Arc<Mutex<Vec<u64>>> = Default::default();
-        let subscription = self
-            .mesh
-            .subscribe(SubjectPattern::all(), SubscribeOptions::durable(CONSUMER))
-            .await
-            .context("subscribing to the mesh")?;
-        let consumer = spawn_consumer(
-            subscription,
-            intake.clone(),
-            pending.clone(),
-            folded.clone(),
-            self.stream.clone(),
-        );
+        let consumer = if self.cfg.mesh.leader_consumes {
+            let subscription = self
+                .mesh
+                .subscribe(SubjectPattern::all(), SubscribeOptions::durable(CONSUMER))
+                .await
+                .context("subscribing to the mesh")?;
+            Some(spawn_consumer(
+                subscription,
+                intake.clone(),
+                pending.clone(),
+            ))
+        } else {
+            tracing::info!(
+                "the mesh is read by ingest workers only (mesh.leader_consumes = false)"
+            );
+            None
+        };
+        let partials = self.nats.as_ref().map(|client| {
+            crate::workers::serve_partials(
+                client.clone(),
+                self.cfg.mesh.workers_subject(),
+                Arc::new(PartialIntake(intake.clone())),
+            )
+        });
         Ok(Leader {
             runtime,
             task,
             writer,
             intake,
             pending,
-            folded,
             consumer,
+            partials,
             lease,
             leading,
         })
@@ -1154,13 +1282,15 @@ impl Node {
                 continue;
             }
             // deliveries folded in so far are in the cycle about to close, and recorded
-            // with it, so a restart or a new leader never counts them twice
+            // with it, so a restart or a new leader never counts them twice (taken in the
+            // supervisor's turn: nothing is folded between the take and the close)
             let acks: Vec<Delivery> = std::mem::take(&mut *lock(&leader.pending));
-            let seqs: Vec<u64> = std::mem::take(&mut *lock(&leader.folded));
+            let folded = leader.intake.folded.clone();
             let stream = self.stream.clone();
             let now = wall_clock();
             let closed = tokio::select! {
                 r = leader.runtime.call(move |s| {
+                    let seqs: Vec<u64> = std::mem::take(&mut *lock(&folded)).into_iter().collect();
                     s.record_folded(&stream, &seqs, now);
                     s.tick(now);
                     s.state().cycle
@@ -1187,6 +1317,17 @@ impl Node {
                 if let Err(e) = d.ack().await {
                     tracing::warn!(error = %e, "acknowledging a delivery");
                 }
+            }
+            if let Some(client) = &self.nats {
+                crate::workers::announce_closed(
+                    client,
+                    &self.cfg.mesh.workers_subject(),
+                    crate::workers::Closed {
+                        term: leader.intake.term.clone(),
+                        closed,
+                    },
+                )
+                .await;
             }
         };
         if let Some(k) = keeper {
@@ -1216,14 +1357,19 @@ impl Node {
             writer,
             intake,
             pending,
-            folded: _,
             consumer,
+            partials,
             lease,
             leading,
         } = leader;
         leading.store(false, Ordering::SeqCst);
         *self.intake.write().unwrap_or_else(|e| e.into_inner()) = None;
-        consumer.abort();
+        if let Some(c) = consumer {
+            c.abort();
+        }
+        if let Some(p) = partials {
+            p.abort();
+        }
         let unrecorded: Vec<Delivery> = std::mem::take(&mut *lock(&pending));
         let n = unrecorded.len();
         for d in unrecorded {
@@ -1286,15 +1432,17 @@ impl Node {
     }
 }
 
-/// A leader's term: its supervisor, writer, intake and consumer.
+/// A leader's term: its supervisor, writer, intake, consumer and the ingest workers' service.
 struct Leader {
     runtime: Runtime,
     task: tokio::task::JoinHandle<Supervisor>,
     writer: LedgerWriter,
     intake: Arc<Intake>,
     pending: Arc<Mutex<Vec<Delivery>>>,
-    folded: Arc<Mutex<Vec<u64>>>,
-    consumer: tokio::task::JoinHandle<()>,
+    /// Reads the mesh (unless `mesh.leader_consumes` is false).
+    consumer: Option<tokio::task::JoinHandle<()>>,
+    /// Merges ingest workers' partials (on a NATS mesh).
+    partials: Option<tokio::task::JoinHandle<()>>,
     lease: Option<Lease>,
     leading: Arc<AtomicBool>,
 }
@@ -1306,9 +1454,8 @@ fn spawn_consumer(
     mut subscription: Box<dyn metaloop_mesh::Subscription>,
     intake: Arc<Intake>,
     pending: Arc<Mutex<Vec<Delivery>>>,
-    folded: Arc<Mutex<Vec<u64>>>,
-    stream: String,
 ) -> tokio::task::JoinHandle<()> {
+    let stream = intake.stream.clone();
     tokio::spawn(async move {
         loop {
             let delivery = match subscription.next().await {
@@ -1339,12 +1486,7 @@ fn spawn_consumer(
                     tracing::debug!(seq, "delivery already folded; acknowledged");
                     let _ = delivery.ack().await;
                 }
-                Ok(Some(_)) => {
-                    if seq > 0 {
-                        lock(&folded).push(seq);
-                    }
-                    lock(&pending).push(delivery);
-                }
+                Ok(Some(_)) => lock(&pending).push(delivery),
             }
         }
     })

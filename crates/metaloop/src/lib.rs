@@ -21,6 +21,7 @@ pub mod notify;
 pub mod policy_test;
 pub mod runtime;
 pub mod store;
+pub mod workers;
 
 /// The first 8 characters of an id, for text.
 pub fn short_id(id: &str) -> &str {

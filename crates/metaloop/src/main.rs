@@ -66,6 +66,16 @@ enum Command {
         #[arg(long)]
         shadow: bool,
     },
+    /// An ingest worker: reads the mesh beside the leader (one shared JetStream consumer),
+    /// checks signatures and folds events into partial windows that the leader merges
+    /// (docs/HA.md). Start as many as the event volume needs, on any machine.
+    IngestWorker {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Its name in logs (default: worker-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Key pairs for spine adapters.
     Keys {
         #[command(subcommand)]
@@ -489,6 +499,7 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Check { file },
             } => config_check(&file),
             Command::Run { config, shadow } => run_daemon(&config, shadow).await,
+            Command::IngestWorker { config, name } => metaloop::workers::exec(&config, name).await,
             Command::Witness(args) => match metaloop::cli::witness::exec(args).await {
                 Ok(()) => 0,
                 Err(e) => {

@@ -540,6 +540,11 @@ impl Metrics {
         self.inner.events_ingested.inc();
     }
 
+    /// `n` spine events were accepted at once (an ingest worker's partial).
+    pub fn events_ingested(&self, n: u64) {
+        self.inner.events_ingested.inc_by(n);
+    }
+
     /// A spine event was refused for `reason` (a short, bounded word such as `signature`,
     /// `duplicate`, `schema`; never the event id).
     pub fn event_rejected(&self, reason: &str) {

@@ -3,9 +3,11 @@
 
 mod cycle;
 mod ids;
+mod partial;
 mod recommendation;
 mod state;
 
+pub use partial::{Merged, Partial, PartialArms};
 pub use recommendation::{Recommendation, RecommendationKind, SILENT_CYCLES};
 pub use state::{AppliedChange, Approval, DirectiveState, PatternTrack, PolicyState, State};
 

@@ -84,10 +84,21 @@ impl DedupeWindow {
         self.seen.contains(&event_key(source, id))
     }
 
+    /// True when the digest `key` ([`event_key`]) is in the window.
+    pub fn contains_key(&mut self, key: u128, now: Timestamp) -> bool {
+        self.expire(now);
+        self.seen.contains(&key)
+    }
+
     /// Records (`source`, `id`) at `now`; false when it was already in the window.
     pub fn insert(&mut self, source: &str, id: &str, now: Timestamp) -> bool {
+        self.insert_key(event_key(source, id), now)
+    }
+
+    /// Records the digest `key` ([`event_key`]) at `now`; false when it was already in the
+    /// window.
+    pub fn insert_key(&mut self, key: u128, now: Timestamp) -> bool {
         self.expire(now);
-        let key = event_key(source, id);
         if self.seen.contains(&key) {
             return false;
         }

@@ -1,0 +1,578 @@
+//! Ingest workers: `metaloop ingest-worker` processes share the leader's durable JetStream
+//! consumer, do the expensive part of ingest (signatures, schema, event time, dedupe) and
+//! hand the leader partial windows, which it merges into the open cycle (docs/HA.md,
+//! "Ingest workers").
+//!
+//! The exchange, on core NATS subjects outside the stream (`mesh.workers_subject()`):
+//! - a worker sends a [`PartialRequest`] (the windows, the events a window cannot hold, the
+//!   stream sequences and the event digests they came from) and gets a [`PartialReply`];
+//! - the leader refuses a partial holding a sequence or an event it already has, and says
+//!   which: those of a closed cycle are acknowledged at once, those of the open cycle once it
+//!   closes; the worker sends the rest again;
+//! - when a cycle's records are durable the leader announces [`Closed`] on `<subject>.closed`;
+//!   a worker then acknowledges the deliveries merged into it. A new term (a new leader, or
+//!   the same one restarted) means the open cycle was lost: the worker hands back (naks) every
+//!   delivery merged under an older term and not yet confirmed, and the new leader counts it
+//!   once.
+
+use crate::config::FileConfig;
+use anyhow::{Context, Result, anyhow};
+use metaloop_core::protocol::SpineEvent;
+use metaloop_core::supervisor::Partial;
+use metaloop_mesh::ingest::event_key;
+use metaloop_mesh::mesh::NatsConfig;
+use metaloop_mesh::{
+    Delivery, Ingestor, KeyRegistry, Mesh, NatsMesh, SubjectPattern, SubjectPrefix,
+    SubscribeOptions,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The durable JetStream consumer the leader and the workers share.
+pub const CONSUMER: &str = "metaloop-ingest";
+
+/// A worker's partial windows, with where they came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartialRequest {
+    /// The worker's name (logs).
+    pub worker: String,
+    /// The stream the sequences are in.
+    pub stream: String,
+    /// The stream sequences of the deliveries folded into `partial`.
+    pub seqs: Vec<u64>,
+    /// (digest of source and id, accepted at, ms) of every event folded into `partial`.
+    pub keys: Vec<(u128, i64)>,
+    pub partial: Partial,
+}
+
+/// The leader's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PartialReply {
+    /// Merged into the cycle open after `open` cycles closed.
+    Merged {
+        term: String,
+        open: u64,
+        accepted: u64,
+        /// Events the supervisor refused (an ack for an unknown directive, …), with why.
+        refused: Vec<(String, String)>,
+    },
+    /// Nothing merged: these sequences or events are already taken.
+    Refused {
+        term: String,
+        open: u64,
+        /// In a closed cycle: acknowledge.
+        seqs_closed: Vec<u64>,
+        /// In the open cycle: acknowledge once it closes.
+        seqs_open: Vec<u64>,
+        keys_closed: Vec<u128>,
+        keys_open: Vec<u128>,
+    },
+    /// This replica does not lead (or stopped leading).
+    NotLeading { why: String },
+}
+
+/// A closed cycle, announced once its records are durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Closed {
+    pub term: String,
+    /// Cycles closed so far.
+    pub closed: u64,
+}
+
+/// What a worker has done, for logs and `bench ingest`.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub deliveries: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub merged: AtomicU64,
+    pub acked: AtomicU64,
+    pub naked: AtomicU64,
+}
+
+/// The NATS settings of a configuration (the daemon's and its workers' alike).
+pub fn nats_config(cfg: &FileConfig) -> Result<NatsConfig> {
+    Ok(NatsConfig {
+        url: cfg.mesh.url.clone(),
+        subject_prefix: SubjectPrefix::new(cfg.mesh.subject_prefix.clone())
+            .map_err(|e| anyhow!("mesh.subject_prefix: {e}"))?,
+        stream: cfg.mesh.stream_name(),
+        ack_wait_ms: cfg.mesh.ack_wait_ms(cfg.cycle_interval.0),
+        max_ack_pending: 1_000_000,
+        ..Default::default()
+    })
+}
+
+/// One delivery a worker holds: its events, until the leader has merged and recorded them.
+struct Held {
+    delivery: Delivery,
+    seq: u64,
+    events: Vec<(SpineEvent, i64)>,
+}
+
+/// Deliveries merged under a term, by the cycle they went into.
+#[derive(Default)]
+struct Awaiting {
+    term: String,
+    by_cycle: BTreeMap<u64, Vec<Delivery>>,
+}
+
+/// `metaloop ingest-worker --config FILE`: runs until SIGTERM or Ctrl-C; SIGHUP reads the
+/// adapters' keys again.
+pub async fn exec(path: &std::path::Path, name: Option<String>) -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cfg = match FileConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("error: cannot install signal handlers");
+        return 1;
+    };
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = hup.recv() => {
+                    match FileConfig::load(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| KeyRegistry::from_entries(&c.adapter_keys()).map_err(|e| format!("adapters: {e}")))
+                    {
+                        Ok(r) => {
+                            tracing::info!("SIGHUP: the adapters' keys read again");
+                            eprintln!("adapters reloaded");
+                            let _ = reload_tx.send(r);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload refused; the keys in force stay");
+                            eprintln!("reload refused: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        let _ = stop_tx.send(true);
+    });
+    match run_worker(cfg, name, stop_rx, reload_rx, Arc::default()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Runs one ingest worker until `stop` turns true (then it hands back what it holds). Each
+/// registry from `reloads` replaces the adapters' keys in force.
+pub async fn run_worker(
+    cfg: FileConfig,
+    name: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<KeyRegistry>,
+    stats: Arc<WorkerStats>,
+) -> Result<()> {
+    if cfg.mesh.url == "memory://" {
+        return Err(anyhow!(
+            "an ingest worker reads a nats:// mesh; mesh.url is memory://"
+        ));
+    }
+    let mesh = NatsMesh::connect(nats_config(&cfg)?)
+        .await
+        .with_context(|| format!("connecting to the mesh at {}", cfg.mesh.url))?;
+    let client = mesh.client().clone();
+    let subject = cfg.mesh.workers_subject();
+    let stream = cfg.mesh.stream_name();
+    let registry =
+        KeyRegistry::from_entries(&cfg.adapter_keys()).map_err(|e| anyhow!("adapters: {e}"))?;
+    let mut ingestor = Ingestor::new(cfg.ingest_config(), registry);
+    let mut subscription = mesh
+        .subscribe(SubjectPattern::all(), SubscribeOptions::durable(CONSUMER))
+        .await
+        .context("subscribing to the mesh")?;
+    let mut closed = client
+        .subscribe(format!("{subject}.closed"))
+        .await
+        .map_err(|e| anyhow!("subscribing to {subject}.closed: {e}"))?;
+    let flush_every = Duration::from_millis(cfg.mesh.worker_flush_ms);
+    let max_held = 20_000usize;
+    let mut held: Vec<Held> = Vec::new();
+    let mut awaiting = Awaiting::default();
+    let mut flush = tokio::time::interval(flush_every);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(worker = %name, subject = %subject, "ingest worker reading the mesh");
+    eprintln!(
+        "metaloop ingest-worker {name}: reading {} (stream {stream}), handing partials on {subject}",
+        cfg.mesh.url
+    );
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(registry) = reloads.recv() => ingestor.set_registry(registry),
+            d = subscription.next(), if held.len() < max_held => {
+                let delivery = match d {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the mesh");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                if delivery.message.subject.is_supervisor_output() {
+                    let _ = delivery.ack().await;
+                    continue;
+                }
+                let seq = delivery.stream_seq;
+                // a redelivery of one held (its ack wait passed): keep the newest handle
+                if let Some(h) = held.iter_mut().find(|h| h.seq == seq && seq > 0) {
+                    h.delivery = delivery;
+                    continue;
+                }
+                let now = crate::daemon::wall_clock();
+                let verified = ingestor.verify(
+                    &delivery.message.payload,
+                    delivery.message.content_type.as_deref(),
+                );
+                let mut events = Vec::new();
+                let outcome = ingestor.admit(verified, now, &mut |ev| {
+                    Partial::default().observe(ev).map_err(|e| e.to_string())?;
+                    events.push((ev.clone(), now.millis()));
+                    Ok(())
+                });
+                for r in outcome.results() {
+                    match r {
+                        Ok(_) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+                        Err(rej) => {
+                            tracing::warn!(reason = rej.reason.as_str(), source = ?rej.source, id = ?rej.id, "event rejected: {}", rej.message);
+                            stats.rejected.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+                if events.is_empty() {
+                    // nothing to fold (all rejected, or duplicates of events held): done
+                    let _ = delivery.ack().await;
+                    stats.acked.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    held.push(Held { delivery, seq, events });
+                }
+            }
+            _ = flush.tick() => {
+                if !held.is_empty() {
+                    hand_over(&client, &subject, &name, &stream, &mut held, &mut awaiting, &mut ingestor, &stats).await;
+                }
+            }
+            m = futures_next(&mut closed) => {
+                let Some(m) = m else { break };
+                let Ok(c) = serde_json::from_slice::<Closed>(&m.payload) else {
+                    tracing::warn!("an unreadable cycle announcement; ignored");
+                    continue;
+                };
+                confirm(&c, &mut awaiting, &mut ingestor, &stats).await;
+            }
+        }
+    }
+    // stopping: what is not confirmed goes back to the stream for another worker
+    for h in held.drain(..) {
+        let _ = h.delivery.nak().await;
+        stats.naked.fetch_add(1, Ordering::Relaxed);
+    }
+    for (_, ds) in std::mem::take(&mut awaiting.by_cycle) {
+        for d in ds {
+            let _ = d.nak().await;
+            stats.naked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+async fn futures_next(s: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
+    use futures_util::StreamExt;
+    s.next().await
+}
+
+/// A new term: the deliveries merged under the old one and not confirmed were lost with the
+/// open cycle. They go back to the stream, and the local dedupe forgets them so that their
+/// redelivery is taken again.
+async fn new_term(
+    term: &str,
+    awaiting: &mut Awaiting,
+    ingestor: &mut Ingestor,
+    stats: &WorkerStats,
+) {
+    if awaiting.term == term {
+        return;
+    }
+    let mut handed_back = 0;
+    for (_, ds) in std::mem::take(&mut awaiting.by_cycle) {
+        for d in ds {
+            let _ = d.nak().await;
+            handed_back += 1;
+        }
+    }
+    if handed_back > 0 {
+        stats.naked.fetch_add(handed_back, Ordering::Relaxed);
+        tracing::info!(
+            old = %awaiting.term,
+            new = %term,
+            handed_back,
+            "a new leader term: unconfirmed deliveries handed back"
+        );
+    }
+    let dedupe = ingestor.dedupe().config();
+    *ingestor.dedupe_mut() = metaloop_mesh::ingest::DedupeWindow::new(dedupe);
+    awaiting.term = term.to_string();
+}
+
+/// A cycle closed: acknowledges the deliveries merged into it and earlier cycles.
+async fn confirm(
+    c: &Closed,
+    awaiting: &mut Awaiting,
+    ingestor: &mut Ingestor,
+    stats: &WorkerStats,
+) {
+    new_term(&c.term, awaiting, ingestor, stats).await;
+    let later = awaiting.by_cycle.split_off(&c.closed);
+    for (_, ds) in std::mem::replace(&mut awaiting.by_cycle, later) {
+        for d in ds {
+            if let Err(e) = d.ack().await {
+                tracing::warn!(error = %e, "acknowledging a delivery");
+            }
+            stats.acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends the held deliveries' partial to the leader until it is merged or the leader cannot
+/// be reached (then they stay held for the next flush).
+#[allow(clippy::too_many_arguments)]
+async fn hand_over(
+    client: &async_nats::Client,
+    subject: &str,
+    name: &str,
+    stream: &str,
+    held: &mut Vec<Held>,
+    awaiting: &mut Awaiting,
+    ingestor: &mut Ingestor,
+    stats: &WorkerStats,
+) {
+    // a refusal names what is already taken; at most a few rounds
+    for _ in 0..4 {
+        if held.is_empty() {
+            return;
+        }
+        let mut partial = Partial::default();
+        let mut seqs = Vec::with_capacity(held.len());
+        let mut keys = Vec::new();
+        for h in held.iter() {
+            if h.seq > 0 {
+                seqs.push(h.seq);
+            }
+            for (ev, at) in &h.events {
+                // checked when it was admitted
+                let _ = partial.observe(ev);
+                keys.push((event_key(&ev.source, &ev.id), *at));
+            }
+        }
+        let request = PartialRequest {
+            worker: name.to_string(),
+            stream: stream.to_string(),
+            seqs,
+            keys,
+            partial,
+        };
+        let body = match serde_json::to_vec(&request) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "encoding a partial");
+                return;
+            }
+        };
+        let reply = match tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request(subject.to_string(), body.into()),
+        )
+        .await
+        {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "no leader took the partial; kept for the next flush");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("the leader did not answer within 10 s; the partial is kept");
+                return;
+            }
+        };
+        let reply: PartialReply = match serde_json::from_slice(&reply.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "an unreadable answer from the leader");
+                return;
+            }
+        };
+        match reply {
+            PartialReply::NotLeading { why } => {
+                tracing::debug!(why, "the replica that answered does not lead");
+                return;
+            }
+            PartialReply::Merged {
+                term,
+                open,
+                accepted,
+                refused,
+            } => {
+                new_term(&term, awaiting, ingestor, stats).await;
+                for (id, why) in &refused {
+                    tracing::warn!(id, "event refused by the supervisor: {why}");
+                }
+                stats.merged.fetch_add(accepted, Ordering::Relaxed);
+                let to = awaiting.by_cycle.entry(open).or_default();
+                to.extend(held.drain(..).map(|h| h.delivery));
+                return;
+            }
+            PartialReply::Refused {
+                term,
+                open,
+                seqs_closed,
+                seqs_open,
+                keys_closed,
+                keys_open,
+            } => {
+                new_term(&term, awaiting, ingestor, stats).await;
+                let keys_closed: std::collections::HashSet<u128> =
+                    keys_closed.into_iter().collect();
+                let keys_open: std::collections::HashSet<u128> = keys_open.into_iter().collect();
+                let mut kept = Vec::with_capacity(held.len());
+                for mut h in held.drain(..) {
+                    if seqs_closed.contains(&h.seq) {
+                        let _ = h.delivery.ack().await;
+                        stats.acked.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if seqs_open.contains(&h.seq) {
+                        awaiting.by_cycle.entry(open).or_default().push(h.delivery);
+                        continue;
+                    }
+                    let before = h.events.len();
+                    let mut in_open = false;
+                    h.events.retain(|(ev, _)| {
+                        let k = event_key(&ev.source, &ev.id);
+                        in_open |= keys_open.contains(&k);
+                        !keys_closed.contains(&k) && !keys_open.contains(&k)
+                    });
+                    if h.events.is_empty() {
+                        if in_open {
+                            awaiting.by_cycle.entry(open).or_default().push(h.delivery);
+                        } else {
+                            let _ = h.delivery.ack().await;
+                            stats.acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        if h.events.len() < before {
+                            tracing::debug!(
+                                seq = h.seq,
+                                "events already taken dropped from a delivery"
+                            );
+                        }
+                        kept.push(h);
+                    }
+                }
+                *held = kept;
+            }
+        }
+    }
+}
+
+/// The leader's side: what it needs to merge a partial.
+pub trait PartialSink: Send + Sync + 'static {
+    fn merge(&self, request: PartialRequest) -> crate::runtime::BoxFuture<PartialReply>;
+}
+
+/// Answers workers' partials on `subject` until the returned task is aborted.
+pub fn serve_partials(
+    client: async_nats::Client,
+    subject: String,
+    sink: Arc<dyn PartialSink>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut requests = match client.subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, subject, "cannot take partials from ingest workers");
+                return;
+            }
+        };
+        while let Some(m) = requests.next().await {
+            let Some(reply_to) = m.reply.clone() else {
+                continue;
+            };
+            let reply = match serde_json::from_slice::<PartialRequest>(&m.payload) {
+                Ok(req) => sink.merge(req).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unreadable partial; refused");
+                    PartialReply::NotLeading {
+                        why: format!("unreadable partial: {e}"),
+                    }
+                }
+            };
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            if let Err(e) = client.publish(reply_to, body.into()).await {
+                tracing::warn!(error = %e, "answering an ingest worker");
+            }
+        }
+    })
+}
+
+/// Announces a closed cycle to the workers.
+pub async fn announce_closed(client: &async_nats::Client, subject: &str, closed: Closed) {
+    let body = serde_json::to_vec(&closed).unwrap_or_default();
+    if let Err(e) = client
+        .publish(format!("{subject}.closed"), body.into())
+        .await
+    {
+        tracing::warn!(error = %e, "announcing a closed cycle to the ingest workers");
+    }
+}
+
+/// The leader's bookkeeping of what the open cycle took from workers: event digests not yet
+/// in the dedupe window (they move there when their cycle is durable, so that a crash before
+/// then never makes a redelivery look like a duplicate).
+#[derive(Default)]
+pub struct OpenKeys {
+    /// digest → (cycles closed when it was merged, accepted at ms)
+    pub keys: HashMap<u128, (u64, i64)>,
+}
+
+impl OpenKeys {
+    /// The digests merged before `closed` cycles had closed, now durable: removed and returned.
+    pub fn take_closed(&mut self, closed: u64) -> Vec<(u128, i64)> {
+        let mut out = Vec::new();
+        self.keys.retain(|k, (cycle, at)| {
+            if *cycle < closed {
+                out.push((*k, *at));
+                false
+            } else {
+                true
+            }
+        });
+        out.sort_by_key(|&(_, at)| at);
+        out
+    }
+}
