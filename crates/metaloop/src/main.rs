@@ -221,6 +221,9 @@ enum BenchCommand {
     /// One supervisor cycle (snapshot → strategy → pipeline → alerts → summary) for a grid
     /// of domains × policies, with events ingested between cycles (p50/p99, growth ratios).
     Cycle(metaloop::cli::bench_cycle::Args),
+    /// Events per second end to end through a `metaloop run` daemon on NATS, with the leader
+    /// reading the mesh alone and with ingest workers (needs a NATS server).
+    Ingest(metaloop::cli::bench_ingest::Args),
     /// The ledger: raw batched insert (no hashing), durable append with 1, 8 and 64
     /// concurrent writers, full verification, and the ratios between them.
     Ledger {
@@ -802,6 +805,13 @@ async fn run_bench(command: BenchCommand) -> u8 {
     match command {
         BenchCommand::Policies(args) => metaloop::cli::bench_policies::exec(&args),
         BenchCommand::Cycle(args) => metaloop::cli::bench_cycle::exec(&args),
+        BenchCommand::Ingest(args) => match metaloop::cli::bench_ingest::exec(&args).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         BenchCommand::Dashboard(args) => match metaloop::cli::bench_dashboard::exec(args).await {
             Ok(()) => 0,
             Err(e) => {

@@ -2,6 +2,7 @@
 
 pub mod bench_cycle;
 pub mod bench_dashboard;
+pub mod bench_ingest;
 pub mod bench_policies;
 pub mod check_proof;
 pub mod evaluate;

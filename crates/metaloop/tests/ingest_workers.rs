@@ -1,0 +1,271 @@
+//! Ingest workers end to end on the local NATS: a `metaloop run` daemon that leaves the mesh
+//! to two `metaloop ingest-worker` processes, a leader killed and restarted while partials
+//! are merged into an open cycle, a worker killed while it holds deliveries, duplicates
+//! published under other message ids, and events signed by an unknown key. Every unique
+//! event is counted exactly once in the ledger's cycle windows; the unknown key's events
+//! are not counted.
+//!
+//! Needs NATS (`METALOOP_TEST_NATS`, default nats://127.0.0.1:4222): skipped without it,
+//! except under `CI=true`, where a missing server fails the test.
+
+use metaloop_core::protocol::{EventData, KpiReport};
+use metaloop_core::time::Timestamp;
+use metaloop_mesh::mesh::{Message, NatsConfig};
+use metaloop_mesh::{EventSigner, Mesh, NatsMesh, SubjectPrefix};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SOURCE: &str = "urn:test:spine";
+const EVENTS: usize = 1200;
+
+fn nats_url() -> String {
+    std::env::var("METALOOP_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn nats_answers() -> bool {
+    if std::net::TcpStream::connect(nats_url().trim_start_matches("nats://")).is_ok() {
+        return true;
+    }
+    let msg = format!("ingest workers test: NATS at {} does not answer", nats_url());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true requires it)");
+    }
+    eprintln!("skipping: {msg}");
+    false
+}
+
+fn spawn(args: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_metaloop"))
+        .args(args)
+        .env("METALOOP_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// (queue_depth observations, sum of their values) over every recorded cycle.
+fn recorded(ledger: &str) -> (u64, f64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_metaloop"))
+        .args(["ledger", "show", "--ledger", ledger, "--json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return (0, 0.0);
+    }
+    let (mut n, mut sum) = (0u64, 0.0);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(r) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if r["action"] != "snapshot.built" {
+            continue;
+        }
+        if let Some(domains) = r["payload"]["windows"]["domains"].as_object() {
+            for w in domains.values() {
+                let q = &w["custom"]["queue_depth"];
+                n += q["count"].as_u64().unwrap_or(0);
+                sum += q["mean"].as_f64().unwrap_or(0.0) * q["count"].as_f64().unwrap_or(0.0);
+            }
+        }
+    }
+    (n, sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_count_every_event_once_across_leader_and_worker_kills() {
+    if !nats_answers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "iw{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    );
+    let signer = EventSigner::new(SOURCE, ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
+    let stranger = EventSigner::new(SOURCE, ed25519_dalek::SigningKey::from_bytes(&[10; 32]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ledger = format!("sqlite://{}/ledger.db", dir.path().display());
+    let config = dir.path().join("metaloop.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"environment = "staging"
+cycle_interval = 2
+listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+
+[ledger]
+url = "{ledger}"
+
+[mesh]
+url = "{nats}"
+subject_prefix = "{prefix}"
+ack_wait = 5
+leader_consumes = false
+worker_flush_ms = 100
+
+[[adapters]]
+source = "{SOURCE}"
+public_keys = ["{key}"]
+"#,
+            data = dir.path().display(),
+            nats = nats_url(),
+            key = metaloop_mesh::keys::public_key_hex(&signer.verifying_key()),
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_string_lossy().to_string();
+    let mesh = Arc::new(
+        NatsMesh::connect(NatsConfig {
+            url: nats_url(),
+            subject_prefix: SubjectPrefix::new(prefix.clone()).unwrap(),
+            stream: format!("METALOOP_{}", prefix.to_uppercase()),
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let event = |signer: &EventSigner, i: usize| {
+        signer.spine_event(
+            format!("e{i}"),
+            Timestamp(metaloop::daemon::wall_clock().millis()),
+            &EventData::KpiReported(KpiReport {
+                domain: format!("d{}", i % 5),
+                name: "queue_depth".into(),
+                value: (i % 10) as f64,
+            }),
+        )
+    };
+    let publish = |range: std::ops::Range<usize>| {
+        let mesh = mesh.clone();
+        let events: Vec<_> = range.map(|i| event(&signer, i)).collect();
+        async move {
+            for ev in events {
+                metaloop_mesh::mesh::publish_event(mesh.as_ref(), &ev)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let expected_sum: f64 = (0..EVENTS).map(|i| (i % 10) as f64).sum();
+
+    let mut leader = spawn(&["run", "--config", &cfg], &dir.path().join("leader-1.log"));
+    let mut workers: Vec<Child> = (0..2)
+        .map(|i| {
+            spawn(
+                &["ingest-worker", "--config", &cfg, "--name", &format!("w{i}")],
+                &dir.path().join(format!("worker-{i}.log")),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // a third of the events; the leader dies with an open cycle holding some of them
+    publish(0..EVENTS / 3).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    kill(&mut leader);
+    leader = spawn(&["run", "--config", &cfg], &dir.path().join("leader-2.log"));
+
+    // the rest, a worker killed while it holds deliveries, duplicates under other message
+    // ids, and events signed by a key nobody registered
+    publish(EVENTS / 3..2 * EVENTS / 3).await;
+    kill(&mut workers[0]);
+    publish(2 * EVENTS / 3..EVENTS).await;
+    for i in (0..EVENTS).step_by(10) {
+        let ev = event(&signer, i);
+        let m = Message::for_event(&ev)
+            .unwrap()
+            .with_msg_id(format!("copy-{i}"));
+        mesh.publish(m).await.unwrap();
+    }
+    for i in 0..20 {
+        metaloop_mesh::mesh::publish_event(mesh.as_ref(), &event(&stranger, EVENTS + i))
+            .await
+            .unwrap();
+    }
+    workers.push(spawn(
+        &["ingest-worker", "--config", &cfg, "--name", "w2"],
+        &dir.path().join("worker-2.log"),
+    ));
+
+    // every event once: the killed leader's open cycle comes back through the workers, the
+    // killed worker's deliveries through another after their ack wait
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = (0, 0.0);
+    while Instant::now() < deadline {
+        last = recorded(&ledger);
+        if last.0 >= EVENTS as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // long enough for any late redelivery to be counted again, if it were
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let settled = recorded(&ledger);
+    kill(&mut leader);
+    for w in &mut workers {
+        kill(w);
+    }
+    let _ = mesh.delete_stream().await;
+    let logs = || {
+        let mut s = String::new();
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == "log") {
+                s.push_str(&format!(
+                    "--- {}\n{}\n",
+                    f.path().display(),
+                    std::fs::read_to_string(f.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .rev()
+                        .take(15)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+        }
+        s
+    };
+    assert_eq!(
+        last.0, EVENTS as u64,
+        "every event counted once when first complete\n{}",
+        logs()
+    );
+    assert_eq!(
+        settled.0, EVENTS as u64,
+        "nothing counted twice afterwards\n{}",
+        logs()
+    );
+    assert!(
+        (settled.1 - expected_sum).abs() < 1e-6 * expected_sum,
+        "the values are the published ones: {} vs {expected_sum}",
+        settled.1
+    );
+    let log = std::fs::read_to_string(dir.path().join("worker-1.log")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.path().join("worker-2.log")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.path().join("worker-0.log")).unwrap_or_default();
+    assert!(
+        log.contains("bad_signature") || log.contains("unknown_key") || log.contains("event rejected"),
+        "the stranger's events were rejected by a worker\n{}",
+        logs()
+    );
+}
