@@ -286,6 +286,8 @@ impl Supervisor {
             })
             .cloned()
             .collect();
+        // the pre-window statistics of the verifications still going on
+        self.pre_stats.retain(|id, _| ids.contains(id));
         for id in ids {
             let ds = &self.state.directives[&id];
             let input = verify::VerifyInput {
@@ -304,7 +306,8 @@ impl Supervisor {
             let verdict = if ds.directive.experiment.is_some() && !ds.directive.shadow {
                 verify::experiment::evaluate(&self.cfg.verification, &input, &ds.arm_series)
             } else {
-                verify::decide(&self.cfg.verification, &input)
+                let memo = self.pre_stats.entry(id.clone()).or_default();
+                verify::decide_with(&self.cfg.verification, &input, memo)
             };
             let Some(verdict) = verdict else {
                 continue;

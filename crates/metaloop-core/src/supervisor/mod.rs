@@ -121,6 +121,9 @@ pub struct Supervisor {
     /// Records since the last summary, for its text.
     journal: Vec<RecordBody>,
     counters: IngestCounters,
+    /// Per directive being verified, its pre window's statistics (derived from its record:
+    /// computed at its first look, reused at the next ones; a restart recomputes them).
+    pre_stats: BTreeMap<String, crate::verify::series::PreStats>,
 }
 
 impl Supervisor {
@@ -139,6 +142,7 @@ impl Supervisor {
             effects: VecDeque::new(),
             journal: Vec::new(),
             counters: IngestCounters::default(),
+            pre_stats: BTreeMap::new(),
         };
         s.record_start(start);
         Ok(s)
@@ -186,6 +190,7 @@ impl Supervisor {
             effects: VecDeque::new(),
             journal,
             counters: IngestCounters::default(),
+            pre_stats: BTreeMap::new(),
         };
         Ok(s)
     }
