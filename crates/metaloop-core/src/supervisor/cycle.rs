@@ -178,17 +178,20 @@ impl Supervisor {
         }
         let mut known = self.state.known_domains.clone();
         known.extend(windows.domains.keys().cloned());
-        let snapshot = self.cfg.snapshot.build(&SnapshotInputs {
-            id: make_id(self.cfg.id_seed, end, &["snapshot", &cycle.to_string()]),
-            cycle,
-            time: end,
-            history: &history,
-            regime_start: &regime,
-            health: &self.open_health,
-            goals: &self.state.goals,
-            baselines: &self.state.baselines,
-            known_domains: &known,
-        });
+        let snapshot = self.cfg.snapshot.build_with(
+            &SnapshotInputs {
+                id: make_id(self.cfg.id_seed, end, &["snapshot", &cycle.to_string()]),
+                cycle,
+                time: end,
+                history: &history,
+                regime_start: &regime,
+                health: &self.open_health,
+                goals: &self.state.goals,
+                baselines: &self.state.baselines,
+                known_domains: &known,
+            },
+            &mut self.recent,
+        );
         history.pop_back();
         self.state.history = history;
         snapshot

@@ -124,6 +124,9 @@ pub struct Supervisor {
     /// Per directive being verified, its pre window's statistics (derived from its record:
     /// computed at its first look, reused at the next ones; a restart recomputes them).
     pre_stats: BTreeMap<String, crate::verify::series::PreStats>,
+    /// Each domain's recent window, kept from one snapshot to the next (derived from the
+    /// history: rebuilt from it after a restart).
+    recent: crate::snapshot::RecentWindows,
 }
 
 impl Supervisor {
@@ -143,6 +146,7 @@ impl Supervisor {
             journal: Vec::new(),
             counters: IngestCounters::default(),
             pre_stats: BTreeMap::new(),
+            recent: crate::snapshot::RecentWindows::default(),
         };
         s.record_start(start);
         Ok(s)
@@ -191,6 +195,7 @@ impl Supervisor {
             journal,
             counters: IngestCounters::default(),
             pre_stats: BTreeMap::new(),
+            recent: crate::snapshot::RecentWindows::default(),
         };
         Ok(s)
     }
