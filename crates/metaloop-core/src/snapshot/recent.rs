@@ -35,14 +35,49 @@ struct KeptWindow {
     /// The duration bins, to take out of the sum when the cycle leaves the window.
     bins: Vec<(u16, u64)>,
     compliance: ScoreStats,
-    custom: Vec<(String, ScoreStats)>,
-    playbooks: Vec<(String, PlaybookCounts)>,
+    /// Custom KPIs and playbooks by their number in the domain's names.
+    custom: Vec<(usize, ScoreStats)>,
+    playbooks: Vec<(usize, PlaybookCounts)>,
     trust_exceptions: u64,
     events: u64,
 }
 
 impl Kept {
-    fn of(c: &CycleWindows, domain: &str) -> Kept {
+    fn trials(&self) -> u64 {
+        self.window.as_ref().map_or(0, |w| w.success.trials)
+    }
+}
+
+/// One domain's current window: its cycles, newest first, and their duration bins summed.
+#[derive(Debug, Clone, Default)]
+struct DomainRecent {
+    kept: VecDeque<Kept>,
+    /// The last walk back stopped at an older cycle (rather than running out of history):
+    /// the next one stops there or sooner.
+    stopped: bool,
+    /// Custom KPI and playbook names seen in the domain, numbered in order of appearance.
+    custom_names: Vec<String>,
+    playbook_names: Vec<String>,
+    /// Bin → (observations, cycles of the window that have the bin). A bin within the
+    /// sketch's range is in the merged sketch when it has observations; one beyond it (only
+    /// from a hand-written record) whenever a cycle has it, as merging keeps it.
+    bins: BTreeMap<u16, (u64, u32)>,
+}
+
+/// The number of `name` in `names`, added if new.
+fn number(names: &mut Vec<String>, name: &str) -> usize {
+    match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
+    }
+}
+
+impl DomainRecent {
+    /// The domain's window of cycle `c`, its names numbered.
+    fn keep(&mut self, c: &CycleWindows, domain: &str) -> Kept {
         Kept {
             cycle: c.cycle,
             end: c.end,
@@ -55,30 +90,22 @@ impl Kept {
                 recovery_sum_sq: w.recovery.sum_sq,
                 bins: w.recovery.bins.iter().map(|(b, n)| (*b, *n)).collect(),
                 compliance: w.compliance,
-                custom: w.custom.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-                playbooks: w.playbooks.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                custom: w
+                    .custom
+                    .iter()
+                    .map(|(k, v)| (number(&mut self.custom_names, k), *v))
+                    .collect(),
+                playbooks: w
+                    .playbooks
+                    .iter()
+                    .map(|(k, v)| (number(&mut self.playbook_names, k), *v))
+                    .collect(),
                 trust_exceptions: w.trust_exceptions,
                 events: w.events,
             }),
         }
     }
 
-    fn trials(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.success.trials)
-    }
-}
-
-/// One domain's current window: its cycles, newest first, and their duration bins summed.
-#[derive(Debug, Clone, Default)]
-struct DomainRecent {
-    kept: VecDeque<Kept>,
-    /// Bin → (observations, cycles of the window that have the bin). A bin within the
-    /// sketch's range is in the merged sketch when it has observations; one beyond it (only
-    /// from a hand-written record) whenever a cycle has it, as merging keeps it.
-    bins: BTreeMap<u16, (u64, u32)>,
-}
-
-impl DomainRecent {
     fn push_back(&mut self, k: Kept) {
         self.add_bins(&k);
         self.kept.push_back(k);
@@ -116,40 +143,18 @@ impl DomainRecent {
     /// floating point newest first, as [`DomainWindow::merge_all`] adds them.
     fn merged(&self) -> DomainWindow {
         let mut m = DomainWindow::default();
-        let mut custom: Vec<(&str, ScoreStats)> = Vec::new();
-        let mut playbooks: Vec<(&str, PlaybookCounts)> = Vec::new();
+        let mut custom: Vec<Option<ScoreStats>> = vec![None; self.custom_names.len()];
+        let mut playbooks: Vec<Option<PlaybookCounts>> = vec![None; self.playbook_names.len()];
         for w in self.kept.iter().filter_map(|k| k.window.as_ref()) {
             m.success.merge(&w.success);
             m.autonomy.merge(&w.autonomy);
             m.intervention.merge(&w.intervention);
             m.compliance.merge(&w.compliance);
-            for (i, (k, v)) in w.custom.iter().enumerate() {
-                // the cycles of a window mostly report the same KPIs in the same order
-                let at = match custom.get(i) {
-                    Some((name, _)) if name == k => Some(i),
-                    _ => custom.iter().position(|(name, _)| name == k),
-                };
-                match at {
-                    Some(at) => custom[at].1.merge(v),
-                    None => {
-                        let mut s = ScoreStats::default();
-                        s.merge(v);
-                        custom.push((k, s));
-                    }
-                }
+            for (i, v) in &w.custom {
+                custom[*i].get_or_insert_default().merge(v);
             }
-            for (i, (k, v)) in w.playbooks.iter().enumerate() {
-                let at = match playbooks.get(i) {
-                    Some((name, _)) if name == k => Some(i),
-                    _ => playbooks.iter().position(|(name, _)| name == k),
-                };
-                let pb = match at {
-                    Some(at) => &mut playbooks[at].1,
-                    None => {
-                        playbooks.push((k, PlaybookCounts::default()));
-                        &mut playbooks.last_mut().expect("just pushed").1
-                    }
-                };
+            for (i, v) in &w.playbooks {
+                let pb = playbooks[*i].get_or_insert_default();
                 pb.autonomous.merge(&v.autonomous);
                 pb.all.merge(&v.all);
             }
@@ -161,11 +166,13 @@ impl DomainRecent {
         }
         m.custom = custom
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .zip(&self.custom_names)
+            .filter_map(|(v, k)| Some((k.clone(), v?)))
             .collect();
         m.playbooks = playbooks
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .zip(&self.playbook_names)
+            .filter_map(|(v, k)| Some((k.clone(), v?)))
             .collect();
         m.recovery.bins = self
             .bins
@@ -217,12 +224,14 @@ impl RecentWindows {
         };
         let recent = match self.domains.get_mut(domain) {
             Some(r) if follows(r) => {
-                r.push_front(Kept::of(newest, domain));
-                match cut(builder, &r.kept, history, regime_start) {
-                    Cut::At(n) => {
+                let k = r.keep(newest, domain);
+                r.push_front(k);
+                match cut(builder, r, history, regime_start) {
+                    Cut::At(n, stopped) => {
                         while r.kept.len() > n {
                             r.pop_back();
                         }
+                        r.stopped = stopped;
                         r
                     }
                     // the window reaches older cycles than it held: merged afresh
@@ -250,8 +259,9 @@ impl RecentWindows {
 }
 
 enum Cut {
-    /// The window is the first `n` kept cycles.
-    At(usize),
+    /// The window is the first `n` kept cycles; whether the walk stopped at an older cycle
+    /// (rather than running out of history).
+    At(usize, bool),
     /// The window goes on past the kept cycles, into older ones of the history.
     Beyond,
 }
@@ -260,25 +270,31 @@ enum Cut {
 /// the kept cycles (newest first).
 fn cut(
     builder: &SnapshotBuilder,
-    kept: &VecDeque<Kept>,
+    recent: &DomainRecent,
     history: &VecDeque<CycleWindows>,
     regime_start: Option<Timestamp>,
 ) -> Cut {
+    let kept = &recent.kept;
     let oldest = history.front().map_or(u64::MAX, |c| c.cycle);
     let mut trials = 0;
     for (i, k) in kept.iter().enumerate() {
         if k.cycle < oldest {
             // no longer in the history: the walk ends here, as it ends at the oldest cycle
-            return Cut::At(i);
+            return Cut::At(i, false);
         }
         if stops(builder, i, trials, k.end, regime_start) {
-            return Cut::At(i);
+            return Cut::At(i, true);
         }
         trials += k.trials();
     }
+    // the last walk stopped at the cycle before the kept ones: this one, one cycle later
+    // with as many recoveries or more and a change no earlier, stops there too
+    if recent.stopped {
+        return Cut::At(kept.len(), true);
+    }
     match kept.back() {
         Some(k) if k.cycle > oldest => Cut::Beyond,
-        _ => Cut::At(kept.len()),
+        _ => Cut::At(kept.len(), false),
     }
 }
 
@@ -307,9 +323,10 @@ fn from_history(
     let mut trials = 0;
     for (i, c) in history.iter().rev().enumerate() {
         if stops(builder, i, trials, c.end, regime_start) {
+            r.stopped = true;
             break;
         }
-        let k = Kept::of(c, domain);
+        let k = r.keep(c, domain);
         trials += k.trials();
         r.push_back(k);
     }
