@@ -118,23 +118,27 @@ pub fn evaluate_with(
     memo: &mut PreStats,
 ) -> Option<Verdict> {
     let adjusted = cfg.seasonality == Seasonality::None || !input.controls.is_empty();
-    let adjustment = if !input.controls.is_empty() {
-        format!(
-            "difference against control domains {}",
-            input
-                .controls
-                .iter()
-                .map(|c| match c.until {
-                    Some(t) => format!("{} (until {})", c.domain, t.to_rfc3339()),
-                    None => c.domain.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    } else if cfg.seasonality == Seasonality::None {
-        "none (no daily cycle assumed)".to_string()
-    } else {
-        "none: no control domain without a change of its own since the pre window began".to_string()
+    // written only into a verdict
+    let adjustment = || {
+        if !input.controls.is_empty() {
+            format!(
+                "difference against control domains {}",
+                input
+                    .controls
+                    .iter()
+                    .map(|c| match c.until {
+                        Some(t) => format!("{} (until {})", c.domain, t.to_rfc3339()),
+                        None => c.domain.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else if cfg.seasonality == Seasonality::None {
+            "none (no daily cycle assumed)".to_string()
+        } else {
+            "none: no control domain without a change of its own since the pre window began"
+                .to_string()
+        }
     };
     // every control domain has changed since: no further cycle can be compared
     let controls_gone =
@@ -168,7 +172,7 @@ fn judge_look(
     cfg: &VerifyConfig,
     input: &VerifyInput<'_>,
     aligned: &Aligned<'_>,
-    adjustment: &str,
+    adjustment: &dyn Fn() -> String,
     controls_gone: bool,
     horizon: bool,
     adjusted: bool,
@@ -186,7 +190,7 @@ fn judge_look(
         min_samples: 0,
         post_cycles: input.post_cycles,
         reason,
-        adjustment: adjustment.to_string(),
+        adjustment: adjustment(),
     };
     let post_len = input.post_series.len();
     let Some(t) = test(cfg, kpi, dir, aligned, post_len) else {

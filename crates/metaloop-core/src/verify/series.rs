@@ -252,26 +252,41 @@ impl Sums {
 }
 
 /// What a verification's pre window contributes to one KPI's observations: each control's
-/// level, the pre observations, and the sums after them.
-#[derive(Debug)]
+/// level, the pre observations, and the sums after them; then the post cycles folded so far.
+#[derive(Debug, Clone)]
 struct PrePart {
     control_level: Vec<Option<f64>>,
     obs: Vec<CycleObservation>,
     sums: Sums,
+    post: PostPart,
+}
+
+/// The first post cycles folded after a pre window: their observations and the sums after
+/// them (the post window only grows, so the next look folds only its new cycles).
+#[derive(Debug, Clone, Default)]
+struct PostPart {
+    obs: Vec<CycleObservation>,
+    sums: Sums,
+    /// Post cycles folded, and the first and last one's cycle numbers.
+    len: usize,
+    first: Option<u64>,
+    last: Option<u64>,
 }
 
 /// The pre-window statistics of one verification, per KPI tested (with and without its
 /// controls). The pre window is fixed when the directive is proposed, so they are computed
 /// at its first look and reused at every later one, as long as the target, the controls
 /// (and when each stopped being one) and the pre cycles are the same. Derived state: never
-/// recorded, rebuilt on demand, and equal to what a look computes from scratch.
+/// recorded, rebuilt on demand, and equal to what a look computes from scratch. The post
+/// window only grows: the post cycles folded at one look are kept, and the next look folds
+/// only the cycles closed since (in the same order, so the sums are the same to the bit).
 #[derive(Debug, Clone, Default)]
 pub struct PreStats {
     target: String,
     controls: Vec<Control>,
     /// Number of pre cycles and their first and last cycle numbers.
     pre: (usize, Option<u64>, Option<u64>),
-    parts: Vec<(String, bool, std::sync::Arc<PrePart>)>,
+    parts: Vec<(String, bool, PrePart)>,
 }
 
 impl PreStats {
@@ -308,43 +323,34 @@ pub struct Aligned<'a> {
     target: &'a str,
     controls: &'a [Control],
     pre_cycles: &'a [CycleSummary],
-    /// The pre cycles looked up, only when a KPI's pre statistics are not known yet.
-    pre: std::cell::OnceCell<Vec<AlignedCycle<'a>>>,
-    post: Vec<AlignedCycle<'a>>,
+    post_cycles: &'a [CycleSummary],
     with_controls: bool,
     memo: std::cell::RefCell<PreStats>,
 }
 
-fn align<'a>(
-    target: &str,
-    controls: &[Control],
-    cycles: &'a [CycleSummary],
-) -> Vec<AlignedCycle<'a>> {
-    cycles
-        .iter()
-        .map(|c| AlignedCycle {
-            target: c.domains.get(target),
-            controls: controls
-                .iter()
-                .map(|k| (c.domains.get(&k.domain), k.covers(c)))
-                .collect(),
-        })
-        .collect()
+fn align<'a>(target: &str, controls: &[Control], c: &'a CycleSummary) -> AlignedCycle<'a> {
+    AlignedCycle {
+        target: c.domains.get(target),
+        controls: controls
+            .iter()
+            .map(|k| (c.domains.get(&k.domain), k.covers(c)))
+            .collect(),
+    }
 }
 
 /// Folds cycles into observations of `kpi_name`: each cycle's value (against the controls'
 /// deviations from their levels when `control_level` is not empty) and weight, adding to
 /// `sums` as it goes.
-fn fold(
+fn fold<'c>(
     kpi_name: &str,
     rate: bool,
     control_level: &[Option<f64>],
-    cycles: &[AlignedCycle<'_>],
+    cycles: impl IntoIterator<Item = AlignedCycle<'c>>,
     is_pre: bool,
     sums: &mut Sums,
-) -> Vec<CycleObservation> {
+    out: &mut Vec<CycleObservation>,
+) {
     let width = control_level.len();
-    let mut out = Vec::new();
     for c in cycles {
         let Some(t) = c.target else { continue };
         let mut tp = Pooled::default();
@@ -379,7 +385,6 @@ fn fold(
         pools.iter().for_each(|p| sums.within(p, rate));
         out.push(CycleObservation { value, weight });
     }
-    out
 }
 
 impl<'a> Aligned<'a> {
@@ -417,8 +422,7 @@ impl<'a> Aligned<'a> {
             target,
             controls,
             pre_cycles: pre,
-            pre: std::cell::OnceCell::new(),
-            post: align(target, controls, post),
+            post_cycles: post,
             with_controls: !controls.is_empty(),
             memo: std::cell::RefCell::new(memo),
         }
@@ -430,19 +434,12 @@ impl<'a> Aligned<'a> {
     }
 
     /// What the pre window contributes to `kpi_name` (with the controls when `controlled`).
-    fn pre_part(&self, kpi_name: &str, controlled: bool) -> std::sync::Arc<PrePart> {
-        if let Some((_, _, p)) = self
-            .memo
-            .borrow()
-            .parts
+    fn pre_part(&self, kpi_name: &str, controlled: bool) -> PrePart {
+        let pre: Vec<AlignedCycle<'_>> = self
+            .pre_cycles
             .iter()
-            .find(|(k, c, _)| *c == controlled && k == kpi_name)
-        {
-            return p.clone();
-        }
-        let pre = self
-            .pre
-            .get_or_init(|| align(self.target, self.controls, self.pre_cycles));
+            .map(|c| align(self.target, self.controls, c))
+            .collect();
         let rate = scale_of(kpi_name) == Scale::Rate;
         let width = if controlled {
             pre.first().map_or(0, |c| c.controls.len())
@@ -453,7 +450,7 @@ impl<'a> Aligned<'a> {
         let control_level: Vec<Option<f64>> = (0..width)
             .map(|i| {
                 let mut p = Pooled::default();
-                for c in pre {
+                for c in &pre {
                     if let (Some(d), _) = c.controls[i] {
                         p.add(kpi_name, d);
                     }
@@ -462,17 +459,25 @@ impl<'a> Aligned<'a> {
             })
             .collect();
         let mut sums = Sums::default();
-        let obs = fold(kpi_name, rate, &control_level, pre, true, &mut sums);
-        let part = std::sync::Arc::new(PrePart {
+        let mut obs = Vec::new();
+        fold(
+            kpi_name,
+            rate,
+            &control_level,
+            pre,
+            true,
+            &mut sums,
+            &mut obs,
+        );
+        PrePart {
             control_level,
             obs,
             sums,
-        });
-        self.memo
-            .borrow_mut()
-            .parts
-            .push((kpi_name.to_string(), controlled, part.clone()));
-        part
+            post: PostPart {
+                sums,
+                ..PostPart::default()
+            },
+        }
     }
 
     /// The observations of `kpi_name`, against the controls when `controlled` (and there
@@ -485,19 +490,54 @@ impl<'a> Aligned<'a> {
     ) -> Option<Observations> {
         let rate = scale_of(kpi_name) == Scale::Rate;
         let controlled = controlled && self.with_controls;
-        let part = self.pre_part(kpi_name, controlled);
-        let mut sums = part.sums;
-        let post_obs = fold(
+        let post_len = post_len.min(self.post_cycles.len());
+        let mut memo = self.memo.borrow_mut();
+        let at = match memo
+            .parts
+            .iter()
+            .position(|(k, c, _)| *c == controlled && k == kpi_name)
+        {
+            Some(at) => at,
+            None => {
+                let part = self.pre_part(kpi_name, controlled);
+                memo.parts.push((kpi_name.to_string(), controlled, part));
+                memo.parts.len() - 1
+            }
+        };
+        let part = &mut memo.parts[at].2;
+        // the post cycles folded so far are the first ones of this post window: fold the
+        // new ones; otherwise fold them again from the end of the pre window
+        let post = self.post_cycles;
+        let p = &part.post;
+        let follows = p.len <= post_len
+            && (p.len == 0
+                || (post.first().map(|c| c.cycle) == p.first
+                    && Some(post[p.len - 1].cycle) == p.last));
+        if !follows {
+            part.post = PostPart {
+                sums: part.sums,
+                ..PostPart::default()
+            };
+        }
+        let p = &mut part.post;
+        fold(
             kpi_name,
             rate,
             &part.control_level,
-            &self.post[..post_len.min(self.post.len())],
+            post[p.len..post_len]
+                .iter()
+                .map(|c| align(self.target, self.controls, c)),
             false,
-            &mut sums,
+            &mut p.sums,
+            &mut p.obs,
         );
-        if part.obs.is_empty() || post_obs.is_empty() {
+        p.len = post_len;
+        p.first = post.first().map(|c| c.cycle).filter(|_| post_len > 0);
+        p.last = post_len.checked_sub(1).map(|i| post[i].cycle);
+        if part.obs.is_empty() || p.obs.is_empty() {
             return None;
         }
+        let sums = p.sums;
         let floor_variance = if rate {
             let p = sums.all.mean().unwrap_or(0.5).clamp(0.0, 1.0);
             // at least one failure and one success in a thousand, so a perfect record is not
@@ -510,7 +550,7 @@ impl<'a> Aligned<'a> {
         };
         Some(Observations {
             pre: part.obs.clone(),
-            post: post_obs,
+            post: p.obs.clone(),
             floor_variance,
             pre_level: sums.level.mean().unwrap_or(f64::NAN),
         })
