@@ -1,6 +1,7 @@
 //! Builds a [`CrossDomainSnapshot`] from per-cycle windows, the health graph and the goals.
 
 use super::pattern::{Correlation, SystemicPattern, pearson};
+use super::recent::RecentWindows;
 use super::{Analysis, CrossDomainSnapshot, DomainSnapshot, PlaybookSummary};
 use crate::goal::Goal;
 use crate::health::HealthGraph;
@@ -136,13 +137,25 @@ impl SnapshotBuilder {
 
     /// Builds the snapshot.
     pub fn build(&self, input: &SnapshotInputs<'_>) -> CrossDomainSnapshot {
+        self.build_with(input, &mut RecentWindows::default())
+    }
+
+    /// Builds the snapshot, each domain's window from the one of the cycle before when it
+    /// follows on from it (the same windows as merged afresh).
+    pub fn build_with(
+        &self,
+        input: &SnapshotInputs<'_>,
+        recent: &mut RecentWindows,
+    ) -> CrossDomainSnapshot {
+        recent.retain(|d| input.known_domains.contains(d));
         let mut domains = BTreeMap::new();
         let mut global = DomainWindow::default();
         let mut analysis = Analysis::default();
         let unhealthy = input.health.unhealthy_by_domain();
         let mut reporting = 0usize;
         for domain in input.known_domains {
-            let (window, cycles) = self.domain_window(
+            let (window, cycles) = recent.window(
+                self,
                 domain,
                 input.history,
                 input.regime_start.get(domain).copied(),

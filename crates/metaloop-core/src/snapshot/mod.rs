@@ -2,9 +2,11 @@
 
 mod builder;
 mod pattern;
+mod recent;
 
 pub use builder::{SnapshotBuilder, SnapshotInputs};
 pub use pattern::{Correlation, SystemicPattern};
+pub use recent::RecentWindows;
 
 use crate::kpi::DomainWindow;
 use crate::protocol::HealthState;

@@ -2,6 +2,7 @@
 //! strategy → pipeline → alerts → summary.
 
 use super::ids::make_id;
+use super::state::{DirectiveState, PolicyState};
 use super::{NotificationKind, Supervisor, short};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::directive::{
@@ -17,6 +18,7 @@ use crate::summary;
 use crate::time::Timestamp;
 use crate::verify::{self, Outcome};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 /// Rollbacks of one directive tried before humans are asked to restore it by hand.
 pub const MAX_ROLLBACK_ATTEMPTS: usize = 3;
@@ -64,6 +66,56 @@ const HELD_BACK_LISTED: usize = 20;
 
 /// Skipped candidates a policy evaluation lists before summing up the rest.
 const SKIPPED_LISTED: usize = 5;
+
+/// Why a policy does not act on a candidate target.
+enum Skip<'a> {
+    /// The domain already has a new directive this cycle.
+    Taken,
+    /// An experiment runs in the domain.
+    Experiment(&'a DirectiveState),
+    /// The knob is held by a directive.
+    KnobHeld(&'a DirectiveState),
+    /// A verification with the domain in it holds it still.
+    Held(&'a DirectiveState),
+    /// Cooling down until this cycle.
+    Cooling(u64),
+    /// The knob already has the value.
+    Already(serde_json::Value),
+    /// The baseline is too small to verify the change.
+    Shortfall(&'a str),
+    Text(String),
+}
+
+impl Skip<'_> {
+    /// The reason as the strategy record lists it.
+    fn text(&self, domain: &str, control_hold_samples: u64) -> String {
+        match self {
+            Skip::Taken => "already has a new directive this cycle".to_string(),
+            Skip::Experiment(e) => format!(
+                "experiment {} runs in {} (one at a time)",
+                short(&e.directive.id),
+                domain
+            ),
+            Skip::KnobHeld(h) => format!(
+                "knob held by directive {} ({})",
+                short(&h.directive.id),
+                h.status
+            ),
+            Skip::Held(h) => format!(
+                "directive {} ({} in {}) is being verified with {} in it: another change there waits until it has {} observations after its change",
+                short(&h.directive.id),
+                h.directive.knob,
+                h.directive.target_domain,
+                domain,
+                control_hold_samples
+            ),
+            Skip::Cooling(until) => format!("cooling down until cycle {until}"),
+            Skip::Already(value) => format!("already {value}"),
+            Skip::Shortfall(why) => why.to_string(),
+            Skip::Text(why) => why.clone(),
+        }
+    }
+}
 
 /// What one strategy pass computes once and every policy reads: who holds which knob and
 /// domain, the domains ranked by goal gap, the baselines' shortfalls, the shared parts of
@@ -178,17 +230,20 @@ impl Supervisor {
         }
         let mut known = self.state.known_domains.clone();
         known.extend(windows.domains.keys().cloned());
-        let snapshot = self.cfg.snapshot.build(&SnapshotInputs {
-            id: make_id(self.cfg.id_seed, end, &["snapshot", &cycle.to_string()]),
-            cycle,
-            time: end,
-            history: &history,
-            regime_start: &regime,
-            health: &self.open_health,
-            goals: &self.state.goals,
-            baselines: &self.state.baselines,
-            known_domains: &known,
-        });
+        let snapshot = self.cfg.snapshot.build_with(
+            &SnapshotInputs {
+                id: make_id(self.cfg.id_seed, end, &["snapshot", &cycle.to_string()]),
+                cycle,
+                time: end,
+                history: &history,
+                regime_start: &regime,
+                health: &self.open_health,
+                goals: &self.state.goals,
+                baselines: &self.state.baselines,
+                known_domains: &known,
+            },
+            &mut self.recent,
+        );
         history.pop_back();
         self.state.history = history;
         snapshot
@@ -286,6 +341,8 @@ impl Supervisor {
             })
             .cloned()
             .collect();
+        // the pre-window statistics of the verifications still going on
+        self.pre_stats.retain(|id, _| ids.contains(id));
         for id in ids {
             let ds = &self.state.directives[&id];
             let input = verify::VerifyInput {
@@ -304,7 +361,8 @@ impl Supervisor {
             let verdict = if ds.directive.experiment.is_some() && !ds.directive.shadow {
                 verify::experiment::evaluate(&self.cfg.verification, &input, &ds.arm_series)
             } else {
-                verify::decide(&self.cfg.verification, &input)
+                let memo = self.pre_stats.entry(id.clone()).or_default();
+                verify::decide_with(&self.cfg.verification, &input, memo)
             };
             let Some(verdict) = verdict else {
                 continue;
@@ -730,14 +788,15 @@ impl Supervisor {
         now: Timestamp,
         taken: &mut BTreeSet<String>,
     ) {
-        let mut policies: Vec<&MetaPolicy> = self
+        let mut policies: Vec<&PolicyState> = self
             .state
             .policies
             .values()
             .filter(|p| p.policy.enabled)
-            .map(|p| &p.policy)
             .collect();
-        policies.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.id.cmp(&b.id)));
+        policies.sort_by(|a, b| {
+            (a.policy.priority.cmp(&b.policy.priority)).then(a.policy.id.cmp(&b.policy.id))
+        });
         let cascade_domains: BTreeSet<String> = snap
             .patterns
             .iter()
@@ -755,7 +814,7 @@ impl Supervisor {
         // expression variables: built once a cycle, when a policy has an expression
         let vars = policies
             .iter()
-            .any(|p| p.uses_expressions())
+            .any(|p| p.policy.uses_expressions())
             .then(|| crate::policy::expression::Variables::of(snap, &self.state.goals));
         let root = vars.as_ref().map(|v| v.context());
         let v = &self.cfg.verification;
@@ -778,9 +837,10 @@ impl Supervisor {
         let one_change_a_cycle = self.cfg.verification.seasonality
             == verify::Seasonality::ControlDomains
             && !self.cfg.verification.method.is_one_look();
-        for &p in &policies {
+        let mut key = String::new();
+        for &ps in &policies {
+            let p = &ps.policy;
             let shadow = self.cfg.shadow || p.mode == PolicyMode::Shadow;
-            let ps = &self.state.policies[&p.id];
             let ctx = match &root {
                 Some(root) if p.uses_expressions() => {
                     let mut ctx = root.new_inner_scope();
@@ -833,57 +893,43 @@ impl Supervisor {
                     (&look.knob_live, &look.held_live)
                 };
                 for c in self.candidates(p, snap, &eval, ctx.as_ref(), &mut look.worst) {
-                    let key = format!("{}/{}", c.domain, c.knob);
+                    key.clear();
+                    let _ = write!(key, "{}/{}", c.domain, c.knob);
+                    // why not here: its text is written only when it is listed
                     let why_not = if taken.contains(&c.domain)
                         || shadow && taken_shadow.contains(&c.domain)
                     {
-                        Some("already has a new directive this cycle".to_string())
+                        Some(Skip::Taken)
                     } else if p.directive_template.experiment_first
                         && let Some(e) = self.state.experiment_running(&c.domain)
                     {
-                        Some(format!(
-                            "experiment {} runs in {} (one at a time)",
-                            short(&e.directive.id),
-                            c.domain
-                        ))
+                        Some(Skip::Experiment(e))
                     } else if let Some(h) = knobs.get(&key) {
-                        Some(format!(
-                            "knob held by directive {} ({})",
-                            short(&h.directive.id),
-                            h.status
-                        ))
+                        Some(Skip::KnobHeld(h))
                     } else if let Some(h) = (p.directive_template.directive_type
                         != DirectiveType::RequestReview)
                         .then(|| held.get(c.domain.as_str()))
                         .flatten()
                     {
-                        Some(format!(
-                            "directive {} ({} in {}) is being verified with {} in it: another change there waits until it has {} observations after its change",
-                            short(&h.directive.id),
-                            h.directive.knob,
-                            h.directive.target_domain,
-                            c.domain,
-                            self.cfg.verification.control_hold_samples
-                        ))
+                        Some(Skip::Held(h))
                     } else if to_submit.iter().any(|(d, _)| d.knob_key() == key) {
-                        Some("knob taken this cycle".into())
+                        Some(Skip::Text("knob taken this cycle".into()))
                     } else if p.template_target() != &TargetSelector::PatternRoot
                         && cascade_domains.contains(&c.domain)
                     {
-                        Some("explained by a dependency cascade; acting at its root instead".into())
-                    } else if let Some(last) = self.state.policies[&p.id].last_issued.get(&key)
+                        Some(Skip::Text(
+                            "explained by a dependency cascade; acting at its root instead".into(),
+                        ))
+                    } else if let Some(last) = ps.last_issued.get(&key)
                         && last + u64::from(p.cooldown_cycles) > snap.cycle
                     {
-                        Some(format!(
-                            "cooling down until cycle {}",
-                            last + u64::from(p.cooldown_cycles)
-                        ))
+                        Some(Skip::Cooling(last + u64::from(p.cooldown_cycles)))
                     } else if let Ok(KnobAction::Set { value }) = p.directive_template.knob_action()
                         && self.state.knob_values.get(&key) == Some(&value)
                     {
-                        Some(format!("already {value}"))
+                        Some(Skip::Already(value))
                     } else if let Some(why) = self.flap_hold(&key, p, snap.cycle) {
-                        Some(why)
+                        Some(Skip::Text(why))
                     } else if p.directive_template.experiment_first
                         || p.directive_template.directive_type == DirectiveType::RequestReview
                     {
@@ -896,10 +942,12 @@ impl Supervisor {
                             .or_insert_with(|| {
                                 self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
                             })
-                            .clone()
+                            .as_deref()
+                            .map(Skip::Shortfall)
                     };
                     if let Some(w) = why_not {
                         if skipped.len() < SKIPPED_LISTED {
+                            let w = w.text(&c.domain, self.cfg.verification.control_hold_samples);
                             skipped.push(format!("{key}: {w}"));
                         } else {
                             skipped_more += 1;

@@ -123,6 +123,12 @@ pub struct Supervisor {
     /// Records since the last summary, for its text.
     journal: Vec<RecordBody>,
     counters: IngestCounters,
+    /// Per directive being verified, its pre window's statistics (derived from its record:
+    /// computed at its first look, reused at the next ones; a restart recomputes them).
+    pre_stats: BTreeMap<String, crate::verify::series::PreStats>,
+    /// Each domain's recent window, kept from one snapshot to the next (derived from the
+    /// history: rebuilt from it after a restart).
+    recent: crate::snapshot::RecentWindows,
 }
 
 impl Supervisor {
@@ -141,6 +147,8 @@ impl Supervisor {
             effects: VecDeque::new(),
             journal: Vec::new(),
             counters: IngestCounters::default(),
+            pre_stats: BTreeMap::new(),
+            recent: crate::snapshot::RecentWindows::default(),
         };
         s.record_start(start);
         Ok(s)
@@ -188,6 +196,8 @@ impl Supervisor {
             effects: VecDeque::new(),
             journal,
             counters: IngestCounters::default(),
+            pre_stats: BTreeMap::new(),
+            recent: crate::snapshot::RecentWindows::default(),
         };
         Ok(s)
     }

@@ -36,16 +36,22 @@ impl State {
     /// What the track records and verdicts suggest changing, policy by policy.
     pub fn recommendations(&self) -> Vec<Recommendation> {
         let mut out = Vec::new();
+        // each policy's live directives in the order they were proposed, in one pass
+        let mut by_policy: std::collections::HashMap<&str, Vec<&super::state::DirectiveState>> =
+            std::collections::HashMap::new();
+        for d in self.order.iter().filter_map(|d| self.directives.get(d)) {
+            if let Some(p) = d.directive.policy_id.as_deref()
+                && !d.directive.shadow
+            {
+                by_policy.entry(p).or_default().push(d);
+            }
+        }
         for (id, ps) in &self.policies {
             if !ps.policy.enabled {
                 continue;
             }
-            let mine: Vec<_> = self
-                .order
-                .iter()
-                .filter_map(|d| self.directives.get(d))
-                .filter(|d| d.directive.policy_id.as_deref() == Some(id) && !d.directive.shadow)
-                .collect();
+            let mine: &[&super::state::DirectiveState] =
+                by_policy.get(id.as_str()).map_or(&[], Vec::as_slice);
             let recent: Vec<_> = mine.iter().rev().take(RECENT).collect();
             let failed = recent
                 .iter()

@@ -725,6 +725,19 @@ pub fn decide(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {
     }
 }
 
+/// [`decide`], reusing the pre-window statistics of the verification's earlier looks (the
+/// sequential method; the other methods ignore them).
+pub fn decide_with(
+    cfg: &VerifyConfig,
+    input: &VerifyInput<'_>,
+    memo: &mut series::PreStats,
+) -> Option<Verdict> {
+    match cfg.method {
+        Method::Metaloop => sequential::evaluate_with(cfg, input, memo),
+        _ => decide(cfg, input),
+    }
+}
+
 /// The anchors' rules: one measurement per cycle, judged at every look; the analysis lasts
 /// `max_cycles` cycles, as a canary analysis lasts its configured duration.
 fn judge_by_rule(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {

@@ -3,7 +3,7 @@
 //! credible improvement is verified as soon as it is credible, and a low-volume domain simply
 //! takes longer, up to a horizon (→ `inconclusive`). See `docs/VERIFICATION.md`.
 
-use super::series::{Aligned, Scale, scale_of};
+use super::series::{Aligned, PreStats, Scale, scale_of};
 use super::stats::sequential::{Shift, p_above, p_below, shift};
 use super::{
     KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of, harm_first,
@@ -107,31 +107,78 @@ fn kpi_test(kpi: &str, t: &Tested, tolerance: f64) -> KpiTest {
 
 /// Decides a verification at this look, or `None` to keep observing.
 pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> {
-    let kpi = input.target_kpi;
-    let dir = direction_of(kpi, input.goals);
+    evaluate_with(cfg, input, &mut PreStats::default())
+}
+
+/// [`evaluate`], reusing (and extending) the pre-window statistics of the verification's
+/// earlier looks.
+pub fn evaluate_with(
+    cfg: &VerifyConfig,
+    input: &VerifyInput<'_>,
+    memo: &mut PreStats,
+) -> Option<Verdict> {
     let adjusted = cfg.seasonality == Seasonality::None || !input.controls.is_empty();
-    let adjustment = if !input.controls.is_empty() {
-        format!(
-            "difference against control domains {}",
-            input
-                .controls
-                .iter()
-                .map(|c| match c.until {
-                    Some(t) => format!("{} (until {})", c.domain, t.to_rfc3339()),
-                    None => c.domain.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    } else if cfg.seasonality == Seasonality::None {
-        "none (no daily cycle assumed)".to_string()
-    } else {
-        "none: no control domain without a change of its own since the pre window began".to_string()
+    // written only into a verdict
+    let adjustment = || {
+        if !input.controls.is_empty() {
+            format!(
+                "difference against control domains {}",
+                input
+                    .controls
+                    .iter()
+                    .map(|c| match c.until {
+                        Some(t) => format!("{} (until {})", c.domain, t.to_rfc3339()),
+                        None => c.domain.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else if cfg.seasonality == Seasonality::None {
+            "none (no daily cycle assumed)".to_string()
+        } else {
+            "none: no control domain without a change of its own since the pre window began"
+                .to_string()
+        }
     };
     // every control domain has changed since: no further cycle can be compared
     let controls_gone =
         !input.controls.is_empty() && input.controls.iter().all(|c| c.until.is_some());
     let horizon = input.post_cycles >= cfg.max_horizon_cycles || controls_gone;
+    if input.post_cycles == 0 {
+        return None;
+    }
+    let aligned = Aligned::with_memo(
+        input.target_domain,
+        input.controls,
+        input.pre_series,
+        input.post_series,
+        std::mem::take(memo),
+    );
+    let verdict = judge_look(
+        cfg,
+        input,
+        &aligned,
+        &adjustment,
+        controls_gone,
+        horizon,
+        adjusted,
+    );
+    *memo = aligned.into_memo();
+    verdict
+}
+
+/// One look of [`evaluate_with`] over the aligned cycles.
+fn judge_look(
+    cfg: &VerifyConfig,
+    input: &VerifyInput<'_>,
+    aligned: &Aligned<'_>,
+    adjustment: &dyn Fn() -> String,
+    controls_gone: bool,
+    horizon: bool,
+    adjusted: bool,
+) -> Option<Verdict> {
+    let kpi = input.target_kpi;
+    let dir = direction_of(kpi, input.goals);
     let verdict = |outcome, target: KpiTest, guardrails, reason: String| Verdict {
         method: cfg.method,
         outcome,
@@ -143,19 +190,10 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
         min_samples: 0,
         post_cycles: input.post_cycles,
         reason,
-        adjustment: adjustment.clone(),
+        adjustment: adjustment(),
     };
-    if input.post_cycles == 0 {
-        return None;
-    }
-    let aligned = Aligned::new(
-        input.target_domain,
-        input.controls,
-        input.pre_series,
-        input.post_series,
-    );
     let post_len = input.post_series.len();
-    let Some(t) = test(cfg, kpi, dir, &aligned, post_len) else {
+    let Some(t) = test(cfg, kpi, dir, aligned, post_len) else {
         if !horizon {
             return None;
         }
@@ -186,7 +224,7 @@ pub fn evaluate(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict> 
         if g.kpi == kpi || builtin(&g.kpi).is_none() {
             continue;
         }
-        let Some(gt) = test(cfg, &g.kpi, g.direction, &aligned, post_len) else {
+        let Some(gt) = test(cfg, &g.kpi, g.direction, aligned, post_len) else {
             continue;
         };
         if gt.shift.pre_cycles < 2 || gt.shift.post_cycles < 1 {

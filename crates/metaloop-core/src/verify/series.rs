@@ -226,39 +226,257 @@ struct AlignedCycle<'a> {
     controls: Vec<(Option<&'a DomainCycle>, bool)>,
 }
 
+/// The running sums of one KPI's observations that span both windows (the variance floor,
+/// the pooled rate) and the target's own pooled pre level.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    within_ss: f64,
+    within_n: f64,
+    within_groups: f64,
+    all: Pooled,
+    level: Pooled,
+}
+
+impl Sums {
+    /// Adds one pooled group to the within-cycle statistics.
+    fn within(&mut self, p: &Pooled, rate: bool) {
+        if p.n >= 2.0 && !rate {
+            let m = p.sum / p.n;
+            self.within_ss += (p.sum_sq - p.n * m * m).max(0.0);
+            self.within_n += p.n;
+            self.within_groups += 1.0;
+        }
+        self.all.n += p.n;
+        self.all.sum += p.sum;
+    }
+}
+
+/// What a verification's pre window contributes to one KPI's observations: each control's
+/// level, the pre observations, and the sums after them; then the post cycles folded so far.
+#[derive(Debug, Clone)]
+struct PrePart {
+    control_level: Vec<Option<f64>>,
+    obs: Vec<CycleObservation>,
+    sums: Sums,
+    post: PostPart,
+}
+
+/// The first post cycles folded after a pre window: their observations and the sums after
+/// them (the post window only grows, so the next look folds only its new cycles).
+#[derive(Debug, Clone, Default)]
+struct PostPart {
+    obs: Vec<CycleObservation>,
+    sums: Sums,
+    /// Post cycles folded, and the first and last one's cycle numbers.
+    len: usize,
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+/// The pre-window statistics of one verification, per KPI tested (with and without its
+/// controls). The pre window is fixed when the directive is proposed, so they are computed
+/// at its first look and reused at every later one, as long as the target, the controls
+/// (and when each stopped being one) and the pre cycles are the same. Derived state: never
+/// recorded, rebuilt on demand, and equal to what a look computes from scratch. The post
+/// window only grows: the post cycles folded at one look are kept, and the next look folds
+/// only the cycles closed since (in the same order, so the sums are the same to the bit).
+#[derive(Debug, Clone, Default)]
+pub struct PreStats {
+    target: String,
+    controls: Vec<Control>,
+    /// Number of pre cycles and their first and last cycle numbers.
+    pre: (usize, Option<u64>, Option<u64>),
+    parts: Vec<(String, bool, PrePart)>,
+}
+
+impl PreStats {
+    fn key(pre: &[CycleSummary]) -> (usize, Option<u64>, Option<u64>) {
+        (
+            pre.len(),
+            pre.first().map(|c| c.cycle),
+            pre.last().map(|c| c.cycle),
+        )
+    }
+
+    /// Whether these statistics were computed for this target, these controls and this pre
+    /// window.
+    fn describes(&self, target: &str, controls: &[Control], pre: &[CycleSummary]) -> bool {
+        self.target == target && self.controls == controls && self.pre == Self::key(pre)
+    }
+
+    /// KPIs (with or without controls) whose pre-window statistics are kept.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether no KPI's statistics are kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
 /// The pre and post cycles of a verification with the target's and the controls' data
 /// looked up once, shared by every KPI it tests (the target, each guardrail, with and
-/// without the controls) and every look of its trace.
+/// without the controls) and every look of its trace. What the pre window contributes to a
+/// KPI is computed once ([`PreStats`]).
 pub struct Aligned<'a> {
-    pre: Vec<AlignedCycle<'a>>,
-    post: Vec<AlignedCycle<'a>>,
+    target: &'a str,
+    controls: &'a [Control],
+    pre_cycles: &'a [CycleSummary],
+    post_cycles: &'a [CycleSummary],
     with_controls: bool,
+    memo: std::cell::RefCell<PreStats>,
+}
+
+fn align<'a>(target: &str, controls: &[Control], c: &'a CycleSummary) -> AlignedCycle<'a> {
+    AlignedCycle {
+        target: c.domains.get(target),
+        controls: controls
+            .iter()
+            .map(|k| (c.domains.get(&k.domain), k.covers(c)))
+            .collect(),
+    }
+}
+
+/// Folds cycles into observations of `kpi_name`: each cycle's value (against the controls'
+/// deviations from their levels when `control_level` is not empty) and weight, adding to
+/// `sums` as it goes.
+fn fold<'c>(
+    kpi_name: &str,
+    rate: bool,
+    control_level: &[Option<f64>],
+    cycles: impl IntoIterator<Item = AlignedCycle<'c>>,
+    is_pre: bool,
+    sums: &mut Sums,
+    out: &mut Vec<CycleObservation>,
+) {
+    let width = control_level.len();
+    for c in cycles {
+        let Some(t) = c.target else { continue };
+        let mut tp = Pooled::default();
+        tp.add(kpi_name, t);
+        let Some(tm) = tp.mean() else { continue };
+        // the controls' deviations from their own levels, pooled by their counts
+        let (mut deviation, mut n) = (0.0, 0.0);
+        let mut pools = Vec::new();
+        for ((d, covered), base) in c.controls[..width].iter().zip(control_level) {
+            let (Some(base), Some(d), true) = (base, d, covered) else {
+                continue;
+            };
+            let mut cp = Pooled::default();
+            cp.add(kpi_name, d);
+            let Some(cm) = cp.mean() else { continue };
+            deviation += cp.n * (cm - base);
+            n += cp.n;
+            pools.push(cp);
+        }
+        let (value, weight) = if width == 0 {
+            (tm, tp.n)
+        } else if n > 0.0 {
+            (tm - deviation / n, 1.0 / (1.0 / tp.n + 1.0 / n))
+        } else {
+            continue;
+        };
+        if is_pre {
+            sums.level.n += tp.n;
+            sums.level.sum += tp.sum;
+        }
+        sums.within(&tp, rate);
+        pools.iter().for_each(|p| sums.within(p, rate));
+        out.push(CycleObservation { value, weight });
+    }
 }
 
 impl<'a> Aligned<'a> {
     /// Looks up the target and the controls in every cycle.
     pub fn new(
-        target: &str,
-        controls: &[Control],
+        target: &'a str,
+        controls: &'a [Control],
         pre: &'a [CycleSummary],
         post: &'a [CycleSummary],
     ) -> Aligned<'a> {
-        let align = |cycles: &'a [CycleSummary]| -> Vec<AlignedCycle<'a>> {
-            cycles
-                .iter()
-                .map(|c| AlignedCycle {
-                    target: c.domains.get(target),
-                    controls: controls
-                        .iter()
-                        .map(|k| (c.domains.get(&k.domain), k.covers(c)))
-                        .collect(),
-                })
-                .collect()
+        Aligned::with_memo(target, controls, pre, post, PreStats::default())
+    }
+
+    /// The same, reusing the pre-window statistics of an earlier look of the same
+    /// verification (discarded if they describe another target, other controls or another
+    /// pre window).
+    pub fn with_memo(
+        target: &'a str,
+        controls: &'a [Control],
+        pre: &'a [CycleSummary],
+        post: &'a [CycleSummary],
+        memo: PreStats,
+    ) -> Aligned<'a> {
+        let memo = if memo.describes(target, controls, pre) {
+            memo
+        } else {
+            PreStats {
+                target: target.to_string(),
+                controls: controls.to_vec(),
+                pre: PreStats::key(pre),
+                parts: Vec::new(),
+            }
         };
         Aligned {
-            pre: align(pre),
-            post: align(post),
+            target,
+            controls,
+            pre_cycles: pre,
+            post_cycles: post,
             with_controls: !controls.is_empty(),
+            memo: std::cell::RefCell::new(memo),
+        }
+    }
+
+    /// The pre-window statistics computed so far, for the next look.
+    pub fn into_memo(self) -> PreStats {
+        self.memo.into_inner()
+    }
+
+    /// What the pre window contributes to `kpi_name` (with the controls when `controlled`).
+    fn pre_part(&self, kpi_name: &str, controlled: bool) -> PrePart {
+        let pre: Vec<AlignedCycle<'_>> = self
+            .pre_cycles
+            .iter()
+            .map(|c| align(self.target, self.controls, c))
+            .collect();
+        let rate = scale_of(kpi_name) == Scale::Rate;
+        let width = if controlled {
+            pre.first().map_or(0, |c| c.controls.len())
+        } else {
+            0
+        };
+        // each control's level over the pre window
+        let control_level: Vec<Option<f64>> = (0..width)
+            .map(|i| {
+                let mut p = Pooled::default();
+                for c in &pre {
+                    if let (Some(d), _) = c.controls[i] {
+                        p.add(kpi_name, d);
+                    }
+                }
+                p.mean()
+            })
+            .collect();
+        let mut sums = Sums::default();
+        let mut obs = Vec::new();
+        fold(
+            kpi_name,
+            rate,
+            &control_level,
+            pre,
+            true,
+            &mut sums,
+            &mut obs,
+        );
+        PrePart {
+            control_level,
+            obs,
+            sums,
+            post: PostPart {
+                sums,
+                ..PostPart::default()
+            },
         }
     }
 
@@ -272,97 +490,69 @@ impl<'a> Aligned<'a> {
     ) -> Option<Observations> {
         let rate = scale_of(kpi_name) == Scale::Rate;
         let controlled = controlled && self.with_controls;
-        let width = if controlled {
-            self.pre.first().map_or(0, |c| c.controls.len())
-        } else {
-            0
-        };
-        // each control's level over the pre window
-        let control_level: Vec<Option<f64>> = (0..width)
-            .map(|i| {
-                let mut p = Pooled::default();
-                for c in &self.pre {
-                    if let (Some(d), _) = c.controls[i] {
-                        p.add(kpi_name, d);
-                    }
-                }
-                p.mean()
-            })
-            .collect();
-        // pooled within-cycle statistics, for the variance floor
-        let mut within_ss = 0.0;
-        let mut within_n = 0.0;
-        let mut within_groups = 0.0;
-        let mut all = Pooled::default();
-        let mut level = Pooled::default();
-        let mut within = |p: &Pooled| {
-            if p.n >= 2.0 && !rate {
-                let m = p.sum / p.n;
-                within_ss += (p.sum_sq - p.n * m * m).max(0.0);
-                within_n += p.n;
-                within_groups += 1.0;
+        let post_len = post_len.min(self.post_cycles.len());
+        let mut memo = self.memo.borrow_mut();
+        let at = match memo
+            .parts
+            .iter()
+            .position(|(k, c, _)| *c == controlled && k == kpi_name)
+        {
+            Some(at) => at,
+            None => {
+                let part = self.pre_part(kpi_name, controlled);
+                memo.parts.push((kpi_name.to_string(), controlled, part));
+                memo.parts.len() - 1
             }
-            all.n += p.n;
-            all.sum += p.sum;
         };
-        let mut series = |cycles: &[AlignedCycle<'_>], is_pre: bool| -> Vec<CycleObservation> {
-            let mut out = Vec::new();
-            for c in cycles {
-                let Some(t) = c.target else { continue };
-                let mut tp = Pooled::default();
-                tp.add(kpi_name, t);
-                let Some(tm) = tp.mean() else { continue };
-                // the controls' deviations from their own levels, pooled by their counts
-                let (mut deviation, mut n) = (0.0, 0.0);
-                let mut pools = Vec::new();
-                for ((d, covered), base) in c.controls[..width].iter().zip(&control_level) {
-                    let (Some(base), Some(d), true) = (base, d, covered) else {
-                        continue;
-                    };
-                    let mut cp = Pooled::default();
-                    cp.add(kpi_name, d);
-                    let Some(cm) = cp.mean() else { continue };
-                    deviation += cp.n * (cm - base);
-                    n += cp.n;
-                    pools.push(cp);
-                }
-                let (value, weight) = if width == 0 {
-                    (tm, tp.n)
-                } else if n > 0.0 {
-                    (tm - deviation / n, 1.0 / (1.0 / tp.n + 1.0 / n))
-                } else {
-                    continue;
-                };
-                if is_pre {
-                    level.n += tp.n;
-                    level.sum += tp.sum;
-                }
-                within(&tp);
-                pools.iter().for_each(&mut within);
-                out.push(CycleObservation { value, weight });
-            }
-            out
-        };
-        let pre_obs = series(&self.pre, true);
-        let post_obs = series(&self.post[..post_len.min(self.post.len())], false);
-        if pre_obs.is_empty() || post_obs.is_empty() {
+        let part = &mut memo.parts[at].2;
+        // the post cycles folded so far are the first ones of this post window: fold the
+        // new ones; otherwise fold them again from the end of the pre window
+        let post = self.post_cycles;
+        let p = &part.post;
+        let follows = p.len <= post_len
+            && (p.len == 0
+                || (post.first().map(|c| c.cycle) == p.first
+                    && Some(post[p.len - 1].cycle) == p.last));
+        if !follows {
+            part.post = PostPart {
+                sums: part.sums,
+                ..PostPart::default()
+            };
+        }
+        let p = &mut part.post;
+        fold(
+            kpi_name,
+            rate,
+            &part.control_level,
+            post[p.len..post_len]
+                .iter()
+                .map(|c| align(self.target, self.controls, c)),
+            false,
+            &mut p.sums,
+            &mut p.obs,
+        );
+        p.len = post_len;
+        p.first = post.first().map(|c| c.cycle).filter(|_| post_len > 0);
+        p.last = post_len.checked_sub(1).map(|i| post[i].cycle);
+        if part.obs.is_empty() || p.obs.is_empty() {
             return None;
         }
+        let sums = p.sums;
         let floor_variance = if rate {
-            let p = all.mean().unwrap_or(0.5).clamp(0.0, 1.0);
+            let p = sums.all.mean().unwrap_or(0.5).clamp(0.0, 1.0);
             // at least one failure and one success in a thousand, so a perfect record is not
             // taken for certainty
             (p * (1.0 - p)).max(0.001 * 0.999)
-        } else if within_n - within_groups > 0.0 {
-            within_ss / (within_n - within_groups)
+        } else if sums.within_n - sums.within_groups > 0.0 {
+            sums.within_ss / (sums.within_n - sums.within_groups)
         } else {
             0.0
         };
         Some(Observations {
-            pre: pre_obs,
-            post: post_obs,
+            pre: part.obs.clone(),
+            post: p.obs.clone(),
             floor_variance,
-            pre_level: level.mean().unwrap_or(f64::NAN),
+            pre_level: sums.level.mean().unwrap_or(f64::NAN),
         })
     }
 }
@@ -478,5 +668,133 @@ mod tests {
         let o = observations(kpi::OVERALL_SUCCESS_RATE, "a", &[], &pre, &post).unwrap();
         assert_eq!((o.pre.len(), o.post.len()), (1, 1));
         assert_eq!(values(kpi::OVERALL_SUCCESS_RATE, "a", &pre), vec![0.75]);
+    }
+
+    /// Random cycles of domains a (the target), b, c and d, with every kind of KPI.
+    fn random_cycles(rng: &mut rand_chacha::ChaCha8Rng, first: u64, n: u64) -> Vec<CycleSummary> {
+        use rand::Rng;
+        (first..first + n)
+            .map(|c| {
+                let present: Vec<&str> = ["a", "b", "c", "d"]
+                    .into_iter()
+                    .filter(|_| rng.random_bool(0.9))
+                    .collect();
+                let domains = present
+                    .into_iter()
+                    .map(|d| {
+                        let mut w = DomainWindow::default();
+                        for _ in 0..rng.random_range(0..30) {
+                            let ok = rng.random_bool(0.85);
+                            w.success.observe(ok);
+                            w.recovery.observe(rng.random_range(1.0..200.0));
+                            w.autonomy.observe(rng.random_bool(0.7));
+                            w.intervention.observe(rng.random_bool(0.1));
+                            w.compliance.observe(rng.random_range(80.0..100.0));
+                        }
+                        (d.to_string(), DomainCycle::of(&w))
+                    })
+                    .collect();
+                CycleSummary {
+                    cycle: c,
+                    start: Timestamp(c as i64 * 300_000),
+                    end: Timestamp(c as i64 * 300_000 + 300_000),
+                    domains,
+                }
+            })
+            .collect()
+    }
+
+    fn same(a: &Option<Observations>, b: &Option<Observations>) -> bool {
+        let bits = |o: &[CycleObservation]| -> Vec<(u64, u64)> {
+            o.iter()
+                .map(|x| (x.value.to_bits(), x.weight.to_bits()))
+                .collect()
+        };
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                bits(&a.pre) == bits(&b.pre)
+                    && bits(&a.post) == bits(&b.post)
+                    && a.floor_variance.to_bits() == b.floor_variance.to_bits()
+                    && a.pre_level.to_bits() == b.pre_level.to_bits()
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn kept_pre_window_statistics_give_what_a_look_computes_from_scratch() {
+        use rand::{Rng, SeedableRng};
+        let kpis = [
+            kpi::OVERALL_SUCCESS_RATE,
+            kpi::MEAN_RECOVERY_TIME,
+            kpi::AUTONOMY_RATE,
+            kpi::HUMAN_INTERVENTION_RATE,
+            kpi::COMPLIANCE_SCORE,
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        for case in 0..40 {
+            let pre_len = rng.random_range(0..20);
+            let pre = random_cycles(&mut rng, 1, pre_len);
+            let post = random_cycles(&mut rng, 100, 15);
+            let mut controls = vec![Control::new("b"), Control::new("c"), Control::new("d")];
+            if case % 3 == 0 {
+                controls.clear();
+            }
+            let mut memo = PreStats::default();
+            for look in 1..=post.len() {
+                // a control stops being one midway: its cycles after that are not used
+                if look == 8 && !controls.is_empty() {
+                    controls[1].until = Some(post[6].end);
+                }
+                let kept = Aligned::with_memo("a", &controls, &pre, &post[..look], memo);
+                let fresh = Aligned::new("a", &controls, &pre, &post[..look]);
+                for k in kpis {
+                    for controlled in [true, false] {
+                        for post_len in [look, look.saturating_sub(1)] {
+                            let a = kept.observations(k, controlled, post_len);
+                            let b = fresh.observations(k, controlled, post_len);
+                            assert!(same(&a, &b), "case {case} look {look} {k} {controlled}");
+                            // and the formula written out once more, without any cache
+                            let c = Aligned::new("a", &controls, &pre, &post[..look])
+                                .observations(k, controlled, post_len);
+                            assert!(same(&b, &c));
+                        }
+                    }
+                }
+                memo = kept.into_memo();
+                // with controls, each KPI with and without them
+                let per_kpi = if controls.is_empty() { 1 } else { 2 };
+                assert_eq!(memo.len(), kpis.len() * per_kpi, "case {case} look {look}");
+            }
+        }
+    }
+
+    #[test]
+    fn pre_window_statistics_of_another_window_are_not_reused() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let pre = random_cycles(&mut rng, 1, 10);
+        let post = random_cycles(&mut rng, 20, 4);
+        let controls = [Control::new("b")];
+        let first = Aligned::new("a", &controls, &pre, &post);
+        first.observations(kpi::OVERALL_SUCCESS_RATE, true, post.len());
+        let memo = first.into_memo();
+        assert_eq!(memo.len(), 1);
+        // another target, other controls, a shorter pre window: computed afresh
+        for (target, controls, pre) in [
+            ("c", &controls[..], &pre[..]),
+            ("a", &[Control::new("d")][..], &pre[..]),
+            ("a", &controls[..], &pre[1..]),
+        ] {
+            let kept = Aligned::with_memo(target, controls, pre, &post, memo.clone());
+            assert!(kept.into_memo().is_empty());
+            let kept = Aligned::with_memo(target, controls, pre, &post, memo.clone());
+            let fresh = Aligned::new(target, controls, pre, &post);
+            assert!(same(
+                &kept.observations(kpi::OVERALL_SUCCESS_RATE, true, post.len()),
+                &fresh.observations(kpi::OVERALL_SUCCESS_RATE, true, post.len())
+            ));
+        }
     }
 }
