@@ -306,11 +306,15 @@ impl Intake {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut ingestor = lock(&me.ingestor);
-            // workers' events of the closed cycles are durable now: remembered from here on
-            for (key, at) in lock(&me.open_keys).take_closed(closed) {
-                ingestor.dedupe_mut().insert_key(key, Timestamp(at));
-            }
+            // workers' events of the closed cycles are durable now: remembered from here on,
+            // across a restart too
+            let durable = lock(&me.open_keys).take_closed(closed);
             let mut journal = lock(&me.journal);
+            for (key, at) in durable {
+                if ingestor.dedupe_mut().insert_key(key, Timestamp(at)) {
+                    journal.record_digest(Timestamp(at), key);
+                }
+            }
             journal.cycle_closed(closed, ingestor.dedupe())?;
             journal.sync()
         })
@@ -341,9 +345,10 @@ impl crate::workers::PartialSink for PartialIntake {
                     let me = intake;
                     let now = wall_clock();
                     let open = sup.state().cycle;
+                    // the ingestor first, as every other holder of these locks takes it
+                    let mut ingestor = lock(&me.ingestor);
                     let mut folded = lock(&me.folded);
                     let mut open_keys = lock(&me.open_keys);
-                    let mut ingestor = lock(&me.ingestor);
                     let same_stream = request.stream == me.stream;
                     let (mut seqs_closed, mut seqs_open) = (Vec::new(), Vec::new());
                     for &seq in &request.seqs {
@@ -355,9 +360,9 @@ impl crate::workers::PartialSink for PartialIntake {
                     }
                     let (mut keys_closed, mut keys_open) = (Vec::new(), Vec::new());
                     for &(key, _) in &request.keys {
-                        if open_keys.keys.contains_key(&key) {
+                        if open_keys.keys.contains_key(&key.0) {
                             keys_open.push(key);
-                        } else if ingestor.dedupe_mut().contains_key(key, now) {
+                        } else if ingestor.dedupe_mut().contains_key(key.0, now) {
                             keys_closed.push(key);
                         }
                     }
@@ -380,7 +385,7 @@ impl crate::workers::PartialSink for PartialIntake {
                         folded.extend(request.seqs.iter().copied());
                     }
                     for &(key, at) in &request.keys {
-                        open_keys.keys.insert(key, (open, at));
+                        open_keys.keys.insert(key.0, (open, at));
                     }
                     PartialReply::Merged {
                         term: me.term.clone(),

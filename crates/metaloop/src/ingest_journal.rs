@@ -172,6 +172,17 @@ impl IngestJournal {
 
     /// Makes every line written so far durable; reports a write that failed since the last
     /// sync.
+    /// Remembers a digest whose event is in a closed cycle (an ingest worker's event: the
+    /// journal never held it).
+    pub fn record_digest(&mut self, at: Timestamp, key: u128) {
+        let line = format!("D {} {key:032x}\n", at.millis());
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            self.failed = Some(format!("writing {}: {e}", self.path.display()));
+            return;
+        }
+        self.lines += 1;
+    }
+
     pub fn sync(&mut self) -> Result<()> {
         if let Some(e) = self.failed.take() {
             bail!("the ingest journal lost a write: {e}");
@@ -255,6 +266,28 @@ mod tests {
                 value: 3.0,
             }),
         }
+    }
+
+    #[test]
+    fn a_digest_recorded_for_a_workers_event_is_remembered_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DedupeConfig {
+            capacity: 100,
+            window_secs: 3600,
+        };
+        let t = Timestamp::from_secs(1000);
+        let key = event_key("urn:spine:a", "from-a-worker");
+        {
+            let mut w = DedupeWindow::new(cfg);
+            let (mut j, _) = IngestJournal::open(dir.path(), &mut w, 0, t).unwrap();
+            j.record_digest(t, key);
+            j.sync().unwrap();
+        }
+        let mut w = DedupeWindow::new(cfg);
+        let (_, replay) = IngestJournal::open(dir.path(), &mut w, 1, t.plus_millis(5)).unwrap();
+        assert!(replay.is_empty());
+        assert!(w.contains("urn:spine:a", "from-a-worker", t.plus_millis(5)));
+        assert!(!w.contains("urn:spine:a", "another", t.plus_millis(5)));
     }
 
     #[test]

@@ -34,6 +34,30 @@ use std::time::Duration;
 /// The durable JetStream consumer the leader and the workers share.
 pub const CONSUMER: &str = "metaloop-ingest";
 
+/// An event's digest ([`event_key`] of its source and id), as 32 hex digits on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(pub u128);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:032x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() != 32 {
+            return Err(serde::de::Error::custom(format!(
+                "digest {s:?} is not 32 hex digits"
+            )));
+        }
+        u128::from_str_radix(&s, 16)
+            .map(Digest)
+            .map_err(|e| serde::de::Error::custom(format!("digest {s:?}: {e}")))
+    }
+}
+
 /// A worker's partial windows, with where they came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartialRequest {
@@ -44,7 +68,7 @@ pub struct PartialRequest {
     /// The stream sequences of the deliveries folded into `partial`.
     pub seqs: Vec<u64>,
     /// (digest of source and id, accepted at, ms) of every event folded into `partial`.
-    pub keys: Vec<(u128, i64)>,
+    pub keys: Vec<(Digest, i64)>,
     pub partial: Partial,
 }
 
@@ -68,8 +92,8 @@ pub enum PartialReply {
         seqs_closed: Vec<u64>,
         /// In the open cycle: acknowledge once it closes.
         seqs_open: Vec<u64>,
-        keys_closed: Vec<u128>,
-        keys_open: Vec<u128>,
+        keys_closed: Vec<Digest>,
+        keys_open: Vec<Digest>,
     },
     /// This replica does not lead (or stopped leading).
     NotLeading { why: String },
@@ -386,7 +410,7 @@ async fn hand_over(
             for (ev, at) in &h.events {
                 // checked when it was admitted
                 let _ = partial.observe(ev);
-                keys.push((event_key(&ev.source, &ev.id), *at));
+                keys.push((Digest(event_key(&ev.source, &ev.id)), *at));
             }
         }
         let request = PartialRequest {
@@ -456,8 +480,9 @@ async fn hand_over(
             } => {
                 new_term(&term, awaiting, ingestor, stats).await;
                 let keys_closed: std::collections::HashSet<u128> =
-                    keys_closed.into_iter().collect();
-                let keys_open: std::collections::HashSet<u128> = keys_open.into_iter().collect();
+                    keys_closed.into_iter().map(|d| d.0).collect();
+                let keys_open: std::collections::HashSet<u128> =
+                    keys_open.into_iter().map(|d| d.0).collect();
                 let mut kept = Vec::with_capacity(held.len());
                 for mut h in held.drain(..) {
                     if seqs_closed.contains(&h.seq) {
@@ -574,5 +599,42 @@ impl OpenKeys {
         });
         out.sort_by_key(|&(_, at)| at);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_with_digests_read_back_as_sent() {
+        let reply = PartialReply::Refused {
+            term: "t#1".into(),
+            open: 3,
+            seqs_closed: vec![1, 2],
+            seqs_open: vec![9],
+            keys_closed: vec![Digest(u128::MAX)],
+            keys_open: vec![Digest(0x0123_4567_89ab_cdef_0011_2233_4455_6677)],
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert!(
+            text.contains("\"0123456789abcdef0011223344556677\""),
+            "{text}"
+        );
+        let back: PartialReply = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, reply);
+        assert!(serde_json::from_str::<Digest>("\"12\"").is_err());
+    }
+
+    #[test]
+    fn digests_of_closed_cycles_leave_the_open_set_oldest_first() {
+        let mut k = OpenKeys::default();
+        k.keys.insert(1, (0, 30));
+        k.keys.insert(2, (0, 10));
+        k.keys.insert(3, (1, 20));
+        assert_eq!(k.take_closed(1), vec![(2, 10), (1, 30)]);
+        assert_eq!(k.keys.len(), 1);
+        assert_eq!(k.take_closed(2), vec![(3, 20)]);
+        assert!(k.keys.is_empty());
     }
 }

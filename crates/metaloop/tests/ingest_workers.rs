@@ -29,7 +29,10 @@ fn nats_answers() -> bool {
     if std::net::TcpStream::connect(nats_url().trim_start_matches("nats://")).is_ok() {
         return true;
     }
-    let msg = format!("ingest workers test: NATS at {} does not answer", nats_url());
+    let msg = format!(
+        "ingest workers test: NATS at {} does not answer",
+        nats_url()
+    );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{msg} (CI=true requires it)");
     }
@@ -74,7 +77,7 @@ fn recorded(ledger: &str) -> (u64, f64) {
             for w in domains.values() {
                 let q = &w["custom"]["queue_depth"];
                 n += q["count"].as_u64().unwrap_or(0);
-                sum += q["mean"].as_f64().unwrap_or(0.0) * q["count"].as_f64().unwrap_or(0.0);
+                sum += q["sum"].as_f64().unwrap_or(0.0);
             }
         }
     }
@@ -172,7 +175,13 @@ public_keys = ["{key}"]
     let mut workers: Vec<Child> = (0..2)
         .map(|i| {
             spawn(
-                &["ingest-worker", "--config", &cfg, "--name", &format!("w{i}")],
+                &[
+                    "ingest-worker",
+                    "--config",
+                    &cfg,
+                    "--name",
+                    &format!("w{i}"),
+                ],
                 &dir.path().join(format!("worker-{i}.log")),
             )
         })
@@ -246,12 +255,14 @@ public_keys = ["{key}"]
         s
     };
     assert_eq!(
-        last.0, EVENTS as u64,
+        last.0,
+        EVENTS as u64,
         "every event counted once when first complete\n{}",
         logs()
     );
     assert_eq!(
-        settled.0, EVENTS as u64,
+        settled.0,
+        EVENTS as u64,
         "nothing counted twice afterwards\n{}",
         logs()
     );
@@ -264,7 +275,9 @@ public_keys = ["{key}"]
         + &std::fs::read_to_string(dir.path().join("worker-2.log")).unwrap_or_default()
         + &std::fs::read_to_string(dir.path().join("worker-0.log")).unwrap_or_default();
     assert!(
-        log.contains("bad_signature") || log.contains("unknown_key") || log.contains("event rejected"),
+        log.contains("bad_signature")
+            || log.contains("unknown_key")
+            || log.contains("event rejected"),
         "the stranger's events were rejected by a worker\n{}",
         logs()
     );

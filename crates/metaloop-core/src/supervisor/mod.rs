@@ -395,13 +395,7 @@ impl Supervisor {
                     .entry(data.domain().to_string())
                     .or_default()
                     .observe(data);
-                let arm = match data {
-                    EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
-                        r.experiment.as_ref()
-                    }
-                    EventData::DecisionMade(d) => d.experiment.as_ref(),
-                    _ => None,
-                };
+                let arm = partial::experiment_arm(data);
                 // only the arms of an experiment of ours in this domain, still running
                 if let Some(tag) = arm
                     && let Some(ds) = self.state.directives.get(&tag.id)

@@ -46,6 +46,15 @@ pub struct Merged {
     pub refused: Vec<(String, String)>,
 }
 
+/// The experiment arm an event reports on, if any.
+pub(super) fn experiment_arm(data: &EventData) -> Option<&crate::protocol::ExperimentArm> {
+    match data {
+        EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => r.experiment.as_ref(),
+        EventData::DecisionMade(d) => d.experiment.as_ref(),
+        _ => None,
+    }
+}
+
 impl Partial {
     /// Folds one event in, as [`Supervisor::ingest`] would; an invalid event is refused
     /// here and changes nothing.
@@ -60,14 +69,7 @@ impl Partial {
                     .entry(data.domain().to_string())
                     .or_default()
                     .observe(data);
-                let tag = match data {
-                    EventData::RecoverySucceeded(r) | EventData::RecoveryFailed(r) => {
-                        r.experiment.as_ref()
-                    }
-                    EventData::DecisionMade(d) => d.experiment.as_ref(),
-                    _ => None,
-                };
-                if let Some(tag) = tag {
+                if let Some(tag) = experiment_arm(data) {
                     let i = match self
                         .arms
                         .iter()

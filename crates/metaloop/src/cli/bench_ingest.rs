@@ -87,7 +87,12 @@ pub async fn exec(args: &Args) -> Result<()> {
     Ok(())
 }
 
-async fn one(exe: &std::path::Path, signer: &EventSigner, args: &Args, workers: usize) -> Result<Run> {
+async fn one(
+    exe: &std::path::Path,
+    signer: &EventSigner,
+    args: &Args,
+    workers: usize,
+) -> Result<Run> {
     let dir = tempfile::tempdir()?;
     let prefix = format!("bi{:08x}", rand::random::<u32>());
     let port = {
@@ -143,7 +148,10 @@ public_keys = ["{key}"]
     let now = crate::daemon::wall_clock();
     let published = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for chunk in (0..args.events).collect::<Vec<_>>().chunks(args.events.div_ceil(64)) {
+    for chunk in (0..args.events)
+        .collect::<Vec<_>>()
+        .chunks(args.events.div_ceil(64))
+    {
         let events: Vec<_> = chunk
             .iter()
             .map(|&i| {
@@ -199,7 +207,13 @@ public_keys = ["{key}"]
     let mut children = vec![spawn(&["run", "--config", &config_arg])?];
     for i in 0..workers {
         let name = format!("w{i}");
-        children.push(spawn(&["ingest-worker", "--config", &config_arg, "--name", &name])?);
+        children.push(spawn(&[
+            "ingest-worker",
+            "--config",
+            &config_arg,
+            "--name",
+            &name,
+        ])?);
     }
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/metrics");
@@ -209,7 +223,10 @@ public_keys = ["{key}"]
         if Instant::now() > deadline {
             break Err(anyhow!("not all events folded within 10 minutes"));
         }
-        if let Some(c) = children.iter_mut().find_map(|c| c.try_wait().ok().flatten()) {
+        if let Some(c) = children
+            .iter_mut()
+            .find_map(|c| c.try_wait().ok().flatten())
+        {
             break Err(anyhow!("a process exited early: {c}"));
         }
         let n = match http.get(&url).send().await {
