@@ -263,8 +263,12 @@ pub async fn run_worker(
                     continue;
                 }
                 let seq = delivery.stream_seq;
-                // a redelivery of one held (its ack wait passed): keep the newest handle
-                if let Some(h) = held.iter_mut().find(|h| h.seq == seq && seq > 0) {
+                // a redelivery of one held (its ack wait passed): keep the newest handle (a
+                // first delivery cannot be held, so only redeliveries are looked up)
+                if delivery.attempt > 1
+                    && seq > 0
+                    && let Some(h) = held.iter_mut().find(|h| h.seq == seq)
+                {
                     h.delivery = delivery;
                     continue;
                 }
@@ -275,7 +279,7 @@ pub async fn run_worker(
                 );
                 let mut events = Vec::new();
                 let outcome = ingestor.admit(verified, now, &mut |ev| {
-                    Partial::default().observe(ev).map_err(|e| e.to_string())?;
+                    Partial::check(ev).map_err(|e| e.to_string())?;
                     events.push((ev.clone(), now.millis()));
                     Ok(())
                 });

@@ -95,6 +95,11 @@ impl Partial {
         Ok(())
     }
 
+    /// The checks [`Partial::observe`] makes, without folding the event in.
+    pub fn check(event: &SpineEvent) -> Result<(), InputError> {
+        validate_event(event)
+    }
+
     /// Events in it.
     pub fn len(&self) -> u64 {
         self.windows.values().map(|w| w.events).sum::<u64>() + self.events.len() as u64
