@@ -26,6 +26,11 @@ pub struct SupervisorConfig {
     pub ack_timeout_seconds: i64,
     /// Verdicts that trigger a rollback of the directive.
     pub rollback_on: Vec<Outcome>,
+    /// An `inconclusive` verdict (not in `rollback_on`) whose estimates lean worse — the
+    /// target's estimated effect below zero, or a guardrail's estimated degradation beyond
+    /// its tolerance — rolls the change back as well as asking humans to review it: a change
+    /// that could not prove itself and looks harmful does not stay while they decide.
+    pub rollback_inconclusive_leaning_worse: bool,
     /// Seed of the directive and snapshot ids (uuid v7), so runs are reproducible.
     pub id_seed: u64,
     /// The supervisor's name in the ledger.
@@ -69,6 +74,7 @@ impl Default for SupervisorConfig {
             alerts: AlertConfig::default(),
             ack_timeout_seconds: 600,
             rollback_on: vec![Outcome::Degraded, Outcome::NoEffect],
+            rollback_inconclusive_leaning_worse: true,
             id_seed: 0,
             actor: "metaloop".into(),
             flap: FlapBudget::default(),

@@ -633,10 +633,13 @@ fn a_decision_after_the_deadline_is_refused_and_the_directive_expires() {
     );
 }
 
-#[test]
-fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the_track_record() {
-    // one domain only: with the daily-cycle guard on (control domains) and no other domain to
-    // compare with, no improvement can be credited, so the verification runs to its horizon
+/// One domain only: with the daily-cycle guard on (control domains) and no other domain to
+/// compare with, no improvement can be credited, so a verification runs to its horizon (4
+/// cycles). The domain reports 85 % success until the policy fires, then `post_per_mille`.
+fn run_to_the_horizon(
+    post_per_mille: u16,
+    rollback_leaning_worse: bool,
+) -> (Harness, String, SupervisorConfig) {
     let mut cfg = SupervisorConfig {
         environment: "staging".into(),
         policies: default_policies()
@@ -648,6 +651,7 @@ fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the
     };
     cfg.verification.max_horizon_cycles = 4;
     cfg.verification.min_baseline_samples = 100;
+    cfg.rollback_inconclusive_leaning_worse = rollback_leaning_worse;
     let start = Timestamp::from_secs(1_767_225_600);
     let mut h = Harness {
         sup: Supervisor::new(cfg.clone(), start).unwrap(),
@@ -661,7 +665,12 @@ fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the
     let app = 1; // DOMAINS[1]
     let mut directive = None;
     for _ in 0..40 {
-        h.apply(&Op::Events(app, 300, 850, 30));
+        let per_mille = if directive.is_some() {
+            post_per_mille
+        } else {
+            850
+        };
+        h.apply(&Op::Events(app, 300, per_mille, 30));
         h.apply(&Op::Tick);
         if directive.is_none()
             && let Some(id) = h.nth_with(Status::Published, 0)
@@ -671,6 +680,32 @@ fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the
         }
     }
     let id = directive.expect("the policy fired on an 85 % success rate");
+    (h, id, cfg)
+}
+
+/// The `REQUEST_REVIEW` issued for directive `id`.
+fn review_for<'a>(s: &'a State, id: &str) -> &'a metaloop_core::supervisor::DirectiveState {
+    s.directives
+        .values()
+        .find(|r| {
+            r.directive.directive_type == DirectiveType::RequestReview
+                && r.directive.knob == format!("review.{id}")
+        })
+        .expect("a REQUEST_REVIEW for the inconclusive directive")
+}
+
+/// The rollbacks issued for directive `id`.
+fn rollbacks_of(s: &State, id: &str) -> usize {
+    s.directives
+        .values()
+        .filter(|r| r.directive.rollback_of.as_deref() == Some(id))
+        .count()
+}
+
+#[test]
+fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the_track_record() {
+    // success stays at 85 %: the estimate leans neither way, the change stays
+    let (h, id, cfg) = run_to_the_horizon(850, true);
     let s = h.sup.state();
     let d = &s.directives[&id];
     let v = d.verdict.as_ref().expect("a verdict at the horizon");
@@ -682,18 +717,25 @@ fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the
     );
     assert!(v.reason.contains("no control domain"), "{}", v.reason);
     assert_eq!(v.post_cycles, 4);
-    let review = s
-        .directives
-        .values()
-        .find(|r| {
-            r.directive.directive_type == DirectiveType::RequestReview
-                && r.directive.knob == format!("review.{id}")
-        })
-        .expect("a REQUEST_REVIEW for the inconclusive directive");
+    assert_eq!(v.leans_worse(), None, "{:?}", v.target);
+    let review = review_for(s, &id);
     assert_eq!(review.status, Status::Published);
+    assert!(
+        review
+            .directive
+            .justification
+            .ends_with("keep or roll it back"),
+        "{}",
+        review.directive.justification
+    );
     assert!(
         !h.published.contains(&review.directive.id),
         "reviews go to humans, not the spine"
+    );
+    assert_eq!(
+        rollbacks_of(s, &id),
+        0,
+        "nothing leans worse: the change stays"
     );
     let track = s.policies["improve_success_rate"].track;
     assert_eq!(
@@ -703,4 +745,61 @@ fn an_undecided_verification_ends_inconclusive_asks_for_review_and_counts_in_the
     );
     let rebuilt = State::replay(&cfg, h.records.iter().map(|(t, r)| (*t, r)));
     assert_same_state(&rebuilt, h.sup.state());
+}
+
+#[test]
+fn an_inconclusive_change_whose_estimate_leans_worse_is_rolled_back_and_reviewed() {
+    // 85 % → 84 % on 300 incidents a cycle: too little to call harm in 4 cycles (z ≈ 0.5),
+    // but the estimate is worse, so the change goes and humans are told why
+    let (h, id, cfg) = run_to_the_horizon(840, true);
+    let s = h.sup.state();
+    let v = s.directives[&id].verdict.as_ref().expect("a verdict");
+    assert_eq!(
+        v.outcome,
+        metaloop_core::verify::Outcome::Inconclusive,
+        "{}",
+        v.reason
+    );
+    assert!(v.target.effect < -0.005, "{:?}", v.target);
+    assert_eq!(
+        rollbacks_of(s, &id),
+        1,
+        "one rollback of the leaning change"
+    );
+    let rollback = s
+        .directives
+        .values()
+        .find(|r| r.directive.rollback_of.as_deref() == Some(id.as_str()))
+        .unwrap();
+    assert!(
+        h.published.contains(&rollback.directive.id),
+        "the rollback goes to the spine"
+    );
+    let review = review_for(s, &id);
+    assert!(
+        review
+            .directive
+            .justification
+            .contains("its estimates leaned worse (overall_success_rate estimated"),
+        "{}",
+        review.directive.justification
+    );
+    let track = s.policies["improve_success_rate"].track;
+    assert_eq!(
+        (track.verified, track.failed, track.inconclusive),
+        (0, 0, 1)
+    );
+    let rebuilt = State::replay(&cfg, h.records.iter().map(|(t, r)| (*t, r)));
+    assert_same_state(&rebuilt, h.sup.state());
+
+    // the same run with the rule off: review only, the change stays
+    let (h, id, _) = run_to_the_horizon(840, false);
+    let s = h.sup.state();
+    assert_eq!(rollbacks_of(s, &id), 0);
+    assert!(
+        review_for(s, &id)
+            .directive
+            .justification
+            .ends_with("keep or roll it back")
+    );
 }

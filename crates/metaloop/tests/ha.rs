@@ -697,6 +697,10 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
 
     // 2. SIGSTOP the leader past its TTL, then SIGCONT: it is fenced and steps down
     let stopped = next;
+    let stale_lease = metaloop_ledger::Lease {
+        holder: replicas[stopped].name.clone(),
+        epoch,
+    };
     replicas[stopped].signal("STOP");
     let (next, epoch, took) = one_leader(
         &replicas,
@@ -739,6 +743,31 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         "{why}"
     );
     eprintln!("HA: the stale leader after SIGCONT: {why}");
+    // whichever came first in the process, its renewal or its next cycle's append, the
+    // database refuses an append under the stale lease: shown here with that very lease
+    {
+        use metaloop_ledger::{LedgerError, LedgerStore, NewRecord, PgLedger};
+        let stale = PgLedger::connect(&direct).await.unwrap();
+        stale.set_fence(Some(stale_lease.clone()));
+        let err = stale
+            .append(vec![NewRecord::new(
+                0,
+                "metaloop",
+                "cycle.completed",
+                "cycle/stale",
+                serde_json::json!({}),
+            )])
+            .await
+            .expect_err("an append under the stale lease is refused");
+        assert!(
+            matches!(&err, LedgerError::Fenced(m) if m.contains("epoch")),
+            "{err}"
+        );
+        eprintln!(
+            "HA: an append under the stale lease ({}, epoch {}): {err}",
+            stale_lease.holder, stale_lease.epoch
+        );
+    }
     let (still, _, _) = one_leader(&replicas, &http, None, epoch - 1, Duration::from_secs(5)).await;
     assert_eq!(still, next, "the replica that took over still leads");
     tokio::time::sleep(Duration::from_secs(3 * CYCLE)).await;

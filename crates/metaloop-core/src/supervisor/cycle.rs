@@ -369,6 +369,11 @@ impl Supervisor {
             };
             let d = ds.directive.clone();
             let outcome = verdict.outcome;
+            let lean = (outcome == Outcome::Inconclusive
+                && self.cfg.rollback_inconclusive_leaning_worse
+                && !self.cfg.rollback_on.contains(&outcome))
+            .then(|| verdict.leans_worse())
+            .flatten();
             if d.shadow {
                 let reading = shadow_reading(&d, outcome);
                 self.commit(
@@ -429,7 +434,10 @@ impl Supervisor {
             if self.cfg.rollback_on.contains(&outcome) {
                 self.rollback(&id, now, taken);
             } else if outcome == Outcome::Inconclusive {
-                self.request_review(&id, now);
+                if lean.is_some() {
+                    self.rollback(&id, now, taken);
+                }
+                self.request_review(&id, now, lean.as_deref());
             }
         }
     }
@@ -683,15 +691,23 @@ impl Supervisor {
         self.submit(d, approval_override, pre, pre_cycles, now);
     }
 
-    fn request_review(&mut self, id: &str, now: Timestamp) {
+    /// Asks humans about an inconclusive directive; `rolled_back` says why its estimates
+    /// leaned worse when it was rolled back at the same time.
+    fn request_review(&mut self, id: &str, now: Timestamp, rolled_back: Option<&str>) {
         let orig = self.state.directives[id].directive.clone();
+        let ask = match rolled_back {
+            None => "keep or roll it back".to_string(),
+            Some(why) => format!(
+                "its estimates leaned worse ({why}), so it is rolled back; apply it again if you judge it useful"
+            ),
+        };
         let d = self.review_directive(
             &orig,
             make_id(self.cfg.id_seed, now, &["review", id]),
             format!("review.{}", orig.id),
             "review_inconclusive_directive",
             format!(
-                "verification of {} ({} {} in {}) was inconclusive: not enough data before the window ran out; keep or roll it back",
+                "verification of {} ({} {} in {}) was inconclusive: not enough data before the window ran out; {ask}",
                 short(id),
                 orig.directive_type,
                 orig.knob,

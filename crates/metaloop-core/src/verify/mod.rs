@@ -316,6 +316,44 @@ impl Verdict {
     pub fn p_value(&self) -> Option<f64> {
         self.target.p_value
     }
+
+    /// Where the point estimates of an undecided verdict lean: why the change looks worse
+    /// than what it replaced — its target's estimated effect below zero, or a guardrail's
+    /// estimated degradation beyond its tolerance (relative for durations), beyond rounding —
+    /// or `None`.
+    /// Not a test: what is left to go on at the horizon, when no test could decide.
+    pub fn leans_worse(&self) -> Option<String> {
+        // below zero beyond rounding: a KPI that did not move at all leans nowhere
+        let worse =
+            |effect: f64, limit: f64, level: f64| effect < -limit - 1e-9 * level.abs().max(1.0);
+        let t = &self.target;
+        if t.n_pre > 0 && t.n_post > 0 && worse(t.effect, 0.0, t.pre) {
+            return Some(format!(
+                "{} estimated {} worse than before",
+                t.kpi,
+                round4(-t.effect)
+            ));
+        }
+        self.guardrails.iter().find_map(|g| {
+            let limit = match series::scale_of(&g.kpi) {
+                series::Scale::LogDuration => g.tolerance * g.pre.abs(),
+                _ => g.tolerance,
+            };
+            (g.n_pre > 0 && g.n_post > 0 && worse(g.effect, limit, g.pre)).then(|| {
+                format!(
+                    "guardrail {} estimated {} worse, beyond its tolerance of {}",
+                    g.kpi,
+                    round4(-g.effect),
+                    round4(limit)
+                )
+            })
+        })
+    }
+}
+
+/// `x` with at most four decimals, for reasons humans read.
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 fn kind_of(kpi: &str) -> KpiKind {
@@ -805,4 +843,85 @@ fn judge_by_rule(cfg: &VerifyConfig, input: &VerifyInput<'_>) -> Option<Verdict>
         post_cycles: input.post_cycles,
         adjustment: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kpi(kpi: &str, pre: f64, effect: f64, tolerance: f64, n: u64) -> KpiTest {
+        KpiTest {
+            pre,
+            effect,
+            tolerance,
+            n_pre: n,
+            n_post: n,
+            ..KpiTest::empty(kpi)
+        }
+    }
+
+    fn inconclusive(target: KpiTest, guardrails: Vec<KpiTest>) -> Verdict {
+        Verdict {
+            method: Method::Metaloop,
+            outcome: Outcome::Inconclusive,
+            target,
+            guardrails,
+            alpha: 0.05,
+            degrade_alpha: 0.01,
+            guardrail_alpha: 0.01,
+            min_samples: 0,
+            post_cycles: 576,
+            reason: String::new(),
+            adjustment: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_verdict_leans_worse_on_its_targets_estimate_or_a_guardrail_beyond_tolerance() {
+        let rate = "overall_success_rate";
+        let secs = "mean_recovery_time_seconds";
+        // the target's estimate below zero, however small
+        let v = inconclusive(kpi(rate, 0.85, -0.0001, 0.0, 90), vec![]);
+        assert_eq!(
+            v.leans_worse().as_deref(),
+            Some("overall_success_rate estimated 0.0001 worse than before")
+        );
+        // zero or better: no lean; a test without data on both sides has no estimate
+        assert_eq!(
+            inconclusive(kpi(rate, 0.85, 0.0, 0.0, 90), vec![]).leans_worse(),
+            None
+        );
+        assert_eq!(
+            inconclusive(kpi(rate, 0.85, -0.2, 0.0, 0), vec![]).leans_worse(),
+            None
+        );
+        // a rate guardrail: absolute tolerance (0.01), worse beyond it leans, within does not
+        let target = kpi(rate, 0.85, 0.02, 0.0, 90);
+        let within = kpi("autonomy_rate", 0.7, -0.0099, 0.01, 90);
+        let beyond = kpi("autonomy_rate", 0.7, -0.0101, 0.01, 90);
+        assert_eq!(
+            inconclusive(target.clone(), vec![within]).leans_worse(),
+            None
+        );
+        assert_eq!(
+            inconclusive(target.clone(), vec![beyond])
+                .leans_worse()
+                .as_deref(),
+            Some("guardrail autonomy_rate estimated 0.0101 worse, beyond its tolerance of 0.01")
+        );
+        // a duration guardrail: the tolerance is relative, 5 % of 40 s is 2 s
+        let slower = |s: f64| kpi(secs, 40.0, -s, 0.05, 90);
+        assert_eq!(
+            inconclusive(target.clone(), vec![slower(1.9)]).leans_worse(),
+            None
+        );
+        assert_eq!(
+            inconclusive(target, vec![slower(2.5)])
+                .leans_worse()
+                .as_deref(),
+            Some(
+                "guardrail mean_recovery_time_seconds estimated 2.5 worse, beyond its tolerance of 2"
+            )
+        );
+    }
 }

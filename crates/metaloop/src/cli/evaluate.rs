@@ -358,7 +358,7 @@ fn experiments(args: &EvaluateArgs, seeds: u64) -> Result<Value> {
 
 fn print_tables(report: &Value) {
     outln!(
-        "{:<14} {:<7} {:<16} {:>5} {:>5} {:>6} {:>6} {:>8} {:>10} {:>8} {:>7} {:>7} {:>6}",
+        "{:<14} {:<7} {:<16} {:>5} {:>5} {:>6} {:>5} {:>8} {:>5} {:>12} {:>8} {:>7} {:>8} {:>6}",
         "scenario",
         "volume",
         "method",
@@ -367,6 +367,7 @@ fn print_tables(report: &Value) {
         "falseV",
         "harm",
         "rolledbk",
+        "open",
         "h→rb med/p90",
         "h→oracle",
         "revers",
@@ -393,20 +394,21 @@ fn print_tables(report: &Value) {
             _ => String::new(),
         };
         outln!(
-            "{:<14} {:<7} {:<16} {:>5} {:>5} {:>6} {:>6} {:>8} {:>12} {:>8} {:>7} {:>7} {:>6}{}",
+            "{:<14} {:<7} {:<16} {:>5} {:>5} {:>6} {:>5} {:>8} {:>5} {:>12} {:>8} {:>7} {:>8} {:>6}{}",
             c["scenario"].as_str().unwrap_or(""),
             c["volume"].as_str().unwrap_or(""),
             c["method"].as_str().unwrap_or(""),
-            c["directives"],
-            c["verified"],
-            c["false_verified"],
-            c["harmful"],
-            c["harmful_rolled_back"],
+            c["directives"].to_string(),
+            c["verified"].to_string(),
+            c["false_verified"].to_string(),
+            c["harmful"].to_string(),
+            c["harmful_rolled_back"].to_string(),
+            c["harmful_undecided_at_end"].to_string(),
             h2r,
             fmt_opt(&c["hours_to_oracle_median"], 1),
             fmt_opt(&c["knob_reversals_per_run"], 2),
             fmt_opt(&c["autonomy_lost"], 3),
-            c["inconclusive"],
+            c["inconclusive"].to_string(),
             extra
         );
     }

@@ -12,8 +12,9 @@
 use metaloop_core::goal::default_goals;
 use metaloop_core::kpi::{CycleWindows, DomainWindow, RateCounts};
 use metaloop_core::time::Timestamp;
+use metaloop_core::verify::series::PreStats;
 use metaloop_core::verify::series::{Control, CycleSummary};
-use metaloop_core::verify::{Method, Outcome, Seasonality, VerifyConfig, VerifyInput, decide};
+use metaloop_core::verify::{Method, Outcome, Seasonality, VerifyConfig, VerifyInput, decide_with};
 use metaloop_sim::{
     BURST_HARD_PROBABILITY, BURST_MEAN_SIZE, BURST_SHARED_FATE, DIURNAL_HARDEST_HOUR,
     DIURNAL_PEAK_HOUR, DIURNAL_RATE_AMPLITUDE, DIURNAL_SUCCESS_DROP, Volume,
@@ -133,6 +134,9 @@ pub fn sequence(volume: &Volume, seed: u64, methods: &[Method]) -> Vec<AaOutcome
                 ..VerifyConfig::default()
             };
             let mut post = DomainWindow::default();
+            // the pre window's statistics and the post cycles folded so far, kept from look
+            // to look as the supervisor keeps them
+            let mut memo = PreStats::default();
             for k in 1..=LOOKS {
                 let i = PRE_CYCLES + k as usize - 1;
                 post.merge(&cycles[i].domains[TARGET]);
@@ -149,7 +153,7 @@ pub fn sequence(volume: &Volume, seed: u64, methods: &[Method]) -> Vec<AaOutcome
                     controls: &controls,
                     post_cycles: k,
                 };
-                if let Some(v) = decide(&cfg, &input) {
+                if let Some(v) = decide_with(&cfg, &input, &mut memo) {
                     return match v.outcome {
                         Outcome::Verified => AaOutcome::FalseVerified,
                         Outcome::Degraded => AaOutcome::FalseDegraded,

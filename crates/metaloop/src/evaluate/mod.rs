@@ -111,6 +111,10 @@ pub fn config(
         ..SupervisorConfig::default()
     };
     cfg.verification.method = method;
+    // the anchors' tools stop at an inconclusive analysis and wait for a human (Argo
+    // Rollouts pauses the rollout); only metaloop's own methods roll back on the lean
+    cfg.rollback_inconclusive_leaning_worse =
+        !matches!(method, Method::ThresholdCount | Method::Kayenta);
     for p in cfg.policies.iter_mut() {
         p.directive_template.experiment_first = experiment_first;
     }
