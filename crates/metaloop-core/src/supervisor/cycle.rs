@@ -369,11 +369,12 @@ impl Supervisor {
             };
             let d = ds.directive.clone();
             let outcome = verdict.outcome;
+            // read before the verdict moves into its record; used only for an inconclusive
+            // verdict that `rollback_on` does not already roll back
             let lean = (outcome == Outcome::Inconclusive
-                && self.cfg.rollback_inconclusive_leaning_worse
-                && !self.cfg.rollback_on.contains(&outcome))
-            .then(|| verdict.leans_worse())
-            .flatten();
+                && self.cfg.rollback_inconclusive_leaning_worse)
+                .then(|| verdict.leans_worse())
+                .flatten();
             if d.shadow {
                 let reading = shadow_reading(&d, outcome);
                 self.commit(

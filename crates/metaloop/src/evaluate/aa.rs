@@ -12,8 +12,7 @@
 use metaloop_core::goal::default_goals;
 use metaloop_core::kpi::{CycleWindows, DomainWindow, RateCounts};
 use metaloop_core::time::Timestamp;
-use metaloop_core::verify::series::PreStats;
-use metaloop_core::verify::series::{Control, CycleSummary};
+use metaloop_core::verify::series::{Control, CycleSummary, PreStats};
 use metaloop_core::verify::{Method, Outcome, Seasonality, VerifyConfig, VerifyInput, decide_with};
 use metaloop_sim::{
     BURST_HARD_PROBABILITY, BURST_MEAN_SIZE, BURST_SHARED_FATE, DIURNAL_HARDEST_HOUR,
