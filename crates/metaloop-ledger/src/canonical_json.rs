@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 
 use serde_json::{Number, Value};
 
+mod ser;
+pub use ser::{to_canonical_string, write_canonical};
+
 /// Deepest nesting of arrays and objects a payload may have.
 ///
 /// `serde_json` refuses to parse documents nested 128 levels deep, and verification parses
@@ -24,6 +27,10 @@ pub enum CanonicalJsonError {
     /// Arrays and objects are nested deeper than [`MAX_DEPTH`].
     #[error("arrays and objects are nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// A value written by [`to_canonical_string`] has no JSON form (a map key that is not
+    /// text or a number, an integer beyond 64 bits, its own `Serialize` refused).
+    #[error("{0}")]
+    Unserializable(String),
 }
 
 /// Returns the canonical JSON text of `value`.
@@ -930,6 +937,171 @@ mod tests {
         fn strings_match_serde_json(s in "\\PC*|[\\x00-\\x7f]*") {
             let v = Value::String(s);
             prop_assert_eq!(canon(&v), serde_json::to_string(&v).unwrap());
+        }
+    }
+
+    /// The typed writer against the value path, `to_canonical_json(&to_value(x))`.
+    fn typed_agrees<T: serde::Serialize>(x: &T) {
+        let slow = serde_json::to_value(x)
+            .map_err(|e| e.to_string())
+            .and_then(|v| to_canonical_json(&v).map_err(|e| e.to_string()));
+        let fast = to_canonical_string(x).map_err(|e| e.to_string());
+        match (&slow, &fast) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            _ => panic!("value path {slow:?}, typed path {fast:?}"),
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    enum Shape {
+        Unit,
+        Newtype(f64),
+        Tuple(u8, Option<String>),
+        Struct { z: i32, a: Vec<Shape> },
+    }
+
+    #[derive(serde::Serialize)]
+    #[serde(tag = "action", content = "payload")]
+    enum Tagged {
+        Empty,
+        Full { b: bool, a: char },
+    }
+
+    #[derive(serde::Serialize)]
+    struct Everything {
+        zeta: f32,
+        alpha: Option<u8>,
+        none: Option<u8>,
+        nan: f64,
+        inf: f32,
+        neg_zero: f64,
+        big: i128,
+        bytes: serde_bytes_like::Bytes,
+        unit: (),
+        shapes: Vec<Shape>,
+        tagged: Vec<Tagged>,
+        by_int: std::collections::BTreeMap<i64, &'static str>,
+        by_char: std::collections::BTreeMap<char, u8>,
+        by_bool: std::collections::BTreeMap<bool, u8>,
+        by_float: Vec<(f64, u8)>,
+        #[serde(flatten)]
+        extra: std::collections::BTreeMap<String, Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<u8>,
+        text: String,
+    }
+
+    mod serde_bytes_like {
+        pub struct Bytes(pub Vec<u8>);
+        impl serde::Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+
+    #[test]
+    fn the_typed_writer_gives_the_bytes_of_the_value_path() {
+        let mut extra = std::collections::BTreeMap::new();
+        // a flattened key equal to a field's: the later one wins in both paths
+        extra.insert("text".to_string(), json!("from the map"));
+        extra.insert("é".to_string(), json!([1.5, -0.0, 1e300]));
+        let x = Everything {
+            zeta: 0.1,
+            alpha: Some(7),
+            none: None,
+            nan: f64::NAN,
+            inf: f32::INFINITY,
+            neg_zero: -0.0,
+            big: -(1 << 62),
+            bytes: serde_bytes_like::Bytes(vec![0, 255, 10]),
+            unit: (),
+            shapes: vec![
+                Shape::Unit,
+                Shape::Newtype(2.5e-7),
+                Shape::Tuple(3, Some("a\"b\n\u{2028}".into())),
+                Shape::Struct {
+                    z: -1,
+                    a: vec![Shape::Unit, Shape::Tuple(0, None)],
+                },
+            ],
+            tagged: vec![Tagged::Empty, Tagged::Full { b: true, a: '€' }],
+            by_int: [(-3, "minus three"), (10, "ten"), (2, "two")].into(),
+            by_char: [('b', 1), ('a', 2)].into(),
+            by_bool: [(true, 1), (false, 0)].into(),
+            by_float: vec![(0.5, 1)],
+            extra,
+            skipped: None,
+            text: "field".into(),
+        };
+        typed_agrees(&x);
+        let text = to_canonical_string(&x).unwrap();
+        // the field comes after the flattened map: its value is the later one
+        assert!(text.contains(r#""text":"field""#), "{text}");
+        // float keys, as text; a non-finite one fails in both paths
+        struct FloatKeys(Vec<(f64, u8)>);
+        impl serde::Serialize for FloatKeys {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in &self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        typed_agrees(&FloatKeys(vec![(0.1, 1), (1e21, 2), (-3.0, 3), (0.1, 4)]));
+        assert!(to_canonical_string(&FloatKeys(vec![(0.1, 1)])).is_ok());
+        typed_agrees(&FloatKeys(vec![(f64::NAN, 1)]));
+        let mut m = serde_json::Map::new();
+        m.insert("1".into(), json!(1));
+        typed_agrees(&m);
+        // out of range and refused keys fail in both paths
+        typed_agrees(&(1i128 << 100));
+        typed_agrees(&u128::MAX);
+        typed_agrees(&std::collections::BTreeMap::from([(vec![1u8], 1u8)]));
+        typed_agrees(&std::collections::BTreeMap::from([(Some(1u8), 1u8)]));
+        assert!(matches!(
+            to_canonical_string(&std::collections::BTreeMap::from([((), 1u8)])),
+            Err(CanonicalJsonError::Unserializable(_))
+        ));
+    }
+
+    #[test]
+    fn the_typed_writer_limits_nesting_as_the_value_path_does() {
+        for depth in [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1] {
+            let mut v = json!(1);
+            for _ in 0..depth {
+                v = json!([v]);
+            }
+            assert_eq!(to_canonical_string(&v), to_canonical_json(&v), "{depth}");
+            // through variants, which are objects too
+            let mut s = Shape::Unit;
+            for _ in 0..depth / 2 {
+                s = Shape::Struct { z: 0, a: vec![s] };
+            }
+            typed_agrees(&s);
+            let r = to_canonical_string(&s);
+            let expected = serde_json::to_value(&s).ok().map(|v| to_canonical_json(&v));
+            assert_eq!(Some(r), expected, "{depth}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn the_typed_writer_agrees_on_any_value(v in arb_json()) {
+            prop_assert_eq!(to_canonical_string(&v).unwrap(), canon(&v));
+        }
+
+        #[test]
+        fn the_typed_writer_agrees_on_any_double(bits in any::<u64>(), f32bits in any::<u32>()) {
+            let f = f64::from_bits(bits);
+            typed_agrees(&f);
+            typed_agrees(&vec![f32::from_bits(f32bits)]);
+            typed_agrees(&std::collections::BTreeMap::from([(format!("{bits}"), f)]));
         }
     }
 }

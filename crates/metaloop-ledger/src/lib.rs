@@ -26,6 +26,7 @@ mod error;
 pub mod hex;
 pub mod keys;
 pub mod merkle;
+pub(crate) mod migrations;
 pub mod note;
 pub mod postgres;
 mod proof;
@@ -36,7 +37,7 @@ mod verify;
 pub mod witness;
 mod writer;
 
-pub use canonical_json::{CanonicalJsonError, to_canonical_json};
+pub use canonical_json::{CanonicalJsonError, to_canonical_json, to_canonical_string};
 pub use checkpoint::{Checkpoint, CheckpointText, CheckpointTextError};
 pub use encoding::{DOMAIN, HashInput, ZERO_HASH};
 pub use error::LedgerError;

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::{Connection, Executor, Postgres, Row, TypeInfo, ValueRef};
 use tokio::sync::Mutex;
@@ -15,7 +14,7 @@ use crate::note::NoteSignature;
 use crate::record::{PreparedRecord, Record, StoredRecord, chain, hash_array};
 use crate::store::{BoxFuture, Head, LedgerStore};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+use crate::migrations::POSTGRES_MIGRATOR as MIGRATOR;
 
 /// The URL query parameter that names the schema holding the ledger's tables.
 pub const SCHEMA_PARAMETER: &str = "schema";

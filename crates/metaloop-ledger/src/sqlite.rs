@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -19,7 +18,7 @@ use crate::note::NoteSignature;
 use crate::record::{PreparedRecord, Record, SealedRecord, StoredRecord, chain, hash_array};
 use crate::store::{BoxFuture, Head, LedgerStore};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+use crate::migrations::SQLITE_MIGRATOR as MIGRATOR;
 
 /// Rows per INSERT statement (8 parameters each, well under SQLite's 32766 limit).
 const INSERT_CHUNK: usize = 512;

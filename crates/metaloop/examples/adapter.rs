@@ -121,7 +121,7 @@ async fn main() {
         .map(|(i, data)| signer.spine_event(format!("{seed}-{i}"), now, data))
         .collect();
     let body = metaloop_mesh::envelope::batch_to_json(&events);
-    let resp = reqwest::Client::new()
+    let resp = metaloop::http::client()
         .post(format!("{}/v1/events", a.server.trim_end_matches('/')))
         .bearer_auth(&a.token)
         .header("content-type", "application/cloudevents-batch+json")

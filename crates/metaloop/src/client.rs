@@ -36,7 +36,7 @@ impl Client {
         Client {
             server: server.trim_end_matches('/').to_string(),
             token: token.trim().to_string(),
-            http: reqwest::Client::new(),
+            http: crate::http::client(),
         }
     }
 

@@ -66,7 +66,7 @@ pub struct Cosigner {
 impl Cosigner {
     /// A cosigner for the ledger in `store`, whose checkpoints `key` signs.
     pub fn new(store: Arc<dyn LedgerStore>, key: SigningKey, witnesses: Vec<Witness>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::http::builder()
             .timeout(Duration::from_secs(15))
             .build()
             .unwrap_or_default();

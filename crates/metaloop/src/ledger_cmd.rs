@@ -242,7 +242,7 @@ async fn fetch_witness_view(
         url.trim_end_matches('/'),
         metaloop_ledger::witness::origin_hash_hex(origin)
     );
-    let response = reqwest::Client::builder()
+    let response = crate::http::builder()
         .timeout(std::time::Duration::from_secs(15))
         .build()
         .unwrap_or_default()

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod ha;
 pub mod history;
+pub mod http;
 pub mod ingest_journal;
 pub mod ledger_cmd;
 pub mod metrics;

@@ -203,7 +203,7 @@ async fn server() -> Server {
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
     Server {
         base,
-        http: reqwest::Client::new(),
+        http: metaloop::http::client(),
         published,
         runtime,
         clock,
@@ -801,7 +801,7 @@ struct Browser {
 impl Browser {
     fn new(base: &str) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
+            http: metaloop::http::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

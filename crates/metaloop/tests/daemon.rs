@@ -100,7 +100,7 @@ sha256 = "{v}"
     )
     .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = metaloop::http::client();
     let mut daemon = start(&config);
     let ready = Instant::now();
     while http.get(format!("{base}/readyz")).send().await.is_err() {
@@ -303,7 +303,7 @@ sha256 = "{v}"
             config,
             base: format!("http://127.0.0.1:{port}"),
             adapter,
-            http: reqwest::Client::new(),
+            http: metaloop::http::client(),
         }
     }
 

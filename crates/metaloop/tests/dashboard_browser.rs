@@ -140,7 +140,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Driver {
     async fn start(base: &str, chromium: &Path) -> Driver {
-        let http = reqwest::Client::new();
+        let http = metaloop::http::client();
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -403,7 +403,7 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_cannot() {
             .map(|t| t.trim().to_string())
             .ok()
     };
-    let http = reqwest::Client::new();
+    let http = metaloop::http::client();
     let ops_token = wait_for("the demo's tokens", Duration::from_secs(60), || {
         let t = token("viewer").and(token("ops"));
         async move { t }

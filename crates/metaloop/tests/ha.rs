@@ -627,7 +627,7 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     }
     // the first start creates the schema: one replica first, then the others
     replicas[0].start();
-    let http = reqwest::Client::new();
+    let http = metaloop::http::client();
     let (first, epoch, _) = one_leader(&replicas, &http, None, 0, Duration::from_secs(60)).await;
     assert_eq!(first, 0);
     replicas[1].start();

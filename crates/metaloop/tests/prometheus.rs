@@ -161,7 +161,9 @@ async fn promtool_finds_no_problems() {
     }
     let (addr, _) = serve(exercised().await).await;
     // what a plain scraper (no Accept header) gets
-    let resp = reqwest::get(format!("http://{addr}/metrics"))
+    let resp = metaloop::http::client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .unwrap();
     assert_eq!(
@@ -254,7 +256,7 @@ async fn prometheus_scrapes_and_answers_a_query() {
             .expect("prometheus starts"),
     };
     let api = format!("http://{web}/api/v1");
-    let client = reqwest::Client::new();
+    let client = metaloop::http::client();
 
     // the target is up: Prometheus scraped it and understood it
     let start = Instant::now();

@@ -152,7 +152,7 @@ pub async fn exec(args: BenchDashboardArgs) -> Result<()> {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // the overview, requested again and again
-    let http = reqwest::Client::new();
+    let http = crate::http::client();
     let mut server_ms = Vec::with_capacity(args.requests);
     let mut bytes = 0;
     for i in 0..=args.requests {

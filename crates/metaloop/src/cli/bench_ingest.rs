@@ -215,7 +215,7 @@ public_keys = ["{key}"]
             &name,
         ])?);
     }
-    let http = reqwest::Client::new();
+    let http = crate::http::client();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let (mut t10, mut t90) = (None, None);
     let deadline = started + Duration::from_secs(600);

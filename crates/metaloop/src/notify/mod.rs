@@ -183,7 +183,7 @@ impl Notifier {
         }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "notify: channels must be started inside a tokio runtime".to_string())?;
-        let client = reqwest::Client::builder()
+        let client = crate::http::builder()
             .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout.min(Duration::from_secs(5)))
             // a webhook that redirects is misconfigured; following it would turn POST into GET
