@@ -28,7 +28,99 @@ pub struct Entry {
     pub action: String,
     /// What it was done to: a directive, snapshot, policy or alert id.
     pub resource: String,
-    pub payload: serde_json::Value,
+    pub payload: Payload,
+}
+
+/// A record's payload: the typed body the supervisor made it from, or a JSON value read
+/// back from a ledger. Reads as a `serde_json::Value` (built from the body the first time it
+/// is read); serialises from the body directly when nobody has read it, so that a cycle's
+/// records reach the ledger's canonical text without a JSON value in between.
+#[derive(Clone, Default)]
+pub struct Payload {
+    body: Option<std::sync::Arc<RecordBody>>,
+    value: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl Payload {
+    /// The payload of a typed body.
+    pub fn of(body: std::sync::Arc<RecordBody>) -> Payload {
+        Payload {
+            body: Some(body),
+            value: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The payload as a JSON value (`null` for a body without one).
+    pub fn value(&self) -> &serde_json::Value {
+        self.value.get_or_init(|| match &self.body {
+            Some(b) => serde_json::to_value(PayloadOf(b)).expect("record bodies serialise"),
+            None => serde_json::Value::Null,
+        })
+    }
+
+    /// The payload as an owned JSON value.
+    pub fn into_value(mut self) -> serde_json::Value {
+        self.value();
+        self.value.take().unwrap_or_default()
+    }
+
+    /// The typed body, when the payload was made from one.
+    pub fn body(&self) -> Option<&RecordBody> {
+        self.body.as_deref()
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = serde_json::Value;
+    fn deref(&self) -> &serde_json::Value {
+        self.value()
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Payload {
+        Payload {
+            body: None,
+            value: value.into(),
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value().fmt(f)
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.value.get(), &self.body) {
+            (None, Some(b)) => PayloadOf(b).serialize(serializer),
+            _ => self.value().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Payload, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Payload::from)
+    }
+}
+
+/// Serialises a body's payload alone: the content of its `payload` member, `null` for a body
+/// without one.
+struct PayloadOf<'a>(&'a RecordBody);
+
+impl Serialize for PayloadOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(payload_only::Content(serializer))
+    }
 }
 
 /// One policy's evaluation in a cycle.
@@ -363,20 +455,29 @@ impl RecordBody {
 
     /// The ledger entry for this body.
     pub fn to_entry(&self, time: Timestamp, actor: &str) -> Entry {
-        let mut v = serde_json::to_value(self).expect("record bodies serialise");
-        let payload = v
-            .get_mut("payload")
-            .map(serde_json::Value::take)
-            .unwrap_or(serde_json::Value::Null);
+        std::sync::Arc::new(self.clone()).into_entry(time, actor)
+    }
+}
+
+/// Entries of shared bodies.
+pub trait IntoEntry {
+    /// The ledger entry for this body, sharing it.
+    fn into_entry(self, time: Timestamp, actor: &str) -> Entry;
+}
+
+impl IntoEntry for std::sync::Arc<RecordBody> {
+    fn into_entry(self, time: Timestamp, actor: &str) -> Entry {
         Entry {
             time,
             actor: actor.to_string(),
             action: self.action().to_string(),
             resource: self.resource(),
-            payload,
+            payload: Payload::of(self),
         }
     }
+}
 
+impl RecordBody {
     /// Decodes an entry's action and payload.
     pub fn from_entry(
         action: &str,
@@ -439,5 +540,119 @@ mod tests {
             entry.payload["changes"][0],
             serde_json::json!({"field": "cooldown_cycles", "before": cfg.policies[0].cooldown_cycles, "after": p.cooldown_cycles})
         );
+    }
+}
+
+/// The serializer adapter behind [`PayloadOf`]: a record body serialises (adjacently tagged)
+/// as a struct of its `action` and, when it has one, its `payload`; this passes the payload
+/// alone to the serializer it wraps and `null` when there is none.
+mod payload_only {
+    use serde::Serialize;
+    use serde::ser::{self, Impossible};
+
+    pub(super) struct Content<S>(pub S);
+
+    pub(super) struct Fields<S: ser::Serializer> {
+        inner: Option<S>,
+        done: Option<S::Ok>,
+    }
+
+    fn not_a_body<E: ser::Error>() -> E {
+        E::custom("a record body serialises as a struct of action and payload")
+    }
+
+    impl<S: ser::Serializer> ser::SerializeStruct for Fields<S> {
+        type Ok = S::Ok;
+        type Error = S::Error;
+        fn serialize_field<T: Serialize + ?Sized>(
+            &mut self,
+            key: &'static str,
+            value: &T,
+        ) -> Result<(), S::Error> {
+            if key == "payload" {
+                let inner = self.inner.take().ok_or_else(not_a_body)?;
+                self.done = Some(value.serialize(inner)?);
+            }
+            Ok(())
+        }
+        fn end(self) -> Result<S::Ok, S::Error> {
+            match (self.done, self.inner) {
+                (Some(ok), _) => Ok(ok),
+                (None, Some(inner)) => inner.serialize_unit(),
+                (None, None) => Err(not_a_body()),
+            }
+        }
+    }
+
+    macro_rules! refuse {
+        ($($name:ident($($arg:ty),*) -> $ret:ty;)*) => {
+            $(fn $name(self, $(_: $arg),*) -> Result<$ret, S::Error> { Err(not_a_body()) })*
+        };
+    }
+
+    impl<S: ser::Serializer> ser::Serializer for Content<S> {
+        type Ok = S::Ok;
+        type Error = S::Error;
+        type SerializeSeq = Impossible<S::Ok, S::Error>;
+        type SerializeTuple = Impossible<S::Ok, S::Error>;
+        type SerializeTupleStruct = Impossible<S::Ok, S::Error>;
+        type SerializeTupleVariant = Impossible<S::Ok, S::Error>;
+        type SerializeMap = Impossible<S::Ok, S::Error>;
+        type SerializeStruct = Fields<S>;
+        type SerializeStructVariant = Impossible<S::Ok, S::Error>;
+
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Fields<S>, S::Error> {
+            Ok(Fields {
+                inner: Some(self.0),
+                done: None,
+            })
+        }
+
+        refuse! {
+            serialize_bool(bool) -> S::Ok;
+            serialize_i8(i8) -> S::Ok;
+            serialize_i16(i16) -> S::Ok;
+            serialize_i32(i32) -> S::Ok;
+            serialize_i64(i64) -> S::Ok;
+            serialize_u8(u8) -> S::Ok;
+            serialize_u16(u16) -> S::Ok;
+            serialize_u32(u32) -> S::Ok;
+            serialize_u64(u64) -> S::Ok;
+            serialize_f32(f32) -> S::Ok;
+            serialize_f64(f64) -> S::Ok;
+            serialize_char(char) -> S::Ok;
+            serialize_str(&str) -> S::Ok;
+            serialize_bytes(&[u8]) -> S::Ok;
+            serialize_none() -> S::Ok;
+            serialize_unit() -> S::Ok;
+            serialize_unit_struct(&'static str) -> S::Ok;
+            serialize_unit_variant(&'static str, u32, &'static str) -> S::Ok;
+            serialize_seq(Option<usize>) -> Self::SerializeSeq;
+            serialize_tuple(usize) -> Self::SerializeTuple;
+            serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+            serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+            serialize_map(Option<usize>) -> Self::SerializeMap;
+            serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+        }
+
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<S::Ok, S::Error> {
+            Err(not_a_body())
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<S::Ok, S::Error> {
+            Err(not_a_body())
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<S::Ok, S::Error> {
+            Err(not_a_body())
+        }
     }
 }

@@ -92,11 +92,15 @@ pub fn verdict_line(d: &Directive, v: &Verdict) -> String {
 }
 
 /// Renders the summary of the cycle that built `snap`, from the records since the last one.
-pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody]) -> String {
+pub fn render(
+    state: &State,
+    snap: &CrossDomainSnapshot,
+    journal: &[std::sync::Arc<RecordBody>],
+) -> String {
     let mut lines: Vec<String> = Vec::new();
     let mut touched: Vec<String> = Vec::new();
     for r in journal {
-        match r {
+        match r.as_ref() {
             RecordBody::Applied {
                 directive_id,
                 previous,
@@ -217,7 +221,7 @@ pub fn render(state: &State, snap: &CrossDomainSnapshot, journal: &[RecordBody])
     // just went silent
     let judged: Vec<&str> = journal
         .iter()
-        .filter_map(|r| match r {
+        .filter_map(|r| match r.as_ref() {
             RecordBody::TrackRecordUpdated { policy_id, .. } => Some(policy_id.as_str()),
             _ => None,
         })

@@ -520,7 +520,7 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
 /// candidates towards an even last digit, like JavaScript, Python and Ryu; Rust's own `{:e}`
 /// breaks them upwards. Only zmij's digits are used, not its layout, which is its own
 /// business and may change.
-fn shortest_digits(magnitude: f64) -> (String, i32) {
+fn shortest_digits(magnitude: f64) -> (Digits, i32) {
     debug_assert!(magnitude.is_finite() && magnitude > 0.0);
     let mut buffer = zmij::Buffer::new();
     let text = buffer.format_finite(magnitude);
@@ -532,13 +532,50 @@ fn shortest_digits(magnitude: f64) -> (String, i32) {
         None => (text, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all: String = [int, frac].concat();
-    let significant = all.trim_start_matches('0');
-    let digits = significant.trim_end_matches('0');
-    debug_assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
-    // `all` read as an integer times 10^(exp10 - frac.len()) is the value.
-    let power = exp10 - frac.len() as i32 + (significant.len() - digits.len()) as i32;
-    (digits.to_owned(), power + digits.len() as i32 - 1)
+    // the integer and fraction digits run together, without their leading and trailing
+    // zeros, kept on the stack (a double has at most 17 significant digits; zmij's plain
+    // layout adds zeros, which are dropped before they are kept)
+    let all = int.bytes().chain(frac.bytes());
+    let leading = all.clone().take_while(|b| *b == b'0').count();
+    let total = int.len() + frac.len();
+    let trailing = all
+        .clone()
+        .rev()
+        .take_while(|b| *b == b'0')
+        .count()
+        .min(total - leading);
+    let mut digits = Digits {
+        buf: [0; 24],
+        len: 0,
+    };
+    for b in all.skip(leading).take(total - leading - trailing) {
+        digits.buf[digits.len] = b;
+        digits.len += 1;
+    }
+    debug_assert!(digits.len > 0 && digits.buf[..digits.len].iter().all(u8::is_ascii_digit));
+    // the digits read as an integer times 10^(exp10 - frac.len() + trailing) is the value
+    let power = exp10 - frac.len() as i32 + trailing as i32;
+    let exponent = power + digits.len as i32 - 1;
+    (digits, exponent)
+}
+
+/// The significant digits of a double, without leading or trailing zeros.
+struct Digits {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
+    }
+}
+
+impl std::ops::Deref for Digits {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
 }
 
 fn write_string(s: &str, out: &mut String) {
@@ -915,7 +952,7 @@ mod tests {
             let rust_digits: String = mantissa.chars().filter(|c| *c != '.').collect();
             prop_assert_eq!(digits.len(), rust_digits.len());
             prop_assert_eq!(exponent, rust_exp.parse::<i32>().unwrap());
-            if digits != rust_digits {
+            if *digits != *rust_digits {
                 let a: u64 = digits.parse().unwrap();
                 let b: u64 = rust_digits.parse().unwrap();
                 prop_assert_eq!(a.abs_diff(b), 1);

@@ -104,13 +104,21 @@ impl RecordSink for WriterRecords {
                         e.time,
                         e.action.clone(),
                         e.resource.clone(),
-                        e.payload.clone(),
+                        e.payload.value().clone(),
                     )
                 })
                 .collect();
             let batch = entries
                 .into_iter()
-                .map(|e| NewRecord::new(e.time.millis(), e.actor, e.action, e.resource, e.payload))
+                .map(|e| {
+                    NewRecord::new(
+                        e.time.millis(),
+                        e.actor,
+                        e.action,
+                        e.resource,
+                        e.payload.into_value(),
+                    )
+                })
                 .collect();
             writer
                 .append_batch(batch)

@@ -750,7 +750,7 @@ mod tests {
             actor: "metaloop".into(),
             action: action.into(),
             resource: "x".into(),
-            payload,
+            payload: payload.into(),
         };
         let eval = |id: &str, holds: bool| serde_json::json!({"policy_id": id, "condition": {"holds": holds}, "directives": []});
         let m = std::sync::Arc::new(Metrics::new());

@@ -29,7 +29,15 @@ impl RecordSink for LedgerRecords {
         Box::pin(async move {
             let batch = entries
                 .into_iter()
-                .map(|e| NewRecord::new(e.time.millis(), e.actor, e.action, e.resource, e.payload))
+                .map(|e| {
+                    NewRecord::new(
+                        e.time.millis(),
+                        e.actor,
+                        e.action,
+                        e.resource,
+                        e.payload.into_value(),
+                    )
+                })
                 .collect();
             l.append(batch).await?;
             Ok(())

@@ -19,7 +19,7 @@ use crate::policy::MetaPolicy;
 use crate::protocol::{
     Arm, DirectiveApplied, DirectiveMessage, DirectiveRefused, EventData, SpineEvent,
 };
-use crate::record::{Entry, RecordBody};
+use crate::record::{Entry, IntoEntry, RecordBody};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -121,7 +121,7 @@ pub struct Supervisor {
     next_cycle_at: Timestamp,
     effects: VecDeque<Effect>,
     /// Records since the last summary, for its text.
-    journal: Vec<RecordBody>,
+    journal: Vec<std::sync::Arc<RecordBody>>,
     counters: IngestCounters,
     /// Per directive being verified, its pre window's statistics (derived from its record:
     /// computed at its first look, reused at the next ones; a restart recomputes them).
@@ -182,7 +182,7 @@ impl Supervisor {
             .map_or(0, |i| i + 1);
         let journal = records[since_summary..]
             .iter()
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| std::sync::Arc::new(r.clone()))
             .collect();
         let s = Supervisor {
             next_cycle_at: open_start.plus_millis(cfg.cycle_seconds * 1000),
@@ -213,7 +213,7 @@ impl Supervisor {
             if matches!(r, RecordBody::Summary { .. }) {
                 self.journal.clear();
             } else {
-                self.journal.push(r.clone());
+                self.journal.push(std::sync::Arc::new(r.clone()));
             }
         }
         self.open_start = self.state.last_cycle_end.unwrap_or(self.state.started_at);
@@ -337,8 +337,10 @@ impl Supervisor {
     /// Appends a record: applies it to the state, then queues it for the ledger.
     fn commit(&mut self, time: Timestamp, actor: &str, body: RecordBody) {
         self.state.apply(&self.cfg, &body, time);
+        // shared by the record and the journal: its payload is encoded by whoever writes it
+        let body = std::sync::Arc::new(body);
         self.effects
-            .push_back(Effect::Record(body.to_entry(time, actor)));
+            .push_back(Effect::Record(body.clone().into_entry(time, actor)));
         self.journal.push(body);
     }
 

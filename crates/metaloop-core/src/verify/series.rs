@@ -271,6 +271,8 @@ struct PostPart {
     len: usize,
     first: Option<u64>,
     last: Option<u64>,
+    /// When the last one folded ended.
+    last_end: Option<Timestamp>,
 }
 
 /// The pre-window statistics of one verification, per KPI tested (with and without its
@@ -302,6 +304,45 @@ impl PreStats {
     /// window.
     fn describes(&self, target: &str, controls: &[Control], pre: &[CycleSummary]) -> bool {
         self.target == target && self.controls == controls && self.pre == Self::key(pre)
+    }
+
+    /// Takes `controls` where they differ from the ones these statistics were computed with
+    /// only in controls that have changed since (an `until` set where there was none), and
+    /// tells whether it could. Every cycle folded that ended by the earliest such change was
+    /// folded with those controls counting, as it would be now: the pre parts stay, and the
+    /// post cycles folded stay unless one ended after it (then the post window is folded
+    /// again).
+    fn adopt(&mut self, controls: &[Control], pre: &[CycleSummary]) -> bool {
+        if self.controls.len() != controls.len() {
+            return false;
+        }
+        let mut earliest: Option<Timestamp> = None;
+        for (old, new) in self.controls.iter().zip(controls) {
+            if old.domain != new.domain {
+                return false;
+            }
+            match (old.until, new.until) {
+                (a, b) if a == b => {}
+                (None, Some(u)) => earliest = Some(earliest.map_or(u, |e| e.min(u))),
+                _ => return false,
+            }
+        }
+        let Some(u) = earliest else {
+            return true;
+        };
+        if pre.iter().any(|c| c.end > u) {
+            return false;
+        }
+        for (_, _, part) in &mut self.parts {
+            if part.post.last_end.is_some_and(|e| e > u) {
+                part.post = PostPart {
+                    sums: part.sums,
+                    ..PostPart::default()
+                };
+            }
+        }
+        self.controls = controls.to_vec();
+        true
     }
 
     /// KPIs (with or without controls) whose pre-window statistics are kept.
@@ -408,7 +449,12 @@ impl<'a> Aligned<'a> {
         post: &'a [CycleSummary],
         memo: PreStats,
     ) -> Aligned<'a> {
-        let memo = if memo.describes(target, controls, pre) {
+        let mut memo = memo;
+        let reusable = memo.describes(target, controls, pre)
+            || (memo.target == target
+                && memo.pre == PreStats::key(pre)
+                && memo.adopt(controls, pre));
+        let memo = if reusable {
             memo
         } else {
             PreStats {
@@ -534,6 +580,7 @@ impl<'a> Aligned<'a> {
         p.len = post_len;
         p.first = post.first().map(|c| c.cycle).filter(|_| post_len > 0);
         p.last = post_len.checked_sub(1).map(|i| post[i].cycle);
+        p.last_end = post_len.checked_sub(1).map(|i| post[i].end);
         if part.obs.is_empty() || p.obs.is_empty() {
             return None;
         }
@@ -747,6 +794,11 @@ mod tests {
                 if look == 8 && !controls.is_empty() {
                     controls[1].until = Some(post[6].end);
                 }
+                // another is found to have changed before post cycles already folded: those
+                // are folded again without it
+                if look == 11 && !controls.is_empty() {
+                    controls[2].until = Some(post[3].end);
+                }
                 let kept = Aligned::with_memo("a", &controls, &pre, &post[..look], memo);
                 let fresh = Aligned::new("a", &controls, &pre, &post[..look]);
                 for k in kpis {
@@ -781,11 +833,17 @@ mod tests {
         first.observations(kpi::OVERALL_SUCCESS_RATE, true, post.len());
         let memo = first.into_memo();
         assert_eq!(memo.len(), 1);
+        // a control that changed within the pre window changes the pre part
+        let early = [Control {
+            domain: "b".into(),
+            until: Some(pre[4].end),
+        }];
         // another target, other controls, a shorter pre window: computed afresh
         for (target, controls, pre) in [
             ("c", &controls[..], &pre[..]),
             ("a", &[Control::new("d")][..], &pre[..]),
             ("a", &controls[..], &pre[1..]),
+            ("a", &early[..], &pre[..]),
         ] {
             let kept = Aligned::with_memo(target, controls, pre, &post, memo.clone());
             assert!(kept.into_memo().is_empty());

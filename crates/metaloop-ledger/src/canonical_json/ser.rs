@@ -78,6 +78,7 @@ impl<'a> Canon<'a> {
 
     fn object(self, wrapped: bool) -> Result<Object<'a>, CanonicalJsonError> {
         self.open()?;
+        self.out.push('{');
         let start = self.out.len();
         Ok(Object {
             out: self.out,
@@ -353,14 +354,15 @@ impl ser::SerializeTupleVariant for Array<'_> {
     }
 }
 
-/// An object being written. Each member's value is written to `out` as it comes, after the
-/// values before it; `members` holds each one's key and where its text lies. At the end the
-/// values are moved to `scratch` and written back in key order, each with its key.
+/// An object being written. Each member is written to `out` as it comes (`"key":value`,
+/// after a comma when it is not the first); `members` holds each one's key and where its
+/// text lies. At the end, members that came out of key order (or twice) are moved to
+/// `scratch` and written back in key order; members that came in order stay where they are.
 pub(super) struct Object<'a> {
     out: &'a mut String,
     depth: usize,
     scratch: &'a mut String,
-    /// Where the first value starts (the opening brace is written at the end).
+    /// Where the first member starts, after the opening brace.
     start: usize,
     members: Vec<(Cow<'static, str>, usize, usize)>,
     /// A map's key, waiting for its value.
@@ -375,7 +377,12 @@ impl Object<'_> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), CanonicalJsonError> {
+        if !self.members.is_empty() {
+            self.out.push(',');
+        }
         let from = self.out.len();
+        write_string(&key, self.out);
+        self.out.push(':');
         value.serialize(Canon {
             out: &mut *self.out,
             depth: self.depth + 1,
@@ -386,26 +393,29 @@ impl Object<'_> {
     }
 
     fn close(mut self) -> Result<(), CanonicalJsonError> {
-        // a stable sort keeps equal keys in the order they came: the last one wins
-        self.members
-            .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        self.scratch.clear();
-        self.scratch.push_str(&self.out[self.start..]);
-        self.out.truncate(self.start);
-        self.out.push('{');
-        let mut first = true;
-        for (i, (key, from, to)) in self.members.iter().enumerate() {
-            if self.members.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
+        let in_order = self
+            .members
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes());
+        if !in_order {
+            // a stable sort keeps equal keys in the order they came: the last one wins
+            self.members
+                .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            self.scratch.clear();
+            self.scratch.push_str(&self.out[self.start..]);
+            self.out.truncate(self.start);
+            let mut first = true;
+            for (i, (key, from, to)) in self.members.iter().enumerate() {
+                if self.members.get(i + 1).is_some_and(|next| next.0 == *key) {
+                    continue;
+                }
+                if !first {
+                    self.out.push(',');
+                }
+                first = false;
+                self.out
+                    .push_str(&self.scratch[from - self.start..to - self.start]);
             }
-            if !first {
-                self.out.push(',');
-            }
-            first = false;
-            write_string(key, self.out);
-            self.out.push(':');
-            self.out
-                .push_str(&self.scratch[from - self.start..to - self.start]);
         }
         self.out.push('}');
         if self.wrapped {

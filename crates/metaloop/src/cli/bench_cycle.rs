@@ -75,6 +75,12 @@ struct Cell {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Building the records' payloads as JSON values too, as the daemon does for its API
+    /// views (not part of the cycle above).
+    values_p50_ms: f64,
+    values_p99_ms: f64,
+    /// Median canonical text of a cycle's records, KiB.
+    record_kib: f64,
     /// Directives proposed by the end of the run, and those still being verified.
     directives: usize,
     verifying: usize,
@@ -306,6 +312,9 @@ fn run_cell(
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut times = Vec::with_capacity(cycles);
+    let mut values = Vec::with_capacity(cycles);
+    let mut record_bytes = Vec::with_capacity(cycles);
+    let mut encoded: Vec<String> = Vec::new();
     let mut holding = 0;
     for c in 0..warmup + cycles {
         let from = sup
@@ -325,13 +334,31 @@ fn run_cell(
         drop(events);
         let t = Instant::now();
         sup.tick(end);
-        // drained as the daemon drains them, handing records to its ledger writer: writing
-        // (and freeing) them is the ledger's work, measured by `bench ledger`
+        // drained as the daemon drains them, each record's payload encoded to the canonical
+        // text its ledger hashes and stores; writing (and freeing) them is the ledger's work,
+        // measured by `bench ledger`
         let mut drained = Vec::new();
+        let mut bytes = 0;
         while let Some(effect) = sup.poll_effect() {
+            if let Effect::Record(e) = &effect {
+                let text = metaloop_ledger::to_canonical_string(&e.payload)
+                    .map_err(|err| format!("{}: {err}", e.action))?;
+                bytes += text.len();
+                encoded.push(text);
+            }
             drained.push(effect);
         }
         let ms = t.elapsed().as_secs_f64() * 1e3;
+        // the JSON values of the same payloads, which the daemon builds as well for its API
+        // views and the ledger's appended records: timed apart
+        let t = Instant::now();
+        for effect in &drained {
+            if let Effect::Record(e) = effect {
+                e.payload.value();
+            }
+        }
+        let values_ms = t.elapsed().as_secs_f64() * 1e3;
+        encoded.clear();
         let mut published = Vec::new();
         let mut strategy = None;
         for effect in drained {
@@ -344,6 +371,8 @@ fn run_cell(
         spine.pending_acks = published;
         if c >= warmup {
             times.push(ms);
+            values.push(values_ms);
+            record_bytes.push(bytes as f64);
             holding = strategy.map_or(0, |e| count_holding(&e.payload));
         }
         if tty {
@@ -367,6 +396,8 @@ fn run_cell(
         .filter(|d| d.status == metaloop_core::directive::Status::Verifying)
         .count();
     times.sort_by(f64::total_cmp);
+    values.sort_by(f64::total_cmp);
+    record_bytes.sort_by(f64::total_cmp);
     Ok(Cell {
         domains,
         policies: policy_count,
@@ -375,6 +406,9 @@ fn run_cell(
         p50_ms: percentile(&times, 0.5),
         p99_ms: percentile(&times, 0.99),
         max_ms: times.last().copied().unwrap_or(0.0),
+        values_p50_ms: percentile(&values, 0.5),
+        values_p99_ms: percentile(&values, 0.99),
+        record_kib: percentile(&record_bytes, 0.5) / 1024.0,
         directives: state.directives.len(),
         verifying,
         holding,
@@ -503,7 +537,7 @@ fn measure(args: &Args) -> Result<Report, String> {
 /// Prints the report as a table and ratios.
 fn print_text(r: &Report, args: &Args) {
     outln!(
-        "One supervisor cycle (Supervisor::tick with its records encoded and its effects drained; freed after the clock stops, as the ledger writer frees them), {} build: 10 KPIs per domain (5 built-in, 5 custom), the default policies cloned, {} events per domain per cycle, {} warm-up cycles; verification baselines and holds of {} observations",
+        "One supervisor cycle (Supervisor::tick, its effects drained and its records' payloads encoded to the canonical JSON the ledger hashes and stores; freed after the clock stops, as the ledger writer frees them), {} build: 10 KPIs per domain (5 built-in, 5 custom), the default policies cloned, {} events per domain per cycle, {} warm-up cycles; verification baselines and holds of {} observations",
         r.build,
         args.events_per_domain[0],
         r.warmup_cycles,
@@ -519,31 +553,35 @@ fn print_text(r: &Report, args: &Args) {
     outln!("  p99 of fewer than 100 cycles is their slowest");
     outln!();
     outln!(
-        "  {:>8} {:>9} {:>7} {:>7} {:>10} {:>10} {:>11} {:>8}",
+        "  {:>8} {:>9} {:>7} {:>7} {:>10} {:>10} {:>8} {:>16} {:>11} {:>8}",
         "domains",
         "policies",
         "events",
         "cycles",
         "p50 ms",
         "p99 ms",
+        "KiB",
+        "values p50/p99",
         "directives",
         "holding"
     );
     for c in r.cells.iter().chain(&r.volume) {
         outln!(
-            "  {:>8} {:>9} {:>7} {:>7} {:>10.2} {:>10.2} {:>11} {:>8}",
+            "  {:>8} {:>9} {:>7} {:>7} {:>10.2} {:>10.2} {:>8.0} {:>16} {:>11} {:>8}",
             c.domains,
             c.policies,
             c.events_per_domain,
             c.cycles,
             c.p50_ms,
             c.p99_ms,
+            c.record_kib,
+            format!("{:.2}/{:.2}", c.values_p50_ms, c.values_p99_ms),
             format!("{} ({})", c.directives, c.verifying),
             c.holding
         );
     }
     outln!(
-        "  (directives: proposed by the end (of them still being verified); holding: policies whose condition held in the last cycle)"
+        "  (KiB: the canonical text of a cycle's records, median; values: building the same payloads as JSON values too, as the daemon does for its API views, timed apart from the cycle, ms; directives: proposed by the end (of them still being verified); holding: policies whose condition held in the last cycle)"
     );
     outln!();
     if !r.domain_growth.is_empty() {
@@ -613,4 +651,84 @@ pub fn exec(args: &Args) -> u8 {
         print_text(&report, args);
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record of a busy run (snapshots, strategy evaluations with a thousand-odd
+    /// members, proposals, publications, acks, verdicts, rollbacks, alerts) is written to the
+    /// same canonical text from its typed body as through a JSON value, and its payload as a
+    /// value is what the whole body's `payload` member is.
+    #[test]
+    fn records_encode_to_the_same_text_typed_and_through_values() {
+        let mut cfg = SupervisorConfig {
+            environment: "staging".into(),
+            policies: policies(40),
+            ..Default::default()
+        };
+        cfg.verification.min_baseline_samples = BASELINE_SAMPLES;
+        cfg.verification.control_hold_samples = BASELINE_SAMPLES;
+        let start = Timestamp::from_secs(1_767_225_600);
+        let mut sup = Supervisor::new(cfg, start).unwrap();
+        let mut spine = Spine::new(30);
+        let mut actions = std::collections::BTreeSet::new();
+        for c in 0..200 {
+            let from = sup
+                .next_cycle_at()
+                .plus_millis(-sup.config().cycle_seconds * 1000);
+            let end = sup.next_cycle_at();
+            let mut events = if c == 0 {
+                spine.cascades(from)
+            } else {
+                Vec::new()
+            };
+            events.extend(spine.cycle_events(from, end, 20));
+            for e in &events {
+                let _ = sup.ingest(e);
+            }
+            sup.tick(end);
+            let mut published = Vec::new();
+            while let Some(effect) = sup.poll_effect() {
+                match effect {
+                    Effect::Record(e) => {
+                        let typed = metaloop_ledger::to_canonical_string(&e.payload).unwrap();
+                        let body = e.payload.body().expect("made from a body").clone();
+                        let whole = serde_json::to_value(&body).unwrap();
+                        let expected = whole.get("payload").cloned().unwrap_or_default();
+                        assert_eq!(e.payload.value(), &expected, "{}", e.action);
+                        let through_value =
+                            metaloop_ledger::to_canonical_json(e.payload.value()).unwrap();
+                        assert_eq!(typed, through_value, "{}", e.action);
+                        // and it reads back as the same body
+                        let back = metaloop_core::record::RecordBody::from_entry(
+                            &e.action,
+                            &serde_json::from_str(&typed).unwrap(),
+                        )
+                        .unwrap();
+                        assert_eq!(back, body, "{}", e.action);
+                        actions.insert(e.action.clone());
+                    }
+                    Effect::Publish(m) => published.push(m),
+                    Effect::Notify(_) => {}
+                }
+            }
+            spine.pending_acks = published;
+        }
+        for a in [
+            "snapshot.built",
+            "strategy.evaluated",
+            "directive.proposed",
+            "directive.published",
+            "directive.applied",
+            "verification.verdict",
+            "learning.track_record",
+            "directive.rolled_back",
+            "alert.fired",
+            "cycle.summary",
+        ] {
+            assert!(actions.contains(a), "{a} not seen in {actions:?}");
+        }
+    }
 }

@@ -115,7 +115,13 @@ impl Sink {
                 let records = batch
                     .into_iter()
                     .map(|e| {
-                        NewRecord::new(e.time.millis(), e.actor, e.action, e.resource, e.payload)
+                        NewRecord::new(
+                            e.time.millis(),
+                            e.actor,
+                            e.action,
+                            e.resource,
+                            e.payload.into_value(),
+                        )
                     })
                     .collect();
                 l.writer
@@ -222,7 +228,7 @@ impl Sink {
                         actor: r.actor,
                         action: r.action,
                         resource: r.resource,
-                        payload: r.payload,
+                        payload: r.payload.into(),
                     })
                     .collect())
             }
@@ -384,7 +390,7 @@ pub async fn run(
             actor: DEMO_ACTOR.into(),
             action: DEMO_STARTED.into(),
             resource: "demo".into(),
-            payload: demo_identity(opts),
+            payload: demo_identity(opts).into(),
         }])
         .await?;
         Supervisor::new(cfg, start).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
@@ -393,11 +399,14 @@ pub async fn run(
     };
     let snapshots: crate::api::SnapshotCache = Default::default();
     let history = crate::history::History::new();
-    history.observe_all(
-        existing
-            .iter()
-            .map(|e| (e.time, e.action.as_str(), e.resource.as_str(), &e.payload)),
-    );
+    history.observe_all(existing.iter().map(|e| {
+        (
+            e.time,
+            e.action.as_str(),
+            e.resource.as_str(),
+            e.payload.value(),
+        )
+    }));
     let truth: TruthBook = Default::default();
     let mut truths_known = 0;
     let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
@@ -617,7 +626,7 @@ fn resume(
     let identity = existing
         .iter()
         .find(|e| e.action == DEMO_STARTED)
-        .map(|e| e.payload.clone())
+        .map(|e| e.payload.value().clone())
         .ok_or_else(|| ResumeMismatch("the data directory's ledger was not written by `metaloop demo`; use a new --data directory".into()))?;
     let wanted = demo_identity(opts);
     if identity != wanted {
