@@ -37,7 +37,7 @@ pub fn write_canonical<T: Serialize + ?Sized>(
     value: &T,
     out: &mut String,
 ) -> Result<(), CanonicalJsonError> {
-    let mut scratch = String::new();
+    let mut scratch = Scratch::default();
     value.serialize(Canon {
         out,
         depth: 0,
@@ -45,12 +45,20 @@ pub fn write_canonical<T: Serialize + ?Sized>(
     })
 }
 
+/// Room shared by the objects being written: their members (each object's are the last
+/// ones while it is open) and the text an object moves aside to put its members in order.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    members: Vec<(Cow<'static, str>, usize, usize)>,
+}
+
 /// Writes one value at nesting `depth` into `out`. `scratch` is lent to each object as it
 /// puts its members in order.
 struct Canon<'a> {
     out: &'a mut String,
     depth: usize,
-    scratch: &'a mut String,
+    scratch: &'a mut Scratch,
 }
 
 impl<'a> Canon<'a> {
@@ -80,12 +88,14 @@ impl<'a> Canon<'a> {
         self.open()?;
         self.out.push('{');
         let start = self.out.len();
+        let base = self.scratch.members.len();
         Ok(Object {
             out: self.out,
             depth: self.depth,
             scratch: self.scratch,
             start,
-            members: Vec::new(),
+            base,
+            count: 0,
             key: None,
             wrapped,
         })
@@ -110,7 +120,11 @@ fn integer(out: &mut String, v: impl std::fmt::Display) -> Result<(), CanonicalJ
 }
 
 fn float(out: &mut String, v: f64) -> Result<(), CanonicalJsonError> {
-    if v.is_finite() {
+    if v.fract() == 0.0 && v.abs() < 1e15 && v != 0.0 {
+        // a whole number below 10^15 is laid out plainly: its digits and ".0" (zero keeps its
+        // sign, below)
+        let _ = write!(out, "{}.0", v as i64);
+    } else if v.is_finite() {
         write_f64(v, out);
     } else {
         out.push_str("null");
@@ -283,7 +297,7 @@ impl<'a> ser::Serializer for Canon<'a> {
 pub(super) struct Array<'a> {
     out: &'a mut String,
     depth: usize,
-    scratch: &'a mut String,
+    scratch: &'a mut Scratch,
     first: bool,
     wrapped: bool,
 }
@@ -361,10 +375,12 @@ impl ser::SerializeTupleVariant for Array<'_> {
 pub(super) struct Object<'a> {
     out: &'a mut String,
     depth: usize,
-    scratch: &'a mut String,
+    scratch: &'a mut Scratch,
     /// Where the first member starts, after the opening brace.
     start: usize,
-    members: Vec<(Cow<'static, str>, usize, usize)>,
+    /// Where this object's members start in `scratch.members`, and how many it has.
+    base: usize,
+    count: usize,
     /// A map's key, waiting for its value.
     key: Option<String>,
     /// A struct variant's content: one more brace.
@@ -377,7 +393,7 @@ impl Object<'_> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), CanonicalJsonError> {
-        if !self.members.is_empty() {
+        if self.count > 0 {
             self.out.push(',');
         }
         let from = self.out.len();
@@ -388,35 +404,37 @@ impl Object<'_> {
             depth: self.depth + 1,
             scratch: &mut *self.scratch,
         })?;
-        self.members.push((key, from, self.out.len()));
+        self.scratch.members.push((key, from, self.out.len()));
+        self.count += 1;
         Ok(())
     }
 
-    fn close(mut self) -> Result<(), CanonicalJsonError> {
-        let in_order = self
-            .members
+    fn close(self) -> Result<(), CanonicalJsonError> {
+        let Scratch { text, members } = self.scratch;
+        debug_assert_eq!(members.len(), self.base + self.count);
+        let mine = &mut members[self.base..];
+        let in_order = mine
             .windows(2)
             .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes());
         if !in_order {
             // a stable sort keeps equal keys in the order they came: the last one wins
-            self.members
-                .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            self.scratch.clear();
-            self.scratch.push_str(&self.out[self.start..]);
+            mine.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            text.clear();
+            text.push_str(&self.out[self.start..]);
             self.out.truncate(self.start);
             let mut first = true;
-            for (i, (key, from, to)) in self.members.iter().enumerate() {
-                if self.members.get(i + 1).is_some_and(|next| next.0 == *key) {
+            for (i, (key, from, to)) in mine.iter().enumerate() {
+                if mine.get(i + 1).is_some_and(|next| next.0 == *key) {
                     continue;
                 }
                 if !first {
                     self.out.push(',');
                 }
                 first = false;
-                self.out
-                    .push_str(&self.scratch[from - self.start..to - self.start]);
+                self.out.push_str(&text[from - self.start..to - self.start]);
             }
         }
+        members.truncate(self.base);
         self.out.push('}');
         if self.wrapped {
             self.out.push('}');

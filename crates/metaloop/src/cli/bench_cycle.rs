@@ -35,10 +35,13 @@ pub struct Args {
     pub policies: Vec<usize>,
     /// Cycles measured per cell (cells of 1,000 domains or more measure a quarter of them,
     /// at least 5).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 100)]
     pub cycles: usize,
-    /// Cycles run before measuring, so that windows, baselines and directives exist.
-    #[arg(long, default_value_t = 16)]
+    /// Cycles run before measuring. The default reaches the steady state: every domain has
+    /// had a directive, most are being verified, every policy's condition holds and pre
+    /// windows are at their longest (after a few dozen cycles the cycle is still getting
+    /// slower).
+    #[arg(long, default_value_t = 300)]
     pub warmup: usize,
     /// Events per domain per cycle, comma-separated: the grid runs with the first value; each
     /// further value reruns one cell (100 domains, or the nearest, × the most policies) to
