@@ -33,12 +33,13 @@ pub struct Entry {
 
 /// A record's payload: the typed body the supervisor made it from, or a JSON value read
 /// back from a ledger. Reads as a `serde_json::Value` (built from the body the first time it
-/// is read); serialises from the body directly when nobody has read it, so that a cycle's
-/// records reach the ledger's canonical text without a JSON value in between.
+/// is read, and shared by the payload's clones); serialises from the body directly when
+/// nobody has read it, so that a cycle's records reach the ledger's canonical text without a
+/// JSON value in between.
 #[derive(Clone, Default)]
 pub struct Payload {
     body: Option<std::sync::Arc<RecordBody>>,
-    value: std::sync::OnceLock<serde_json::Value>,
+    value: std::sync::Arc<std::sync::OnceLock<serde_json::Value>>,
 }
 
 impl Payload {
@@ -46,7 +47,7 @@ impl Payload {
     pub fn of(body: std::sync::Arc<RecordBody>) -> Payload {
         Payload {
             body: Some(body),
-            value: std::sync::OnceLock::new(),
+            value: Default::default(),
         }
     }
 
@@ -58,10 +59,14 @@ impl Payload {
         })
     }
 
-    /// The payload as an owned JSON value.
-    pub fn into_value(mut self) -> serde_json::Value {
+    /// The payload as an owned JSON value (a copy when a clone of the payload still shares
+    /// it).
+    pub fn into_value(self) -> serde_json::Value {
         self.value();
-        self.value.take().unwrap_or_default()
+        match std::sync::Arc::try_unwrap(self.value) {
+            Ok(cell) => cell.into_inner().unwrap_or_default(),
+            Err(shared) => shared.get().cloned().unwrap_or_default(),
+        }
     }
 
     /// The typed body, when the payload was made from one.
@@ -81,7 +86,7 @@ impl From<serde_json::Value> for Payload {
     fn from(value: serde_json::Value) -> Payload {
         Payload {
             body: None,
-            value: value.into(),
+            value: std::sync::Arc::new(value.into()),
         }
     }
 }

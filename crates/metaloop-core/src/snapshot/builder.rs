@@ -336,17 +336,19 @@ impl SnapshotBuilder {
         // (r, KPI, a, b, cycles)
         let mut out: Vec<(f64, &str, usize, usize, usize)> = Vec::new();
         for k in [kpi::OVERALL_SUCCESS_RATE, kpi::MEAN_RECOVERY_TIME] {
-            let series: Vec<Series> = names
-                .iter()
-                .map(|name| {
-                    Series::new(
-                        recent
-                            .iter()
-                            .map(|c| c.domains.get(*name).and_then(|w| w.value(k)))
-                            .collect(),
-                    )
-                })
-                .collect();
+            // `names` and each cycle's domains are both in name order: one walk through each
+            // cycle fills every domain's value for it (no lookup per domain and cycle)
+            let mut values: Vec<Vec<Option<f64>>> =
+                vec![Vec::with_capacity(recent.len()); names.len()];
+            for c in &recent {
+                let mut cycle = c.domains.iter().peekable();
+                for (name, v) in names.iter().zip(values.iter_mut()) {
+                    while cycle.next_if(|(d, _)| *d < *name).is_some() {}
+                    let w = cycle.next_if(|(d, _)| d == name).map(|(_, w)| w);
+                    v.push(w.and_then(|w| w.value(k)));
+                }
+            }
+            let series: Vec<Series> = values.into_iter().map(Series::new).collect();
             for (i, a) in series.iter().enumerate() {
                 if a.present < 6 {
                     continue;

@@ -289,15 +289,21 @@ impl State {
         };
         let mut ranked: Vec<(f64, &String)> = eligible.into_iter().map(|d| (0.0, d)).collect();
         if ranked.len() > v.max_controls {
-            // the domains with the most observations of the target KPI over the pre window
-            for (n, d) in ranked.iter_mut() {
-                let mut pooled = crate::verify::series::Pooled::default();
-                for c in pre.iter() {
-                    if let Some(dc) = c.domains.get(d.as_str()) {
-                        pooled.add(kpi_name, dc);
+            // the domains with the most observations of the target KPI over the pre window;
+            // `ranked` and each cycle's domains are both in name order, so one walk through
+            // each cycle finds them all (no lookup per domain and cycle)
+            let mut pooled = vec![crate::verify::series::Pooled::default(); ranked.len()];
+            for c in pre.iter() {
+                let mut cycle = c.domains.iter().peekable();
+                for ((_, d), p) in ranked.iter().zip(pooled.iter_mut()) {
+                    while cycle.next_if(|(name, _)| name.as_str() < d.as_str()).is_some() {}
+                    if let Some((_, dc)) = cycle.next_if(|(name, _)| name.as_str() == d.as_str()) {
+                        p.add(kpi_name, dc);
                     }
                 }
-                *n = pooled.n;
+            }
+            for ((n, _), p) in ranked.iter_mut().zip(&pooled) {
+                *n = p.n;
             }
             ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
             ranked.truncate(v.max_controls);
