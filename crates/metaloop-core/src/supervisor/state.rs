@@ -296,7 +296,10 @@ impl State {
             for c in pre.iter() {
                 let mut cycle = c.domains.iter().peekable();
                 for ((_, d), p) in ranked.iter().zip(pooled.iter_mut()) {
-                    while cycle.next_if(|(name, _)| name.as_str() < d.as_str()).is_some() {}
+                    while cycle
+                        .next_if(|(name, _)| name.as_str() < d.as_str())
+                        .is_some()
+                    {}
                     if let Some((_, dc)) = cycle.next_if(|(name, _)| name.as_str() == d.as_str()) {
                         p.add(kpi_name, dc);
                     }
