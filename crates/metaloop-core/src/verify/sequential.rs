@@ -51,20 +51,25 @@ fn test(
     post_len: usize,
 ) -> Option<Tested> {
     let scale = scale_of(kpi);
-    let obs = aligned.observations(kpi, true, post_len)?;
-    let sh = shift(&obs.pre, &obs.post, obs.floor_variance)?;
+    let (sh, pre_level) = aligned
+        .with_observations(kpi, true, post_len, |obs| {
+            shift(obs.pre, obs.post, obs.floor_variance).map(|sh| (sh, obs.pre_level))
+        })
+        .flatten()?;
     // the target's own level, without the controls, for humans
-    let own = aligned.observations(kpi, false, post_len)?;
     let level = |o: &[stats::sequential::CycleObservation]| {
         let w: f64 = o.iter().map(|x| x.weight).sum();
         o.iter().map(|x| x.weight * x.value).sum::<f64>() / w
     };
+    let (own_pre, own_post) = aligned.with_observations(kpi, false, post_len, |own| {
+        (level(own.pre), level(own.post))
+    })?;
     let tau = match scale {
         Scale::Rate => cfg.mixture_scale_rate,
         Scale::LogDuration => cfg.mixture_scale_duration,
         Scale::Score => cfg
             .mixture_scale_score
-            .max(0.05 * obs.pre_level.abs())
+            .max(0.05 * pre_level.abs())
             .max(1e-9),
     }
     // the baseline bounds the precision (the standard error never falls below
@@ -75,8 +80,8 @@ fn test(
         better: dir.better(sh.estimate),
         shift: sh,
         tau,
-        pre: natural(scale, level(&own.pre)),
-        post: natural(scale, level(&own.post)),
+        pre: natural(scale, own_pre),
+        post: natural(scale, own_post),
     })
 }
 

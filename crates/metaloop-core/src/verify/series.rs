@@ -181,6 +181,15 @@ pub struct Observations {
     pub pre_level: f64,
 }
 
+/// [`Observations`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservationsRef<'a> {
+    pub pre: &'a [CycleObservation],
+    pub post: &'a [CycleObservation],
+    pub floor_variance: f64,
+    pub pre_level: f64,
+}
+
 /// A control domain of a verification and the moment it stopped being one (its own change,
 /// `None` while it has not changed): its cycles ending after that are not used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -534,6 +543,22 @@ impl<'a> Aligned<'a> {
         controlled: bool,
         post_len: usize,
     ) -> Option<Observations> {
+        self.with_observations(kpi_name, controlled, post_len, |o| Observations {
+            pre: o.pre.to_vec(),
+            post: o.post.to_vec(),
+            floor_variance: o.floor_variance,
+            pre_level: o.pre_level,
+        })
+    }
+
+    /// [`Self::observations`], lent to `f` instead of copied (a look reads them once).
+    pub fn with_observations<R>(
+        &self,
+        kpi_name: &str,
+        controlled: bool,
+        post_len: usize,
+        f: impl FnOnce(ObservationsRef<'_>) -> R,
+    ) -> Option<R> {
         let rate = scale_of(kpi_name) == Scale::Rate;
         let controlled = controlled && self.with_controls;
         let post_len = post_len.min(self.post_cycles.len());
@@ -595,12 +620,12 @@ impl<'a> Aligned<'a> {
         } else {
             0.0
         };
-        Some(Observations {
-            pre: part.obs.clone(),
-            post: p.obs.clone(),
+        Some(f(ObservationsRef {
+            pre: &part.obs,
+            post: &p.obs,
             floor_variance,
             pre_level: sums.level.mean().unwrap_or(f64::NAN),
-        })
+        }))
     }
 }
 
