@@ -19,8 +19,40 @@ pub struct DomainCycle {
     /// Natural logs of recovery durations (from the sketch's bins, within 2 %).
     pub log_recovery: ScoreStats,
     pub compliance: ScoreStats,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub custom: BTreeMap<String, ScoreStats>,
+    /// Custom KPIs; shared, so that the copies a verification keeps of its domains' cycles
+    /// cost no allocation.
+    #[serde(
+        default,
+        skip_serializing_if = "custom::is_empty",
+        serialize_with = "custom::serialize",
+        deserialize_with = "custom::deserialize"
+    )]
+    pub custom: std::sync::Arc<BTreeMap<String, ScoreStats>>,
+}
+
+/// The shared custom-KPI map of a [`DomainCycle`], (de)serialised as the map itself.
+mod custom {
+    use super::ScoreStats;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    pub(super) fn is_empty(c: &Arc<BTreeMap<String, ScoreStats>>) -> bool {
+        c.is_empty()
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        c: &Arc<BTreeMap<String, ScoreStats>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        c.as_ref().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<BTreeMap<String, ScoreStats>>, D::Error> {
+        BTreeMap::deserialize(d).map(Arc::new)
+    }
 }
 
 /// Every domain's summary for one closed cycle.
@@ -86,7 +118,7 @@ impl DomainCycle {
             },
             log_recovery,
             compliance: w.compliance,
-            custom: w.custom.clone(),
+            custom: std::sync::Arc::new(w.custom.clone()),
         }
     }
 
