@@ -20,9 +20,9 @@ use crate::store::LedgerLocation;
 use anyhow::{Context, Result, anyhow};
 use metaloop_core::Supervisor;
 use metaloop_core::protocol::DirectiveMessage;
-use metaloop_core::record::{Entry, RecordBody};
+use metaloop_core::record::{Entry, Payload, RecordBody};
 use metaloop_core::time::Timestamp;
-use metaloop_ledger::{Acquired, Lease, LedgerStore, LedgerWriter, NewRecord, PgLedger};
+use metaloop_ledger::{Acquired, Lease, LedgerStore, LedgerWriter, PgLedger};
 use metaloop_mesh::mesh::MemoryConfig;
 use metaloop_mesh::{
     Delivery, EventSigner, IngestOutcome, Ingestor, KeyRegistry, MemoryMesh, Mesh, NatsMesh,
@@ -94,7 +94,8 @@ impl RecordSink for WriterRecords {
         let writer = self.writer.clone();
         let views = self.views.clone();
         Box::pin(async move {
-            let seen: Vec<(Timestamp, String, String, serde_json::Value)> = entries
+            // the payloads' JSON values are shared with the records' (built once)
+            let seen: Vec<(Timestamp, String, String, Payload)> = entries
                 .iter()
                 .filter(|e| {
                     e.action == "snapshot.built" || crate::history::History::wants(&e.action)
@@ -104,28 +105,17 @@ impl RecordSink for WriterRecords {
                         e.time,
                         e.action.clone(),
                         e.resource.clone(),
-                        e.payload.value().clone(),
+                        e.payload.clone(),
                     )
                 })
                 .collect();
-            let batch = entries
-                .into_iter()
-                .map(|e| {
-                    NewRecord::new(
-                        e.time.millis(),
-                        e.actor,
-                        e.action,
-                        e.resource,
-                        e.payload.into_value(),
-                    )
-                })
-                .collect();
+            let batch = entries.into_iter().map(crate::store::new_record).collect();
             writer
                 .append_batch(batch)
                 .await
                 .map_err(|e| anyhow!("appending to the ledger: {e}"))?;
             for (t, action, resource, payload) in &seen {
-                views.observe(*t, action, resource, payload);
+                views.observe(*t, action, resource, payload.value());
             }
             Ok(())
         })

@@ -9,6 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The ledger record of a supervisor's entry.
+pub fn new_record(e: metaloop_core::record::Entry) -> metaloop_ledger::NewRecord {
+    metaloop_ledger::NewRecord::new(
+        e.time.millis(),
+        e.actor,
+        e.action,
+        e.resource,
+        e.payload.into_value(),
+    )
+}
+
 /// A ledger opened for appending.
 #[derive(Clone)]
 pub struct OpenLedger {

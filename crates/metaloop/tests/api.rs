@@ -15,7 +15,7 @@ use metaloop_core::record::Entry;
 use metaloop_core::supervisor::Notification;
 use metaloop_core::time::Timestamp;
 use metaloop_core::{Supervisor, SupervisorConfig};
-use metaloop_ledger::{LedgerStore, NewRecord, SqliteLedger};
+use metaloop_ledger::{LedgerStore, SqliteLedger};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -29,15 +29,7 @@ impl RecordSink for LedgerRecords {
         Box::pin(async move {
             let batch = entries
                 .into_iter()
-                .map(|e| {
-                    NewRecord::new(
-                        e.time.millis(),
-                        e.actor,
-                        e.action,
-                        e.resource,
-                        e.payload.into_value(),
-                    )
-                })
+                .map(metaloop::store::new_record)
                 .collect();
             l.append(batch).await?;
             Ok(())

@@ -341,10 +341,10 @@ impl PreStats {
         )
     }
 
-    /// Whether these statistics were computed for this target, these controls and this pre
-    /// window.
-    fn describes(&self, target: &str, controls: &[Control], pre: &[CycleSummary]) -> bool {
-        self.target == target && self.controls == controls && self.pre == Self::key(pre)
+    /// Whether these statistics were computed for this target, this pre window and these
+    /// controls (or controls that have changed since: [`Self::adopt`]).
+    fn describes(&mut self, target: &str, controls: &[Control], pre: &[CycleSummary]) -> bool {
+        self.target == target && self.pre == Self::key(pre) && self.adopt(controls, pre)
     }
 
     /// Takes `controls` where they differ from the ones these statistics were computed with
@@ -491,11 +491,7 @@ impl<'a> Aligned<'a> {
         memo: PreStats,
     ) -> Aligned<'a> {
         let mut memo = memo;
-        let reusable = memo.describes(target, controls, pre)
-            || (memo.target == target
-                && memo.pre == PreStats::key(pre)
-                && memo.adopt(controls, pre));
-        let memo = if reusable {
+        let memo = if memo.describes(target, controls, pre) {
             memo
         } else {
             PreStats {

@@ -95,7 +95,6 @@ impl<'a> Canon<'a> {
             scratch: self.scratch,
             start,
             base,
-            count: 0,
             key: None,
             wrapped,
         })
@@ -378,9 +377,8 @@ pub(super) struct Object<'a> {
     scratch: &'a mut Scratch,
     /// Where the first member starts, after the opening brace.
     start: usize,
-    /// Where this object's members start in `scratch.members`, and how many it has.
+    /// Where this object's members start in `scratch.members` (the ones after are its own).
     base: usize,
-    count: usize,
     /// A map's key, waiting for its value.
     key: Option<String>,
     /// A struct variant's content: one more brace.
@@ -393,7 +391,7 @@ impl Object<'_> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), CanonicalJsonError> {
-        if self.count > 0 {
+        if self.scratch.members.len() > self.base {
             self.out.push(',');
         }
         let from = self.out.len();
@@ -405,13 +403,11 @@ impl Object<'_> {
             scratch: &mut *self.scratch,
         })?;
         self.scratch.members.push((key, from, self.out.len()));
-        self.count += 1;
         Ok(())
     }
 
     fn close(self) -> Result<(), CanonicalJsonError> {
         let Scratch { text, members } = self.scratch;
-        debug_assert_eq!(members.len(), self.base + self.count);
         let mine = &mut members[self.base..];
         let in_order = mine
             .windows(2)

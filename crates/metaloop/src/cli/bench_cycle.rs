@@ -243,6 +243,26 @@ impl Spine {
         out
     }
 
+    /// Ingests the events of the cycle `sup` closes next (the cascades first, in the first
+    /// cycle) and returns when it ends.
+    fn feed(&mut self, sup: &mut Supervisor, first: bool, per_domain: usize) -> Timestamp {
+        let from = sup
+            .next_cycle_at()
+            .plus_millis(-sup.config().cycle_seconds * 1000);
+        let end = sup.next_cycle_at();
+        let mut events = if first {
+            self.cascades(from)
+        } else {
+            Vec::new()
+        };
+        events.extend(self.cycle_events(from, end, per_domain));
+        for e in &events {
+            // an ack may come for a directive a later cycle already ended: not an error here
+            let _ = sup.ingest(e);
+        }
+        end
+    }
+
     /// The spine's ack of a published directive: the knob's value before and after.
     fn ack(&mut self, m: &DirectiveMessage) -> EventData {
         let key = format!("{}/{}", m.target_domain, m.knob);
@@ -269,6 +289,21 @@ impl Spine {
             current,
         })
     }
+}
+
+/// The benchmark's supervisor, with `policy_count` policies.
+fn supervisor(policy_count: usize) -> Result<Supervisor, String> {
+    let mut cfg = SupervisorConfig {
+        // staging: MODERATE directives publish without waiting for a human
+        environment: "staging".into(),
+        policies: policies(policy_count),
+        ..Default::default()
+    };
+    // baselines and holds of BASELINE_SAMPLES observations instead of 2,000, so that at 20
+    // events per domain directives are proposed within the warm-up
+    cfg.verification.min_baseline_samples = BASELINE_SAMPLES;
+    cfg.verification.control_hold_samples = BASELINE_SAMPLES;
+    Supervisor::new(cfg, Timestamp::from_secs(1_767_225_600))
 }
 
 /// The default policies cloned until there are `n`, each under its own id.
@@ -298,18 +333,7 @@ fn run_cell(
     warmup: usize,
     cycles: usize,
 ) -> Result<Cell, String> {
-    let mut cfg = SupervisorConfig {
-        // staging: MODERATE directives publish without waiting for a human
-        environment: "staging".into(),
-        policies: policies(policy_count),
-        ..Default::default()
-    };
-    // baselines and holds of BASELINE_SAMPLES observations instead of 2,000, so that at 20
-    // events per domain directives are proposed within the warm-up
-    cfg.verification.min_baseline_samples = BASELINE_SAMPLES;
-    cfg.verification.control_hold_samples = BASELINE_SAMPLES;
-    let start = Timestamp::from_secs(1_767_225_600);
-    let mut sup = Supervisor::new(cfg, start)?;
+    let mut sup = supervisor(policy_count)?;
     let mut spine = Spine::new(domains);
     let label = format!("{domains} domains × {policy_count} policies × {per_domain} events");
     let tty = std::io::stderr().is_terminal();
@@ -320,21 +344,7 @@ fn run_cell(
     let mut encoded: Vec<String> = Vec::new();
     let mut holding = 0;
     for c in 0..warmup + cycles {
-        let from = sup
-            .next_cycle_at()
-            .plus_millis(-sup.config().cycle_seconds * 1000);
-        let end = sup.next_cycle_at();
-        let mut events = if c == 0 {
-            spine.cascades(from)
-        } else {
-            Vec::new()
-        };
-        events.extend(spine.cycle_events(from, end, per_domain));
-        for e in &events {
-            // an ack may come for a directive a later cycle already ended: not an error here
-            let _ = sup.ingest(e);
-        }
-        drop(events);
+        let end = spine.feed(&mut sup, c == 0, per_domain);
         let t = Instant::now();
         sup.tick(end);
         // drained as the daemon drains them, each record's payload encoded to the canonical
@@ -666,31 +676,11 @@ mod tests {
     /// value is what the whole body's `payload` member is.
     #[test]
     fn records_encode_to_the_same_text_typed_and_through_values() {
-        let mut cfg = SupervisorConfig {
-            environment: "staging".into(),
-            policies: policies(40),
-            ..Default::default()
-        };
-        cfg.verification.min_baseline_samples = BASELINE_SAMPLES;
-        cfg.verification.control_hold_samples = BASELINE_SAMPLES;
-        let start = Timestamp::from_secs(1_767_225_600);
-        let mut sup = Supervisor::new(cfg, start).unwrap();
+        let mut sup = supervisor(40).unwrap();
         let mut spine = Spine::new(30);
         let mut actions = std::collections::BTreeSet::new();
         for c in 0..200 {
-            let from = sup
-                .next_cycle_at()
-                .plus_millis(-sup.config().cycle_seconds * 1000);
-            let end = sup.next_cycle_at();
-            let mut events = if c == 0 {
-                spine.cascades(from)
-            } else {
-                Vec::new()
-            };
-            events.extend(spine.cycle_events(from, end, 20));
-            for e in &events {
-                let _ = sup.ingest(e);
-            }
+            let end = spine.feed(&mut sup, c == 0, 20);
             sup.tick(end);
             let mut published = Vec::new();
             while let Some(effect) = sup.poll_effect() {

@@ -16,7 +16,6 @@ use metaloop_core::supervisor::NotificationKind;
 use metaloop_core::time::Timestamp;
 use metaloop_core::verify::Method;
 use metaloop_core::{Supervisor, SupervisorConfig};
-use metaloop_ledger::NewRecord;
 use metaloop_sim::{Scenario, Spine};
 use report::{
     ApprovalReport, CycleReport, DirectiveReport, Learning, LedgerReport, PlaybookLearning,
@@ -112,18 +111,7 @@ impl Sink {
         }
         match self {
             Sink::Ledger(l) => {
-                let records = batch
-                    .into_iter()
-                    .map(|e| {
-                        NewRecord::new(
-                            e.time.millis(),
-                            e.actor,
-                            e.action,
-                            e.resource,
-                            e.payload.into_value(),
-                        )
-                    })
-                    .collect();
+                let records = batch.into_iter().map(crate::store::new_record).collect();
                 l.writer
                     .append_batch(records)
                     .await
