@@ -68,6 +68,52 @@ pub struct FileConfig {
     /// Replicas with one leader on a PostgreSQL ledger (docs/HA.md).
     #[serde(default)]
     pub ha: HaSection,
+    /// What time it is for the supervisor: this machine's clock (the default), or a time
+    /// that `POST /v1/admin/clock` moves (simulations, replays, deterministic tests).
+    #[serde(default)]
+    pub clock: ClockSection,
+}
+
+/// `[clock]`: what moves the supervisor's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockSection {
+    pub mode: ClockMode,
+    /// With `mode = "driven"`: the time on an empty ledger, before the first advance
+    /// (RFC 3339, e.g. "2026-01-01T00:00:00Z").
+    pub start: Option<String>,
+}
+
+/// `wall` (the default): cycles close on this machine's clock. `driven`: they close when
+/// `POST /v1/admin/clock` advances the time past their end; events, acks and decisions are
+/// stamped with that time (docs/HA.md, "A driven clock").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockMode {
+    #[default]
+    Wall,
+    Driven,
+}
+
+impl ClockSection {
+    /// The driven clock's start, when the clock is driven.
+    pub fn driven_start(&self) -> Result<Option<metaloop_core::time::Timestamp>, String> {
+        match (self.mode, &self.start) {
+            (ClockMode::Wall, None) => Ok(None),
+            (ClockMode::Wall, Some(_)) => {
+                Err("clock.start is only read with clock.mode = \"driven\"".into())
+            }
+            (ClockMode::Driven, None) => Err(
+                "clock.mode = \"driven\" needs clock.start, the time before the first advance (RFC 3339, e.g. \"2026-01-01T00:00:00Z\")"
+                    .into(),
+            ),
+            (ClockMode::Driven, Some(t)) => metaloop_core::time::Timestamp::parse_rfc3339(t)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("clock.start: {t:?} is not an RFC 3339 time like \"2026-01-01T00:00:00Z\"")
+                }),
+        }
+    }
 }
 
 /// `[ha]`: several `metaloop run` on one PostgreSQL ledger, one of them leading.
@@ -574,8 +620,17 @@ impl FileConfig {
         if self.cycle_interval.0 == 0 {
             return Err("cycle_interval must be at least 1 second".into());
         }
+        self.clock.driven_start()?;
+        if self.clock.mode == ClockMode::Driven && !self.mesh.leader_consumes {
+            return Err(
+                "clock.mode = \"driven\" needs mesh.leader_consumes = true: ingest workers check event time against the wall clock"
+                    .into(),
+            );
+        }
+        // (a driven clock's cycles are not wall-clock seconds: no bound between them)
         if let Some(w) = self.mesh.ack_wait
             && w.0 <= self.cycle_interval.0
+            && self.clock.mode == ClockMode::Wall
         {
             return Err(format!(
                 "mesh.ack_wait ({} s) must be longer than cycle_interval ({} s): deliveries are acknowledged when their cycle closes",
@@ -750,6 +805,44 @@ mod tests {
         let cfg = FileConfig::load(&path).unwrap();
         assert_eq!(cfg.cycle_interval, Interval(300));
         assert!(!cfg.adapters.is_empty());
+    }
+
+    #[test]
+    fn a_driven_clock_needs_a_start_and_frees_the_ack_wait() {
+        let parse = |text: &str| {
+            FileConfig::parse(text, "c.toml").and_then(|c| {
+                c.validate().map_err(ConfigError)?;
+                Ok(c)
+            })
+        };
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.clock.mode, ClockMode::Wall);
+        assert_eq!(cfg.clock.driven_start(), Ok(None));
+        let err = parse("[clock]\nmode = \"driven\"\n").unwrap_err();
+        assert!(err.0.contains("needs clock.start"), "{}", err.0);
+        let err = parse("[clock]\nmode = \"driven\"\nstart = \"yesterday\"\n").unwrap_err();
+        assert!(
+            err.0.contains("\"yesterday\" is not an RFC 3339 time"),
+            "{}",
+            err.0
+        );
+        let err = parse("[clock]\nstart = \"2026-01-01T00:00:00Z\"\n").unwrap_err();
+        assert!(err.0.contains("only read with clock.mode"), "{}", err.0);
+        let err = parse("[clock]\nmode = \"sundial\"\n").unwrap_err();
+        assert!(err.0.contains("sundial"), "{}", err.0);
+        // on the wall clock the ack wait must outlast a cycle; driven cycles are not seconds
+        let text = "cycle_interval = 300\n[mesh]\nack_wait = 6\n";
+        assert!(parse(text).unwrap_err().0.contains("mesh.ack_wait"));
+        let cfg = parse(&format!(
+            "{text}[clock]\nmode = \"driven\"\nstart = \"2026-01-01T00:00:00Z\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.clock.driven_start(),
+            Ok(Some(metaloop_core::time::Timestamp::from_secs(
+                1_767_225_600
+            )))
+        );
     }
 
     #[test]

@@ -34,13 +34,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Wall-clock time as the core sees it.
-pub fn wall_clock() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp(ms)
-}
+use crate::clock::Clock;
+pub use crate::clock::wall_clock;
 
 /// The durable consumer's name on the mesh: one for every replica (only the leader reads)
 /// and its ingest workers.
@@ -160,11 +155,12 @@ struct MeshPublisher {
     signer: Arc<EventSigner>,
     leading: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    clock: Clock,
 }
 
 impl MeshPublisher {
     async fn send(&self, message: &DirectiveMessage) -> Result<()> {
-        let event = metaloop_mesh::directive_event(message, &self.signer, wall_clock())
+        let event = metaloop_mesh::directive_event(message, &self.signer, self.clock.now())
             .map_err(|e| anyhow!("signing directive {}: {e}", message.directive_id))?;
         metaloop_mesh::mesh::publish_event(self.mesh.as_ref(), &event)
             .await
@@ -228,33 +224,37 @@ struct Intake {
     stream: String,
     /// This leader's term, unique to this run of this replica.
     term: String,
+    clock: Clock,
 }
 
 impl Intake {
     /// Checks a message, folds what passes into the supervisor and journals it (not yet
-    /// synced), and counts every result. A mesh delivery (`stream`, `seq`) that a closed
-    /// cycle already folded is skipped: `None`.
+    /// synced), and counts every result. A mesh delivery (`stream`, `seq`) already folded
+    /// is skipped.
     async fn take(
         self: &Arc<Self>,
         body: &[u8],
         content_type: Option<&str>,
         delivery: Option<(String, u64)>,
-    ) -> Result<Option<IngestOutcome>, crate::runtime::RuntimeError> {
+    ) -> Result<Taken, crate::runtime::RuntimeError> {
         // signatures are checked off the supervisor's task
         let verified = lock(&self.ingestor).verify(body, content_type);
         let me = self.clone();
         let outcome = self
             .runtime
             .call(move |sup| {
-                if let Some((stream, seq)) = &delivery
-                    && (sup.state().was_folded(stream, *seq) || lock(&me.folded).contains(seq))
-                {
-                    return None;
+                if let Some((stream, seq)) = &delivery {
+                    if sup.state().was_folded(stream, *seq) {
+                        return Taken::InClosedCycle;
+                    }
+                    if lock(&me.folded).contains(seq) {
+                        return Taken::InOpenCycle;
+                    }
                 }
                 let mut ingestor = lock(&me.ingestor);
                 let mut journal = lock(&me.journal);
                 let open_keys = lock(&me.open_keys);
-                let now = wall_clock();
+                let now = me.clock.now();
                 let outcome = ingestor.admit(verified, now, &mut |ev| {
                     if open_keys
                         .keys
@@ -272,13 +272,13 @@ impl Intake {
                 if let Some((_, seq)) = delivery {
                     lock(&me.folded).insert(seq);
                 }
-                Some(outcome)
+                Taken::Folded(outcome)
             })
             .await?;
-        let Some(outcome) = outcome else {
-            return Ok(None);
+        let Taken::Folded(folded) = &outcome else {
+            return Ok(outcome);
         };
-        for r in outcome.results() {
+        for r in folded.results() {
             match r {
                 Ok(_) => self.metrics.event_ingested(),
                 Err(rej) => {
@@ -287,7 +287,7 @@ impl Intake {
                 }
             }
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Makes the journal durable.
@@ -321,6 +321,17 @@ impl Intake {
     }
 }
 
+/// What became of a message the intake took.
+enum Taken {
+    /// Checked, and what passed folded into the open cycle.
+    Folded(IngestOutcome),
+    /// A delivery a closed cycle folded: durable, it may be acknowledged.
+    InClosedCycle,
+    /// A delivery delivered again while its first copy waits in the open cycle: it is
+    /// acknowledged with the cycle, not before (a failover before then delivers it again).
+    InOpenCycle,
+}
+
 /// Ingest workers' partials, merged into the open cycle unless they hold a delivery or an
 /// event the leader already has (then nothing is merged and the reply names them).
 struct PartialIntake(Arc<Intake>);
@@ -341,7 +352,7 @@ impl crate::workers::PartialSink for PartialIntake {
                 .runtime
                 .call(move |sup| {
                     let me = intake;
-                    let now = wall_clock();
+                    let now = me.clock.now();
                     let open = sup.state().cycle;
                     // the ingestor first, as every other holder of these locks takes it
                     let mut ingestor = lock(&me.ingestor);
@@ -466,10 +477,10 @@ impl EventIngest for HttpIngest {
                     "this replica is not leading; send events to the leader".into(),
                 )
             })?;
-            let outcome = intake
-                .take(&body, content_type.as_deref(), None)
-                .await?
-                .expect("an HTTP body is never skipped");
+            let Taken::Folded(outcome) = intake.take(&body, content_type.as_deref(), None).await?
+            else {
+                unreachable!("an HTTP body is never skipped")
+            };
             if !outcome.results().iter().all(|r| r.is_err()) {
                 intake.sync().await.map_err(|e| {
                     tracing::error!(error = %e, "ingest journal");
@@ -488,6 +499,7 @@ struct Reloader {
     path: Option<PathBuf>,
     registry: Arc<Mutex<KeyRegistry>>,
     intake: IntakeCell,
+    clock: Clock,
 }
 
 /// `source/key-id` pairs and `source: [domains]` bindings of a registry.
@@ -558,7 +570,7 @@ impl Reloader {
                     removed: removed.clone(),
                     rebound: rebound.clone(),
                 };
-                let now = wall_clock();
+                let now = self.clock.now();
                 intake
                     .runtime
                     .call(move |sup| {
@@ -590,6 +602,118 @@ impl Reload for Reloader {
     fn reload(&self, by: String) -> BoxFuture<Result<crate::api::views::ReloadView, ApiError>> {
         let me = self.clone();
         Box::pin(async move { me.reload_now(by).await })
+    }
+}
+
+/// `POST /v1/admin/clock`: moves a driven clock, on the leader, once the deliveries the
+/// caller names are folded; answers when the cycles it ends are closed.
+struct ClockDriver {
+    clock: Clock,
+    intake: IntakeCell,
+}
+
+/// How long an advance waits for the deliveries it names, then for its cycles to close.
+const ADVANCE_WAIT: Duration = Duration::from_secs(60);
+
+impl ClockDriver {
+    async fn advance_now(
+        &self,
+        to: Timestamp,
+        deliveries: Option<u64>,
+    ) -> Result<crate::api::views::ClockView, ApiError> {
+        let Clock::Driven(driven) = &self.clock else {
+            return Err(ApiError::Conflict(
+                "this supervisor runs on the wall clock; [clock] mode = \"driven\" lets POST /v1/admin/clock move it".into(),
+            ));
+        };
+        let intake = current(&self.intake).ok_or_else(|| {
+            ApiError::Unavailable("this replica is not leading; advance the leader's clock".into())
+        })?;
+        let now = self.clock.now();
+        if to < now {
+            return Err(ApiError::BadRequest {
+                field: "to".into(),
+                message: format!(
+                    "{to} is earlier than the supervisor's time {now}: a driven clock only moves forward"
+                ),
+            });
+        }
+        let started = Instant::now();
+        if let Some(want) = deliveries {
+            loop {
+                let have = lock(&intake.folded).len() as u64;
+                if have >= want {
+                    break;
+                }
+                if started.elapsed() >= ADVANCE_WAIT || current(&self.intake).is_none() {
+                    return Err(ApiError::Unavailable(format!(
+                        "{have} of the {want} deliveries named are folded into the open cycle after {} s; the clock was not moved",
+                        started.elapsed().as_secs()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let next = intake
+            .runtime
+            .call(|s| s.next_cycle_at())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        driven.advance(to).map_err(|now| ApiError::BadRequest {
+            field: "to".into(),
+            message: format!("{to} is earlier than the supervisor's time {now}: a driven clock only moves forward"),
+        })?;
+        if to >= next {
+            let settled = driven.settled(next);
+            tokio::pin!(settled);
+            loop {
+                tokio::select! {
+                    _ = &mut settled => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                // a leader that lost its lease with the cycle's append pending says so
+                if !current(&self.intake).is_some_and(|i| Arc::ptr_eq(&i, &intake)) {
+                    return Err(ApiError::Unavailable(format!(
+                        "the clock reads {to}, but this replica stopped leading before the cycle ending {next} closed"
+                    )));
+                }
+                if started.elapsed() >= ADVANCE_WAIT {
+                    return Err(ApiError::Unavailable(format!(
+                        "the clock reads {to}, but the cycle ending {next} did not close within {} s",
+                        ADVANCE_WAIT.as_secs()
+                    )));
+                }
+            }
+        }
+        let cycle = intake
+            .runtime
+            .call(|s| s.state().cycle)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(crate::api::views::ClockView {
+            now: to.to_rfc3339(),
+            cycle,
+            next_cycle_at: intake
+                .runtime
+                .call(|s| s.next_cycle_at())
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+                .to_rfc3339(),
+        })
+    }
+}
+
+impl crate::api::DriveClock for ClockDriver {
+    fn advance(
+        &self,
+        to: Timestamp,
+        deliveries: Option<u64>,
+    ) -> BoxFuture<Result<crate::api::views::ClockView, ApiError>> {
+        let me = ClockDriver {
+            clock: self.clock.clone(),
+            intake: self.intake.clone(),
+        };
+        Box::pin(async move { me.advance_now(to, deliveries).await })
     }
 }
 
@@ -717,6 +841,7 @@ struct Node {
     api_runtime: Runtime,
     intake: IntakeCell,
     reloader: Reloader,
+    clock: Clock,
     checkpoints_tx: tokio::sync::mpsc::UnboundedSender<metaloop_ledger::Checkpoint>,
     stop_api: tokio::sync::watch::Sender<bool>,
     /// Opens the API (at once for a replica; once it leads for a supervisor alone).
@@ -835,10 +960,18 @@ impl Node {
         let standby = start_follower(sup, seen).await?;
 
         let intake: IntakeCell = Default::default();
+        let clock = match cfg.clock.driven_start().map_err(|e| anyhow!(e))? {
+            Some(start) => {
+                tracing::info!(%start, "the clock is driven: cycles close when POST /v1/admin/clock advances it");
+                Clock::driven(start)
+            }
+            None => Clock::Wall,
+        };
         let reloader = Reloader {
             path: config_path,
             registry: registry.clone(),
             intake: intake.clone(),
+            clock: clock.clone(),
         };
 
         // the HTTP API
@@ -853,13 +986,20 @@ impl Node {
             ledger: store.clone(),
             snapshots: views.snapshots.clone(),
             ingest: Some(Arc::new(HttpIngest(intake.clone()))),
-            clock: Arc::new(wall_clock),
+            clock: {
+                let clock = clock.clone();
+                Arc::new(move || clock.now())
+            },
             metrics: Some(metrics.clone()),
             history: views.history.clone(),
             truth: None,
             checkpoint_key: metaloop_ledger::keys::load_public_key(&public_key_file).ok(),
             role: role.clone(),
             reload: Some(Arc::new(reloader.clone())),
+            drive_clock: Some(Arc::new(ClockDriver {
+                clock: clock.clone(),
+                intake: intake.clone(),
+            })),
         };
         // the API's own handle (its clones follow retarget), apart from the standby's
         let api_runtime = state.runtime.clone();
@@ -914,6 +1054,7 @@ impl Node {
                 api_runtime,
                 intake,
                 reloader,
+                clock,
                 checkpoints_tx,
                 stop_api,
                 api_gate,
@@ -1023,10 +1164,9 @@ impl Node {
     /// Phase 3: takes the standby's supervisor over, re-sends what was published and never
     /// acknowledged, and starts the intake and the mesh consumer.
     async fn recover(&self, standby: Running, acquired: Option<Acquired>) -> Result<Leader> {
-        let now = wall_clock();
         let epoch = acquired.as_ref().map_or(0, |a| a.lease.epoch);
         let lease = acquired.as_ref().map(|a| a.lease.clone());
-        let mut sup = self.take_over(standby, acquired.as_ref(), now).await?;
+        let (mut sup, now) = self.take_over(standby, acquired.as_ref()).await?;
         let writer = self.spawn_writer().await?;
         let (ingestor, journal) = self.reopen_intake(&mut sup, now)?;
         let leading = Arc::new(AtomicBool::new(true));
@@ -1035,6 +1175,7 @@ impl Node {
             signer: self.signer.clone(),
             leading: leading.clone(),
             metrics: self.metrics.clone(),
+            clock: self.clock.clone(),
         };
         let (runtime, task) = Runtime::start_observed(
             sup,
@@ -1065,6 +1206,7 @@ impl Node {
             open_keys: Default::default(),
             stream: self.stream.clone(),
             term: format!("{}#{epoch}#{:016x}", self.role.me(), rand::random::<u64>()),
+            clock: self.clock.clone(),
         });
         *self.intake.write().unwrap_or_else(|e| e.into_inner()) = Some(intake.clone());
         let _ = self.api_gate.send(true);
@@ -1108,13 +1250,13 @@ impl Node {
 
     /// The standby's supervisor, taken over: every record the previous leader committed
     /// (taking the lease waited for its last append), then the restart and the handover,
-    /// recorded under the new fence as this leader's first appends.
+    /// recorded under the new fence as this leader's first appends. Returns it with the
+    /// time now (a driven clock caught up with the last closed cycle).
     async fn take_over(
         &self,
         standby: Running,
         acquired: Option<&Acquired>,
-        now: Timestamp,
-    ) -> Result<Supervisor> {
+    ) -> Result<(Supervisor, Timestamp)> {
         let Running {
             runtime,
             task,
@@ -1129,6 +1271,11 @@ impl Node {
         if let Some(pg) = &self.pg {
             pg.set_fence(acquired.map(|a| a.lease.clone()));
         }
+        let now = if last == 0 {
+            self.clock.now()
+        } else {
+            self.clock.catch_up(sup.open_start())
+        };
         if last == 0 {
             // an empty ledger: a fresh start
             sup = Supervisor::new(self.cfg.supervisor(), now)
@@ -1150,7 +1297,7 @@ impl Node {
             )
             .map_err(|e| anyhow!(e))?;
         }
-        Ok(sup)
+        Ok((sup, now))
     }
 
     /// The ledger writer, signing checkpoints only while this replica leads.
@@ -1265,7 +1412,14 @@ impl Node {
                 },
                 _ = lost.changed() => break Ended::LostLead(lost.borrow().clone()),
             };
-            let wait = Duration::from_millis((next.millis() - wall_clock().millis()).max(0) as u64);
+            // the wall clock is slept on; a driven clock is waited for (and the supervisor's
+            // health looked at every second meanwhile)
+            let wait = match &self.clock {
+                Clock::Wall => {
+                    Duration::from_millis((next.millis() - wall_clock().millis()).max(0) as u64)
+                }
+                Clock::Driven(_) => Duration::from_secs(1),
+            };
             let deadline = tokio::time::Instant::now() + wait;
             tokio::select! {
                 w = signals.until(deadline) => match w {
@@ -1276,12 +1430,13 @@ impl Node {
                     }
                     None => {}
                 },
+                _ = self.clock.reached(next) => {}
                 _ = lost.changed() => break Ended::LostLead(lost.borrow().clone()),
             }
             if leader.task.is_finished() {
                 break self.ledger_stopped(&leader, "the supervisor stopped".into())?;
             }
-            if wall_clock() < next {
+            if self.clock.now() < next {
                 continue;
             }
             // deliveries folded in so far are in the cycle about to close, and recorded
@@ -1290,7 +1445,7 @@ impl Node {
             let acks: Vec<Delivery> = std::mem::take(&mut *lock(&leader.pending));
             let folded = leader.intake.folded.clone();
             let stream = self.stream.clone();
-            let now = wall_clock();
+            let now = self.clock.now();
             let closed = tokio::select! {
                 r = leader.runtime.call(move |s| {
                     let seqs: Vec<u64> = std::mem::take(&mut *lock(&folded)).into_iter().collect();
@@ -1321,6 +1476,7 @@ impl Node {
                     tracing::warn!(error = %e, "acknowledging a delivery");
                 }
             }
+            self.clock.settle(now);
             if let Some(client) = &self.nats {
                 crate::workers::announce_closed(
                     client,
@@ -1485,11 +1641,11 @@ fn spawn_consumer(
                 .await;
             match taken {
                 Err(_) => break,
-                Ok(None) => {
+                Ok(Taken::InClosedCycle) => {
                     tracing::debug!(seq, "delivery already folded; acknowledged");
                     let _ = delivery.ack().await;
                 }
-                Ok(Some(_)) => lock(&pending).push(delivery),
+                Ok(Taken::Folded(_) | Taken::InOpenCycle) => lock(&pending).push(delivery),
             }
         }
     })

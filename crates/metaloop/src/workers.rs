@@ -215,6 +215,11 @@ pub async fn run_worker(
             "an ingest worker reads a nats:// mesh; mesh.url is memory://"
         ));
     }
+    if cfg.clock.mode == crate::config::ClockMode::Driven {
+        return Err(anyhow!(
+            "an ingest worker checks event time against this machine's clock; with clock.mode = \"driven\" the leader reads the mesh alone (leader_consumes = true, no workers)"
+        ));
+    }
     let mesh = NatsMesh::connect(nats_config(&cfg)?)
         .await
         .with_context(|| format!("connecting to the mesh at {}", cfg.mesh.url))?;

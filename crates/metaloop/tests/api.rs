@@ -197,6 +197,7 @@ async fn server() -> Server {
         checkpoint_key: None,
         role: Default::default(),
         reload: None,
+        drive_clock: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -91,6 +91,10 @@ sha256 = "{a}"
 principal = "viewer"
 roles = ["viewer"]
 sha256 = "{v}"
+[[tokens]]
+principal = "admin"
+roles = ["admin"]
+sha256 = "{ad}"
 "#,
             data = dir.path().join("data").display(),
             pk = metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
@@ -295,6 +299,7 @@ sha256 = "{v}"
                 pk = metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
                 a = hash("adapter-token"),
                 v = hash("viewer-token"),
+                ad = hash("admin-token"),
             ),
         )
         .unwrap();
@@ -378,6 +383,19 @@ sha256 = "{v}"
                 }
             }
         }
+    }
+
+    /// `POST /v1/admin/clock` as `token`: the status and the JSON answer.
+    async fn advance(&self, token: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/admin/clock", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
     }
 
     async fn metrics(&self) -> String {
@@ -777,5 +795,117 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
     assert_eq!(
         reloads[1]["payload"]["removed"].as_array().unwrap().len(),
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
+    let start = Timestamp::from_secs(1_767_225_600);
+    let s = Setup::new(
+        "5m",
+        "[clock]\nmode = \"driven\"\nstart = \"2026-01-01T00:00:00Z\"\n",
+    );
+    let _daemon = s.start().await;
+    // events in the driven time, months behind the wall clock, are on time
+    let events: Vec<_> = (0..5)
+        .map(|i| {
+            s.adapter.spine_event(
+                format!("d-{i}"),
+                start.plus_millis(10_000 * (i as i64 + 1)),
+                &recovery(i, true),
+            )
+        })
+        .collect();
+    let r = s.post(&events).await;
+    assert!(r.iter().all(|r| r["result"] == "accepted"), "{r:?}");
+    // hours of wall time would pass; the cycle stays open until the clock is advanced
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.folded().await, 0);
+
+    let (code, body) = s
+        .advance(
+            "viewer-token",
+            serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = s
+        .advance(
+            "admin-token",
+            serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["cycle"], 1, "{body}");
+    assert_eq!(body["now"], "2026-01-01T00:05:00Z");
+    assert_eq!(body["next_cycle_at"], "2026-01-01T00:10:00Z");
+    // answered once the cycle is recorded
+    assert_eq!(s.folded().await, 5);
+
+    // within the open cycle: nothing closes
+    let (code, body) = s
+        .advance(
+            "admin-token",
+            serde_json::json!({"to": "2026-01-01T00:07:00Z"}),
+        )
+        .await;
+    assert_eq!((code, &body["cycle"]), (200, &Value::from(1)), "{body}");
+    // three cycles' ends at once: all three close
+    let (code, body) = s
+        .advance(
+            "admin-token",
+            serde_json::json!({"to": "2026-01-01T00:20:00Z"}),
+        )
+        .await;
+    assert_eq!((code, &body["cycle"]), (200, &Value::from(4)), "{body}");
+
+    // refused, and the clock stays where it was
+    for (bad, field, says) in [
+        (
+            serde_json::json!({"to": "2026-01-01T00:19:00Z"}),
+            "to",
+            "only moves forward",
+        ),
+        (
+            serde_json::json!({"to": "soon"}),
+            "to",
+            "not an RFC 3339 time",
+        ),
+        (
+            serde_json::json!({"to": "2026-01-01T00:25:00Z", "by": "me"}),
+            "body",
+            "unknown field",
+        ),
+        (serde_json::json!({}), "body", "missing field"),
+    ] {
+        let (code, body) = s.advance("admin-token", bad.clone()).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert_eq!(body["field"], field, "{bad}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(says),
+            "{bad}: {body}"
+        );
+    }
+    let (_, body) = s
+        .advance(
+            "admin-token",
+            serde_json::json!({"to": "2026-01-01T00:20:00Z"}),
+        )
+        .await;
+    assert_eq!(body["cycle"], 4, "{body}");
+
+    // a supervisor on the wall clock has no time to move
+    let wall = Setup::new("5m", "");
+    let _d2 = wall.start().await;
+    let (code, body) = wall
+        .advance(
+            "admin-token",
+            serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("wall clock"),
+        "{body}"
     );
 }

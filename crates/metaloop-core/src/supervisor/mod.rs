@@ -262,6 +262,11 @@ impl Supervisor {
         self.next_cycle_at
     }
 
+    /// When the open cycle began: the end of the last closed cycle, or the start.
+    pub fn open_start(&self) -> Timestamp {
+        self.open_start
+    }
+
     /// Ingest counters.
     pub fn counters(&self) -> &IngestCounters {
         &self.counters

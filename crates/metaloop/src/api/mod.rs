@@ -34,6 +34,17 @@ pub trait Reload: Send + Sync + 'static {
     fn reload(&self, by: String) -> crate::runtime::BoxFuture<Result<views::ReloadView, ApiError>>;
 }
 
+/// Moves a driven clock (`POST /v1/admin/clock`, `[clock] mode = "driven"`).
+pub trait DriveClock: Send + Sync + 'static {
+    /// Moves the clock to `to` once `deliveries` mesh deliveries are folded into the open
+    /// cycle; answers once the cycles ending by `to` are closed.
+    fn advance(
+        &self,
+        to: Timestamp,
+        deliveries: Option<u64>,
+    ) -> crate::runtime::BoxFuture<Result<views::ClockView, ApiError>>;
+}
+
 /// Recent snapshots, newest last, as recorded.
 pub type SnapshotCache = Arc<Mutex<VecDeque<serde_json::Value>>>;
 
@@ -59,6 +70,8 @@ pub struct ApiState {
     pub role: crate::ha::RoleCell,
     /// What reloads the adapters at run time, when this server can.
     pub reload: Option<Arc<dyn Reload>>,
+    /// What moves the supervisor's clock, when it is driven.
+    pub drive_clock: Option<Arc<dyn DriveClock>>,
 }
 
 /// An API failure, as JSON `{"error": kind, "message": …, "field": …}`.

@@ -42,6 +42,7 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(checkpoints))
         .routes(routes!(events))
         .routes(routes!(admin_reload))
+        .routes(routes!(admin_clock))
 }
 
 /// The API router, with the dashboard at `/` (HTML pages, not in the OpenAPI document).
@@ -148,6 +149,43 @@ async fn admin_reload(
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("this server does not reload its adapters".into()))?;
     Ok(Json(reload.reload(p.name.clone()).await?))
+}
+
+#[utoipa::path(post, path = "/v1/admin/clock", tag = "supervisor", security(("bearer" = [])),
+    request_body = ClockAdvance,
+    responses((status = 200, description = "The driven clock reads `to`, and every cycle ending by then is closed", body = ClockView),
+              (status = 400, description = "The body is not a clock advance, or `to` is earlier than the supervisor's time; the clock was not moved", body = ErrorBody),
+              (status = 404, description = "This server has no clock to drive", body = ErrorBody),
+              (status = 409, description = "The supervisor runs on the wall clock ([clock] mode = \"wall\")", body = ErrorBody),
+              (status = 503, description = "Not leading, or the deliveries named were not folded (or the cycle did not close) within 60 s", body = ErrorBody)))]
+async fn admin_clock(
+    State(s): State<ApiState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<Json<views::ClockView>, ApiError> {
+    p.require(ADMINS)?;
+    let drive = s
+        .drive_clock
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this server has no clock to drive".into()))?;
+    let req: ClockAdvance = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(
+            "body",
+            format!(
+                "body must be a JSON object like {{\"to\": \"2026-01-01T00:05:00Z\", \"deliveries\": 12}}: {e}"
+            ),
+        )
+    })?;
+    let to = metaloop_core::time::Timestamp::parse_rfc3339(&req.to).ok_or_else(|| {
+        ApiError::bad(
+            "to",
+            format!(
+                "to: {:?} is not an RFC 3339 time like \"2026-01-01T00:05:00Z\"",
+                req.to
+            ),
+        )
+    })?;
+    Ok(Json(drive.advance(to, req.deliveries).await?))
 }
 
 /// A standby refuses every change (they belong to the leader), naming the leader.

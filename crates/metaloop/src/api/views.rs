@@ -53,6 +53,30 @@ pub struct ReloadView {
     pub sources: Vec<String>,
 }
 
+/// `POST /v1/admin/clock`: move a driven clock (`[clock] mode = "driven"`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockAdvance {
+    /// The time to move to (RFC 3339), no earlier than the supervisor's time now. Every
+    /// cycle ending by then closes before the answer.
+    pub to: String,
+    /// Wait first until this many mesh deliveries are folded into the open cycle (the
+    /// events the caller published for it), at most 60 s.
+    #[serde(default)]
+    pub deliveries: Option<u64>,
+}
+
+/// A driven clock after an advance.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClockView {
+    /// The supervisor's time now (RFC 3339).
+    pub now: String,
+    /// Cycles closed so far.
+    pub cycle: u64,
+    /// When the open cycle ends (RFC 3339).
+    pub next_cycle_at: String,
+}
+
 /// One goal against its latest value.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GoalStatus {

@@ -137,6 +137,7 @@ pub async fn exec(args: BenchDashboardArgs) -> Result<()> {
         checkpoint_key: metaloop_ledger::keys::load_public_key(&ledger.public_key_file).ok(),
         role: Default::default(),
         reload: None,
+        drive_clock: None,
     };
     let dash = DashState::new(api);
     let session = dash

@@ -452,6 +452,7 @@ pub async fn run(
                     .ok(),
                 role: Default::default(),
                 reload: None,
+                drive_clock: None,
             };
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await
