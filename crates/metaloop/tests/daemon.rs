@@ -91,10 +91,6 @@ sha256 = "{a}"
 principal = "viewer"
 roles = ["viewer"]
 sha256 = "{v}"
-[[tokens]]
-principal = "admin"
-roles = ["admin"]
-sha256 = "{ad}"
 "#,
             data = dir.path().join("data").display(),
             pk = metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
@@ -294,6 +290,10 @@ sha256 = "{a}"
 principal = "viewer"
 roles = ["viewer"]
 sha256 = "{v}"
+[[tokens]]
+principal = "admin"
+roles = ["admin"]
+sha256 = "{ad}"
 "#,
                 data = dir.path().join("data").display(),
                 pk = metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
