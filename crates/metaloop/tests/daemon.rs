@@ -291,7 +291,7 @@ principal = "viewer"
 roles = ["viewer"]
 sha256 = "{v}"
 [[tokens]]
-principal = "admin"
+principal = "driver"
 roles = ["admin"]
 sha256 = "{ad}"
 "#,
@@ -299,7 +299,7 @@ sha256 = "{ad}"
                 pk = metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
                 a = hash("adapter-token"),
                 v = hash("viewer-token"),
-                ad = hash("admin-token"),
+                ad = hash("driver-token"),
             ),
         )
         .unwrap();
@@ -831,7 +831,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
     assert_eq!(code, 403, "{body}");
     let (code, body) = s
         .advance(
-            "admin-token",
+            "driver-token",
             serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
         )
         .await;
@@ -845,7 +845,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
     // within the open cycle: nothing closes
     let (code, body) = s
         .advance(
-            "admin-token",
+            "driver-token",
             serde_json::json!({"to": "2026-01-01T00:07:00Z"}),
         )
         .await;
@@ -853,7 +853,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
     // three cycles' ends at once: all three close
     let (code, body) = s
         .advance(
-            "admin-token",
+            "driver-token",
             serde_json::json!({"to": "2026-01-01T00:20:00Z"}),
         )
         .await;
@@ -878,7 +878,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
         ),
         (serde_json::json!({}), "body", "missing field"),
     ] {
-        let (code, body) = s.advance("admin-token", bad.clone()).await;
+        let (code, body) = s.advance("driver-token", bad.clone()).await;
         assert_eq!(code, 400, "{bad}: {body}");
         assert_eq!(body["field"], field, "{bad}: {body}");
         assert!(
@@ -888,7 +888,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
     }
     let (_, body) = s
         .advance(
-            "admin-token",
+            "driver-token",
             serde_json::json!({"to": "2026-01-01T00:20:00Z"}),
         )
         .await;
@@ -899,7 +899,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
     let _d2 = wall.start().await;
     let (code, body) = wall
         .advance(
-            "admin-token",
+            "driver-token",
             serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
         )
         .await;
