@@ -250,6 +250,13 @@ pub struct MeshSection {
     pub leader_consumes: bool,
     /// How often an ingest worker hands its partial windows to the leader, milliseconds.
     pub worker_flush_ms: u64,
+    /// Public keys (hex) of the ingest workers whose partials the leader merges. Empty (the
+    /// default): partials are not authenticated, and the leader trusts whoever can publish
+    /// on the workers' subject.
+    pub worker_keys: Vec<String>,
+    /// An ingest worker's own secret key (`metaloop keys generate`), which signs its
+    /// partials; needed when the leader has `worker_keys`.
+    pub worker_key_file: Option<PathBuf>,
 }
 
 impl Default for MeshSection {
@@ -261,11 +268,37 @@ impl Default for MeshSection {
             ack_wait: None,
             leader_consumes: true,
             worker_flush_ms: 250,
+            worker_keys: Vec::new(),
+            worker_key_file: None,
         }
     }
 }
 
 impl MeshSection {
+    /// The worker keys the leader accepts.
+    pub fn accepted_worker_keys(&self) -> Result<Vec<ed25519_dalek::VerifyingKey>, String> {
+        self.worker_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                metaloop_mesh::keys::parse_public_key(k)
+                    .map_err(|e| format!("mesh.worker_keys[{i}]: {e}"))
+            })
+            .collect()
+    }
+
+    /// This worker's signing key, when it has one.
+    pub fn worker_key(&self) -> Result<Option<ed25519_dalek::SigningKey>, String> {
+        let Some(path) = &self.worker_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        metaloop_mesh::keys::parse_secret_key(text.trim())
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// The ack wait in force, milliseconds.
     pub fn ack_wait_ms(&self, cycle_secs: u64) -> u64 {
         self.ack_wait
@@ -621,6 +654,7 @@ impl FileConfig {
             return Err("cycle_interval must be at least 1 second".into());
         }
         self.clock.driven_start()?;
+        self.mesh.accepted_worker_keys()?;
         if self.clock.mode == ClockMode::Driven && !self.mesh.leader_consumes {
             return Err(
                 "clock.mode = \"driven\" needs mesh.leader_consumes = true: ingest workers check event time against the wall clock"

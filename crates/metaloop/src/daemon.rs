@@ -937,6 +937,9 @@ impl Node {
             KeyRegistry::from_entries(&cfg.adapter_keys()).map_err(|e| anyhow!("adapters: {e}"))?,
         ));
         warn_unbound(&cfg);
+        if cfg.mesh.url != "memory://" && cfg.mesh.worker_keys.is_empty() {
+            tracing::warn!(subject = %cfg.mesh.workers_subject(), "partials from ingest workers are merged unauthenticated: anyone who may publish on this subject may add to the windows (set mesh.worker_keys)");
+        }
 
         let role = if cfg.ha.enabled {
             RoleCell::replica(&crate::ha::holder_name(cfg.ha.node.as_deref(), &cfg.listen))
@@ -1233,6 +1236,8 @@ impl Node {
                 client.clone(),
                 self.cfg.mesh.workers_subject(),
                 Arc::new(PartialIntake(intake.clone())),
+                // (checked when the configuration was loaded)
+                self.cfg.mesh.accepted_worker_keys().unwrap_or_default(),
             )
         });
         Ok(Leader {

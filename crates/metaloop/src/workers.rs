@@ -34,6 +34,81 @@ use std::time::Duration;
 /// The durable JetStream consumer the leader and the workers share.
 pub const CONSUMER: &str = "metaloop-ingest";
 
+/// The header naming the worker's public key (hex) on a signed partial.
+pub const KEY_HEADER: &str = "Metaloop-Worker-Key";
+/// The header holding the partial's Ed25519 signature (hex) over [`PARTIAL_CONTEXT`]
+/// followed by the request's bytes.
+pub const SIGNATURE_HEADER: &str = "Metaloop-Signature";
+/// What a partial's signature covers before its bytes: a signature made for anything else
+/// (an event, a checkpoint) is never a partial's.
+pub const PARTIAL_CONTEXT: &[u8] = b"metaloop-partial/v1\n";
+
+/// The headers that sign a partial's `body` with `key`.
+pub fn sign_partial(key: &ed25519_dalek::SigningKey, body: &[u8]) -> async_nats::HeaderMap {
+    use ed25519_dalek::Signer;
+    let mut msg = Vec::with_capacity(PARTIAL_CONTEXT.len() + body.len());
+    msg.extend_from_slice(PARTIAL_CONTEXT);
+    msg.extend_from_slice(body);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        KEY_HEADER,
+        metaloop_mesh::keys::public_key_hex(&key.verifying_key()).as_str(),
+    );
+    headers.insert(
+        SIGNATURE_HEADER,
+        metaloop_ledger::hex::encode(&key.sign(&msg).to_bytes()).as_str(),
+    );
+    headers
+}
+
+/// Checks a partial's signature against the worker keys the leader accepts: `Ok` when it is
+/// signed by one of them (or when no key is configured: partials are then not
+/// authenticated), otherwise why not.
+pub fn check_partial(
+    accepted: &[ed25519_dalek::VerifyingKey],
+    headers: Option<&async_nats::HeaderMap>,
+    body: &[u8],
+) -> Result<(), String> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let header = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let (Some(key), Some(signature)) = (header(KEY_HEADER), header(SIGNATURE_HEADER)) else {
+        return Err(format!(
+            "unsigned: mesh.worker_keys requires partials signed by one of them ({KEY_HEADER} and {SIGNATURE_HEADER} headers)"
+        ));
+    };
+    let key =
+        metaloop_mesh::keys::parse_public_key(&key).map_err(|e| format!("{KEY_HEADER}: {e}"))?;
+    if !accepted.contains(&key) {
+        return Err(format!(
+            "signed by {}, which is not in mesh.worker_keys",
+            metaloop_mesh::keys::public_key_hex(&key)
+        ));
+    }
+    let bytes: [u8; 64] = (signature.len() == 128 && signature.is_ascii())
+        .then(|| {
+            let mut out = [0u8; 64];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).ok()?;
+            }
+            Some(out)
+        })
+        .flatten()
+        .ok_or_else(|| format!("{SIGNATURE_HEADER}: not 64 bytes in hex"))?;
+    let mut msg = Vec::with_capacity(PARTIAL_CONTEXT.len() + body.len());
+    msg.extend_from_slice(PARTIAL_CONTEXT);
+    msg.extend_from_slice(body);
+    key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&bytes))
+        .map_err(|_| {
+            "the signature does not verify: the partial was changed or signed otherwise".to_string()
+        })
+}
+
 /// An event's digest ([`event_key`] of its source and id), as 32 hex digits on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digest(pub u128);
@@ -97,6 +172,8 @@ pub enum PartialReply {
     },
     /// This replica does not lead (or stopped leading).
     NotLeading { why: String },
+    /// Not signed by a worker key the leader accepts (`mesh.worker_keys`): nothing merged.
+    Unauthenticated { why: String },
 }
 
 /// A closed cycle, announced once its records are durable.
@@ -215,6 +292,15 @@ pub async fn run_worker(
             "an ingest worker reads a nats:// mesh; mesh.url is memory://"
         ));
     }
+    let key = cfg
+        .mesh
+        .worker_key()
+        .map_err(|e| anyhow!("mesh.worker_key_file: {e}"))?;
+    if key.is_none() && !cfg.mesh.worker_keys.is_empty() {
+        return Err(anyhow!(
+            "the leader accepts only signed partials (mesh.worker_keys); set mesh.worker_key_file to this worker's key (metaloop keys generate)"
+        ));
+    }
     if cfg.clock.mode == crate::config::ClockMode::Driven {
         return Err(anyhow!(
             "an ingest worker checks event time against this machine's clock; with clock.mode = \"driven\" the leader reads the mesh alone (leader_consumes = true, no workers)"
@@ -307,7 +393,7 @@ pub async fn run_worker(
             }
             _ = flush.tick() => {
                 if !held.is_empty() {
-                    hand_over(&client, &subject, &name, &stream, &mut held, &mut awaiting, &mut ingestor, &stats).await;
+                    hand_over(&client, key.as_ref(), &subject, &name, &stream, &mut held, &mut awaiting, &mut ingestor, &stats).await;
                 }
             }
             m = futures_next(&mut closed) => {
@@ -396,6 +482,7 @@ async fn confirm(
 #[allow(clippy::too_many_arguments)]
 async fn hand_over(
     client: &async_nats::Client,
+    key: Option<&ed25519_dalek::SigningKey>,
     subject: &str,
     name: &str,
     stream: &str,
@@ -438,7 +525,11 @@ async fn hand_over(
         };
         let reply = match tokio::time::timeout(
             Duration::from_secs(10),
-            client.request(subject.to_string(), body.into()),
+            client.request_with_headers(
+                subject.to_string(),
+                key.map(|k| sign_partial(k, &body)).unwrap_or_default(),
+                body.into(),
+            ),
         )
         .await
         {
@@ -462,6 +553,13 @@ async fn hand_over(
         match reply {
             PartialReply::NotLeading { why } => {
                 tracing::debug!(why, "the replica that answered does not lead");
+                return;
+            }
+            PartialReply::Unauthenticated { why } => {
+                tracing::error!(
+                    why,
+                    "the leader refused this worker's partial; it is kept (set mesh.worker_key_file to a key in the leader's mesh.worker_keys)"
+                );
                 return;
             }
             PartialReply::Merged {
@@ -543,6 +641,7 @@ pub fn serve_partials(
     client: async_nats::Client,
     subject: String,
     sink: Arc<dyn PartialSink>,
+    worker_keys: Vec<ed25519_dalek::VerifyingKey>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use futures_util::StreamExt;
@@ -557,14 +656,25 @@ pub fn serve_partials(
             let Some(reply_to) = m.reply.clone() else {
                 continue;
             };
-            let reply = match serde_json::from_slice::<PartialRequest>(&m.payload) {
+            let reply = match check_partial(&worker_keys, m.headers.as_ref(), &m.payload)
+                .map_err(|why| PartialReply::Unauthenticated { why })
+                .and_then(|()| {
+                    serde_json::from_slice::<PartialRequest>(&m.payload).map_err(|e| {
+                        tracing::warn!(error = %e, "an unreadable partial; refused");
+                        PartialReply::NotLeading {
+                            why: format!("unreadable partial: {e}"),
+                        }
+                    })
+                }) {
                 Ok(req) => sink.merge(req).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "an unreadable partial; refused");
-                    PartialReply::NotLeading {
-                        why: format!("unreadable partial: {e}"),
-                    }
+                Err(PartialReply::Unauthenticated { why }) => {
+                    tracing::warn!(
+                        why,
+                        "a partial not signed by an accepted worker key; refused"
+                    );
+                    PartialReply::Unauthenticated { why }
                 }
+                Err(refusal) => refusal,
             };
             let body = serde_json::to_vec(&reply).unwrap_or_default();
             if let Err(e) = client.publish(reply_to, body.into()).await {
@@ -614,6 +724,49 @@ impl OpenKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partials_are_accepted_only_signed_by_a_worker_key() {
+        let worker = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let accepted = vec![worker.verifying_key()];
+        let body = br#"{"worker":"w1","stream":"S","seqs":[1],"keys":[],"partial":{}}"#;
+        let signed = sign_partial(&worker, body);
+        assert_eq!(check_partial(&accepted, Some(&signed), body), Ok(()));
+        // no keys configured: not authenticated, anything goes
+        assert_eq!(check_partial(&[], None, body), Ok(()));
+        let err = check_partial(&accepted, None, body).unwrap_err();
+        assert!(err.starts_with("unsigned"), "{err}");
+        let err = check_partial(&accepted, Some(&sign_partial(&stranger, body)), body).unwrap_err();
+        assert!(err.contains("not in mesh.worker_keys"), "{err}");
+        // one byte changed after signing
+        let mut changed = body.to_vec();
+        changed[30] = b'2';
+        let err = check_partial(&accepted, Some(&signed), &changed).unwrap_err();
+        assert!(err.contains("does not verify"), "{err}");
+        // the worker's key named, another key's signature
+        let mut forged = signed.clone();
+        forged.insert(
+            SIGNATURE_HEADER,
+            sign_partial(&stranger, body)
+                .get(SIGNATURE_HEADER)
+                .unwrap()
+                .as_str(),
+        );
+        assert!(check_partial(&accepted, Some(&forged), body).is_err());
+        let mut garbled = signed.clone();
+        garbled.insert(SIGNATURE_HEADER, "zz");
+        let err = check_partial(&accepted, Some(&garbled), body).unwrap_err();
+        assert!(err.contains("not 64 bytes"), "{err}");
+        // a signature over the bytes alone (without the context) is not a partial's
+        use ed25519_dalek::Signer;
+        let mut bare = signed.clone();
+        bare.insert(
+            SIGNATURE_HEADER,
+            metaloop_ledger::hex::encode(&worker.sign(body).to_bytes()).as_str(),
+        );
+        assert!(check_partial(&accepted, Some(&bare), body).is_err());
+    }
 
     #[test]
     fn replies_with_digests_read_back_as_sent() {

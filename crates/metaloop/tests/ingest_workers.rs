@@ -3,7 +3,8 @@
 //! are merged into an open cycle, a worker killed while it holds deliveries, duplicates
 //! published under other message ids, and events signed by an unknown key. Every unique
 //! event is counted exactly once in the ledger's cycle windows; the unknown key's events
-//! are not counted.
+//! are not counted. Workers sign their partials with a key the leader accepts; a partial
+//! signed by another key, or not signed, is refused and adds nothing.
 //!
 //! Needs NATS (`METALOOP_TEST_NATS`, default nats://127.0.0.1:4222): skipped without it,
 //! except under `CI=true`, where a missing server fails the test.
@@ -101,6 +102,7 @@ async fn workers_count_every_event_once_across_leader_and_worker_kills() {
     );
     let signer = EventSigner::new(SOURCE, ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
     let stranger = EventSigner::new(SOURCE, ed25519_dalek::SigningKey::from_bytes(&[10; 32]));
+    let worker_key = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -125,6 +127,8 @@ subject_prefix = "{prefix}"
 ack_wait = 5
 leader_consumes = false
 worker_flush_ms = 100
+worker_keys = ["{worker_pub}"]
+worker_key_file = "{worker_key}"
 
 [[adapters]]
 source = "{SOURCE}"
@@ -133,7 +137,14 @@ public_keys = ["{key}"]
             data = dir.path().display(),
             nats = nats_url(),
             key = metaloop_mesh::keys::public_key_hex(&signer.verifying_key()),
+            worker_pub = metaloop_mesh::keys::public_key_hex(&worker_key.verifying_key()),
+            worker_key = dir.path().join("worker.key").display(),
         ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("worker.key"),
+        metaloop_ledger::hex::encode(&worker_key.to_bytes()),
     )
     .unwrap();
     let cfg = config.to_string_lossy().to_string();
@@ -215,6 +226,70 @@ public_keys = ["{key}"]
         &["ingest-worker", "--config", &cfg, "--name", "w2"],
         &dir.path().join("worker-2.log"),
     ));
+
+    // partials of 500 forged observations, signed by a key the leader does not accept, or
+    // not signed: refused, and nothing of them counted
+    let forged = {
+        let mut partial = metaloop_core::supervisor::Partial::default();
+        for i in 0..500 {
+            partial
+                .observe(&metaloop_core::protocol::SpineEvent {
+                    id: format!("forged-{i}"),
+                    source: SOURCE.into(),
+                    time: Timestamp(metaloop::daemon::wall_clock().millis()),
+                    data: EventData::KpiReported(KpiReport {
+                        domain: "d0".into(),
+                        name: "queue_depth".into(),
+                        value: 1000.0,
+                    }),
+                })
+                .unwrap();
+        }
+        serde_json::to_vec(&metaloop::workers::PartialRequest {
+            worker: "forger".into(),
+            stream: format!("METALOOP_{}", prefix.to_uppercase()),
+            seqs: Vec::new(),
+            keys: Vec::new(),
+            partial,
+        })
+        .unwrap()
+    };
+    let subject = metaloop::config::FileConfig::load(&config)
+        .unwrap()
+        .mesh
+        .workers_subject();
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
+    for headers in [
+        metaloop::workers::sign_partial(&forger, &forged),
+        async_nats::HeaderMap::new(),
+    ] {
+        // until a leader answers (the restarted one may not be up yet)
+        let start = Instant::now();
+        let reply: Value = loop {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(5),
+                mesh.client().request_with_headers(
+                    subject.clone(),
+                    headers.clone(),
+                    forged.clone().into(),
+                ),
+            )
+            .await;
+            if let Ok(Ok(m)) = answer {
+                let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                if v["outcome"] != "not_leading" {
+                    break v;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no leader answered"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(reply["outcome"], "unauthenticated", "{reply}");
+        eprintln!("a forged partial: {}", reply["why"]);
+    }
 
     // every event once: the killed leader's open cycle comes back through the workers, the
     // killed worker's deliveries through another after their ack wait
