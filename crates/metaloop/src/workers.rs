@@ -656,25 +656,23 @@ pub fn serve_partials(
             let Some(reply_to) = m.reply.clone() else {
                 continue;
             };
-            let reply = match check_partial(&worker_keys, m.headers.as_ref(), &m.payload)
-                .map_err(|why| PartialReply::Unauthenticated { why })
-                .and_then(|()| {
-                    serde_json::from_slice::<PartialRequest>(&m.payload).map_err(|e| {
-                        tracing::warn!(error = %e, "an unreadable partial; refused");
-                        PartialReply::NotLeading {
-                            why: format!("unreadable partial: {e}"),
-                        }
-                    })
-                }) {
-                Ok(req) => sink.merge(req).await,
-                Err(PartialReply::Unauthenticated { why }) => {
+            let reply = match check_partial(&worker_keys, m.headers.as_ref(), &m.payload) {
+                Err(why) => {
                     tracing::warn!(
                         why,
                         "a partial not signed by an accepted worker key; refused"
                     );
                     PartialReply::Unauthenticated { why }
                 }
-                Err(refusal) => refusal,
+                Ok(()) => match serde_json::from_slice::<PartialRequest>(&m.payload) {
+                    Ok(req) => sink.merge(req).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an unreadable partial; refused");
+                        PartialReply::NotLeading {
+                            why: format!("unreadable partial: {e}"),
+                        }
+                    }
+                },
             };
             let body = serde_json::to_vec(&reply).unwrap_or_default();
             if let Err(e) = client.publish(reply_to, body.into()).await {

@@ -385,6 +385,12 @@ sha256 = "{ad}"
         }
     }
 
+    /// `POST /v1/admin/clock {"to": to}` as the admin: the status and the JSON answer.
+    async fn advance_to(&self, to: &str) -> (u16, Value) {
+        self.advance("driver-token", serde_json::json!({ "to": to }))
+            .await
+    }
+
     /// `POST /v1/admin/clock` as `token`: the status and the JSON answer.
     async fn advance(&self, token: &str, body: Value) -> (u16, Value) {
         let r = self
@@ -829,12 +835,7 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
         )
         .await;
     assert_eq!(code, 403, "{body}");
-    let (code, body) = s
-        .advance(
-            "driver-token",
-            serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
-        )
-        .await;
+    let (code, body) = s.advance_to("2026-01-01T00:05:00Z").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["cycle"], 1, "{body}");
     assert_eq!(body["now"], "2026-01-01T00:05:00Z");
@@ -843,20 +844,10 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
     assert_eq!(s.folded().await, 5);
 
     // within the open cycle: nothing closes
-    let (code, body) = s
-        .advance(
-            "driver-token",
-            serde_json::json!({"to": "2026-01-01T00:07:00Z"}),
-        )
-        .await;
+    let (code, body) = s.advance_to("2026-01-01T00:07:00Z").await;
     assert_eq!((code, &body["cycle"]), (200, &Value::from(1)), "{body}");
     // three cycles' ends at once: all three close
-    let (code, body) = s
-        .advance(
-            "driver-token",
-            serde_json::json!({"to": "2026-01-01T00:20:00Z"}),
-        )
-        .await;
+    let (code, body) = s.advance_to("2026-01-01T00:20:00Z").await;
     assert_eq!((code, &body["cycle"]), (200, &Value::from(4)), "{body}");
 
     // refused, and the clock stays where it was
@@ -886,23 +877,13 @@ async fn a_driven_clock_closes_cycles_when_advanced_and_only_forward() {
             "{bad}: {body}"
         );
     }
-    let (_, body) = s
-        .advance(
-            "driver-token",
-            serde_json::json!({"to": "2026-01-01T00:20:00Z"}),
-        )
-        .await;
+    let (_, body) = s.advance_to("2026-01-01T00:20:00Z").await;
     assert_eq!(body["cycle"], 4, "{body}");
 
     // a supervisor on the wall clock has no time to move
     let wall = Setup::new("5m", "");
     let _d2 = wall.start().await;
-    let (code, body) = wall
-        .advance(
-            "driver-token",
-            serde_json::json!({"to": "2026-01-01T00:05:00Z"}),
-        )
-        .await;
+    let (code, body) = wall.advance_to("2026-01-01T00:05:00Z").await;
     assert_eq!(code, 409, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("wall clock"),

@@ -245,6 +245,23 @@ impl Replica {
             .ok()?;
         r.json().await.ok()
     }
+
+    /// Waits (at most 20 s) until it answers as a standby; otherwise fails with `what`.
+    async fn until_standby(&self, http: &reqwest::Client, what: &str) {
+        let start = Instant::now();
+        loop {
+            let s = self.status(http).await;
+            if s.as_ref().is_some_and(|s| s["role"] == "standby") {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what}: {s:?}\n{}",
+                tail(&self.log_text(), 30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Replica {
@@ -900,19 +917,9 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     failovers.push(("SIGSTOP", took));
     driver.close_cycle(replicas, &http).await;
     replicas[stopped].signal("CONT");
-    let start = Instant::now();
-    loop {
-        let s = replicas[stopped].status(&http).await;
-        if s.as_ref().is_some_and(|s| s["role"] == "standby") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the stale leader did not step down: {s:?}\n{}",
-            tail(&replicas[stopped].log_text(), 30)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    replicas[stopped]
+        .until_standby(&http, "the stale leader did not step down")
+        .await;
     let stale_log = replicas[stopped].log_text();
     let why = stale_log
         .lines()
@@ -975,18 +982,9 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
     failovers.push(("database cut", took));
     driver.close_cycle(replicas, &http).await;
     replicas[cut].proxy.restore();
-    let start = Instant::now();
-    loop {
-        let s = replicas[cut].status(&http).await;
-        if s.as_ref().is_some_and(|s| s["role"] == "standby") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the cut replica is not a standby: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    replicas[cut]
+        .until_standby(&http, "the cut replica is not a standby")
+        .await;
     for _ in 0..BETWEEN {
         driver.step(replicas, &http).await;
     }
