@@ -607,6 +607,7 @@ impl Reload for Reloader {
 
 /// `POST /v1/admin/clock`: moves a driven clock, on the leader, once the deliveries the
 /// caller names are folded; answers when the cycles it ends are closed.
+#[derive(Clone)]
 struct ClockDriver {
     clock: Clock,
     intake: IntakeCell,
@@ -614,6 +615,16 @@ struct ClockDriver {
 
 /// How long an advance waits for the deliveries it names, then for its cycles to close.
 const ADVANCE_WAIT: Duration = Duration::from_secs(60);
+
+/// A driven clock asked to go back.
+fn earlier(to: Timestamp, now: Timestamp) -> ApiError {
+    ApiError::BadRequest {
+        field: "to".into(),
+        message: format!(
+            "{to} is earlier than the supervisor's time {now}: a driven clock only moves forward"
+        ),
+    }
+}
 
 impl ClockDriver {
     async fn advance_now(
@@ -631,12 +642,7 @@ impl ClockDriver {
         })?;
         let now = self.clock.now();
         if to < now {
-            return Err(ApiError::BadRequest {
-                field: "to".into(),
-                message: format!(
-                    "{to} is earlier than the supervisor's time {now}: a driven clock only moves forward"
-                ),
-            });
+            return Err(earlier(to, now));
         }
         let started = Instant::now();
         if let Some(want) = deliveries {
@@ -659,10 +665,7 @@ impl ClockDriver {
             .call(|s| s.next_cycle_at())
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        driven.advance(to).map_err(|now| ApiError::BadRequest {
-            field: "to".into(),
-            message: format!("{to} is earlier than the supervisor's time {now}: a driven clock only moves forward"),
-        })?;
+        driven.advance(to).map_err(|now| earlier(to, now))?;
         if to >= next {
             let settled = driven.settled(next);
             tokio::pin!(settled);
@@ -685,20 +688,15 @@ impl ClockDriver {
                 }
             }
         }
-        let cycle = intake
+        let (cycle, next) = intake
             .runtime
-            .call(|s| s.state().cycle)
+            .call(|s| (s.state().cycle, s.next_cycle_at()))
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         Ok(crate::api::views::ClockView {
             now: to.to_rfc3339(),
             cycle,
-            next_cycle_at: intake
-                .runtime
-                .call(|s| s.next_cycle_at())
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?
-                .to_rfc3339(),
+            next_cycle_at: next.to_rfc3339(),
         })
     }
 }
@@ -709,10 +707,7 @@ impl crate::api::DriveClock for ClockDriver {
         to: Timestamp,
         deliveries: Option<u64>,
     ) -> BoxFuture<Result<crate::api::views::ClockView, ApiError>> {
-        let me = ClockDriver {
-            clock: self.clock.clone(),
-            intake: self.intake.clone(),
-        };
+        let me = self.clone();
         Box::pin(async move { me.advance_now(to, deliveries).await })
     }
 }
@@ -1167,6 +1162,11 @@ impl Node {
     /// Phase 3: takes the standby's supervisor over, re-sends what was published and never
     /// acknowledged, and starts the intake and the mesh consumer.
     async fn recover(&self, standby: Running, acquired: Option<Acquired>) -> Result<Leader> {
+        let worker_keys = self
+            .cfg
+            .mesh
+            .accepted_worker_keys()
+            .map_err(|e| anyhow!(e))?;
         let epoch = acquired.as_ref().map_or(0, |a| a.lease.epoch);
         let lease = acquired.as_ref().map(|a| a.lease.clone());
         let (mut sup, now) = self.take_over(standby, acquired.as_ref()).await?;
@@ -1236,8 +1236,7 @@ impl Node {
                 client.clone(),
                 self.cfg.mesh.workers_subject(),
                 Arc::new(PartialIntake(intake.clone())),
-                // (checked when the configuration was loaded)
-                self.cfg.mesh.accepted_worker_keys().unwrap_or_default(),
+                worker_keys,
             )
         });
         Ok(Leader {
