@@ -13,11 +13,17 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// Decodes 64 hex digits (either case) into a hash; `None` if `text` is anything else.
 pub fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    decode_array(text)
+}
+
+/// Decodes exactly `2 × N` hex digits (either case) into `N` bytes; `None` if `text` is
+/// anything else.
+pub fn decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
     let text = text.as_bytes();
-    if text.len() != 64 {
+    if text.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
         *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }

@@ -55,20 +55,8 @@ impl Clock {
     /// moves to it; the wall clock is left alone. Returns the time now.
     pub fn catch_up(&self, t: Timestamp) -> Timestamp {
         if let Clock::Driven(d) = self {
-            d.now.send_if_modified(|now| {
-                let behind = *now < t;
-                if behind {
-                    *now = t;
-                }
-                behind
-            });
-            d.settled.send_if_modified(|s| {
-                let behind = *s < t;
-                if behind {
-                    *s = t;
-                }
-                behind
-            });
+            raise(&d.now, t);
+            raise(&d.settled, t);
         }
         self.now()
     }
@@ -88,15 +76,20 @@ impl Clock {
     /// The leader has closed every cycle that ends by `t`.
     pub fn settle(&self, t: Timestamp) {
         if let Clock::Driven(d) = self {
-            d.settled.send_if_modified(|s| {
-                let later = *s < t;
-                if later {
-                    *s = t;
-                }
-                later
-            });
+            raise(&d.settled, t);
         }
     }
+}
+
+/// Moves a time to `t` if it is earlier (waking its waiters), never back.
+fn raise(time: &watch::Sender<Timestamp>, t: Timestamp) {
+    time.send_if_modified(|now| {
+        let behind = *now < t;
+        if behind {
+            *now = t;
+        }
+        behind
+    });
 }
 
 impl Driven {

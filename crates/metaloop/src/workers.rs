@@ -43,12 +43,15 @@ pub const SIGNATURE_HEADER: &str = "Metaloop-Signature";
 /// (an event, a checkpoint) is never a partial's.
 pub const PARTIAL_CONTEXT: &[u8] = b"metaloop-partial/v1\n";
 
+/// What a partial's signature covers: the context, then the request's bytes.
+fn signed_bytes(body: &[u8]) -> Vec<u8> {
+    [PARTIAL_CONTEXT, body].concat()
+}
+
 /// The headers that sign a partial's `body` with `key`.
 pub fn sign_partial(key: &ed25519_dalek::SigningKey, body: &[u8]) -> async_nats::HeaderMap {
     use ed25519_dalek::Signer;
-    let mut msg = Vec::with_capacity(PARTIAL_CONTEXT.len() + body.len());
-    msg.extend_from_slice(PARTIAL_CONTEXT);
-    msg.extend_from_slice(body);
+    let msg = signed_bytes(body);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         KEY_HEADER,
@@ -90,23 +93,15 @@ pub fn check_partial(
             metaloop_mesh::keys::public_key_hex(&key)
         ));
     }
-    let bytes: [u8; 64] = (signature.len() == 128 && signature.is_ascii())
-        .then(|| {
-            let mut out = [0u8; 64];
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).ok()?;
-            }
-            Some(out)
-        })
-        .flatten()
+    let bytes: [u8; 64] = metaloop_ledger::hex::decode_array(&signature)
         .ok_or_else(|| format!("{SIGNATURE_HEADER}: not 64 bytes in hex"))?;
-    let mut msg = Vec::with_capacity(PARTIAL_CONTEXT.len() + body.len());
-    msg.extend_from_slice(PARTIAL_CONTEXT);
-    msg.extend_from_slice(body);
-    key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&bytes))
-        .map_err(|_| {
-            "the signature does not verify: the partial was changed or signed otherwise".to_string()
-        })
+    key.verify_strict(
+        &signed_bytes(body),
+        &ed25519_dalek::Signature::from_bytes(&bytes),
+    )
+    .map_err(|_| {
+        "the signature does not verify: the partial was changed or signed otherwise".to_string()
+    })
 }
 
 /// An event's digest ([`event_key`] of its source and id), as 32 hex digits on the wire.

@@ -313,13 +313,18 @@ async fn one_leader(
         assert!(
             start.elapsed() < within,
             "no single new leader within {within:?}: {l:?}\n{}",
-            replicas
-                .iter()
-                .map(|r| format!("--- {}\n{}", r.name, tail(&r.log_text(), 25)))
-                .collect::<String>()
+            logs(replicas)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The last lines of every replica's log.
+fn logs(replicas: &[Replica]) -> String {
+    replicas
+        .iter()
+        .map(|r| format!("--- {}\n{}", r.name, tail(&r.log_text(), 25)))
+        .collect()
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -523,10 +528,7 @@ impl Driver {
             assert!(
                 start.elapsed() < Duration::from_secs(120),
                 "cycle {want} did not close within 120 s\n{}",
-                replicas
-                    .iter()
-                    .map(|r| format!("--- {}\n{}", r.name, tail(&r.log_text(), 25)))
-                    .collect::<String>()
+                logs(replicas)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
