@@ -142,6 +142,219 @@ pub struct PolicyEvaluation {
     pub reason: String,
 }
 
+/// A cycle's evaluation of every enabled policy (the `strategy.evaluated` record).
+///
+/// Stored with each distinct condition evaluation and each distinct reason once, in the
+/// tables `conditions` and `reasons`, and each policy's evaluation naming its entries by
+/// index: policies that test the same thing against the same snapshot, or are held back for
+/// the same reason, would otherwise repeat them (at 1,000 policies they were five sixths of
+/// the record). Records written before the tables, with the condition and reason inline in
+/// each evaluation, read the same. In memory every evaluation holds its own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StrategyEvaluation {
+    pub cycle: u64,
+    pub evaluations: Vec<PolicyEvaluation>,
+    pub recommendations: Vec<String>,
+}
+
+/// A policy's evaluation as stored: its condition and reason by their index in the record's
+/// tables.
+#[derive(Serialize)]
+struct StoredEvaluation<'a> {
+    policy_id: &'a str,
+    condition: usize,
+    streak: u32,
+    factors: &'a ConfidenceFactors,
+    directives: &'a [String],
+    reason: usize,
+}
+
+/// A policy's evaluation as read: the condition and reason by index, or inline (records
+/// written before the tables).
+#[derive(Deserialize)]
+struct ReadEvaluation {
+    policy_id: String,
+    condition: Entered<ConditionEval>,
+    streak: u32,
+    factors: ConfidenceFactors,
+    directives: Vec<String>,
+    reason: Entered<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entered<T> {
+    At(usize),
+    Inline(T),
+}
+
+impl<T: Clone> Entered<T> {
+    fn resolve<E: serde::de::Error>(self, table: &[T], what: &str, policy: &str) -> Result<T, E> {
+        match self {
+            Entered::Inline(t) => Ok(t),
+            Entered::At(i) => table.get(i).cloned().ok_or_else(|| {
+                E::custom(format!(
+                    "evaluation of {policy}: {what} {i} is not in the record's {} {what}s",
+                    table.len()
+                ))
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadStrategy {
+    cycle: u64,
+    #[serde(default)]
+    conditions: Vec<ConditionEval>,
+    evaluations: Vec<ReadEvaluation>,
+    #[serde(default)]
+    reasons: Vec<String>,
+    recommendations: Vec<String>,
+}
+
+/// A hash of everything in a condition evaluation (its numbers by their bits), to find equal
+/// ones.
+fn fingerprint(c: &ConditionEval) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    c.holds.hash(&mut h);
+    c.evidence.to_bits().hash(&mut h);
+    c.coverage.to_bits().hash(&mut h);
+    for (k, v) in &c.values {
+        k.hash(&mut h);
+        v.to_bits().hash(&mut h);
+    }
+    for f in &c.failing_playbooks {
+        (&f.domain, &f.playbook, f.runs).hash(&mut h);
+        (f.success_rate.to_bits(), f.evidence.to_bits()).hash(&mut h);
+    }
+    c.notes.hash(&mut h);
+    h.finish()
+}
+
+impl Serialize for StrategyEvaluation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        use std::collections::HashMap;
+        let mut conditions: Vec<&ConditionEval> = Vec::new();
+        let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut reasons: Vec<&str> = Vec::new();
+        let mut reason_at: HashMap<&str, usize> = HashMap::new();
+        let mut stored = Vec::with_capacity(self.evaluations.len());
+        for e in &self.evaluations {
+            let same = by_print.entry(fingerprint(&e.condition)).or_default();
+            let condition = match same.iter().find(|&&i| *conditions[i] == e.condition) {
+                Some(&i) => i,
+                None => {
+                    conditions.push(&e.condition);
+                    same.push(conditions.len() - 1);
+                    conditions.len() - 1
+                }
+            };
+            let reason = *reason_at.entry(e.reason.as_str()).or_insert_with(|| {
+                reasons.push(e.reason.as_str());
+                reasons.len() - 1
+            });
+            stored.push(StoredEvaluation {
+                policy_id: &e.policy_id,
+                condition,
+                streak: e.streak,
+                factors: &e.factors,
+                directives: &e.directives,
+                reason,
+            });
+        }
+        let mut s = serializer.serialize_struct("StrategyEvaluation", 5)?;
+        s.serialize_field("cycle", &self.cycle)?;
+        s.serialize_field("conditions", &conditions)?;
+        s.serialize_field("evaluations", &stored)?;
+        s.serialize_field("reasons", &reasons)?;
+        s.serialize_field("recommendations", &self.recommendations)?;
+        s.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StrategyEvaluation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = ReadStrategy::deserialize(deserializer)?;
+        let evaluations = r
+            .evaluations
+            .into_iter()
+            .map(|e| {
+                Ok(PolicyEvaluation {
+                    condition: e.condition.resolve(&r.conditions, "condition", &e.policy_id)?,
+                    reason: e.reason.resolve(&r.reasons, "reason", &e.policy_id)?,
+                    policy_id: e.policy_id,
+                    streak: e.streak,
+                    factors: e.factors,
+                    directives: e.directives,
+                })
+            })
+            .collect::<Result<_, D::Error>>()?;
+        Ok(StrategyEvaluation {
+            cycle: r.cycle,
+            evaluations,
+            recommendations: r.recommendations,
+        })
+    }
+}
+
+/// One policy's evaluation in a `strategy.evaluated` payload read as JSON, with its
+/// condition and reason found in the record's tables (or inline, in records written before
+/// them); `None` for parts that are missing.
+#[derive(Debug, Clone, Copy)]
+pub struct EvaluationJson<'a> {
+    pub entry: &'a serde_json::Value,
+    pub condition: &'a serde_json::Value,
+    pub reason: &'a serde_json::Value,
+}
+
+impl EvaluationJson<'_> {
+    /// The evaluation with its condition and reason in place.
+    pub fn inline(&self) -> serde_json::Value {
+        let mut e = self.entry.clone();
+        if let Some(o) = e.as_object_mut() {
+            o.insert("condition".into(), self.condition.clone());
+            o.insert("reason".into(), self.reason.clone());
+        }
+        e
+    }
+}
+
+/// The evaluations of a `strategy.evaluated` payload read as JSON.
+pub fn strategy_evaluations(
+    payload: &serde_json::Value,
+) -> impl Iterator<Item = EvaluationJson<'_>> {
+    payload["evaluations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(move |e| EvaluationJson {
+            entry: e,
+            condition: entered(payload, e, "condition", "conditions"),
+            reason: entered(payload, e, "reason", "reasons"),
+        })
+}
+
+/// An evaluation's `field`: its entry in the payload's `table` when it is an index, else as
+/// it is.
+fn entered<'a>(
+    payload: &'a serde_json::Value,
+    evaluation: &'a serde_json::Value,
+    field: &str,
+    table: &str,
+) -> &'a serde_json::Value {
+    static NULL: serde_json::Value = serde_json::Value::Null;
+    match &evaluation[field] {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|i| payload[table].get(usize::try_from(i).ok()?))
+            .unwrap_or(&NULL),
+        other => other,
+    }
+}
+
 /// The typed body of a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", content = "payload")]
@@ -177,11 +390,7 @@ pub enum RecordBody {
     },
     /// Every enabled policy was evaluated.
     #[serde(rename = "strategy.evaluated")]
-    StrategyEvaluated {
-        cycle: u64,
-        evaluations: Vec<PolicyEvaluation>,
-        recommendations: Vec<String>,
-    },
+    StrategyEvaluated(StrategyEvaluation),
     /// A directive was decided, with the pre window its verification will compare against.
     #[serde(rename = "directive.proposed")]
     Proposed {
@@ -396,7 +605,7 @@ impl RecordBody {
         match self {
             RecordBody::Started { .. } => "supervisor.started",
             RecordBody::Snapshot { .. } => "snapshot.built",
-            RecordBody::StrategyEvaluated { .. } => "strategy.evaluated",
+            RecordBody::StrategyEvaluated(_) => "strategy.evaluated",
             RecordBody::Proposed { .. } => "directive.proposed",
             RecordBody::ApprovalRequested { .. } => "directive.approval_requested",
             RecordBody::Approved { .. } => "directive.approved",
@@ -428,7 +637,8 @@ impl RecordBody {
         match self {
             RecordBody::Started { .. } => "supervisor".into(),
             RecordBody::Snapshot { snapshot, .. } => snapshot.id.clone(),
-            RecordBody::StrategyEvaluated { cycle, .. } | RecordBody::Summary { cycle, .. } => {
+            RecordBody::StrategyEvaluated(StrategyEvaluation { cycle, .. })
+            | RecordBody::Summary { cycle, .. } => {
                 format!("cycle/{cycle}")
             }
             RecordBody::Proposed { directive, .. } => directive.id.clone(),
@@ -545,6 +755,94 @@ mod tests {
             entry.payload["changes"][0],
             serde_json::json!({"field": "cooldown_cycles", "before": cfg.policies[0].cooldown_cycles, "after": p.cooldown_cycles})
         );
+    }
+
+    fn evaluation(id: &str, gap: f64, reason: &str) -> PolicyEvaluation {
+        PolicyEvaluation {
+            policy_id: id.into(),
+            condition: ConditionEval {
+                holds: gap > 0.05,
+                evidence: 0.9,
+                coverage: 1.0,
+                values: [("goal_gap.success_rate".to_string(), gap)].into(),
+                failing_playbooks: vec![],
+                notes: vec![],
+            },
+            streak: 2,
+            factors: ConfidenceFactors {
+                evidence: 0.9,
+                track_record: 0.5,
+                coverage: 1.0,
+                confidence: 0.45,
+            },
+            directives: vec![],
+            reason: reason.into(),
+        }
+    }
+
+    /// A `strategy.evaluated` record stores each distinct condition and reason once, and
+    /// reads back (and as JSON, resolved) as it was; records with them inline still read.
+    #[test]
+    fn strategy_records_store_shared_conditions_and_reasons_once() {
+        let held = "confidence 0.45 below threshold 0.70";
+        let s = StrategyEvaluation {
+            cycle: 7,
+            evaluations: vec![
+                evaluation("a", 0.1, held),
+                evaluation("b", 0.1, held),
+                evaluation("c", 0.0, "condition does not hold"),
+                // the same values but the other gap's bits: not the same condition
+                evaluation("d", -0.0, "condition does not hold"),
+                evaluation("e", 0.1, held),
+            ],
+            recommendations: vec![],
+        };
+        let entry = RecordBody::StrategyEvaluated(s.clone())
+            .to_entry(crate::time::Timestamp::from_secs(1), "metaloop");
+        let stored = entry.payload.value();
+        assert_eq!(stored["conditions"].as_array().unwrap().len(), 3);
+        assert_eq!(stored["reasons"], serde_json::json!([held, "condition does not hold"]));
+        let at: Vec<_> = stored["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["condition"].as_u64().unwrap(), e["reason"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(at, [(0, 0), (0, 0), (1, 1), (2, 1), (0, 0)]);
+        // written straight from the body (as the ledger writes it), it says the same
+        let fresh = RecordBody::StrategyEvaluated(s.clone())
+            .to_entry(crate::time::Timestamp::from_secs(1), "metaloop");
+        let text = serde_json::to_string(&fresh.payload).unwrap();
+        assert_eq!(&serde_json::from_str::<serde_json::Value>(&text).unwrap(), stored);
+        // typed, it reads back whole
+        let back = RecordBody::from_entry("strategy.evaluated", stored).unwrap();
+        assert_eq!(back, RecordBody::StrategyEvaluated(s.clone()));
+        // as JSON, each evaluation finds its condition and reason
+        let resolved: Vec<_> = strategy_evaluations(stored).map(|e| e.inline()).collect();
+        let inline: Vec<_> = s
+            .evaluations
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        assert_eq!(resolved, inline);
+        // a record written before the tables, with them inline, reads the same both ways
+        let old = serde_json::json!({"cycle": 7, "evaluations": inline, "recommendations": []});
+        assert_eq!(
+            RecordBody::from_entry("strategy.evaluated", &old).unwrap(),
+            RecordBody::StrategyEvaluated(s)
+        );
+        let resolved_old: Vec<_> = strategy_evaluations(&old).map(|e| e.inline()).collect();
+        assert_eq!(resolved_old, resolved);
+        // an index outside its table is an error naming it
+        let mut bad = stored.clone();
+        bad["evaluations"][1]["condition"] = serde_json::json!(9);
+        let err = RecordBody::from_entry("strategy.evaluated", &bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("evaluation of b: condition 9 is not in the record's 3 conditions"),
+            "{err}"
+        );
+        assert!(strategy_evaluations(&bad).nth(1).unwrap().condition.is_null());
     }
 }
 

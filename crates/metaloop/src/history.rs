@@ -272,15 +272,16 @@ impl Inner {
 
     fn evaluated(&mut self, time: Timestamp, payload: &Value) {
         let cycle = payload["cycle"].as_u64().unwrap_or(0);
-        for e in payload["evaluations"].as_array().into_iter().flatten() {
-            let Some(policy) = e["policy_id"].as_str() else {
+        for e in metaloop_core::record::strategy_evaluations(payload) {
+            let Some(policy) = e.entry["policy_id"].as_str() else {
                 continue;
             };
             let ev = Evaluation {
                 cycle,
                 time,
-                record: e.clone(),
+                record: e.inline(),
             };
+            let e = e.entry;
             for d in e["directives"].as_array().into_iter().flatten() {
                 if let Some(id) = d.as_str() {
                     self.issuing.insert(id.to_string(), ev.clone());

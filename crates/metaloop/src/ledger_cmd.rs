@@ -458,11 +458,9 @@ fn story<'a>(
         .iter()
         .find(|r| r.action == "strategy.evaluated" && r.payload["cycle"].as_u64() == Some(cycle))
         .and_then(|r| {
-            r.payload["evaluations"]
-                .as_array()?
-                .iter()
-                .find(|e| e["policy_id"].as_str() == policy_id)
-                .cloned()
+            metaloop_core::record::strategy_evaluations(&r.payload)
+                .find(|e| e.entry["policy_id"].as_str() == policy_id)
+                .map(|e| e.inline())
         });
     let rollback_id = records
         .iter()

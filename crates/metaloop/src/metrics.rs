@@ -694,11 +694,11 @@ impl crate::runtime::Observer for MetricsObserver {
                 }
                 "strategy.evaluated" => {
                     let mut any = false;
-                    for e in r.payload["evaluations"].as_array().into_iter().flatten() {
+                    for e in metaloop_core::record::strategy_evaluations(&r.payload) {
                         // a match is the condition holding, whether or not a directive followed
-                        let matched = e["condition"]["holds"].as_bool().unwrap_or(false);
+                        let matched = e.condition["holds"].as_bool().unwrap_or(false);
                         any |= matched;
-                        m.policy_evaluated(e["policy_id"].as_str().unwrap_or("?"), matched);
+                        m.policy_evaluated(e.entry["policy_id"].as_str().unwrap_or("?"), matched);
                     }
                     m.strategy_cycle(any);
                 }

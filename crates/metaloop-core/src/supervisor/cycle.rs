@@ -12,7 +12,7 @@ use crate::kpi::{self, CycleWindows, DomainWindow};
 use crate::policy::confidence::combine;
 use crate::policy::template::DEFAULT_EXPERIMENT_FRACTION;
 use crate::policy::{ConditionEval, MetaPolicy, PolicyMode, TargetSelector};
-use crate::record::{PolicyEvaluation, RecordBody};
+use crate::record::{PolicyEvaluation, RecordBody, StrategyEvaluation};
 use crate::snapshot::{CrossDomainSnapshot, SnapshotInputs, SystemicPattern};
 use crate::summary;
 use crate::time::Timestamp;
@@ -1031,11 +1031,11 @@ impl Supervisor {
         self.commit(
             now,
             &actor,
-            RecordBody::StrategyEvaluated {
+            RecordBody::StrategyEvaluated(StrategyEvaluation {
                 cycle: snap.cycle,
                 evaluations,
                 recommendations,
-            },
+            }),
         );
         for (d, o) in to_submit {
             let (pre, pre_cycles) = self.pre_window(&d.target_domain);

@@ -579,8 +579,8 @@ impl State {
                     self.verdict_log.pop_front();
                 }
             }
-            RecordBody::StrategyEvaluated { evaluations, .. } => {
-                for e in evaluations {
+            RecordBody::StrategyEvaluated(s) => {
+                for e in &s.evaluations {
                     if let Some(p) = self.policies.get_mut(&e.policy_id) {
                         p.streak = e.streak;
                     }

@@ -430,11 +430,9 @@ fn run_cell(
 
 /// Policies whose condition held, from a `strategy.evaluated` payload.
 fn count_holding(payload: &serde_json::Value) -> usize {
-    payload["evaluations"].as_array().map_or(0, |a| {
-        a.iter()
-            .filter(|e| e["condition"]["holds"].as_bool() == Some(true))
-            .count()
-    })
+    metaloop_core::record::strategy_evaluations(payload)
+        .filter(|e| e.condition["holds"].as_bool() == Some(true))
+        .count()
 }
 
 /// Cycles measured in a cell of `domains` domains.

@@ -355,10 +355,10 @@ pub fn run_test(
                         acted = true;
                     }
                     Effect::Record(entry) => {
-                        if let Ok(RecordBody::StrategyEvaluated { evaluations, .. }) =
+                        if let Ok(RecordBody::StrategyEvaluated(s)) =
                             RecordBody::from_entry(&entry.action, &entry.payload)
                         {
-                            for ev in evaluations {
+                            for ev in s.evaluations {
                                 if ev.condition.holds
                                     && ev.directives.is_empty()
                                     && held_back
