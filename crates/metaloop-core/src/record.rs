@@ -283,7 +283,9 @@ impl<'de> Deserialize<'de> for StrategyEvaluation {
             .into_iter()
             .map(|e| {
                 Ok(PolicyEvaluation {
-                    condition: e.condition.resolve(&r.conditions, "condition", &e.policy_id)?,
+                    condition: e
+                        .condition
+                        .resolve(&r.conditions, "condition", &e.policy_id)?,
                     reason: e.reason.resolve(&r.reasons, "reason", &e.policy_id)?,
                     policy_id: e.policy_id,
                     streak: e.streak,
@@ -801,19 +803,30 @@ mod tests {
             .to_entry(crate::time::Timestamp::from_secs(1), "metaloop");
         let stored = entry.payload.value();
         assert_eq!(stored["conditions"].as_array().unwrap().len(), 3);
-        assert_eq!(stored["reasons"], serde_json::json!([held, "condition does not hold"]));
+        assert_eq!(
+            stored["reasons"],
+            serde_json::json!([held, "condition does not hold"])
+        );
         let at: Vec<_> = stored["evaluations"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["condition"].as_u64().unwrap(), e["reason"].as_u64().unwrap()))
+            .map(|e| {
+                (
+                    e["condition"].as_u64().unwrap(),
+                    e["reason"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(at, [(0, 0), (0, 0), (1, 1), (2, 1), (0, 0)]);
         // written straight from the body (as the ledger writes it), it says the same
         let fresh = RecordBody::StrategyEvaluated(s.clone())
             .to_entry(crate::time::Timestamp::from_secs(1), "metaloop");
         let text = serde_json::to_string(&fresh.payload).unwrap();
-        assert_eq!(&serde_json::from_str::<serde_json::Value>(&text).unwrap(), stored);
+        assert_eq!(
+            &serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            stored
+        );
         // typed, it reads back whole
         let back = RecordBody::from_entry("strategy.evaluated", stored).unwrap();
         assert_eq!(back, RecordBody::StrategyEvaluated(s.clone()));
@@ -842,7 +855,13 @@ mod tests {
                 .contains("evaluation of b: condition 9 is not in the record's 3 conditions"),
             "{err}"
         );
-        assert!(strategy_evaluations(&bad).nth(1).unwrap().condition.is_null());
+        assert!(
+            strategy_evaluations(&bad)
+                .nth(1)
+                .unwrap()
+                .condition
+                .is_null()
+        );
     }
 }
 

@@ -17,33 +17,75 @@ use crate::snapshot::{CrossDomainSnapshot, SnapshotInputs, SystemicPattern};
 use crate::summary;
 use crate::time::Timestamp;
 use crate::verify::{self, Outcome};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 /// Rollbacks of one directive tried before humans are asked to restore it by hand.
 pub const MAX_ROLLBACK_ATTEMPTS: usize = 3;
 
-/// A place a policy could act.
-struct Candidate {
-    domain: String,
-    knob: String,
+/// A place a policy could act, borrowed from the snapshot, the condition's evaluation or
+/// the cycle's ranking of domains: every holding policy walks its candidates each cycle, so
+/// nothing is copied or written out until a candidate is listed or chosen.
+struct Candidate<'a> {
+    domain: Cow<'a, str>,
+    /// The template's knob, with `fill.0` replaced by `fill.1` when set.
+    knob: &'a str,
+    fill: Option<(&'static str, &'a str)>,
     /// What was found there, for the justification.
-    why: Why,
+    why: Why<'a>,
+}
+
+impl Candidate<'_> {
+    /// Writes the candidate's knob.
+    fn write_knob(&self, out: &mut String) {
+        match self.fill {
+            None => out.push_str(self.knob),
+            Some((placeholder, value)) => {
+                let mut parts = self.knob.split(placeholder);
+                out.push_str(parts.next().unwrap_or_default());
+                for part in parts {
+                    out.push_str(value);
+                    out.push_str(part);
+                }
+            }
+        }
+    }
+
+    fn knob(&self) -> String {
+        let mut out = String::new();
+        self.write_knob(&mut out);
+        out
+    }
+
+    /// Sets `key` to the candidate's `domain/knob`.
+    fn write_key(&self, key: &mut String) {
+        key.clear();
+        key.push_str(&self.domain);
+        key.push('/');
+        self.write_knob(key);
+    }
 }
 
 /// What was found where a policy could act: written out only for the candidate chosen.
-enum Why {
-    Text(String),
+enum Why<'a> {
+    /// The template's fixed target.
+    Fixed,
+    /// Listed by the template's target expression.
+    Listed,
+    /// The root of a systemic pattern.
+    Pattern(&'a SystemicPattern),
     /// A domain missing its goal: KPI, value, gap and observations.
-    Gap(String, f64, f64, f64),
+    Gap(&'a str, f64, f64, f64),
     /// A playbook below its floor: its success rate, runs and the evidence.
-    Playbook(String, f64, u64, f64),
+    Playbook(&'a str, f64, u64, f64),
 }
 
-impl Why {
+impl Why<'_> {
     fn render(&self, domain: &str) -> String {
         match self {
-            Why::Text(t) => t.clone(),
+            Why::Fixed => format!("{domain} (fixed target)"),
+            Why::Listed => format!("{domain} (listed by the target expression)"),
+            Why::Pattern(p) => p.describe(),
             Why::Playbook(playbook, rate, runs, evidence) => format!(
                 "{domain}/{playbook} succeeded in {:.0}% of {runs} autonomous runs (P(below floor) = {evidence:.3})",
                 rate * 100.0
@@ -122,10 +164,10 @@ impl Skip<'_> {
 /// conditions.
 #[derive(Default)]
 struct Lookups<'s> {
-    knob_live: std::collections::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
-    knob_any: std::collections::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
-    held_live: std::collections::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
-    held_any: std::collections::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
+    knob_live: foldhash::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
+    knob_any: foldhash::HashMap<String, &'s crate::supervisor::state::DirectiveState>,
+    held_live: foldhash::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
+    held_any: foldhash::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
     worst: WorstDomains,
     /// (domain, KPI) → why its baseline is too small.
     shortfall: std::collections::HashMap<(String, String), Option<String>>,
@@ -910,11 +952,10 @@ impl Supervisor {
                     (&look.knob_live, &look.held_live)
                 };
                 for c in self.candidates(p, snap, &eval, ctx.as_ref(), &mut look.worst) {
-                    key.clear();
-                    let _ = write!(key, "{}/{}", c.domain, c.knob);
+                    c.write_key(&mut key);
                     // why not here: its text is written only when it is listed
-                    let why_not = if taken.contains(&c.domain)
-                        || shadow && taken_shadow.contains(&c.domain)
+                    let why_not = if taken.contains(&*c.domain)
+                        || shadow && taken_shadow.contains(&*c.domain)
                     {
                         Some(Skip::Taken)
                     } else if p.directive_template.experiment_first
@@ -925,14 +966,14 @@ impl Supervisor {
                         Some(Skip::KnobHeld(h))
                     } else if let Some(h) = (p.directive_template.directive_type
                         != DirectiveType::RequestReview)
-                        .then(|| held.get(c.domain.as_str()))
+                        .then(|| held.get(&*c.domain))
                         .flatten()
                     {
                         Some(Skip::Held(h))
                     } else if to_submit.iter().any(|(d, _)| d.knob_key() == key) {
                         Some(Skip::Text("knob taken this cycle".into()))
                     } else if p.template_target() != &TargetSelector::PatternRoot
-                        && cascade_domains.contains(&c.domain)
+                        && cascade_domains.contains(&*c.domain)
                     {
                         Some(Skip::Text(
                             "explained by a dependency cascade; acting at its root instead".into(),
@@ -955,7 +996,10 @@ impl Supervisor {
                         None
                     } else {
                         look.shortfall
-                            .entry((c.domain.clone(), p.directive_template.target_kpi.clone()))
+                            .entry((
+                                c.domain.to_string(),
+                                p.directive_template.target_kpi.clone(),
+                            ))
                             .or_insert_with(|| {
                                 self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
                             })
@@ -973,9 +1017,9 @@ impl Supervisor {
                     }
                     let d = self.directive_from(p, &c, snap, &eval, factors, now);
                     if shadow {
-                        taken_shadow.insert(c.domain.clone());
+                        taken_shadow.insert(c.domain.to_string());
                     } else {
-                        taken.insert(c.domain.clone());
+                        taken.insert(c.domain.to_string());
                     }
                     issued.push(d.id.clone());
                     recommendations.push(format!(
@@ -1080,15 +1124,21 @@ impl Supervisor {
     }
 
     /// Where a policy could act, best first.
-    fn candidates(
+    fn candidates<'a>(
         &self,
-        p: &MetaPolicy,
-        snap: &CrossDomainSnapshot,
-        eval: &ConditionEval,
+        p: &'a MetaPolicy,
+        snap: &'a CrossDomainSnapshot,
+        eval: &'a ConditionEval,
         ctx: Option<&cel::Context<'_, '_>>,
-        worst: &mut WorstDomains,
-    ) -> Vec<Candidate> {
+        worst: &'a mut WorstDomains,
+    ) -> Vec<Candidate<'a>> {
         let t = &p.directive_template;
+        let at = |domain: Cow<'a, str>, why: Why<'a>| Candidate {
+            domain,
+            knob: &t.knob,
+            fill: None,
+            why,
+        };
         match &t.target {
             TargetSelector::Matching(source) => {
                 let found = match (crate::policy::expression::compile_domains(source), ctx) {
@@ -1098,28 +1148,17 @@ impl Supervisor {
                 found
                     .into_iter()
                     .filter(|d| snap.domains.contains_key(d))
-                    .map(|d| Candidate {
-                        knob: t.knob.clone(),
-                        why: Why::Text(format!("{d} (listed by the target expression)")),
-                        domain: d,
-                    })
+                    .map(|d| at(Cow::Owned(d), Why::Listed))
                     .collect()
             }
-            TargetSelector::Domain(d) => {
-                vec![Candidate {
-                    domain: d.clone(),
-                    knob: t.knob.clone(),
-                    why: Why::Text(format!("{d} (fixed target)")),
-                }]
-            }
+            TargetSelector::Domain(d) => vec![at(Cow::Borrowed(d), Why::Fixed)],
             TargetSelector::PatternRoot => snap
                 .patterns
                 .iter()
                 .filter_map(|pat| match pat {
                     SystemicPattern::DependencyCascade(c) => Some(Candidate {
-                        domain: c.root_domain.clone(),
-                        knob: t.knob.replace("{node}", &c.root_node),
-                        why: Why::Text(pat.describe()),
+                        fill: Some(("{node}", &c.root_node)),
+                        ..at(Cow::Borrowed(&c.root_domain), Why::Pattern(pat))
                     }),
                     _ => None,
                 })
@@ -1128,9 +1167,11 @@ impl Supervisor {
                 .failing_playbooks
                 .iter()
                 .map(|f| Candidate {
-                    domain: f.domain.clone(),
-                    knob: t.knob.replace("{playbook}", &f.playbook),
-                    why: Why::Playbook(f.playbook.clone(), f.success_rate, f.runs, f.evidence),
+                    fill: Some(("{playbook}", &f.playbook)),
+                    ..at(
+                        Cow::Borrowed(&f.domain),
+                        Why::Playbook(&f.playbook, f.success_rate, f.runs, f.evidence),
+                    )
                 })
                 .collect(),
             TargetSelector::WorstDomain => {
@@ -1161,10 +1202,8 @@ impl Supervisor {
                     });
                 ranked
                     .iter()
-                    .map(|(name, v, gap, n)| Candidate {
-                        domain: name.clone(),
-                        knob: t.knob.clone(),
-                        why: Why::Gap(metric.to_string(), *v, *gap, *n),
+                    .map(|(name, v, gap, n)| {
+                        at(Cow::Borrowed(name), Why::Gap(metric, *v, *gap, *n))
                     })
                     .collect()
             }
@@ -1181,7 +1220,8 @@ impl Supervisor {
         now: Timestamp,
     ) -> Directive {
         let t = &p.directive_template;
-        let key = format!("{}/{}", c.domain, c.knob);
+        let mut key = String::new();
+        c.write_key(&mut key);
         let mut cond: Vec<String> = Vec::new();
         if let Some((m, th)) = p.condition.gap_metric()
             && let (Some(v), Some(g)) = (snap.global_kpis.get(m), snap.goal_gaps.get(m))
@@ -1223,9 +1263,9 @@ impl Supervisor {
             } else {
                 t.directive_type
             },
-            target_domain: c.domain.clone(),
+            target_domain: c.domain.to_string(),
             target_subsystem: t.subsystem.clone(),
-            knob: c.knob.clone(),
+            knob: c.knob(),
             action_name: t.action.clone(),
             action: t.knob_action().expect("templates are validated"),
             target_kpi: t.target_kpi.clone(),

@@ -339,8 +339,8 @@ impl State {
         hold_samples: u64,
         horizon: u32,
         include_shadow: bool,
-    ) -> std::collections::HashMap<&str, &DirectiveState> {
-        let mut out = std::collections::HashMap::new();
+    ) -> foldhash::HashMap<&str, &DirectiveState> {
+        let mut out = foldhash::HashMap::default();
         for d in self.directives.values() {
             if d.directive.shadow && !include_shadow
                 || d.directive.directive_type == crate::directive::DirectiveType::ScheduleExperiment
@@ -367,11 +367,8 @@ impl State {
     /// Knob key → the directive holding the knob (the first in id order). A shadow directive
     /// holds its knob for other shadow decisions only (`include_shadow`): it never stands in
     /// a live decision's way. One pass over the directives.
-    pub fn knob_holders(
-        &self,
-        include_shadow: bool,
-    ) -> std::collections::HashMap<String, &DirectiveState> {
-        let mut out = std::collections::HashMap::new();
+    pub fn knob_holders(&self, include_shadow: bool) -> foldhash::HashMap<String, &DirectiveState> {
+        let mut out = foldhash::HashMap::default();
         for d in self.directives.values() {
             if d.holds_knob() && (include_shadow || !d.directive.shadow) {
                 out.entry(d.directive.knob_key()).or_insert(d);
