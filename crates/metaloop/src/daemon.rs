@@ -498,8 +498,17 @@ impl EventIngest for HttpIngest {
 struct Reloader {
     path: Option<PathBuf>,
     registry: Arc<Mutex<KeyRegistry>>,
+    /// The keys ingest workers sign their partials with (`mesh.worker_keys`).
+    worker_keys: crate::workers::WorkerKeys,
     intake: IntakeCell,
     clock: Clock,
+}
+
+/// Worker keys as a reload names them: `worker/` and the key in hex.
+fn worker_key_names(keys: &[ed25519_dalek::VerifyingKey]) -> Vec<String> {
+    keys.iter()
+        .map(|k| format!("worker/{}", metaloop_mesh::keys::public_key_hex(k)))
+        .collect()
 }
 
 /// `source/key-id` pairs and `source: [domains]` bindings of a registry.
@@ -530,16 +539,25 @@ impl Reloader {
         })?;
         let cfg = FileConfig::load(&path).map_err(|e| ApiError::BadRequest {
             field: "config".into(),
-            message: format!("{e}; the adapters in force are kept"),
+            message: format!("{e}; the adapters and worker keys in force are kept"),
         })?;
         let next =
             KeyRegistry::from_entries(&cfg.adapter_keys()).map_err(|e| ApiError::BadRequest {
                 field: "adapters".into(),
-                message: format!("adapters: {e}; the adapters in force are kept"),
+                message: format!("adapters: {e}; the adapters and worker keys in force are kept"),
+            })?;
+        let next_workers = cfg
+            .mesh
+            .accepted_worker_keys()
+            .map_err(|e| ApiError::BadRequest {
+                field: "mesh.worker_keys".into(),
+                message: format!("{e}; the adapters and worker keys in force are kept"),
             })?;
         warn_unbound(&cfg);
-        let (old_keys, old_bind) = describe(&lock(&self.registry));
-        let (new_keys, new_bind) = describe(&next);
+        let (mut old_keys, old_bind) = describe(&lock(&self.registry));
+        let (mut new_keys, new_bind) = describe(&next);
+        old_keys.extend(worker_key_names(&self.worker_keys.get()));
+        new_keys.extend(worker_key_names(&next_workers));
         let added: Vec<String> = new_keys
             .iter()
             .filter(|k| !old_keys.contains(k))
@@ -560,6 +578,7 @@ impl Reloader {
             .collect();
         let sources = next.sources().into_iter().map(str::to_string).collect();
         *lock(&self.registry) = next.clone();
+        self.worker_keys.set(next_workers);
         let intake = current(&self.intake);
         if let Some(intake) = &intake {
             lock(&intake.ingestor).set_registry(next);
@@ -965,9 +984,13 @@ impl Node {
             }
             None => Clock::Wall,
         };
+        let worker_keys = crate::workers::WorkerKeys::new(
+            cfg.mesh.accepted_worker_keys().map_err(|e| anyhow!(e))?,
+        );
         let reloader = Reloader {
             path: config_path,
             registry: registry.clone(),
+            worker_keys,
             intake: intake.clone(),
             clock: clock.clone(),
         };
@@ -1162,11 +1185,6 @@ impl Node {
     /// Phase 3: takes the standby's supervisor over, re-sends what was published and never
     /// acknowledged, and starts the intake and the mesh consumer.
     async fn recover(&self, standby: Running, acquired: Option<Acquired>) -> Result<Leader> {
-        let worker_keys = self
-            .cfg
-            .mesh
-            .accepted_worker_keys()
-            .map_err(|e| anyhow!(e))?;
         let epoch = acquired.as_ref().map_or(0, |a| a.lease.epoch);
         let lease = acquired.as_ref().map(|a| a.lease.clone());
         let (mut sup, now) = self.take_over(standby, acquired.as_ref()).await?;
@@ -1236,7 +1254,7 @@ impl Node {
                 client.clone(),
                 self.cfg.mesh.workers_subject(),
                 Arc::new(PartialIntake(intake.clone())),
-                worker_keys,
+                self.reloader.worker_keys.clone(),
             )
         });
         Ok(Leader {

@@ -631,12 +631,34 @@ pub trait PartialSink: Send + Sync + 'static {
     fn merge(&self, request: PartialRequest) -> crate::runtime::BoxFuture<PartialReply>;
 }
 
-/// Answers workers' partials on `subject` until the returned task is aborted.
+/// The worker keys a leader accepts partials signed by (`mesh.worker_keys`), shared with
+/// the reload (SIGHUP, `POST /v1/admin/reload`) that replaces them.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerKeys(Arc<std::sync::RwLock<Arc<Vec<ed25519_dalek::VerifyingKey>>>>);
+
+impl WorkerKeys {
+    pub fn new(keys: Vec<ed25519_dalek::VerifyingKey>) -> WorkerKeys {
+        WorkerKeys(Arc::new(std::sync::RwLock::new(Arc::new(keys))))
+    }
+
+    /// The keys in force.
+    pub fn get(&self) -> Arc<Vec<ed25519_dalek::VerifyingKey>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `keys` in force for the next partial.
+    pub fn set(&self, keys: Vec<ed25519_dalek::VerifyingKey>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+}
+
+/// Answers workers' partials on `subject` until the returned task is aborted; each partial
+/// is checked against the worker keys in force when it arrives.
 pub fn serve_partials(
     client: async_nats::Client,
     subject: String,
     sink: Arc<dyn PartialSink>,
-    worker_keys: Vec<ed25519_dalek::VerifyingKey>,
+    worker_keys: WorkerKeys,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use futures_util::StreamExt;
@@ -651,7 +673,7 @@ pub fn serve_partials(
             let Some(reply_to) = m.reply.clone() else {
                 continue;
             };
-            let reply = match check_partial(&worker_keys, m.headers.as_ref(), &m.payload) {
+            let reply = match check_partial(&worker_keys.get(), m.headers.as_ref(), &m.payload) {
                 Err(why) => {
                     tracing::warn!(
                         why,

@@ -771,6 +771,20 @@ async fn adapters_are_bound_to_their_domains_and_reload_without_a_restart() {
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("kept"), "{body}");
+    // so does a worker key that is not one
+    std::fs::write(
+        &s.config,
+        format!("{bound}[mesh]\nworker_keys = [\"not a key\"]\n"),
+    )
+    .unwrap();
+    let bad = reload("admin-token").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("mesh.worker_keys[0]") && message.contains("kept"),
+        "{body}"
+    );
     let still = s
         .adapter
         .spine_event("ok-2", now(), &recovery_in("application", 2));

@@ -259,37 +259,81 @@ public_keys = ["{key}"]
         .mesh
         .workers_subject();
     let forger = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
+    // asks until a leader answers (the restarted one may not be up yet) and the answer is
+    // not `until`
+    let ask = |headers: async_nats::HeaderMap, body: Vec<u8>, until: &'static str| {
+        let (mesh, subject) = (mesh.clone(), subject.clone());
+        async move {
+            let start = Instant::now();
+            loop {
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    mesh.client().request_with_headers(
+                        subject.clone(),
+                        headers.clone(),
+                        body.clone().into(),
+                    ),
+                )
+                .await;
+                if let Ok(Ok(m)) = answer {
+                    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                    if v["outcome"] != "not_leading" && v["outcome"] != until {
+                        break v;
+                    }
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no leader answered other than {until}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     for headers in [
         metaloop::workers::sign_partial(&forger, &forged),
         async_nats::HeaderMap::new(),
     ] {
-        // until a leader answers (the restarted one may not be up yet)
-        let start = Instant::now();
-        let reply: Value = loop {
-            let answer = tokio::time::timeout(
-                Duration::from_secs(5),
-                mesh.client().request_with_headers(
-                    subject.clone(),
-                    headers.clone(),
-                    forged.clone().into(),
-                ),
-            )
-            .await;
-            if let Ok(Ok(m)) = answer {
-                let v: Value = serde_json::from_slice(&m.payload).unwrap();
-                if v["outcome"] != "not_leading" {
-                    break v;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no leader answered"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let reply = ask(headers, forged.clone(), "").await;
         assert_eq!(reply["outcome"], "unauthenticated", "{reply}");
         eprintln!("a forged partial: {}", reply["why"]);
     }
+
+    // a worker key added at run time is accepted after SIGHUP, without a restart, and
+    // refused again once revoked (an empty partial: it adds nothing)
+    let empty = serde_json::to_vec(&metaloop::workers::PartialRequest {
+        worker: "newcomer".into(),
+        stream: format!("METALOOP_{}", prefix.to_uppercase()),
+        seqs: Vec::new(),
+        keys: Vec::new(),
+        partial: metaloop_core::supervisor::Partial::default(),
+    })
+    .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let one = format!(
+        "worker_keys = [\"{}\"]",
+        metaloop_mesh::keys::public_key_hex(&worker_key.verifying_key())
+    );
+    let newcomer = metaloop_mesh::keys::public_key_hex(&forger.verifying_key());
+    let two = one.replace("\"]", &format!("\", \"{newcomer}\"]"));
+    assert!(text.contains(&one));
+    let hup = |leader: &Child| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &leader.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "SIGHUP to the leader");
+    };
+    std::fs::write(&config, text.replace(&one, &two)).unwrap();
+    hup(&leader);
+    let signed = || metaloop::workers::sign_partial(&forger, &empty);
+    let reply = ask(signed(), empty.clone(), "unauthenticated").await;
+    assert_eq!(reply["outcome"], "merged", "{reply}");
+    std::fs::write(&config, &text).unwrap();
+    hup(&leader);
+    let reply = ask(signed(), empty.clone(), "merged").await;
+    assert_eq!(reply["outcome"], "unauthenticated", "{reply}");
+    eprintln!("a revoked worker key: {}", reply["why"]);
 
     // every event once: the killed leader's open cycle comes back through the workers, the
     // killed worker's deliveries through another after their ack wait
@@ -345,6 +389,23 @@ public_keys = ["{key}"]
         (settled.1 - expected_sum).abs() < 1e-6 * expected_sum,
         "the values are the published ones: {} vs {expected_sum}",
         settled.1
+    );
+    // both reloads are in the ledger, naming the worker key
+    let out = Command::new(env!("CARGO_BIN_EXE_metaloop"))
+        .args(["ledger", "show", "--ledger", &ledger, "--json"])
+        .output()
+        .unwrap();
+    let reloads: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["action"] == "adapters.reloaded")
+        .map(|r| r["payload"].clone())
+        .collect();
+    let named = serde_json::json!([format!("worker/{newcomer}")]);
+    assert!(
+        reloads.iter().any(|p| p["added"] == named)
+            && reloads.iter().any(|p| p["removed"] == named),
+        "the reloads recorded: {reloads:?}"
     );
     let log = std::fs::read_to_string(dir.path().join("worker-1.log")).unwrap_or_default()
         + &std::fs::read_to_string(dir.path().join("worker-2.log")).unwrap_or_default()

@@ -27,8 +27,8 @@ pub trait EventIngest: Send + Sync + 'static {
     ) -> crate::runtime::BoxFuture<Result<views::EventResults, ApiError>>;
 }
 
-/// Reloads the adapters' keys and domain bindings from the configuration file (the admin
-/// API's `POST /v1/admin/reload`; SIGHUP does the same).
+/// Reloads the adapters' keys and domain bindings, and the ingest workers' keys, from the
+/// configuration file (the admin API's `POST /v1/admin/reload`; SIGHUP does the same).
 pub trait Reload: Send + Sync + 'static {
     /// Reloads on behalf of `by`; returns what changed.
     fn reload(&self, by: String) -> crate::runtime::BoxFuture<Result<views::ReloadView, ApiError>>;

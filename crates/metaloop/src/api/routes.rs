@@ -136,7 +136,7 @@ async fn readyz(State(s): State<ApiState>) -> Result<(StatusCode, Json<Readiness
 }
 
 #[utoipa::path(post, path = "/v1/admin/reload", tag = "supervisor", security(("bearer" = [])),
-    responses((status = 200, description = "The adapters' keys and domain bindings were read again from the configuration file; what changed", body = ReloadView),
+    responses((status = 200, description = "The adapters' keys and domain bindings, and the ingest workers' keys, were read again from the configuration file; what changed", body = ReloadView),
               (status = 400, description = "The file no longer parses or is invalid; nothing changed", body = ErrorBody),
               (status = 404, description = "This server does not reload", body = ErrorBody)))]
 async fn admin_reload(

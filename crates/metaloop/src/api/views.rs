@@ -44,7 +44,7 @@ pub struct LeaderInfo {
 /// What `POST /v1/admin/reload` changed.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReloadView {
-    /// `source/key-id` pairs added and removed.
+    /// `source/key-id` pairs added and removed, and ingest worker keys as `worker/<hex>`.
     pub added: Vec<String>,
     pub removed: Vec<String>,
     /// Sources whose domain binding changed, as `source: [domains]`.
