@@ -147,7 +147,7 @@ pub struct PolicyEvaluation {
 /// Stored with each distinct condition evaluation and each distinct reason once, in the
 /// tables `conditions` and `reasons`, and each policy's evaluation naming its entries by
 /// index: policies that test the same thing against the same snapshot, or are held back for
-/// the same reason, would otherwise repeat them (at 1,000 policies they were five sixths of
+/// the same reason, would otherwise repeat them (at 1,000 policies they were four fifths of
 /// the record). Records written before the tables, with the condition and reason inline in
 /// each evaluation, read the same. In memory every evaluation holds its own.
 #[derive(Debug, Clone, PartialEq, Default)]
