@@ -216,8 +216,8 @@ struct ReadStrategy {
 /// A hash of everything in a condition evaluation (its numbers by their bits), to find equal
 /// ones.
 fn fingerprint(c: &ConditionEval) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::default().build_hasher();
     c.holds.hash(&mut h);
     c.evidence.to_bits().hash(&mut h);
     c.coverage.to_bits().hash(&mut h);
@@ -235,8 +235,8 @@ fn fingerprint(c: &ConditionEval) -> u64 {
 
 impl Serialize for StrategyEvaluation {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use foldhash::{HashMap, HashMapExt};
         use serde::ser::SerializeStruct;
-        use std::collections::HashMap;
         let mut conditions: Vec<&ConditionEval> = Vec::new();
         let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut reasons: Vec<&str> = Vec::new();

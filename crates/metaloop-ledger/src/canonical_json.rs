@@ -474,8 +474,53 @@ fn write_f64(f: f64, out: &mut String) {
         out.push_str("0.0");
         return;
     }
-    let (digits, exponent) = shortest_digits(magnitude);
-    lay_out(&digits, exponent, out);
+    // records repeat their numbers (a thousand policies' shared factors, thresholds, rates
+    // of the same counts): the texts of recent magnitudes are kept, by their exact bits
+    let bits = magnitude.to_bits();
+    let slot = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TEXT_SLOTS_LOG2)) as usize;
+    RECENT_TEXTS.with_borrow_mut(|texts| {
+        let t = &mut texts[slot];
+        if t.bits != bits {
+            let (digits, exponent) = shortest_digits(magnitude);
+            let mut text = String::with_capacity(TEXT_LEN);
+            lay_out(&digits, exponent, &mut text);
+            if text.len() > TEXT_LEN {
+                out.push_str(&text);
+                return;
+            }
+            t.bits = bits;
+            t.len = text.len() as u8;
+            t.text[..text.len()].copy_from_slice(text.as_bytes());
+        }
+        out.push_str(std::str::from_utf8(&t.text[..t.len as usize]).expect("ASCII digits"));
+    });
+}
+
+/// Texts [`write_f64`] keeps: 2^10 slots, one per magnitude (by a hash of its bits).
+const TEXT_SLOTS_LOG2: u32 = 10;
+
+/// The longest text a slot holds (`0.0000` and 17 digits is 23 bytes; anything longer is
+/// written without being kept).
+const TEXT_LEN: usize = 30;
+
+/// A magnitude (by its bits; 0 for none: zero is never kept) and its text.
+#[derive(Clone, Copy)]
+struct KeptText {
+    bits: u64,
+    len: u8,
+    text: [u8; TEXT_LEN],
+}
+
+thread_local! {
+    static RECENT_TEXTS: std::cell::RefCell<[KeptText; 1 << TEXT_SLOTS_LOG2]> = const {
+        std::cell::RefCell::new(
+            [KeptText {
+                bits: 0,
+                len: 0,
+                text: [0; TEXT_LEN],
+            }; 1 << TEXT_SLOTS_LOG2],
+        )
+    };
 }
 
 /// Writes `d1.d2…dn × 10^exponent` (digits without leading or trailing zeros) in
@@ -696,6 +741,53 @@ mod tests {
         ];
         for (f, expected) in cases {
             assert_eq!(canon(&json!(f)), *expected, "formatting {f:e}");
+        }
+    }
+
+    /// The texts kept for repeated magnitudes are the texts computed afresh: many values
+    /// (more than there are slots, so slots are taken over), written three times each,
+    /// against the uncached layout and against reading them back.
+    #[test]
+    fn kept_float_texts_are_the_computed_ones() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut values: Vec<f64> = (0..5_000)
+            .map(|i| match i % 3 {
+                // any double
+                0 => f64::from_bits(next()),
+                // the kind records hold: rates, seconds, scores
+                1 => (next() % 1_000_000) as f64 / 997.0,
+                _ => -((next() % 10_000) as f64) * 0.001,
+            })
+            .filter(|f| f.is_finite())
+            .collect();
+        values.extend([1.0, 0.5, -0.5, 1e-7, 1e21, 5e-324, f64::MAX]);
+        for pass in 0..3 {
+            for &f in &values {
+                let mut kept = String::new();
+                write_f64(f, &mut kept);
+                let mut fresh = String::new();
+                if f.is_sign_negative() {
+                    fresh.push('-');
+                }
+                if f == 0.0 {
+                    fresh.push_str("0.0");
+                } else {
+                    let (digits, exponent) = shortest_digits(f.abs());
+                    lay_out(&digits, exponent, &mut fresh);
+                }
+                assert_eq!(kept, fresh, "pass {pass}, {f:e}");
+                assert_eq!(
+                    kept.parse::<f64>().unwrap().to_bits(),
+                    f.to_bits(),
+                    "{kept}"
+                );
+            }
         }
     }
 

@@ -240,11 +240,21 @@ impl Condition {
                 .unwrap_or_default();
             parts.push(best);
         }
-        let mut out = ConditionEval {
-            holds: true,
-            evidence: 1.0,
-            coverage: 1.0,
-            ..Default::default()
+        // the first part's maps and lists are taken over, not copied into empty ones (the
+        // same result: later parts' values still replace earlier ones of the same name)
+        let mut parts = parts.into_iter();
+        let mut out = match parts.next() {
+            Some(first) => ConditionEval {
+                evidence: 1.0f64.min(first.evidence),
+                coverage: 1.0f64.min(first.coverage),
+                ..first
+            },
+            None => ConditionEval {
+                holds: true,
+                evidence: 1.0,
+                coverage: 1.0,
+                ..Default::default()
+            },
         };
         for p in parts {
             out.holds &= p.holds;

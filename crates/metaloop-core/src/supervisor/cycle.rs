@@ -28,23 +28,50 @@ pub const MAX_ROLLBACK_ATTEMPTS: usize = 3;
 /// nothing is copied or written out until a candidate is listed or chosen.
 struct Candidate<'a> {
     domain: Cow<'a, str>,
-    /// The template's knob, with `fill.0` replaced by `fill.1` when set.
-    knob: &'a str,
-    fill: Option<(&'static str, &'a str)>,
+    /// The template's knob, with its placeholder (if any) replaced by `fill`.
+    knob: Knob<'a>,
+    fill: &'a str,
     /// What was found there, for the justification.
     why: Why<'a>,
 }
 
+/// A template's knob, split around a placeholder once per policy rather than searched for
+/// it once per candidate.
+#[derive(Clone, Copy)]
+enum Knob<'a> {
+    /// No placeholder in it.
+    Plain(&'a str),
+    /// One placeholder, between these two parts.
+    Around(&'a str, &'a str),
+    /// The placeholder more than once.
+    Many(&'a str, &'static str),
+}
+
+impl<'a> Knob<'a> {
+    fn of(knob: &'a str, placeholder: &'static str) -> Knob<'a> {
+        match knob.split_once(placeholder) {
+            None => Knob::Plain(knob),
+            Some((_, after)) if after.contains(placeholder) => Knob::Many(knob, placeholder),
+            Some((before, after)) => Knob::Around(before, after),
+        }
+    }
+}
+
 impl Candidate<'_> {
-    /// Writes the candidate's knob.
+    /// Writes the candidate's knob (as `str::replace` would).
     fn write_knob(&self, out: &mut String) {
-        match self.fill {
-            None => out.push_str(self.knob),
-            Some((placeholder, value)) => {
-                let mut parts = self.knob.split(placeholder);
+        match self.knob {
+            Knob::Plain(knob) => out.push_str(knob),
+            Knob::Around(before, after) => {
+                out.push_str(before);
+                out.push_str(self.fill);
+                out.push_str(after);
+            }
+            Knob::Many(knob, placeholder) => {
+                let mut parts = knob.split(placeholder);
                 out.push_str(parts.next().unwrap_or_default());
                 for part in parts {
-                    out.push_str(value);
+                    out.push_str(self.fill);
                     out.push_str(part);
                 }
             }
@@ -129,32 +156,47 @@ enum Skip<'a> {
 }
 
 impl Skip<'_> {
-    /// The reason as the strategy record lists it.
-    fn text(&self, domain: &str, control_hold_samples: u64) -> String {
+    /// Writes the reason as the strategy record lists it (pieces pushed, nothing formatted
+    /// through `format!`: a thousand policies list their skipped targets every cycle).
+    fn write_text(&self, out: &mut String, domain: &str, control_hold_samples: u64) {
+        use std::fmt::Write;
         match self {
-            Skip::Taken => "already has a new directive this cycle".to_string(),
-            Skip::Experiment(e) => format!(
-                "experiment {} runs in {} (one at a time)",
-                short(&e.directive.id),
-                domain
-            ),
-            Skip::KnobHeld(h) => format!(
-                "knob held by directive {} ({})",
-                short(&h.directive.id),
-                h.status
-            ),
-            Skip::Held(h) => format!(
-                "directive {} ({} in {}) is being verified with {} in it: another change there waits until it has {} observations after its change",
-                short(&h.directive.id),
-                h.directive.knob,
-                h.directive.target_domain,
-                domain,
-                control_hold_samples
-            ),
-            Skip::Cooling(until) => format!("cooling down until cycle {until}"),
-            Skip::Already(value) => format!("already {value}"),
-            Skip::Shortfall(why) => why.to_string(),
-            Skip::Text(why) => why.clone(),
+            Skip::Taken => out.push_str("already has a new directive this cycle"),
+            Skip::Experiment(e) => {
+                out.push_str("experiment ");
+                out.push_str(short(&e.directive.id));
+                out.push_str(" runs in ");
+                out.push_str(domain);
+                out.push_str(" (one at a time)");
+            }
+            Skip::KnobHeld(h) => {
+                out.push_str("knob held by directive ");
+                out.push_str(short(&h.directive.id));
+                out.push_str(" (");
+                out.push_str(h.status.as_str());
+                out.push(')');
+            }
+            Skip::Held(h) => {
+                out.push_str("directive ");
+                out.push_str(short(&h.directive.id));
+                out.push_str(" (");
+                out.push_str(&h.directive.knob);
+                out.push_str(" in ");
+                out.push_str(&h.directive.target_domain);
+                out.push_str(") is being verified with ");
+                out.push_str(domain);
+                out.push_str(" in it: another change there waits until it has ");
+                let _ = write!(out, "{control_hold_samples}");
+                out.push_str(" observations after its change");
+            }
+            Skip::Cooling(until) => {
+                let _ = write!(out, "cooling down until cycle {until}");
+            }
+            Skip::Already(value) => {
+                let _ = write!(out, "already {value}");
+            }
+            Skip::Shortfall(why) => out.push_str(why),
+            Skip::Text(why) => out.push_str(why),
         }
     }
 }
@@ -944,7 +986,10 @@ impl Supervisor {
                     "no free target: {other} changes this cycle; two domains changed together would be each other's controls"
                 )
             } else {
-                let mut skipped = Vec::new();
+                // "no free target: key: why; key: why…", written as the candidates are
+                // skipped
+                let mut skipped = String::new();
+                let mut skipped_listed = 0usize;
                 let mut skipped_more = 0usize;
                 let (knobs, held) = if shadow {
                     (&look.knob_any, &look.held_any)
@@ -1007,9 +1052,19 @@ impl Supervisor {
                             .map(Skip::Shortfall)
                     };
                     if let Some(w) = why_not {
-                        if skipped.len() < SKIPPED_LISTED {
-                            let w = w.text(&c.domain, self.cfg.verification.control_hold_samples);
-                            skipped.push(format!("{key}: {w}"));
+                        if skipped_listed < SKIPPED_LISTED {
+                            skipped.push_str(match skipped_listed {
+                                0 => "no free target: ",
+                                _ => "; ",
+                            });
+                            skipped.push_str(&key);
+                            skipped.push_str(": ");
+                            w.write_text(
+                                &mut skipped,
+                                &c.domain,
+                                self.cfg.verification.control_hold_samples,
+                            );
+                            skipped_listed += 1;
                         } else {
                             skipped_more += 1;
                         }
@@ -1030,15 +1085,14 @@ impl Supervisor {
                     break;
                 }
                 if issued.is_empty() {
-                    if skipped.is_empty() {
+                    if skipped_listed == 0 {
                         "no target found".to_string()
-                    } else if skipped_more > 0 {
-                        format!(
-                            "no free target: {}; and {skipped_more} more",
-                            skipped.join("; ")
-                        )
                     } else {
-                        format!("no free target: {}", skipped.join("; "))
+                        if skipped_more > 0 {
+                            use std::fmt::Write;
+                            let _ = write!(skipped, "; and {skipped_more} more");
+                        }
+                        skipped
                     }
                 } else {
                     String::new()
@@ -1135,8 +1189,8 @@ impl Supervisor {
         let t = &p.directive_template;
         let at = |domain: Cow<'a, str>, why: Why<'a>| Candidate {
             domain,
-            knob: &t.knob,
-            fill: None,
+            knob: Knob::Plain(&t.knob),
+            fill: "",
             why,
         };
         match &t.target {
@@ -1152,28 +1206,34 @@ impl Supervisor {
                     .collect()
             }
             TargetSelector::Domain(d) => vec![at(Cow::Borrowed(d), Why::Fixed)],
-            TargetSelector::PatternRoot => snap
-                .patterns
-                .iter()
-                .filter_map(|pat| match pat {
-                    SystemicPattern::DependencyCascade(c) => Some(Candidate {
-                        fill: Some(("{node}", &c.root_node)),
-                        ..at(Cow::Borrowed(&c.root_domain), Why::Pattern(pat))
-                    }),
-                    _ => None,
-                })
-                .collect(),
-            TargetSelector::FailingPlaybook => eval
-                .failing_playbooks
-                .iter()
-                .map(|f| Candidate {
-                    fill: Some(("{playbook}", &f.playbook)),
-                    ..at(
-                        Cow::Borrowed(&f.domain),
-                        Why::Playbook(&f.playbook, f.success_rate, f.runs, f.evidence),
-                    )
-                })
-                .collect(),
+            TargetSelector::PatternRoot => {
+                let knob = Knob::of(&t.knob, "{node}");
+                snap.patterns
+                    .iter()
+                    .filter_map(|pat| match pat {
+                        SystemicPattern::DependencyCascade(c) => Some(Candidate {
+                            knob,
+                            fill: &c.root_node,
+                            ..at(Cow::Borrowed(&c.root_domain), Why::Pattern(pat))
+                        }),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            TargetSelector::FailingPlaybook => {
+                let knob = Knob::of(&t.knob, "{playbook}");
+                eval.failing_playbooks
+                    .iter()
+                    .map(|f| Candidate {
+                        knob,
+                        fill: &f.playbook,
+                        ..at(
+                            Cow::Borrowed(&f.domain),
+                            Why::Playbook(&f.playbook, f.success_rate, f.runs, f.evidence),
+                        )
+                    })
+                    .collect()
+            }
             TargetSelector::WorstDomain => {
                 let metric = t.target_kpi.as_str();
                 let threshold = p

@@ -15,6 +15,7 @@ use crate::verify::series::{Control, CycleSummary};
 use crate::verify::{Outcome, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// An approval given to a directive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,13 +55,16 @@ pub struct DirectiveState {
     /// Statistics since it was applied (cycles that started after the ack).
     pub post: DomainWindow,
     pub post_cycles: u32,
-    /// Per-cycle summaries of the target and control domains before the directive (its pre
-    /// window, stopping at the target domain's last change) and since it was applied: the
-    /// sequential method's data. Rebuilt by replay, not serialised.
-    #[serde(default, skip_serializing)]
-    pub pre_series: Vec<CycleSummary>,
-    #[serde(default, skip_serializing)]
-    pub post_series: Vec<CycleSummary>,
+    /// Per-cycle summaries before the directive (its pre window, stopping at the target
+    /// domain's last change) and since it was applied: the sequential method's data, read
+    /// for the target and the controls. Each cycle's summary is shared with the state's
+    /// history and every other directive that takes it (nothing copied per directive), so
+    /// what they keep grows with the cycles run, not with the directives. Rebuilt by
+    /// replay, not serialised.
+    #[serde(skip)]
+    pub pre_series: Vec<Arc<CycleSummary>>,
+    #[serde(skip)]
+    pub post_series: Vec<Arc<CycleSummary>>,
     /// The control domains of its sequential verification (no change of their own over the
     /// pre window), each used until its own next change.
     #[serde(default, skip_serializing)]
@@ -78,12 +82,6 @@ pub struct DirectiveState {
 }
 
 impl DirectiveState {
-    /// The domains its verification reads: the target and its controls.
-    pub fn series_domains(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.directive.target_domain.as_str())
-            .chain(self.controls.iter().map(|c| c.domain.as_str()))
-    }
-
     fn set_status(&mut self, status: Status, at: Timestamp) {
         self.status = status;
         self.lifecycle.push((status, at));
@@ -136,7 +134,7 @@ pub struct State {
     /// The per-cycle summary of each cycle of `history` (same order and length), computed
     /// once when the cycle closes; verifications copy the domains they compare from it.
     #[serde(skip)]
-    pub summaries: VecDeque<std::sync::Arc<CycleSummary>>,
+    pub summaries: VecDeque<Arc<CycleSummary>>,
     /// Knob key → cycles at which a change reversed the knob's previous change (flap control).
     #[serde(default)]
     pub knob_reversals: BTreeMap<String, Vec<u64>>,
@@ -231,16 +229,12 @@ impl State {
     }
 
     /// The summaries of the cycles [`Self::since_change`] yields.
-    fn summaries_since_change(
-        &self,
-        domain: &str,
-        max: usize,
-    ) -> Vec<std::sync::Arc<CycleSummary>> {
+    fn summaries_since_change(&self, domain: &str, max: usize) -> Vec<Arc<CycleSummary>> {
         let aligned = self.summaries.len() == self.history.len();
         self.since_change_at(domain, max)
             .map(|i| match aligned {
                 true => self.summaries[i].clone(),
-                false => std::sync::Arc::new(CycleSummary::of(&self.history[i])),
+                false => Arc::new(CycleSummary::of(&self.history[i])),
             })
             .collect()
     }
@@ -254,7 +248,7 @@ impl State {
         cfg: &SupervisorConfig,
         target: &str,
         kpi_name: &str,
-        pre: &mut Vec<std::sync::Arc<CycleSummary>>,
+        pre: &mut Vec<Arc<CycleSummary>>,
     ) -> Vec<Control> {
         let v = &cfg.verification;
         let Some(first) = pre.first().map(|c| c.start) else {
@@ -469,7 +463,7 @@ impl State {
                     let e = self.regime_start.entry(d.clone()).or_insert(t);
                     *e = (*e).max(t);
                 }
-                let summary = std::sync::Arc::new(CycleSummary::of(windows));
+                let summary = Arc::new(CycleSummary::of(windows));
                 // verifications in progress take every cycle that started after their ack
                 for ds in self.directives.values_mut() {
                     let since = match ds.status {
@@ -483,8 +477,7 @@ impl State {
                         if let Some(w) = windows.domains.get(&ds.directive.target_domain) {
                             ds.post.merge(w);
                         }
-                        let narrow = summary.narrow(ds.series_domains());
-                        ds.post_series.push(narrow);
+                        ds.post_series.push(summary.clone());
                         ds.post_cycles += 1;
                         if ds.directive.experiment.is_some() {
                             ds.arm_series.push(
@@ -526,7 +519,7 @@ impl State {
                     self.summaries = self
                         .history
                         .iter()
-                        .map(|c| std::sync::Arc::new(CycleSummary::of(c)))
+                        .map(|c| Arc::new(CycleSummary::of(c)))
                         .collect();
                 }
                 self.history.push_back(windows.clone());
@@ -618,14 +611,7 @@ impl State {
                         &mut pre_full,
                     )
                 };
-                // only the target's and the controls' data are kept
-                let domains: Vec<&str> = std::iter::once(directive.target_domain.as_str())
-                    .chain(controls.iter().map(|c| c.domain.as_str()))
-                    .collect();
-                let pre_series: Vec<CycleSummary> = pre_full
-                    .iter()
-                    .map(|c| c.narrow(domains.iter().copied()))
-                    .collect();
+                let pre_series = pre_full;
                 self.directives.insert(
                     directive.id.clone(),
                     DirectiveState {

@@ -739,8 +739,8 @@ pub struct VerifyInput<'a> {
     pub pre: &'a DomainWindow,
     pub post: &'a DomainWindow,
     /// Per-cycle summaries (the sequential method and the cycle-by-cycle rules).
-    pub pre_series: &'a [series::CycleSummary],
-    pub post_series: &'a [series::CycleSummary],
+    pub pre_series: &'a [std::sync::Arc<series::CycleSummary>],
+    pub post_series: &'a [std::sync::Arc<series::CycleSummary>],
     /// Control domains for the sequential method.
     pub controls: &'a [series::Control],
     pub post_cycles: u32,

@@ -403,6 +403,7 @@ mod tests {
     use crate::time::Timestamp;
     use crate::verify::series::{Control, CycleSummary, DomainCycle};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn rate(p: f64, n: u64) -> RateCounts {
         RateCounts {
@@ -413,7 +414,7 @@ mod tests {
 
     /// `cycles` cycles from `first`, target `a` with success `s` and autonomy `auto`, control
     /// `b` steady; alternate cycles move ±1 point so the cycles vary a little.
-    fn cycles(first: u64, cycles: u64, s: f64, auto: f64) -> Vec<CycleSummary> {
+    fn cycles(first: u64, cycles: u64, s: f64, auto: f64) -> Vec<Arc<CycleSummary>> {
         (first..first + cycles)
             .map(|i| {
                 let wiggle = if i % 2 == 0 { 0.01 } else { -0.01 };
@@ -433,6 +434,7 @@ mod tests {
                     ]),
                 }
             })
+            .map(Arc::new)
             .collect()
     }
 
@@ -440,8 +442,8 @@ mod tests {
     fn decide_on(
         cfg: &VerifyConfig,
         side: &BTreeMap<String, f64>,
-        pre: &[CycleSummary],
-        post: &[CycleSummary],
+        pre: &[Arc<CycleSummary>],
+        post: &[Arc<CycleSummary>],
         controlled: bool,
         post_cycles: u32,
     ) -> Option<Verdict> {

@@ -7,6 +7,7 @@ use crate::kpi::{self, CycleWindows, DomainWindow, KpiKind, RateCounts, ScoreSta
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One domain's KPIs in one closed cycle.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -75,21 +76,6 @@ impl CycleSummary {
                 .domains
                 .iter()
                 .map(|(d, w)| (d.clone(), DomainCycle::of(w)))
-                .collect(),
-        }
-    }
-}
-
-impl CycleSummary {
-    /// The same cycle with only `domains` (those it has).
-    pub fn narrow<'a>(&self, domains: impl IntoIterator<Item = &'a str>) -> CycleSummary {
-        CycleSummary {
-            cycle: self.cycle,
-            start: self.start,
-            end: self.end,
-            domains: domains
-                .into_iter()
-                .filter_map(|d| Some((d.to_string(), self.domains.get(d)?.clone())))
                 .collect(),
         }
     }
@@ -254,8 +240,8 @@ pub fn observations(
     kpi_name: &str,
     target: &str,
     controls: &[Control],
-    pre: &[CycleSummary],
-    post: &[CycleSummary],
+    pre: &[Arc<CycleSummary>],
+    post: &[Arc<CycleSummary>],
 ) -> Option<Observations> {
     Aligned::new(target, controls, pre, post).observations(kpi_name, true, post.len())
 }
@@ -333,7 +319,7 @@ pub struct PreStats {
 }
 
 impl PreStats {
-    fn key(pre: &[CycleSummary]) -> (usize, Option<u64>, Option<u64>) {
+    fn key(pre: &[Arc<CycleSummary>]) -> (usize, Option<u64>, Option<u64>) {
         (
             pre.len(),
             pre.first().map(|c| c.cycle),
@@ -343,7 +329,7 @@ impl PreStats {
 
     /// Whether these statistics were computed for this target, this pre window and these
     /// controls (or controls that have changed since: [`Self::adopt`]).
-    fn describes(&mut self, target: &str, controls: &[Control], pre: &[CycleSummary]) -> bool {
+    fn describes(&mut self, target: &str, controls: &[Control], pre: &[Arc<CycleSummary>]) -> bool {
         self.target == target && self.pre == Self::key(pre) && self.adopt(controls, pre)
     }
 
@@ -353,7 +339,7 @@ impl PreStats {
     /// folded with those controls counting, as it would be now: the pre parts stay, and the
     /// post cycles folded stay unless one ended after it (then the post window is folded
     /// again).
-    fn adopt(&mut self, controls: &[Control], pre: &[CycleSummary]) -> bool {
+    fn adopt(&mut self, controls: &[Control], pre: &[Arc<CycleSummary>]) -> bool {
         if self.controls.len() != controls.len() {
             return false;
         }
@@ -404,10 +390,13 @@ impl PreStats {
 pub struct Aligned<'a> {
     target: &'a str,
     controls: &'a [Control],
-    pre_cycles: &'a [CycleSummary],
-    post_cycles: &'a [CycleSummary],
+    pre_cycles: &'a [Arc<CycleSummary>],
+    post_cycles: &'a [Arc<CycleSummary>],
     with_controls: bool,
     memo: std::cell::RefCell<PreStats>,
+    /// The pre cycles with the target and the controls looked up: once per look, for
+    /// every KPI whose pre part it computes.
+    pre_aligned: std::cell::OnceCell<Vec<AlignedCycle<'a>>>,
 }
 
 fn align<'a>(target: &str, controls: &[Control], c: &'a CycleSummary) -> AlignedCycle<'a> {
@@ -423,17 +412,18 @@ fn align<'a>(target: &str, controls: &[Control], c: &'a CycleSummary) -> Aligned
 /// Folds cycles into observations of `kpi_name`: each cycle's value (against the controls'
 /// deviations from their levels when `control_level` is not empty) and weight, adding to
 /// `sums` as it goes.
-fn fold<'c>(
+fn fold<'c, C: std::borrow::Borrow<AlignedCycle<'c>>>(
     kpi_name: &str,
     rate: bool,
     control_level: &[Option<f64>],
-    cycles: impl IntoIterator<Item = AlignedCycle<'c>>,
+    cycles: impl IntoIterator<Item = C>,
     is_pre: bool,
     sums: &mut Sums,
     out: &mut Vec<CycleObservation>,
 ) {
     let width = control_level.len();
     for c in cycles {
+        let c = c.borrow();
         let Some(t) = c.target else { continue };
         let mut tp = Pooled::default();
         tp.add(kpi_name, t);
@@ -474,8 +464,8 @@ impl<'a> Aligned<'a> {
     pub fn new(
         target: &'a str,
         controls: &'a [Control],
-        pre: &'a [CycleSummary],
-        post: &'a [CycleSummary],
+        pre: &'a [Arc<CycleSummary>],
+        post: &'a [Arc<CycleSummary>],
     ) -> Aligned<'a> {
         Aligned::with_memo(target, controls, pre, post, PreStats::default())
     }
@@ -486,8 +476,8 @@ impl<'a> Aligned<'a> {
     pub fn with_memo(
         target: &'a str,
         controls: &'a [Control],
-        pre: &'a [CycleSummary],
-        post: &'a [CycleSummary],
+        pre: &'a [Arc<CycleSummary>],
+        post: &'a [Arc<CycleSummary>],
         memo: PreStats,
     ) -> Aligned<'a> {
         let mut memo = memo;
@@ -508,6 +498,7 @@ impl<'a> Aligned<'a> {
             post_cycles: post,
             with_controls: !controls.is_empty(),
             memo: std::cell::RefCell::new(memo),
+            pre_aligned: std::cell::OnceCell::new(),
         }
     }
 
@@ -518,11 +509,12 @@ impl<'a> Aligned<'a> {
 
     /// What the pre window contributes to `kpi_name` (with the controls when `controlled`).
     fn pre_part(&self, kpi_name: &str, controlled: bool) -> PrePart {
-        let pre: Vec<AlignedCycle<'_>> = self
-            .pre_cycles
-            .iter()
-            .map(|c| align(self.target, self.controls, c))
-            .collect();
+        let pre = self.pre_aligned.get_or_init(|| {
+            self.pre_cycles
+                .iter()
+                .map(|c| align(self.target, self.controls, c))
+                .collect()
+        });
         let rate = scale_of(kpi_name) == Scale::Rate;
         let width = if controlled {
             pre.first().map_or(0, |c| c.controls.len())
@@ -533,7 +525,7 @@ impl<'a> Aligned<'a> {
         let control_level: Vec<Option<f64>> = (0..width)
             .map(|i| {
                 let mut p = Pooled::default();
-                for c in &pre {
+                for c in pre {
                     if let (Some(d), _) = c.controls[i] {
                         p.add(kpi_name, d);
                     }
@@ -659,7 +651,7 @@ impl<'a> Aligned<'a> {
 
 /// Per-cycle values of a KPI in one domain (cycles without data left out), for the rules
 /// that judge one measurement per cycle.
-pub fn values(kpi_name: &str, domain: &str, cycles: &[CycleSummary]) -> Vec<f64> {
+pub fn values(kpi_name: &str, domain: &str, cycles: &[Arc<CycleSummary>]) -> Vec<f64> {
     cycles
         .iter()
         .filter_map(|c| c.domains.get(domain)?.value(kpi_name))
@@ -670,8 +662,8 @@ pub fn values(kpi_name: &str, domain: &str, cycles: &[CycleSummary]) -> Vec<f64>
 mod tests {
     use super::*;
 
-    fn cycle(n: u64, doms: &[(&str, u64, u64)]) -> CycleSummary {
-        CycleSummary {
+    fn cycle(n: u64, doms: &[(&str, u64, u64)]) -> Arc<CycleSummary> {
+        Arc::new(CycleSummary {
             cycle: n,
             start: Timestamp(0),
             end: Timestamp(0),
@@ -690,7 +682,7 @@ mod tests {
                     )
                 })
                 .collect(),
-        }
+        })
     }
 
     #[test]
@@ -720,7 +712,7 @@ mod tests {
     fn a_control_counts_only_until_its_own_change() {
         let at = |n: u64, doms: &[(&str, u64, u64)]| {
             let mut c = cycle(n, doms);
-            c.end = Timestamp(n as i64 * 300_000);
+            Arc::make_mut(&mut c).end = Timestamp(n as i64 * 300_000);
             c
         };
         // controls b at 90 % and c at 70 %: each is compared with its own level, so losing one
@@ -771,7 +763,11 @@ mod tests {
     }
 
     /// Random cycles of domains a (the target), b, c and d, with every kind of KPI.
-    fn random_cycles(rng: &mut rand_chacha::ChaCha8Rng, first: u64, n: u64) -> Vec<CycleSummary> {
+    fn random_cycles(
+        rng: &mut rand_chacha::ChaCha8Rng,
+        first: u64,
+        n: u64,
+    ) -> Vec<Arc<CycleSummary>> {
         use rand::Rng;
         (first..first + n)
             .map(|c| {
@@ -794,12 +790,12 @@ mod tests {
                         (d.to_string(), DomainCycle::of(&w))
                     })
                     .collect();
-                CycleSummary {
+                Arc::new(CycleSummary {
                     cycle: c,
                     start: Timestamp(c as i64 * 300_000),
                     end: Timestamp(c as i64 * 300_000 + 300_000),
                     domains,
-                }
+                })
             })
             .collect()
     }

@@ -286,7 +286,7 @@ fn distributions(ds: &DirectiveState) -> (Samples, Samples, &'static str) {
             "recovery durations, seconds (sketch bins)",
         );
     }
-    let per_cycle = |cycles: &[metaloop_core::verify::series::CycleSummary]| {
+    let per_cycle = |cycles: &[std::sync::Arc<metaloop_core::verify::series::CycleSummary>]| {
         cycles
             .iter()
             .filter_map(|c| c.domains.get(&ds.directive.target_domain)?.value(k))
@@ -471,7 +471,7 @@ fn ecdf_chart(k: &str, pre: &[(f64, f64)], post: &[(f64, f64)], dir: Direction) 
 
 fn cycles_chart(ds: &DirectiveState, cycle_ms: i64) -> Markup {
     let k = ds.directive.target_kpi.as_str();
-    let points = |cycles: &[metaloop_core::verify::series::CycleSummary]| {
+    let points = |cycles: &[std::sync::Arc<metaloop_core::verify::series::CycleSummary>]| {
         cycles
             .iter()
             .filter_map(|c| {

@@ -108,7 +108,10 @@ pub fn sequence(volume: &Volume, seed: u64, methods: &[Method]) -> Vec<AaOutcome
             c
         })
         .collect();
-    let summaries: Vec<CycleSummary> = cycles.iter().map(CycleSummary::of).collect();
+    let summaries: Vec<std::sync::Arc<CycleSummary>> = cycles
+        .iter()
+        .map(|c| std::sync::Arc::new(CycleSummary::of(c)))
+        .collect();
     let goals = default_goals();
     let side_effects = BTreeMap::new();
     let controls: Vec<Control> = DOMAINS
