@@ -568,38 +568,60 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
 fn shortest_digits(magnitude: f64) -> (Digits, i32) {
     debug_assert!(magnitude.is_finite() && magnitude > 0.0);
     let mut buffer = zmij::Buffer::new();
-    let text = buffer.format_finite(magnitude);
-    let (mantissa, exp10) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (
-            m,
-            e.parse::<i32>().expect("zmij prints an integer exponent"),
-        ),
-        None => (text, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    // the integer and fraction digits run together, without their leading and trailing
-    // zeros, kept on the stack (a double has at most 17 significant digits; zmij's plain
-    // layout adds zeros, which are dropped before they are kept)
-    let all = int.bytes().chain(frac.bytes());
-    let leading = all.clone().take_while(|b| *b == b'0').count();
-    let total = int.len() + frac.len();
-    let trailing = all
-        .clone()
-        .rev()
-        .take_while(|b| *b == b'0')
-        .count()
-        .min(total - leading);
+    let text = buffer.format_finite(magnitude).as_bytes();
+    // one pass over zmij's text: its digits run together without their leading zeros, and
+    // zeros after a significant digit are held back until another significant digit comes
+    // (those left at the end are trailing); the stack buffer holds at most the 17
+    // significant digits of a double
     let mut digits = Digits {
         buf: [0; 24],
         len: 0,
     };
-    for b in all.skip(leading).take(total - leading - trailing) {
-        digits.buf[digits.len] = b;
-        digits.len += 1;
+    let (mut held_zeros, mut fraction_digits, mut in_fraction) = (0i32, 0i32, false);
+    let mut at = 0;
+    while at < text.len() {
+        let b = text[at];
+        match b {
+            b'0' if digits.len == 0 => {}
+            b'0' => held_zeros += 1,
+            b'1'..=b'9' => {
+                for _ in 0..held_zeros {
+                    digits.buf[digits.len] = b'0';
+                    digits.len += 1;
+                }
+                held_zeros = 0;
+                digits.buf[digits.len] = b;
+                digits.len += 1;
+            }
+            b'.' => in_fraction = true,
+            b'e' | b'E' => break,
+            _ => unreachable!("zmij prints digits, a point and an exponent"),
+        }
+        if in_fraction && b != b'.' {
+            fraction_digits += 1;
+        }
+        at += 1;
+    }
+    let mut exp10 = 0i32;
+    if at < text.len() {
+        let e = &text[at + 1..];
+        let (negative, e) = match e.first() {
+            Some(b'-') => (true, &e[1..]),
+            Some(b'+') => (false, &e[1..]),
+            _ => (false, e),
+        };
+        for &d in e {
+            debug_assert!(d.is_ascii_digit(), "zmij prints an integer exponent");
+            exp10 = exp10 * 10 + i32::from(d - b'0');
+        }
+        if negative {
+            exp10 = -exp10;
+        }
     }
     debug_assert!(digits.len > 0 && digits.buf[..digits.len].iter().all(u8::is_ascii_digit));
-    // the digits read as an integer times 10^(exp10 - frac.len() + trailing) is the value
-    let power = exp10 - frac.len() as i32 + trailing as i32;
+    // the digits read as an integer times 10^(exp10 - fraction digits + trailing zeros) is
+    // the value
+    let power = exp10 - fraction_digits + held_zeros;
     let exponent = power + digits.len as i32 - 1;
     (digits, exponent)
 }
