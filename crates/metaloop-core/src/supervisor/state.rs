@@ -287,6 +287,7 @@ impl State {
             // `ranked` and each cycle's domains are both in name order, so one walk through
             // each cycle finds them all (no lookup per domain and cycle)
             let mut pooled = vec![crate::verify::series::Pooled::default(); ranked.len()];
+            let at = crate::verify::series::KpiAt::of(kpi_name);
             for c in pre.iter() {
                 let mut cycle = c.domains.iter().peekable();
                 for ((_, d), p) in ranked.iter().zip(pooled.iter_mut()) {
@@ -295,7 +296,7 @@ impl State {
                         .is_some()
                     {}
                     if let Some((_, dc)) = cycle.next_if(|(name, _)| name.as_str() == d.as_str()) {
-                        p.add(kpi_name, dc);
+                        p.add_at(at, dc);
                     }
                 }
             }

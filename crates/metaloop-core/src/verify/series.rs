@@ -131,15 +131,6 @@ impl DomainCycle {
             other => self.custom.get(other),
         }
     }
-
-    fn rate(&self, kpi_name: &str) -> Option<RateCounts> {
-        match kpi_name {
-            kpi::OVERALL_SUCCESS_RATE => Some(self.success),
-            kpi::AUTONOMY_RATE => Some(self.autonomy),
-            kpi::HUMAN_INTERVENTION_RATE => Some(self.intervention),
-            _ => None,
-        }
-    }
 }
 
 /// The scale a KPI is tested on.
@@ -170,17 +161,55 @@ pub(crate) struct Pooled {
     pub(crate) sum_sq: f64,
 }
 
+/// Where a KPI's sufficient statistics are in a [`DomainCycle`], found from its name once
+/// rather than for every domain and cycle pooled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KpiAt<'k> {
+    Rate(fn(&DomainCycle) -> RateCounts),
+    Stats(fn(&DomainCycle) -> &ScoreStats),
+    Custom(&'k str),
+}
+
+impl<'k> KpiAt<'k> {
+    /// As [`DomainCycle::rate`], then [`DomainCycle::stats`], read it.
+    pub(crate) fn of(kpi_name: &'k str) -> KpiAt<'k> {
+        match kpi_name {
+            kpi::OVERALL_SUCCESS_RATE => KpiAt::Rate(|d| d.success),
+            kpi::AUTONOMY_RATE => KpiAt::Rate(|d| d.autonomy),
+            kpi::HUMAN_INTERVENTION_RATE => KpiAt::Rate(|d| d.intervention),
+            kpi::COMPLIANCE_SCORE => KpiAt::Stats(|d| &d.compliance),
+            kpi::MEAN_RECOVERY_TIME | kpi::P50_RECOVERY_TIME | kpi::P95_RECOVERY_TIME => {
+                KpiAt::Stats(|d| &d.log_recovery)
+            }
+            other => KpiAt::Custom(other),
+        }
+    }
+}
+
 impl Pooled {
     pub(crate) fn add(&mut self, kpi_name: &str, d: &DomainCycle) {
-        if let Some(r) = d.rate(kpi_name) {
-            self.n += r.trials as f64;
-            self.sum += r.successes as f64;
-            self.sum_sq += r.successes as f64;
-        } else if let Some(s) = d.stats(kpi_name) {
-            self.n += s.count as f64;
-            self.sum += s.sum;
-            self.sum_sq += s.sum_sq;
-        }
+        self.add_at(KpiAt::of(kpi_name), d);
+    }
+
+    /// [`Self::add`] with the KPI found already.
+    pub(crate) fn add_at(&mut self, at: KpiAt<'_>, d: &DomainCycle) {
+        let s = match at {
+            KpiAt::Rate(rate) => {
+                let r = rate(d);
+                self.n += r.trials as f64;
+                self.sum += r.successes as f64;
+                self.sum_sq += r.successes as f64;
+                return;
+            }
+            KpiAt::Stats(stats) => stats(d),
+            KpiAt::Custom(name) => match d.custom.get(name) {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        self.n += s.count as f64;
+        self.sum += s.sum;
+        self.sum_sq += s.sum_sq;
     }
 
     pub(crate) fn mean(&self) -> Option<f64> {
@@ -422,11 +451,12 @@ fn fold<'c, C: std::borrow::Borrow<AlignedCycle<'c>>>(
     out: &mut Vec<CycleObservation>,
 ) {
     let width = control_level.len();
+    let at = KpiAt::of(kpi_name);
     for c in cycles {
         let c = c.borrow();
         let Some(t) = c.target else { continue };
         let mut tp = Pooled::default();
-        tp.add(kpi_name, t);
+        tp.add_at(at, t);
         let Some(tm) = tp.mean() else { continue };
         // the controls' deviations from their own levels, pooled by their counts
         let (mut deviation, mut n) = (0.0, 0.0);
@@ -436,7 +466,7 @@ fn fold<'c, C: std::borrow::Borrow<AlignedCycle<'c>>>(
                 continue;
             };
             let mut cp = Pooled::default();
-            cp.add(kpi_name, d);
+            cp.add_at(at, d);
             let Some(cm) = cp.mean() else { continue };
             deviation += cp.n * (cm - base);
             n += cp.n;
@@ -525,9 +555,10 @@ impl<'a> Aligned<'a> {
         let control_level: Vec<Option<f64>> = (0..width)
             .map(|i| {
                 let mut p = Pooled::default();
+                let at = KpiAt::of(kpi_name);
                 for c in pre {
                     if let (Some(d), _) = c.controls[i] {
-                        p.add(kpi_name, d);
+                        p.add_at(at, d);
                     }
                 }
                 p.mean()
@@ -683,6 +714,82 @@ mod tests {
                 })
                 .collect(),
         })
+    }
+
+    /// Pooling through the KPI found once reads the same numbers as looking the name up in
+    /// every cycle: the rates' counts, the stats of compliance, of log recovery times (all
+    /// three recovery KPIs) and of custom KPIs, nothing for a KPI a domain lacks.
+    #[test]
+    fn pooling_a_kpi_found_once_reads_what_its_name_names() {
+        use rand::SeedableRng;
+        let by_name = |kpi_name: &str, d: &DomainCycle| -> (f64, f64, f64) {
+            let rate = match kpi_name {
+                kpi::OVERALL_SUCCESS_RATE => Some(d.success),
+                kpi::AUTONOMY_RATE => Some(d.autonomy),
+                kpi::HUMAN_INTERVENTION_RATE => Some(d.intervention),
+                _ => None,
+            };
+            match (rate, d.stats(kpi_name)) {
+                (Some(r), _) => (r.trials as f64, r.successes as f64, r.successes as f64),
+                (None, Some(s)) => (s.count as f64, s.sum, s.sum_sq),
+                (None, None) => (0.0, 0.0, 0.0),
+            }
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut cycles = random_cycles(&mut rng, 1, 40);
+        for (i, c) in cycles.iter_mut().enumerate() {
+            if let Some(d) = Arc::make_mut(c).domains.get_mut("a") {
+                let mut custom = BTreeMap::new();
+                if i % 3 != 0 {
+                    custom.insert(
+                        "queue_depth".to_string(),
+                        ScoreStats {
+                            count: i as u64,
+                            sum: i as f64 * 1.5,
+                            sum_sq: i as f64 * 4.25,
+                            last: 0.0,
+                        },
+                    );
+                }
+                d.custom = Arc::new(custom);
+            }
+        }
+        let names = [
+            kpi::OVERALL_SUCCESS_RATE,
+            kpi::AUTONOMY_RATE,
+            kpi::HUMAN_INTERVENTION_RATE,
+            kpi::COMPLIANCE_SCORE,
+            kpi::MEAN_RECOVERY_TIME,
+            kpi::P50_RECOVERY_TIME,
+            kpi::P95_RECOVERY_TIME,
+            "queue_depth",
+            "not_reported",
+        ];
+        let mut seen = 0;
+        for name in names {
+            let at = KpiAt::of(name);
+            let (mut n, mut sum, mut sum_sq) = (0.0, 0.0, 0.0);
+            let mut pooled = Pooled::default();
+            for d in cycles.iter().flat_map(|c| c.domains.values()) {
+                let (dn, ds, dss) = by_name(name, d);
+                n += dn;
+                sum += ds;
+                sum_sq += dss;
+                pooled.add_at(at, d);
+            }
+            assert_eq!(
+                (
+                    pooled.n.to_bits(),
+                    pooled.sum.to_bits(),
+                    pooled.sum_sq.to_bits()
+                ),
+                (n.to_bits(), sum.to_bits(), sum_sq.to_bits()),
+                "{name}"
+            );
+            seen += usize::from(n > 0.0);
+        }
+        // every KPI but the one never reported had data
+        assert_eq!(seen, names.len() - 1);
     }
 
     #[test]
