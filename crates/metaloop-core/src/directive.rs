@@ -156,14 +156,16 @@ impl fmt::Display for Status {
 /// The factors behind a decision's confidence (see `docs/CONFIDENCE.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConfidenceFactors {
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
+    /// evidence × track_record × coverage.
+    pub confidence: f64,
+    /// Fraction of domains with data for the condition.
+    pub coverage: f64,
     /// Posterior probability that the condition truly holds.
     pub evidence: f64,
     /// Posterior mean of the policy's verified success rate.
     pub track_record: f64,
-    /// Fraction of domains with data for the condition.
-    pub coverage: f64,
-    /// evidence × track_record × coverage.
-    pub confidence: f64,
 }
 
 /// A directive as decided by the strategy engine.

@@ -161,12 +161,13 @@ pub struct StrategyEvaluation {
 /// tables.
 #[derive(Serialize)]
 struct StoredEvaluation<'a> {
-    policy_id: &'a str,
+    // in key order, as the canonical text writes them (then nothing is moved)
     condition: usize,
-    streak: u32,
-    factors: &'a ConfidenceFactors,
     directives: &'a [String],
+    factors: &'a ConfidenceFactors,
+    policy_id: &'a str,
     reason: usize,
+    streak: u32,
 }
 
 /// A policy's evaluation as read: the condition and reason by index, or inline (records

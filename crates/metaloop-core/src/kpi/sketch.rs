@@ -17,11 +17,13 @@ pub const BINS: u16 = 512;
 /// Distribution of a duration KPI over one window.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DurationSketch {
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
+    /// bin index → observations (sparse).
+    pub bins: BTreeMap<u16, u64>,
     pub count: u64,
     pub sum: f64,
     pub sum_sq: f64,
-    /// bin index → observations (sparse).
-    pub bins: BTreeMap<u16, u64>,
 }
 
 /// The bin holding `value` (non-finite and negative values go to bin 0).

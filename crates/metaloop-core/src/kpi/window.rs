@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 /// Mean/variance statistics of reported values.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ScoreStats {
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     pub count: u64,
+    pub last: f64,
     pub sum: f64,
     pub sum_sq: f64,
-    pub last: f64,
 }
 
 impl ScoreStats {
@@ -56,35 +58,39 @@ impl ScoreStats {
 /// Runs of one playbook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PlaybookCounts {
-    /// Runs the planner made without a human, and how many succeeded.
-    pub autonomous: RateCounts,
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     /// All runs.
     pub all: RateCounts,
+    /// Runs the planner made without a human, and how many succeeded.
+    pub autonomous: RateCounts,
 }
 
 /// Sufficient statistics of one domain's KPIs over a window; O(1) to update per event,
 /// bounded in size whatever the event volume.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DomainWindow {
-    /// Recoveries that succeeded out of all recoveries.
-    pub success: RateCounts,
-    /// Recovery durations.
-    pub recovery: DurationSketch,
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     /// Decisions made autonomously out of all decisions.
     pub autonomy: RateCounts,
-    /// Decisions overridden by a human out of all decisions.
-    pub intervention: RateCounts,
     /// Compliance scores.
     pub compliance: ScoreStats,
     /// Custom KPIs from `kpi.reported`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom: BTreeMap<String, ScoreStats>,
+    /// Events folded into this window.
+    pub events: u64,
+    /// Decisions overridden by a human out of all decisions.
+    pub intervention: RateCounts,
     /// Per-playbook runs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub playbooks: BTreeMap<String, PlaybookCounts>,
+    /// Recovery durations.
+    pub recovery: DurationSketch,
+    /// Recoveries that succeeded out of all recoveries.
+    pub success: RateCounts,
     pub trust_exceptions: u64,
-    /// Events folded into this window.
-    pub events: u64,
 }
 
 impl DomainWindow {
@@ -276,13 +282,15 @@ mod tests {
 /// Every domain's window for one closed cycle.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CycleWindows {
-    pub cycle: u64,
-    pub start: crate::time::Timestamp,
-    pub end: crate::time::Timestamp,
-    pub domains: BTreeMap<String, DomainWindow>,
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     /// Running experiments (by `SCHEDULE_EXPERIMENT` directive id): each arm's window.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub arms: BTreeMap<String, ArmWindows>,
+    pub cycle: u64,
+    pub domains: BTreeMap<String, DomainWindow>,
+    pub end: crate::time::Timestamp,
+    pub start: crate::time::Timestamp,
 }
 
 /// One experiment's two arms over one cycle.

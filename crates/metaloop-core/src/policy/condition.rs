@@ -49,29 +49,33 @@ pub struct Condition {
 /// A playbook found credibly below its floor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailingPlaybook {
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     pub domain: String,
+    pub evidence: f64,
     pub playbook: String,
     pub runs: u64,
     pub success_rate: f64,
-    pub evidence: f64,
 }
 
 /// The outcome of evaluating a condition against a snapshot.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConditionEval {
-    pub holds: bool,
-    /// Posterior probability that what the condition tests is truly so.
-    pub evidence: f64,
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     /// Fraction of domains with data for what the condition tests.
     pub coverage: f64,
-    /// The values the condition looked at, for the record.
-    pub values: BTreeMap<String, f64>,
+    /// Posterior probability that what the condition tests is truly so.
+    pub evidence: f64,
     /// Playbooks found below their floor (for `failing_playbook` targets).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing_playbooks: Vec<FailingPlaybook>,
+    pub holds: bool,
     /// Why an expression could not be evaluated (a key not in this snapshot, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The values the condition looked at, for the record.
+    pub values: BTreeMap<String, f64>,
 }
 
 impl Condition {

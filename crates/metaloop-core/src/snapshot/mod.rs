@@ -26,25 +26,27 @@ pub struct PlaybookSummary {
 /// One domain's view.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DomainSnapshot {
-    pub health: HealthState,
-    /// Nodes not healthy.
-    pub unhealthy_nodes: Vec<String>,
-    /// KPI values over the domain's window; a KPI with no data is absent (missing, not 0).
-    pub kpis: BTreeMap<String, f64>,
-    /// Observations behind each KPI.
-    pub samples: BTreeMap<String, u64>,
-    /// Signed gaps against the goals (positive = worse).
-    pub goal_gaps: BTreeMap<String, f64>,
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
     /// Change against the domain's baseline (value − baseline), per KPI.
     pub drift: BTreeMap<String, f64>,
+    /// Signed gaps against the goals (positive = worse).
+    pub goal_gaps: BTreeMap<String, f64>,
+    pub health: HealthState,
+    /// KPI values over the domain's window; a KPI with no data is absent (missing, not 0).
+    pub kpis: BTreeMap<String, f64>,
     pub playbooks: BTreeMap<String, PlaybookSummary>,
+    /// Observations behind each KPI.
+    pub samples: BTreeMap<String, u64>,
     pub trust_exceptions: u64,
-    /// Cycles merged into the window (shorter right after a change in the domain).
-    pub window_cycles: u32,
+    /// Nodes not healthy.
+    pub unhealthy_nodes: Vec<String>,
     /// The merged statistics behind the values (not part of the record: it is rebuilt from
     /// the per-cycle windows).
     #[serde(skip)]
     pub window: DomainWindow,
+    /// Cycles merged into the window (shorter right after a change in the domain).
+    pub window_cycles: u32,
 }
 
 /// Under- and over-performing domains.
@@ -59,23 +61,25 @@ pub struct Analysis {
 /// The snapshot of one cycle.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CrossDomainSnapshot {
-    pub id: String,
+    // fields in key order: the ledger's canonical text writes members sorted by key, and
+    // moves none of them when they come in that order
+    pub analysis: Analysis,
+    pub correlations: Vec<Correlation>,
+    /// Fraction of known domains that reported KPI data in the window.
+    pub coverage: f64,
     pub cycle: u64,
-    pub time: Timestamp,
     pub domains: BTreeMap<String, DomainSnapshot>,
     /// KPIs pooled over every domain.
     pub global_kpis: BTreeMap<String, f64>,
     pub global_samples: BTreeMap<String, u64>,
-    /// Signed global gaps (positive = worse than target).
-    pub goal_gaps: BTreeMap<String, f64>,
-    pub correlations: Vec<Correlation>,
-    pub patterns: Vec<SystemicPattern>,
-    pub analysis: Analysis,
-    /// Fraction of known domains that reported KPI data in the window.
-    pub coverage: f64,
     /// The pooled statistics behind the global values (not recorded).
     #[serde(skip)]
     pub global_window: DomainWindow,
+    /// Signed global gaps (positive = worse than target).
+    pub goal_gaps: BTreeMap<String, f64>,
+    pub id: String,
+    pub patterns: Vec<SystemicPattern>,
+    pub time: Timestamp,
 }
 
 impl CrossDomainSnapshot {
