@@ -480,19 +480,19 @@ fn write_f64(f: f64, out: &mut String) {
     let slot = (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TEXT_SLOTS_LOG2)) as usize;
     RECENT_TEXTS.with_borrow_mut(|texts| {
         let t = &mut texts[slot];
-        if t.bits != bits {
-            let (digits, exponent) = shortest_digits(magnitude);
-            let mut text = String::with_capacity(TEXT_LEN);
-            lay_out(&digits, exponent, &mut text);
-            if text.len() > TEXT_LEN {
-                out.push_str(&text);
-                return;
-            }
+        if t.bits == bits {
+            out.push_str(std::str::from_utf8(&t.text[..t.len as usize]).expect("ASCII digits"));
+            return;
+        }
+        let (digits, exponent) = shortest_digits(magnitude);
+        let from = out.len();
+        lay_out(&digits, exponent, out);
+        let text = &out.as_bytes()[from..];
+        if text.len() <= TEXT_LEN {
             t.bits = bits;
             t.len = text.len() as u8;
-            t.text[..text.len()].copy_from_slice(text.as_bytes());
+            t.text[..text.len()].copy_from_slice(text);
         }
-        out.push_str(std::str::from_utf8(&t.text[..t.len as usize]).expect("ASCII digits"));
     });
 }
 

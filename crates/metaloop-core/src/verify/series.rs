@@ -118,17 +118,11 @@ impl DomainCycle {
             kpi::MEAN_RECOVERY_TIME | kpi::P50_RECOVERY_TIME | kpi::P95_RECOVERY_TIME => {
                 self.recovery.mean()
             }
-            other => self.stats(other).and_then(|s| s.mean()),
-        }
-    }
-
-    fn stats(&self, kpi_name: &str) -> Option<&ScoreStats> {
-        match kpi_name {
-            kpi::COMPLIANCE_SCORE => Some(&self.compliance),
-            kpi::MEAN_RECOVERY_TIME | kpi::P50_RECOVERY_TIME | kpi::P95_RECOVERY_TIME => {
-                Some(&self.log_recovery)
-            }
-            other => self.custom.get(other),
+            other => match KpiAt::of(other) {
+                KpiAt::Rate(rate) => rate(self).rate(),
+                KpiAt::Stats(stats) => stats(self).mean(),
+                KpiAt::Custom(name) => self.custom.get(name).and_then(|s| s.mean()),
+            },
         }
     }
 }
@@ -171,7 +165,8 @@ pub(crate) enum KpiAt<'k> {
 }
 
 impl<'k> KpiAt<'k> {
-    /// As [`DomainCycle::rate`], then [`DomainCycle::stats`], read it.
+    /// The rates' counts; compliance; the logs of recovery times (for all three recovery
+    /// KPIs); otherwise a custom KPI of that name.
     pub(crate) fn of(kpi_name: &'k str) -> KpiAt<'k> {
         match kpi_name {
             kpi::OVERALL_SUCCESS_RATE => KpiAt::Rate(|d| d.success),
@@ -729,7 +724,14 @@ mod tests {
                 kpi::HUMAN_INTERVENTION_RATE => Some(d.intervention),
                 _ => None,
             };
-            match (rate, d.stats(kpi_name)) {
+            let stats = match kpi_name {
+                kpi::COMPLIANCE_SCORE => Some(&d.compliance),
+                kpi::MEAN_RECOVERY_TIME | kpi::P50_RECOVERY_TIME | kpi::P95_RECOVERY_TIME => {
+                    Some(&d.log_recovery)
+                }
+                other => d.custom.get(other),
+            };
+            match (rate, stats) {
                 (Some(r), _) => (r.trials as f64, r.successes as f64, r.successes as f64),
                 (None, Some(s)) => (s.count as f64, s.sum, s.sum_sq),
                 (None, None) => (0.0, 0.0, 0.0),
