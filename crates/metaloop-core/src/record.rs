@@ -17,6 +17,7 @@ use crate::time::Timestamp;
 use crate::verify::{Verdict, VerifyConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A record as the ledger stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +133,9 @@ impl Serialize for PayloadOf<'_> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyEvaluation {
     pub policy_id: String,
-    pub condition: ConditionEval,
+    /// Shared by the policies of a cycle that tested the same things (the record stores it
+    /// once either way).
+    pub condition: Arc<ConditionEval>,
     /// Consecutive cycles the condition has held, this one included.
     pub streak: u32,
     pub factors: ConfidenceFactors,
@@ -243,14 +246,25 @@ impl Serialize for StrategyEvaluation {
         let mut reasons: Vec<&str> = Vec::new();
         let mut reason_at: HashMap<&str, usize> = HashMap::new();
         let mut stored = Vec::with_capacity(self.evaluations.len());
+        // an evaluation shared by several policies is looked up by its address after the
+        // first (equal ones that are not shared, by their content)
+        let mut by_address: HashMap<*const ConditionEval, usize> = HashMap::new();
         for e in &self.evaluations {
-            let same = by_print.entry(fingerprint(&e.condition)).or_default();
-            let condition = match same.iter().find(|&&i| *conditions[i] == e.condition) {
+            let address = Arc::as_ptr(&e.condition);
+            let condition = match by_address.get(&address) {
                 Some(&i) => i,
                 None => {
-                    conditions.push(&e.condition);
-                    same.push(conditions.len() - 1);
-                    conditions.len() - 1
+                    let same = by_print.entry(fingerprint(&e.condition)).or_default();
+                    let i = match same.iter().find(|&&i| *conditions[i] == *e.condition) {
+                        Some(&i) => i,
+                        None => {
+                            conditions.push(&e.condition);
+                            same.push(conditions.len() - 1);
+                            conditions.len() - 1
+                        }
+                    };
+                    by_address.insert(address, i);
+                    i
                 }
             };
             let reason = *reason_at.entry(e.reason.as_str()).or_insert_with(|| {
@@ -279,14 +293,20 @@ impl Serialize for StrategyEvaluation {
 impl<'de> Deserialize<'de> for StrategyEvaluation {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let r = ReadStrategy::deserialize(deserializer)?;
+        // the policies naming one entry of the table share it, as they did when written
+        let conditions: Vec<Arc<ConditionEval>> = r.conditions.into_iter().map(Arc::new).collect();
         let evaluations = r
             .evaluations
             .into_iter()
             .map(|e| {
+                let condition = match e.condition {
+                    Entered::Inline(c) => Arc::new(c),
+                    Entered::At(i) => {
+                        Entered::At(i).resolve(&conditions, "condition", &e.policy_id)?
+                    }
+                };
                 Ok(PolicyEvaluation {
-                    condition: e
-                        .condition
-                        .resolve(&r.conditions, "condition", &e.policy_id)?,
+                    condition,
                     reason: e.reason.resolve(&r.reasons, "reason", &e.policy_id)?,
                     policy_id: e.policy_id,
                     streak: e.streak,
@@ -763,14 +783,14 @@ mod tests {
     fn evaluation(id: &str, gap: f64, reason: &str) -> PolicyEvaluation {
         PolicyEvaluation {
             policy_id: id.into(),
-            condition: ConditionEval {
+            condition: Arc::new(ConditionEval {
                 holds: gap > 0.05,
                 evidence: 0.9,
                 coverage: 1.0,
                 values: [("goal_gap.success_rate".to_string(), gap)].into(),
                 failing_playbooks: vec![],
                 notes: vec![],
-            },
+            }),
             streak: 2,
             factors: ConfidenceFactors {
                 evidence: 0.9,
@@ -784,6 +804,64 @@ mod tests {
     }
 
     /// A `strategy.evaluated` record stores each distinct condition and reason once, and
+    /// Evaluations shared between policies (one allocation) are stored as equal unshared ones
+    /// are: the same tables, the same indices, the same text; read back, the policies naming
+    /// one entry share it.
+    #[test]
+    fn shared_condition_evaluations_are_stored_as_equal_ones() {
+        let held = "confidence 0.45 below threshold 0.70";
+        let shared = evaluation("a", 0.1, held).condition;
+        let other = evaluation("x", 0.0, "condition does not hold").condition;
+        let with = |id: &str, c: &Arc<ConditionEval>, reason: &str| PolicyEvaluation {
+            policy_id: id.into(),
+            condition: c.clone(),
+            ..evaluation(id, 0.0, reason)
+        };
+        let sharing = StrategyEvaluation {
+            cycle: 3,
+            evaluations: vec![
+                with("a", &shared, held),
+                with("b", &other, "condition does not hold"),
+                with("c", &shared, held),
+                // equal to `shared`, not the same allocation
+                evaluation("d", 0.1, held),
+                with("e", &other, "condition does not hold"),
+                with("f", &shared, held),
+            ],
+            recommendations: vec![],
+        };
+        // every evaluation its own copy
+        let mut copies = sharing.clone();
+        for e in &mut copies.evaluations {
+            e.condition = Arc::new((*e.condition).clone());
+        }
+        let text = |s: &StrategyEvaluation| {
+            let entry = RecordBody::StrategyEvaluated(s.clone())
+                .to_entry(crate::time::Timestamp::from_secs(1), "metaloop");
+            serde_json::to_string(&entry.payload).unwrap()
+        };
+        assert_eq!(text(&sharing), text(&copies));
+        let stored: serde_json::Value = serde_json::from_str(&text(&sharing)).unwrap();
+        assert_eq!(stored["conditions"].as_array().unwrap().len(), 2);
+        let at: Vec<_> = stored["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["condition"].as_u64().unwrap())
+            .collect();
+        assert_eq!(at, [0, 1, 0, 0, 1, 0]);
+        let RecordBody::StrategyEvaluated(back) =
+            RecordBody::from_entry("strategy.evaluated", &stored).unwrap()
+        else {
+            panic!("not a strategy record");
+        };
+        assert_eq!(back, sharing);
+        let e = &back.evaluations;
+        assert!(Arc::ptr_eq(&e[0].condition, &e[3].condition));
+        assert!(Arc::ptr_eq(&e[1].condition, &e[4].condition));
+        assert!(!Arc::ptr_eq(&e[0].condition, &e[1].condition));
+    }
+
     /// reads back (and as JSON, resolved) as it was; records with them inline still read.
     #[test]
     fn strategy_records_store_shared_conditions_and_reasons_once() {

@@ -6,6 +6,7 @@ use crate::goal::Goal;
 use crate::snapshot::CrossDomainSnapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// When a policy applies. Every part that is set must hold (they are and-ed); `any` holds
 /// when one of its conditions does.
@@ -170,22 +171,28 @@ impl Condition {
         goals: &[Goal],
         ctx: Option<&cel::Context<'_, '_>>,
     ) -> ConditionEval {
-        self.evaluate_shared(snap, goals, ctx, &mut LeafCache::default())
+        // the cache goes first, so the result is usually not shared and is not copied
+        let shared = self.evaluate_shared(snap, goals, ctx, &mut LeafCache::default());
+        Arc::unwrap_or_clone(shared)
     }
 
     /// [`Self::evaluate_in`], with the structured parts (goal gaps, underperforming
     /// domains, patterns, failing playbooks) taken from `cache` when another policy of the
     /// same cycle already tested the same thing. `cache` belongs to one snapshot and goals.
+    ///
+    /// The result is shared: a condition of one structured part is that part's evaluation,
+    /// and conditions combining the same evaluations share their combination, so a thousand
+    /// policies testing the same things hold a handful of evaluations between them.
     pub fn evaluate_shared(
         &self,
         snap: &CrossDomainSnapshot,
         goals: &[Goal],
         ctx: Option<&cel::Context<'_, '_>>,
         cache: &mut LeafCache,
-    ) -> ConditionEval {
-        let mut parts: Vec<ConditionEval> = Vec::new();
+    ) -> Arc<ConditionEval> {
+        let mut parts: Vec<Arc<ConditionEval>> = Vec::new();
         if let Some(source) = &self.expression {
-            parts.push(expression(source, snap, ctx));
+            parts.push(Arc::new(expression(source, snap, ctx)));
         }
         if let Some(metric) = &self.goal_gap_metric {
             let threshold = self.goal_gap_threshold.unwrap_or(0.0);
@@ -226,7 +233,7 @@ impl Condition {
             parts.push(c.evaluate_shared(snap, goals, ctx, cache));
         }
         if !self.any.is_empty() {
-            let evals: Vec<ConditionEval> = self
+            let evals: Vec<Arc<ConditionEval>> = self
                 .any
                 .iter()
                 .map(|c| c.evaluate_shared(snap, goals, ctx, cache))
@@ -244,32 +251,31 @@ impl Condition {
                 .unwrap_or_default();
             parts.push(best);
         }
-        // the first part's maps and lists are taken over, not copied into empty ones (the
-        // same result: later parts' values still replace earlier ones of the same name)
-        let mut parts = parts.into_iter();
-        let mut out = match parts.next() {
-            Some(first) => ConditionEval {
-                evidence: 1.0f64.min(first.evidence),
-                coverage: 1.0f64.min(first.coverage),
-                ..first
-            },
-            None => ConditionEval {
-                holds: true,
-                evidence: 1.0,
-                coverage: 1.0,
-                ..Default::default()
-            },
-        };
-        for p in parts {
-            out.holds &= p.holds;
-            out.evidence = out.evidence.min(p.evidence);
-            out.coverage = out.coverage.min(p.coverage);
-            out.values.extend(p.values);
-            out.failing_playbooks.extend(p.failing_playbooks);
-            out.notes.extend(p.notes);
-        }
-        out
+        cache.combined(parts)
     }
+}
+
+/// The conjunction of `parts`: it holds when all hold, with the least evidence and coverage
+/// (at most 1), and every part's values, failing playbooks and notes (a later part's value
+/// replaces an earlier one of the same name).
+fn conjunction(parts: &[Arc<ConditionEval>]) -> ConditionEval {
+    let mut out = ConditionEval {
+        holds: true,
+        evidence: 1.0,
+        coverage: 1.0,
+        ..Default::default()
+    };
+    for p in parts {
+        out.holds &= p.holds;
+        out.evidence = out.evidence.min(p.evidence);
+        out.coverage = out.coverage.min(p.coverage);
+        out.values
+            .extend(p.values.iter().map(|(k, v)| (k.clone(), *v)));
+        out.failing_playbooks
+            .extend(p.failing_playbooks.iter().cloned());
+        out.notes.extend(p.notes.iter().cloned());
+    }
+    out
 }
 
 /// A structured part of a condition, with its parameters (floats by their bits).
@@ -286,12 +292,56 @@ enum Leaf {
 /// evaluate it once a cycle.
 #[derive(Debug, Default)]
 pub struct LeafCache {
-    evaluated: std::collections::HashMap<Leaf, ConditionEval>,
+    evaluated: std::collections::HashMap<Leaf, Arc<ConditionEval>>,
+    /// Conjunctions by the addresses of their parts. The parts are kept with them, so an
+    /// address is never reused while the cache lives.
+    combined: std::collections::HashMap<Vec<usize>, (Vec<Arc<ConditionEval>>, Arc<ConditionEval>)>,
+    /// Evaluations without their failing playbooks, by the address of the evaluation (kept).
+    stripped: std::collections::HashMap<usize, (Arc<ConditionEval>, Arc<ConditionEval>)>,
 }
 
 impl LeafCache {
-    fn get(&mut self, leaf: Leaf, evaluate: impl FnOnce() -> ConditionEval) -> ConditionEval {
-        self.evaluated.entry(leaf).or_insert_with(evaluate).clone()
+    fn get(&mut self, leaf: Leaf, evaluate: impl FnOnce() -> ConditionEval) -> Arc<ConditionEval> {
+        self.evaluated
+            .entry(leaf)
+            .or_insert_with(|| Arc::new(evaluate()))
+            .clone()
+    }
+
+    /// The conjunction of `parts` ([`conjunction`]): the part itself when there is one
+    /// whose evidence and coverage are at most 1, and the same evaluation for the same parts.
+    fn combined(&mut self, parts: Vec<Arc<ConditionEval>>) -> Arc<ConditionEval> {
+        if let [one] = parts.as_slice()
+            && one.evidence <= 1.0
+            && one.coverage <= 1.0
+        {
+            return one.clone();
+        }
+        let key: Vec<usize> = parts.iter().map(|p| Arc::as_ptr(p) as usize).collect();
+        self.combined
+            .entry(key)
+            .or_insert_with(|| {
+                let c = Arc::new(conjunction(&parts));
+                (parts, c)
+            })
+            .1
+            .clone()
+    }
+
+    /// `eval` without its failing playbooks (the same evaluation when it has none).
+    pub fn without_failing_playbooks(&mut self, eval: Arc<ConditionEval>) -> Arc<ConditionEval> {
+        if eval.failing_playbooks.is_empty() {
+            return eval;
+        }
+        self.stripped
+            .entry(Arc::as_ptr(&eval) as usize)
+            .or_insert_with(|| {
+                let mut s = (*eval).clone();
+                s.failing_playbooks.clear();
+                (eval, Arc::new(s))
+            })
+            .1
+            .clone()
     }
 }
 
@@ -496,5 +546,99 @@ mod tests {
         assert!(Condition::default().validate().is_err());
         let p: Condition = serde_json::from_str(r#"{"pattern": "spaghetti"}"#).unwrap();
         assert!(p.validate().unwrap_err().contains("spaghetti"));
+    }
+
+    /// Policies testing the same things share one evaluation, equal to what each would get
+    /// evaluated alone; different things get different ones.
+    #[test]
+    fn policies_testing_the_same_things_share_their_evaluation() {
+        let goals = crate::goal::default_goals();
+        let mut snap = CrossDomainSnapshot {
+            cycle: 4,
+            coverage: 0.75,
+            ..Default::default()
+        };
+        snap.goal_gaps.insert("overall_success_rate".into(), 0.08);
+        snap.global_kpis.insert("overall_success_rate".into(), 0.87);
+        for (i, d) in ["a", "b", "c"].iter().enumerate() {
+            let mut ds = crate::snapshot::DomainSnapshot::default();
+            ds.kpis
+                .insert("overall_success_rate".into(), 0.8 + 0.05 * i as f64);
+            snap.domains.insert(d.to_string(), ds);
+        }
+        snap.analysis
+            .underperforming
+            .insert("a".into(), vec!["overall_success_rate".into()]);
+        let parse = |j: &str| serde_json::from_str::<Condition>(j).unwrap();
+        let gap = r#"{"goal_gap_metric": "overall_success_rate", "goal_gap_threshold": 0.05}"#;
+        let both = format!(r#"{{"all": [{gap}, {{"min_underperforming_domains": 1}}]}}"#);
+        let conditions = [
+            parse(gap),
+            parse(&both),
+            parse(gap),
+            parse(&both),
+            // another threshold: another evaluation
+            parse(r#"{"goal_gap_metric": "overall_success_rate", "goal_gap_threshold": 0.1}"#),
+            parse(
+                r#"{"any": [{"min_underperforming_domains": 1}, {"min_underperforming_domains": 3}]}"#,
+            ),
+        ];
+        let mut cache = LeafCache::default();
+        let shared: Vec<Arc<ConditionEval>> = conditions
+            .iter()
+            .map(|c| c.evaluate_shared(&snap, &goals, None, &mut cache))
+            .collect();
+        for (c, e) in conditions.iter().zip(&shared) {
+            assert_eq!(**e, c.evaluate_in(&snap, &goals, None));
+        }
+        assert!(Arc::ptr_eq(&shared[0], &shared[2]));
+        assert!(Arc::ptr_eq(&shared[1], &shared[3]));
+        assert!(!Arc::ptr_eq(&shared[0], &shared[4]));
+        assert_ne!(*shared[0], *shared[4]);
+        // the conjunction holds both parts' values, the least evidence and coverage
+        assert!(shared[1].holds);
+        assert_eq!(shared[1].values["underperforming_domains"], 1.0);
+        assert_eq!(shared[1].values["goal_gap.overall_success_rate"], 0.08);
+        assert_eq!(
+            shared[1].evidence,
+            shared[0].evidence.min(shared[5].evidence)
+        );
+        // stripping failing playbooks: the same evaluation when there are none
+        assert!(Arc::ptr_eq(
+            &cache.without_failing_playbooks(shared[0].clone()),
+            &shared[0]
+        ));
+        let failing = Arc::new(ConditionEval {
+            holds: true,
+            evidence: 0.99,
+            coverage: 1.0,
+            failing_playbooks: vec![FailingPlaybook {
+                domain: "a".into(),
+                evidence: 0.99,
+                playbook: "restart".into(),
+                runs: 40,
+                success_rate: 0.4,
+            }],
+            notes: vec![],
+            values: [("playbook_success.a/restart".to_string(), 0.4)].into(),
+        });
+        let stripped = cache.without_failing_playbooks(failing.clone());
+        assert!(stripped.failing_playbooks.is_empty());
+        assert_eq!(
+            *stripped,
+            ConditionEval {
+                failing_playbooks: vec![],
+                ..(*failing).clone()
+            }
+        );
+        assert!(Arc::ptr_eq(
+            &cache.without_failing_playbooks(failing.clone()),
+            &stripped
+        ));
+        assert_eq!(
+            failing.failing_playbooks.len(),
+            1,
+            "the original is untouched"
+        );
     }
 }

@@ -1104,12 +1104,13 @@ impl Supervisor {
                 }
                 held_back += 1;
             }
-            let mut eval = eval;
-            if issued.is_empty() {
-                // each failing playbook's success rate is in `values`; its details (runs,
-                // evidence) are recorded where a directive was issued for it
-                eval.failing_playbooks.clear();
-            }
+            // each failing playbook's success rate is in `values`; its details (runs,
+            // evidence) are recorded where a directive was issued for it
+            let eval = if issued.is_empty() {
+                look.leaves.without_failing_playbooks(eval)
+            } else {
+                eval
+            };
             evaluations.push(PolicyEvaluation {
                 policy_id: p.id.clone(),
                 condition: eval,
