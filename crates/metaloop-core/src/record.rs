@@ -147,12 +147,14 @@ pub struct PolicyEvaluation {
 
 /// A cycle's evaluation of every enabled policy (the `strategy.evaluated` record).
 ///
-/// Stored with each distinct condition evaluation and each distinct reason once, in the
-/// tables `conditions` and `reasons`, and each policy's evaluation naming its entries by
-/// index: policies that test the same thing against the same snapshot, or are held back for
-/// the same reason, would otherwise repeat them (at 1,000 policies they were four fifths of
-/// the record). Records written before the tables, with the condition and reason inline in
-/// each evaluation, read the same. In memory every evaluation holds its own.
+/// Stored with each distinct condition evaluation, set of confidence factors and reason once,
+/// in the tables `conditions`, `factors` and `reasons`, and each policy's evaluation naming
+/// its entries by index: policies that test the same thing against the same snapshot, or
+/// are held back for the same reason, would otherwise repeat them (at 1,000 policies they
+/// were four fifths of the record). Records written before the tables, with the condition,
+/// factors and reason inline in each evaluation (or the factors alone, before their table),
+/// read the same. In memory, policies that tested the same things share their condition
+/// evaluation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StrategyEvaluation {
     pub cycle: u64,
@@ -160,27 +162,27 @@ pub struct StrategyEvaluation {
     pub recommendations: Vec<String>,
 }
 
-/// A policy's evaluation as stored: its condition and reason by their index in the record's
-/// tables.
+/// A policy's evaluation as stored: its condition, confidence factors and reason by their
+/// index in the record's tables.
 #[derive(Serialize)]
 struct StoredEvaluation<'a> {
     // in key order, as the canonical text writes them (then nothing is moved)
     condition: usize,
     directives: &'a [String],
-    factors: &'a ConfidenceFactors,
+    factors: usize,
     policy_id: &'a str,
     reason: usize,
     streak: u32,
 }
 
-/// A policy's evaluation as read: the condition and reason by index, or inline (records
-/// written before the tables).
+/// A policy's evaluation as read: the condition, factors and reason by index, or inline
+/// (records written before the tables; the factors table came after the other two).
 #[derive(Deserialize)]
 struct ReadEvaluation {
     policy_id: String,
     condition: Entered<ConditionEval>,
     streak: u32,
-    factors: ConfidenceFactors,
+    factors: Entered<ConfidenceFactors>,
     directives: Vec<String>,
     reason: Entered<String>,
 }
@@ -193,12 +195,20 @@ enum Entered<T> {
 }
 
 impl<T: Clone> Entered<T> {
-    fn resolve<E: serde::de::Error>(self, table: &[T], what: &str, policy: &str) -> Result<T, E> {
+    /// The entry itself, or the one at its index in `table` (named `name`, its entries
+    /// `what`).
+    fn resolve<E: serde::de::Error>(
+        self,
+        table: &[T],
+        what: &str,
+        name: &str,
+        policy: &str,
+    ) -> Result<T, E> {
         match self {
             Entered::Inline(t) => Ok(t),
             Entered::At(i) => table.get(i).cloned().ok_or_else(|| {
                 E::custom(format!(
-                    "evaluation of {policy}: {what} {i} is not in the record's {} {what}s",
+                    "evaluation of {policy}: {what} {i} is not in the record's {} {name}",
                     table.len()
                 ))
             }),
@@ -212,6 +222,8 @@ struct ReadStrategy {
     #[serde(default)]
     conditions: Vec<ConditionEval>,
     evaluations: Vec<ReadEvaluation>,
+    #[serde(default)]
+    factors: Vec<ConfidenceFactors>,
     #[serde(default)]
     reasons: Vec<String>,
     recommendations: Vec<String>,
@@ -245,6 +257,10 @@ impl Serialize for StrategyEvaluation {
         let mut by_print: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut reasons: Vec<&str> = Vec::new();
         let mut reason_at: HashMap<&str, usize> = HashMap::new();
+        // factors by their numbers' bits (policies with the same evidence, coverage and track
+        // record have the same ones)
+        let mut factors: Vec<&ConfidenceFactors> = Vec::new();
+        let mut factors_at: HashMap<[u64; 4], usize> = HashMap::new();
         let mut stored = Vec::with_capacity(self.evaluations.len());
         // an evaluation shared by several policies is looked up by its address after the
         // first (equal ones that are not shared, by their content)
@@ -271,19 +287,26 @@ impl Serialize for StrategyEvaluation {
                 reasons.push(e.reason.as_str());
                 reasons.len() - 1
             });
+            let f = &e.factors;
+            let bits = [f.confidence, f.coverage, f.evidence, f.track_record].map(f64::to_bits);
+            let factor = *factors_at.entry(bits).or_insert_with(|| {
+                factors.push(f);
+                factors.len() - 1
+            });
             stored.push(StoredEvaluation {
                 policy_id: &e.policy_id,
                 condition,
                 streak: e.streak,
-                factors: &e.factors,
+                factors: factor,
                 directives: &e.directives,
                 reason,
             });
         }
-        let mut s = serializer.serialize_struct("StrategyEvaluation", 5)?;
+        let mut s = serializer.serialize_struct("StrategyEvaluation", 6)?;
         s.serialize_field("cycle", &self.cycle)?;
         s.serialize_field("conditions", &conditions)?;
         s.serialize_field("evaluations", &stored)?;
+        s.serialize_field("factors", &factors)?;
         s.serialize_field("reasons", &reasons)?;
         s.serialize_field("recommendations", &self.recommendations)?;
         s.end()
@@ -301,16 +324,26 @@ impl<'de> Deserialize<'de> for StrategyEvaluation {
             .map(|e| {
                 let condition = match e.condition {
                     Entered::Inline(c) => Arc::new(c),
-                    Entered::At(i) => {
-                        Entered::At(i).resolve(&conditions, "condition", &e.policy_id)?
-                    }
+                    Entered::At(i) => Entered::At(i).resolve(
+                        &conditions,
+                        "condition",
+                        "conditions",
+                        &e.policy_id,
+                    )?,
                 };
                 Ok(PolicyEvaluation {
                     condition,
-                    reason: e.reason.resolve(&r.reasons, "reason", &e.policy_id)?,
+                    factors: e.factors.resolve(
+                        &r.factors,
+                        "factors",
+                        "entries of factors",
+                        &e.policy_id,
+                    )?,
+                    reason: e
+                        .reason
+                        .resolve(&r.reasons, "reason", "reasons", &e.policy_id)?,
                     policy_id: e.policy_id,
                     streak: e.streak,
-                    factors: e.factors,
                     directives: e.directives,
                 })
             })
@@ -324,21 +357,23 @@ impl<'de> Deserialize<'de> for StrategyEvaluation {
 }
 
 /// One policy's evaluation in a `strategy.evaluated` payload read as JSON, with its
-/// condition and reason found in the record's tables (or inline, in records written before
-/// them); `None` for parts that are missing.
+/// condition, factors and reason found in the record's tables (or inline, in records written
+/// before them); `null` for parts that are missing.
 #[derive(Debug, Clone, Copy)]
 pub struct EvaluationJson<'a> {
     pub entry: &'a serde_json::Value,
     pub condition: &'a serde_json::Value,
+    pub factors: &'a serde_json::Value,
     pub reason: &'a serde_json::Value,
 }
 
 impl EvaluationJson<'_> {
-    /// The evaluation with its condition and reason in place.
+    /// The evaluation with its condition, factors and reason in place.
     pub fn inline(&self) -> serde_json::Value {
         let mut e = self.entry.clone();
         if let Some(o) = e.as_object_mut() {
             o.insert("condition".into(), self.condition.clone());
+            o.insert("factors".into(), self.factors.clone());
             o.insert("reason".into(), self.reason.clone());
         }
         e
@@ -356,6 +391,7 @@ pub fn strategy_evaluations(
         .map(move |e| EvaluationJson {
             entry: e,
             condition: entered(payload, e, "condition", "conditions"),
+            factors: entered(payload, e, "factors", "factors"),
             reason: entered(payload, e, "reason", "reasons"),
         })
 }
@@ -874,7 +910,15 @@ mod tests {
                 evaluation("c", 0.0, "condition does not hold"),
                 // the same values but the other gap's bits: not the same condition
                 evaluation("d", -0.0, "condition does not hold"),
-                evaluation("e", 0.1, held),
+                PolicyEvaluation {
+                    // the same condition, another track record
+                    factors: ConfidenceFactors {
+                        track_record: 0.6,
+                        confidence: 0.54,
+                        ..evaluation("e", 0.1, held).factors
+                    },
+                    ..evaluation("e", 0.1, held)
+                },
             ],
             recommendations: vec![],
         };
@@ -893,11 +937,19 @@ mod tests {
             .map(|e| {
                 (
                     e["condition"].as_u64().unwrap(),
+                    e["factors"].as_u64().unwrap(),
                     e["reason"].as_u64().unwrap(),
                 )
             })
             .collect();
-        assert_eq!(at, [(0, 0), (0, 0), (1, 1), (2, 1), (0, 0)]);
+        assert_eq!(at, [(0, 0, 0), (0, 0, 0), (1, 0, 1), (2, 0, 1), (0, 1, 0)]);
+        assert_eq!(
+            stored["factors"],
+            serde_json::json!([
+                {"confidence": 0.45, "coverage": 1.0, "evidence": 0.9, "track_record": 0.5},
+                {"confidence": 0.54, "coverage": 1.0, "evidence": 0.9, "track_record": 0.6},
+            ])
+        );
         // written straight from the body (as the ledger writes it), it says the same
         let fresh = RecordBody::StrategyEvaluated(s.clone())
             .to_entry(crate::time::Timestamp::from_secs(1), "metaloop");
@@ -921,11 +973,36 @@ mod tests {
         let old = serde_json::json!({"cycle": 7, "evaluations": inline, "recommendations": []});
         assert_eq!(
             RecordBody::from_entry("strategy.evaluated", &old).unwrap(),
-            RecordBody::StrategyEvaluated(s)
+            RecordBody::StrategyEvaluated(s.clone())
         );
         let resolved_old: Vec<_> = strategy_evaluations(&old).map(|e| e.inline()).collect();
         assert_eq!(resolved_old, resolved);
+        // one written with the condition and reason tables but its factors inline, too
+        let mut between = stored.clone();
+        between.as_object_mut().unwrap().remove("factors");
+        for (e, i) in between["evaluations"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .zip(&inline)
+        {
+            e["factors"] = i["factors"].clone();
+        }
+        assert_eq!(
+            RecordBody::from_entry("strategy.evaluated", &between).unwrap(),
+            RecordBody::StrategyEvaluated(s.clone())
+        );
+        let resolved_between: Vec<_> = strategy_evaluations(&between).map(|e| e.inline()).collect();
+        assert_eq!(resolved_between, resolved);
         // an index outside its table is an error naming it
+        let mut bad = stored.clone();
+        bad["evaluations"][2]["factors"] = serde_json::json!(2);
+        let err = RecordBody::from_entry("strategy.evaluated", &bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("evaluation of c: factors 2 is not in the record's 2 entries of factors"),
+            "{err}"
+        );
         let mut bad = stored.clone();
         bad["evaluations"][1]["condition"] = serde_json::json!(9);
         let err = RecordBody::from_entry("strategy.evaluated", &bad).unwrap_err();

@@ -5,8 +5,6 @@
 //! (`preserve_order`) and whose float format has changed between releases: a ledger written
 //! today must re-canonicalise byte for byte in ten years.
 
-use std::fmt::Write as _;
-
 use serde_json::{Number, Value};
 
 mod ser;
@@ -449,9 +447,9 @@ fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), Cano
 
 fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalJsonError> {
     if let Some(u) = n.as_u64() {
-        let _ = write!(out, "{u}");
+        out.push_str(itoa::Buffer::new().format(u));
     } else if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
+        out.push_str(itoa::Buffer::new().format(i));
     } else {
         match n.as_f64() {
             Some(f) if f.is_finite() => write_f64(f, out),
@@ -554,7 +552,7 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
         }
         out.push('e');
         out.push(if exponent >= 0 { '+' } else { '-' });
-        let _ = write!(out, "{}", exponent.unsigned_abs());
+        out.push_str(itoa::Buffer::new().format(exponent.unsigned_abs()));
     }
 }
 

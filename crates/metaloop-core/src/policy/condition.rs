@@ -292,12 +292,12 @@ enum Leaf {
 /// evaluate it once a cycle.
 #[derive(Debug, Default)]
 pub struct LeafCache {
-    evaluated: std::collections::HashMap<Leaf, Arc<ConditionEval>>,
+    evaluated: foldhash::HashMap<Leaf, Arc<ConditionEval>>,
     /// Conjunctions by the addresses of their parts. The parts are kept with them, so an
     /// address is never reused while the cache lives.
-    combined: std::collections::HashMap<Vec<usize>, (Vec<Arc<ConditionEval>>, Arc<ConditionEval>)>,
+    combined: foldhash::HashMap<Vec<usize>, (Vec<Arc<ConditionEval>>, Arc<ConditionEval>)>,
     /// Evaluations without their failing playbooks, by the address of the evaluation (kept).
-    stripped: std::collections::HashMap<usize, (Arc<ConditionEval>, Arc<ConditionEval>)>,
+    stripped: foldhash::HashMap<usize, (Arc<ConditionEval>, Arc<ConditionEval>)>,
 }
 
 impl LeafCache {

@@ -11,7 +11,6 @@
 //! limited the same way ([`MAX_DEPTH`]).
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use serde::ser::{self, Serialize};
 
@@ -113,8 +112,8 @@ impl<'a> Canon<'a> {
     }
 }
 
-fn integer(out: &mut String, v: impl std::fmt::Display) -> Result<(), CanonicalJsonError> {
-    let _ = write!(out, "{v}");
+fn integer(out: &mut String, v: impl itoa::Integer) -> Result<(), CanonicalJsonError> {
+    out.push_str(itoa::Buffer::new().format(v));
     Ok(())
 }
 
@@ -122,7 +121,8 @@ fn float(out: &mut String, v: f64) -> Result<(), CanonicalJsonError> {
     if v.fract() == 0.0 && v.abs() < 1e15 && v != 0.0 {
         // a whole number below 10^15 is laid out plainly: its digits and ".0" (zero keeps its
         // sign, below)
-        let _ = write!(out, "{}.0", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
+        out.push_str(".0");
     } else if v.is_finite() {
         write_f64(v, out);
     } else {
@@ -519,34 +519,34 @@ impl ser::Serializer for KeyText {
         Ok(if v { "true" } else { "false" }.to_owned())
     }
     fn serialize_i8(self, v: i8) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_i16(self, v: i16) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_i32(self, v: i32) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_i64(self, v: i64) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_i128(self, v: i128) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_u8(self, v: u8) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_u16(self, v: u16) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_u32(self, v: u32) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_u64(self, v: u64) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_u128(self, v: u128) -> Result<String, Self::Error> {
-        Ok(v.to_string())
+        Ok(itoa::Buffer::new().format(v).to_owned())
     }
     fn serialize_f32(self, v: f32) -> Result<String, Self::Error> {
         if v.is_finite() {
