@@ -4,7 +4,7 @@
 //! takes longer, up to a horizon (→ `inconclusive`). See `docs/VERIFICATION.md`.
 
 use super::series::{Aligned, PreStats, Scale, scale_of};
-use super::stats::sequential::{Shift, p_above, p_below, shift};
+use super::stats::sequential::{Shift, p_above, p_below, shift, shift_after};
 use super::{
     KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of, harm_first,
     judge_guardrails, stats,
@@ -51,18 +51,28 @@ fn test(
     post_len: usize,
 ) -> Option<Tested> {
     let scale = scale_of(kpi);
+    // the pre window's moments are kept from the first look: each look adds its post cycles
     let (sh, pre_level) = aligned
         .with_observations(kpi, true, post_len, |obs| {
-            shift(obs.pre, obs.post, obs.floor_variance).map(|sh| (sh, obs.pre_level))
+            let sh = match &obs.pre_moments {
+                Some(pre) => shift_after(pre, obs.post, obs.floor_variance),
+                None => shift(obs.pre, obs.post, obs.floor_variance),
+            };
+            sh.map(|sh| (sh, obs.pre_level))
         })
         .flatten()?;
-    // the target's own level, without the controls, for humans
+    // the target's own level, without the controls, for humans (the pre one is the kept
+    // mean: the same sums)
     let level = |o: &[stats::sequential::CycleObservation]| {
         let w: f64 = o.iter().map(|x| x.weight).sum();
         o.iter().map(|x| x.weight * x.value).sum::<f64>() / w
     };
     let (own_pre, own_post) = aligned.with_observations(kpi, false, post_len, |own| {
-        (level(own.pre), level(own.post))
+        let pre = match &own.pre_moments {
+            Some(m) => m.mean,
+            None => level(own.pre),
+        };
+        (pre, level(own.post))
     })?;
     let tau = match scale {
         Scale::Rate => cfg.mixture_scale_rate,

@@ -2,7 +2,8 @@
 //! at. A summary is a few numbers per KPI and domain, so a verification can keep every cycle
 //! of a long horizon.
 
-use super::stats::sequential::CycleObservation;
+use super::stats;
+use super::stats::sequential::{CycleObservation, PreMoments};
 use crate::kpi::{self, CycleWindows, DomainWindow, KpiKind, RateCounts, ScoreStats, sketch::MIN};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -227,6 +228,8 @@ pub struct Observations {
 #[derive(Debug, Clone, Copy)]
 pub struct ObservationsRef<'a> {
     pub pre: &'a [CycleObservation],
+    /// `pre`'s moments (`None` when it has no weight), kept from the first look.
+    pub pre_moments: Option<PreMoments>,
     pub post: &'a [CycleObservation],
     pub floor_variance: f64,
     pub pre_level: f64,
@@ -308,6 +311,8 @@ impl Sums {
 struct PrePart {
     control_level: Vec<Option<f64>>,
     obs: Vec<CycleObservation>,
+    /// The moments of `obs`, once a look has asked for them.
+    moments: std::cell::OnceCell<Option<PreMoments>>,
     sums: Sums,
     post: PostPart,
 }
@@ -573,6 +578,7 @@ impl<'a> Aligned<'a> {
         PrePart {
             control_level,
             obs,
+            moments: std::cell::OnceCell::new(),
             sums,
             post: PostPart {
                 sums,
@@ -666,8 +672,12 @@ impl<'a> Aligned<'a> {
         } else {
             0.0
         };
+        let pre_moments = *part
+            .moments
+            .get_or_init(|| stats::sequential::pre_moments(&part.obs));
         Some(f(ObservationsRef {
             pre: &part.obs,
+            pre_moments,
             post: &p.obs,
             floor_variance,
             pre_level: sums.level.mean().unwrap_or(f64::NAN),

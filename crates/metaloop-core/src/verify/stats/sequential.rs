@@ -72,6 +72,32 @@ fn weighted(obs: &[CycleObservation]) -> Option<(f64, f64)> {
     Some((m, w))
 }
 
+/// What a pre sample contributes to a [`Shift`]: its weighted mean, its weight, its sum of
+/// weighted squared deviations from the mean, and its cycles. A verification's pre window is
+/// fixed, so these are computed once and reused at every look ([`shift_after`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreMoments {
+    pub mean: f64,
+    pub weight: f64,
+    pub ss: f64,
+    pub cycles: usize,
+}
+
+/// The pre sample's moments; `None` when it has no weight.
+pub fn pre_moments(pre: &[CycleObservation]) -> Option<PreMoments> {
+    let (mean, weight) = weighted(pre)?;
+    let ss: f64 = pre
+        .iter()
+        .map(|o| o.weight * (o.value - mean).powi(2))
+        .sum();
+    Some(PreMoments {
+        mean,
+        weight,
+        ss,
+        cycles: pre.len(),
+    })
+}
+
 /// Estimates the shift. `floor_variance` is the smallest variance per unit weight accepted
 /// (the within-cycle variance: cycles cannot vary less than independent observations would).
 /// `None` when either side has no weight.
@@ -80,17 +106,27 @@ pub fn shift(
     post: &[CycleObservation],
     floor_variance: f64,
 ) -> Option<Shift> {
-    let (pre_mean, pre_weight) = weighted(pre)?;
+    shift_after(&pre_moments(pre)?, post, floor_variance)
+}
+
+/// [`shift`] from the pre sample's moments: the same numbers, to the bit (the post terms
+/// are added to the pre sum in the order a single sum over both adds them).
+pub fn shift_after(
+    pre: &PreMoments,
+    post: &[CycleObservation],
+    floor_variance: f64,
+) -> Option<Shift> {
+    let PreMoments {
+        mean: pre_mean,
+        weight: pre_weight,
+        ..
+    } = *pre;
     let (post_mean, post_weight) = weighted(post)?;
-    let ss: f64 = pre
+    let ss: f64 = post
         .iter()
-        .map(|o| o.weight * (o.value - pre_mean).powi(2))
-        .chain(
-            post.iter()
-                .map(|o| o.weight * (o.value - post_mean).powi(2)),
-        )
-        .sum();
-    let dof = (pre.len() + post.len()).saturating_sub(2);
+        .map(|o| o.weight * (o.value - post_mean).powi(2))
+        .fold(pre.ss, |sum, x| sum + x);
+    let dof = (pre.cycles + post.len()).saturating_sub(2);
     let between = if dof > 0 { ss / dof as f64 } else { 0.0 };
     let variance = between.max(floor_variance).max(1e-12);
     Some(Shift {
@@ -101,7 +137,7 @@ pub fn shift(
         post_mean,
         pre_weight,
         post_weight,
-        pre_cycles: pre.len(),
+        pre_cycles: pre.cycles,
         post_cycles: post.len(),
     })
 }
@@ -256,6 +292,80 @@ mod tests {
             naive_rate > 3.0 * alpha,
             "a fixed-sample test examined every cycle should be fooled often, got {naive_rate}"
         );
+    }
+
+    /// The shift from kept pre moments is the one-pass formula's, bit for bit: the oracle is
+    /// that formula written out (one sum over the pre then the post terms).
+    #[test]
+    fn a_shift_from_kept_pre_moments_is_the_one_pass_shift() {
+        fn one_pass(
+            pre: &[CycleObservation],
+            post: &[CycleObservation],
+            floor: f64,
+        ) -> Option<Shift> {
+            let (pm, pw) = weighted(pre)?;
+            let (qm, qw) = weighted(post)?;
+            let ss: f64 = pre
+                .iter()
+                .map(|o| o.weight * (o.value - pm).powi(2))
+                .chain(post.iter().map(|o| o.weight * (o.value - qm).powi(2)))
+                .sum();
+            let dof = (pre.len() + post.len()).saturating_sub(2);
+            let between = if dof > 0 { ss / dof as f64 } else { 0.0 };
+            let variance = between.max(floor).max(1e-12);
+            Some(Shift {
+                estimate: qm - pm,
+                std_error: (variance * (1.0 / pw + 1.0 / qw)).sqrt(),
+                variance,
+                pre_mean: pm,
+                post_mean: qm,
+                pre_weight: pw,
+                post_weight: qw,
+                pre_cycles: pre.len(),
+                post_cycles: post.len(),
+            })
+        }
+        let bits = |s: &Shift| {
+            [
+                s.estimate,
+                s.std_error,
+                s.variance,
+                s.pre_mean,
+                s.post_mean,
+                s.pre_weight,
+                s.post_weight,
+            ]
+            .map(f64::to_bits)
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for case in 0..500 {
+            let n_pre = rng.random_range(1..600);
+            let n_post = rng.random_range(1..80);
+            let mut sample = |n: usize| -> Vec<CycleObservation> {
+                (0..n)
+                    .map(|_| CycleObservation {
+                        value: rng.random_range(-3.0..3.0),
+                        weight: rng.random_range(0.5..400.0),
+                    })
+                    .collect()
+            };
+            let pre = sample(n_pre);
+            let post = sample(n_post);
+            let floor = if case % 3 == 0 { 0.0 } else { 0.05 };
+            let kept = pre_moments(&pre).unwrap();
+            let a = shift_after(&kept, &post, floor).unwrap();
+            let b = one_pass(&pre, &post, floor).unwrap();
+            assert_eq!(bits(&a), bits(&b), "case {case}");
+            assert_eq!((a.pre_cycles, a.post_cycles), (b.pre_cycles, b.post_cycles));
+            assert_eq!(bits(&shift(&pre, &post, floor).unwrap()), bits(&b));
+        }
+        // no weight on a side: no shift
+        assert!(pre_moments(&[]).is_none());
+        let pre = [CycleObservation {
+            value: 1.0,
+            weight: 1.0,
+        }];
+        assert!(shift_after(&pre_moments(&pre).unwrap(), &[], 0.1).is_none());
     }
 
     #[test]
