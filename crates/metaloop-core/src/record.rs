@@ -445,7 +445,9 @@ pub enum RecordBody {
         health: HealthGraph,
         /// Domains whose older data no longer describes them (health change), with when.
         regime_changes: BTreeMap<String, Timestamp>,
-        snapshot: CrossDomainSnapshot,
+        /// The cycle's snapshot, shared with the cycle that built it (its merged windows are
+        /// not part of the record).
+        snapshot: Arc<CrossDomainSnapshot>,
     },
     /// Every enabled policy was evaluated.
     #[serde(rename = "strategy.evaluated")]

@@ -232,8 +232,10 @@ impl Supervisor {
             arms: std::mem::take(&mut self.open_arms),
         };
         let regime_changes = std::mem::take(&mut self.open_regime);
-        let snapshot = self.build_snapshot(&windows, &regime_changes, cycle, end);
-        let recorded = snapshot.without_windows();
+        // recorded as it is (its merged windows are not written) and read by the rest of the
+        // cycle: one snapshot, not a copy for the record
+        let snapshot =
+            std::sync::Arc::new(self.build_snapshot(&windows, &regime_changes, cycle, end));
         self.commit(
             end,
             &actor,
@@ -241,7 +243,7 @@ impl Supervisor {
                 windows,
                 health: self.open_health.clone(),
                 regime_changes,
-                snapshot: recorded,
+                snapshot: snapshot.clone(),
             },
         );
 
