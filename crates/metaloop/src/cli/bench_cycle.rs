@@ -692,7 +692,18 @@ mod tests {
                         let through_value =
                             metaloop_ledger::to_canonical_json(e.payload.value()).unwrap();
                         assert_eq!(typed, through_value, "{}", e.action);
-                        // and it reads back as the same body
+                        // and it reads back as the same body (a snapshot without its merged
+                        // windows, which are not written)
+                        let mut body = body;
+                        if let metaloop_core::record::RecordBody::Snapshot { snapshot, .. } =
+                            &mut body
+                        {
+                            let s = std::sync::Arc::make_mut(snapshot);
+                            s.global_window = Default::default();
+                            for d in s.domains.values_mut() {
+                                d.window = Default::default();
+                            }
+                        }
                         let back = metaloop_core::record::RecordBody::from_entry(
                             &e.action,
                             &serde_json::from_str(&typed).unwrap(),
