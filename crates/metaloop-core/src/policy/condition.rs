@@ -287,6 +287,9 @@ enum Leaf {
     Playbooks(u64, u64, u64),
 }
 
+/// A conjunction and the parts it was made of (kept, so their addresses stay theirs).
+type Combined = (Vec<Arc<ConditionEval>>, Arc<ConditionEval>);
+
 /// The structured parts of conditions evaluated against one snapshot, so that policies
 /// testing the same thing (the same goal gap and threshold, the same playbook floor, …)
 /// evaluate it once a cycle.
@@ -295,7 +298,7 @@ pub struct LeafCache {
     evaluated: foldhash::HashMap<Leaf, Arc<ConditionEval>>,
     /// Conjunctions by the addresses of their parts. The parts are kept with them, so an
     /// address is never reused while the cache lives.
-    combined: foldhash::HashMap<Vec<usize>, (Vec<Arc<ConditionEval>>, Arc<ConditionEval>)>,
+    combined: foldhash::HashMap<Vec<usize>, Combined>,
     /// Evaluations without their failing playbooks, by the address of the evaluation (kept).
     stripped: foldhash::HashMap<usize, (Arc<ConditionEval>, Arc<ConditionEval>)>,
 }
