@@ -171,7 +171,8 @@ impl Condition {
         goals: &[Goal],
         ctx: Option<&cel::Context<'_, '_>>,
     ) -> ConditionEval {
-        // the cache goes first, so the result is usually not shared and is not copied
+        // the cache is dropped with this statement: the result is then usually its only
+        // holder, and is taken out without a copy
         let shared = self.evaluate_shared(snap, goals, ctx, &mut LeafCache::default());
         Arc::unwrap_or_clone(shared)
     }
@@ -332,7 +333,10 @@ impl LeafCache {
     }
 
     /// `eval` without its failing playbooks (the same evaluation when it has none).
-    pub fn without_failing_playbooks(&mut self, eval: Arc<ConditionEval>) -> Arc<ConditionEval> {
+    pub(crate) fn without_failing_playbooks(
+        &mut self,
+        eval: Arc<ConditionEval>,
+    ) -> Arc<ConditionEval> {
         if eval.failing_playbooks.is_empty() {
             return eval;
         }

@@ -4,7 +4,7 @@
 //! takes longer, up to a horizon (→ `inconclusive`). See `docs/VERIFICATION.md`.
 
 use super::series::{Aligned, PreStats, Scale, scale_of};
-use super::stats::sequential::{Shift, p_above, p_below, shift, shift_after};
+use super::stats::sequential::{Shift, p_above, p_below, shift_after};
 use super::{
     KpiTest, Outcome, Seasonality, Verdict, VerifyConfig, VerifyInput, direction_of, harm_first,
     judge_guardrails, stats,
@@ -54,11 +54,9 @@ fn test(
     // the pre window's moments are kept from the first look: each look adds its post cycles
     let (sh, pre_level) = aligned
         .with_observations(kpi, true, post_len, |obs| {
-            let sh = match &obs.pre_moments {
-                Some(pre) => shift_after(pre, obs.post, obs.floor_variance),
-                None => shift(obs.pre, obs.post, obs.floor_variance),
-            };
-            sh.map(|sh| (sh, obs.pre_level))
+            // no moments: no weight before, and so no shift
+            let pre = obs.pre_moments?;
+            shift_after(&pre, obs.post, obs.floor_variance).map(|sh| (sh, obs.pre_level))
         })
         .flatten()?;
     // the target's own level, without the controls, for humans (the pre one is the kept
