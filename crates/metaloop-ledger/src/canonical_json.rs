@@ -482,9 +482,15 @@ fn write_f64(f: f64, out: &mut String) {
             out.push_str(std::str::from_utf8(&t.text[..t.len as usize]).expect("ASCII digits"));
             return;
         }
-        let (digits, exponent) = shortest_digits(magnitude);
         let from = out.len();
-        lay_out(&digits, exponent, out);
+        let mut buffer = zmij::Buffer::new();
+        let printed = buffer.format_finite(magnitude);
+        if already_laid_out(printed) {
+            out.push_str(printed);
+        } else {
+            let (digits, exponent) = digits_of_text(printed);
+            lay_out(&digits, exponent, out);
+        }
         let text = &out.as_bytes()[from..];
         if text.len() <= TEXT_LEN {
             t.bits = bits;
@@ -492,6 +498,29 @@ fn write_f64(f: f64, out: &mut String) {
             t.text[..text.len()].copy_from_slice(text);
         }
     });
+}
+
+/// Whether zmij's text of a magnitude is already [`lay_out`]'s text of its digits: a plain
+/// decimal `I.F` with no exponent, `I` a digit 1–9 then at most 15 more digits (decimal
+/// exponent 0..=15) or `0` alone followed by at most four zeros in `F` (exponent -5..=-1),
+/// and `F` ending in a digit 1–9 (not whole). Such a text spells one digit string and
+/// exponent only, and `lay_out` writes exactly that spelling; anything else (whole numbers,
+/// exponents, another layout) goes through [`shortest_digits`].
+fn already_laid_out(text: &str) -> bool {
+    let b = text.as_bytes();
+    let Some(point) = b.iter().position(|&c| c == b'.') else {
+        return false;
+    };
+    let (int, frac) = (&b[..point], &b[point + 1..]);
+    let digits_only = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    if !digits_only(int) || !digits_only(frac) || !matches!(frac.last(), Some(b'1'..=b'9')) {
+        return false;
+    }
+    match int {
+        [b'0'] => frac.iter().take_while(|&&c| c == b'0').count() <= 4,
+        [b'1'..=b'9', rest @ ..] => rest.len() <= 15,
+        _ => false,
+    }
 }
 
 /// Texts [`write_f64`] keeps: 2^10 slots, one per magnitude (by a hash of its bits).
@@ -565,8 +594,12 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
 /// business and may change.
 fn shortest_digits(magnitude: f64) -> (Digits, i32) {
     debug_assert!(magnitude.is_finite() && magnitude > 0.0);
-    let mut buffer = zmij::Buffer::new();
-    let text = buffer.format_finite(magnitude).as_bytes();
+    digits_of_text(zmij::Buffer::new().format_finite(magnitude))
+}
+
+/// [`shortest_digits`] from zmij's text of the magnitude.
+fn digits_of_text(printed: &str) -> (Digits, i32) {
+    let text = printed.as_bytes();
     // one pass over zmij's text: its digits run together without their leading zeros, and
     // zeros after a significant digit are held back until another significant digit comes
     // (those left at the end are trailing); the stack buffer holds at most the 17
@@ -761,6 +794,39 @@ mod tests {
         ];
         for (f, expected) in cases {
             assert_eq!(canon(&json!(f)), *expected, "formatting {f:e}");
+        }
+    }
+
+    /// Which of zmij's texts are taken as printed: plain decimals in the plain-notation range
+    /// that are not whole; the rest are laid out from their digits.
+    #[test]
+    fn plain_decimals_in_range_are_taken_as_printed() {
+        let taken = |f: f64| already_laid_out(zmij::Buffer::new().format_finite(f));
+        for f in [
+            123.456,
+            0.1,
+            0.00001,
+            0.000012345,
+            1762846210978469.8,
+            0.30000000000000004,
+        ] {
+            assert!(taken(f), "{f:e} is laid out as zmij prints it");
+        }
+        for f in [1e15, 100.0, 1e16, 1.25e16, 1e-6, 1.5e-7, 5e-324, f64::MAX] {
+            assert!(!taken(f), "{f:e} goes through its digits");
+        }
+        // texts in other layouts
+        for t in [
+            "1.5e3",
+            "01.5",
+            "1.50",
+            ".5",
+            "1.",
+            "12",
+            "0.000001",
+            "12345678901234567.5",
+        ] {
+            assert!(!already_laid_out(t), "{t}");
         }
     }
 
@@ -1060,6 +1126,36 @@ mod tests {
             let back: f64 = text.parse().unwrap();
             prop_assert_eq!(back.to_bits(), f.to_bits());
             prop_assert_eq!(canonicalize(text.as_bytes()).unwrap(), text);
+        }
+
+        /// A text zmij already writes in `lay_out`'s layout is taken as it is: it is the text
+        /// of its shortest digits laid out, for any double and for doubles spread over the
+        /// plain-notation range and just beyond it, at any precision.
+        #[test]
+        fn texts_taken_as_printed_are_the_laid_out_digits(
+            bits in any::<u64>(),
+            scale in -7i32..18,
+            precision in 0usize..17,
+        ) {
+            let any = f64::from_bits(bits).abs();
+            let spread = (bits >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi(scale);
+            for f in [any, spread] {
+                prop_assume!(f.is_finite() && f > 0.0);
+                let short: f64 = format!("{f:.precision$e}").parse().unwrap();
+                for x in [f, short] {
+                    let mut buffer = zmij::Buffer::new();
+                    let printed = buffer.format_finite(x);
+                    let (digits, exponent) = shortest_digits(x);
+                    let mut laid_out = String::new();
+                    lay_out(&digits, exponent, &mut laid_out);
+                    if already_laid_out(printed) {
+                        prop_assert_eq!(printed, laid_out.as_str());
+                    }
+                    let mut written = String::new();
+                    write_f64(x, &mut written);
+                    prop_assert_eq!(written, laid_out);
+                }
+            }
         }
 
         /// zmij's digits are as short as Rust's `{:e}` (both shortest) and the same, except

@@ -149,7 +149,7 @@ enum Skip<'a> {
     /// Cooling down until this cycle.
     Cooling(u64),
     /// The knob already has the value.
-    Already(serde_json::Value),
+    Already(&'a serde_json::Value),
     /// The baseline is too small to verify the change.
     Shortfall(&'a str),
     Text(String),
@@ -211,8 +211,10 @@ struct Lookups<'s> {
     held_live: foldhash::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
     held_any: foldhash::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
     worst: WorstDomains,
-    /// (domain, KPI) → why its baseline is too small.
-    shortfall: std::collections::HashMap<(String, String), Option<String>>,
+    /// `domain\0KPI` → why its baseline is too small (looked up by [`Lookups::shortfall_key`]
+    /// without allocating).
+    shortfall: foldhash::HashMap<String, Option<String>>,
+    shortfall_key: String,
     leaves: crate::policy::LeafCache,
 }
 
@@ -998,6 +1000,8 @@ impl Supervisor {
                 } else {
                     (&look.knob_live, &look.held_live)
                 };
+                // the policy's knob action, read from its parameters once for its candidates
+                let action = p.directive_template.knob_action().ok();
                 for c in self.candidates(p, snap, &eval, ctx.as_ref(), &mut look.worst) {
                     c.write_key(&mut key);
                     // why not here: its text is written only when it is listed
@@ -1029,11 +1033,11 @@ impl Supervisor {
                         && last + u64::from(p.cooldown_cycles) > snap.cycle
                     {
                         Some(Skip::Cooling(last + u64::from(p.cooldown_cycles)))
-                    } else if let Ok(KnobAction::Set { value }) = p.directive_template.knob_action()
-                        && self.state.knob_values.get(&key) == Some(&value)
+                    } else if let Some(KnobAction::Set { value }) = &action
+                        && self.state.knob_values.get(&key) == Some(value)
                     {
                         Some(Skip::Already(value))
-                    } else if let Some(why) = self.flap_hold(&key, p, snap.cycle) {
+                    } else if let Some(why) = self.flap_hold(&key, action.as_ref(), snap.cycle) {
                         Some(Skip::Text(why))
                     } else if p.directive_template.experiment_first
                         || p.directive_template.directive_type == DirectiveType::RequestReview
@@ -1042,16 +1046,17 @@ impl Supervisor {
                         // no baseline needed
                         None
                     } else {
-                        look.shortfall
-                            .entry((
-                                c.domain.to_string(),
-                                p.directive_template.target_kpi.clone(),
-                            ))
-                            .or_insert_with(|| {
-                                self.baseline_shortfall(&c.domain, &p.directive_template.target_kpi)
-                            })
-                            .as_deref()
-                            .map(Skip::Shortfall)
+                        let kpi = &p.directive_template.target_kpi;
+                        let k = &mut look.shortfall_key;
+                        k.clear();
+                        k.push_str(&c.domain);
+                        k.push('\0');
+                        k.push_str(kpi);
+                        if !look.shortfall.contains_key(k.as_str()) {
+                            let why = self.baseline_shortfall(&c.domain, kpi);
+                            look.shortfall.insert(k.clone(), why);
+                        }
+                        look.shortfall[k.as_str()].as_deref().map(Skip::Shortfall)
                     };
                     if let Some(w) = why_not {
                         if skipped_listed < SKIPPED_LISTED {
@@ -1145,15 +1150,15 @@ impl Supervisor {
     }
 
     /// Why a policy's change of `key` would exceed the knob's flap budget, if it would.
-    fn flap_hold(&self, key: &str, p: &MetaPolicy, cycle: u64) -> Option<String> {
+    fn flap_hold(&self, key: &str, action: Option<&KnobAction>, cycle: u64) -> Option<String> {
         let budget = &self.cfg.flap;
         let last = *self.state.knob_last_move.get(key)?;
-        let dir = match p.directive_template.knob_action().ok()? {
-            KnobAction::Adjust { adjustment } if adjustment > 0.0 => 1,
-            KnobAction::Adjust { adjustment } if adjustment < 0.0 => -1,
+        let dir = match action? {
+            KnobAction::Adjust { adjustment } if *adjustment > 0.0 => 1,
+            KnobAction::Adjust { adjustment } if *adjustment < 0.0 => -1,
             KnobAction::Adjust { .. } => return None,
             KnobAction::Set { value } => {
-                crate::supervisor::state::move_direction(self.state.knob_values.get(key)?, &value)?
+                crate::supervisor::state::move_direction(self.state.knob_values.get(key)?, value)?
             }
         };
         if dir == last {

@@ -426,6 +426,9 @@ pub struct Aligned<'a> {
     /// The pre cycles with the target and the controls looked up: once per look, for
     /// every KPI whose pre part it computes.
     pre_aligned: std::cell::OnceCell<Vec<AlignedCycle<'a>>>,
+    /// The post cycles looked up in this look (by their index; `None` where no KPI needed
+    /// it): once, for every KPI and both with and without the controls.
+    post_aligned: std::cell::RefCell<Vec<Option<AlignedCycle<'a>>>>,
 }
 
 fn align<'a>(target: &str, controls: &[Control], c: &'a CycleSummary) -> AlignedCycle<'a> {
@@ -529,6 +532,7 @@ impl<'a> Aligned<'a> {
             with_controls: !controls.is_empty(),
             memo: std::cell::RefCell::new(memo),
             pre_aligned: std::cell::OnceCell::new(),
+            post_aligned: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -643,17 +647,27 @@ impl<'a> Aligned<'a> {
             };
         }
         let p = &mut part.post;
+        // only the cycles not folded yet are looked up (the rest are in the kept sums)
+        let mut aligned = self.post_aligned.borrow_mut();
+        if aligned.len() < post_len {
+            aligned.resize_with(post_len, || None);
+        }
+        for (c, a) in post[p.len..post_len]
+            .iter()
+            .zip(&mut aligned[p.len..post_len])
+        {
+            a.get_or_insert_with(|| align(self.target, self.controls, c));
+        }
         fold(
             kpi_name,
             rate,
             &part.control_level,
-            post[p.len..post_len]
-                .iter()
-                .map(|c| align(self.target, self.controls, c)),
+            aligned[p.len..post_len].iter().flatten(),
             false,
             &mut p.sums,
             &mut p.obs,
         );
+        drop(aligned);
         p.len = post_len;
         p.first = post.first().map(|c| c.cycle).filter(|_| post_len > 0);
         p.last = post_len.checked_sub(1).map(|i| post[i].cycle);
