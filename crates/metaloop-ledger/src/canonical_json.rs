@@ -585,19 +585,22 @@ fn lay_out(digits: &str, exponent: i32, out: &mut String) {
     }
 }
 
-/// Returns the shortest round-trip digits `d1 d2 … dn` (no leading or trailing zeros) of a
-/// positive finite double and the exponent `e` with `x = d1.d2…dn × 10^e`.
-///
-/// The digits come from zmij (Schubfach), which breaks ties between equally close shortest
-/// candidates towards an even last digit, like JavaScript, Python and Ryu; Rust's own `{:e}`
-/// breaks them upwards. Only zmij's digits are used, not its layout, which is its own
-/// business and may change.
+/// [`digits_of_text`] of a positive finite double (for the tests).
+#[cfg(test)]
 fn shortest_digits(magnitude: f64) -> (Digits, i32) {
     debug_assert!(magnitude.is_finite() && magnitude > 0.0);
     digits_of_text(zmij::Buffer::new().format_finite(magnitude))
 }
 
-/// [`shortest_digits`] from zmij's text of the magnitude.
+/// Returns the shortest round-trip digits `d1 d2 … dn` (no leading or trailing zeros) of a
+/// positive finite double, read from zmij's text of it, and the exponent `e` with
+/// `x = d1.d2…dn × 10^e`.
+///
+/// The digits come from zmij (Schubfach), which breaks ties between equally close shortest
+/// candidates towards an even last digit, like JavaScript, Python and Ryu; Rust's own `{:e}`
+/// breaks them upwards. zmij's layout is its own business and may change: its text is
+/// written as it is only where [`already_laid_out`] finds it spelled exactly as `lay_out`
+/// spells its digits; otherwise only its digits are used, through this function.
 fn digits_of_text(printed: &str) -> (Digits, i32) {
     let text = printed.as_bytes();
     // one pass over zmij's text: its digits run together without their leading zeros, and
