@@ -505,7 +505,7 @@ fn write_f64(f: f64, out: &mut String) {
 /// exponent 0..=15) or `0` alone followed by at most four zeros in `F` (exponent -5..=-1),
 /// and `F` ending in a digit 1–9 (not whole). Such a text spells one digit string and
 /// exponent only, and `lay_out` writes exactly that spelling; anything else (whole numbers,
-/// exponents, another layout) goes through [`shortest_digits`].
+/// exponents, another layout) goes through [`digits_of_text`].
 fn already_laid_out(text: &str) -> bool {
     let b = text.as_bytes();
     let Some(point) = b.iter().position(|&c| c == b'.') else {

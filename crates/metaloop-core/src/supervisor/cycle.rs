@@ -211,9 +211,10 @@ struct Lookups<'s> {
     held_live: foldhash::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
     held_any: foldhash::HashMap<&'s str, &'s crate::supervisor::state::DirectiveState>,
     worst: WorstDomains,
-    /// `domain\0KPI` → why its baseline is too small (looked up by [`Lookups::shortfall_key`]
-    /// without allocating).
+    /// `domain\0KPI` → why its baseline is too small.
     shortfall: foldhash::HashMap<String, Option<String>>,
+    /// The key of the `shortfall` lookup being made, written in place: a key is allocated
+    /// only when it is added.
     shortfall_key: String,
     leaves: crate::policy::LeafCache,
 }
