@@ -655,12 +655,6 @@ impl FileConfig {
         }
         self.clock.driven_start()?;
         self.mesh.accepted_worker_keys()?;
-        if self.clock.mode == ClockMode::Driven && !self.mesh.leader_consumes {
-            return Err(
-                "clock.mode = \"driven\" needs mesh.leader_consumes = true: ingest workers check event time against the wall clock"
-                    .into(),
-            );
-        }
         // (a driven clock's cycles are not wall-clock seconds: no bound between them)
         if let Some(w) = self.mesh.ack_wait
             && w.0 <= self.cycle_interval.0

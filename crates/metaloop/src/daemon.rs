@@ -225,9 +225,28 @@ struct Intake {
     /// This leader's term, unique to this run of this replica.
     term: String,
     clock: Clock,
+    /// Where ingest workers hear this leader (the NATS client and the workers' subject).
+    workers: Option<(async_nats::Client, String)>,
 }
 
 impl Intake {
+    /// Tells the ingest workers this leader's term, the cycles closed and its clock; returns
+    /// once the server has it.
+    async fn announce(&self, closed: u64, now: Timestamp) {
+        if let Some((client, subject)) = &self.workers {
+            crate::workers::announce_closed(
+                client,
+                subject,
+                crate::workers::Closed {
+                    term: self.term.clone(),
+                    closed,
+                    now_ms: Some(now.millis()),
+                },
+            )
+            .await;
+        }
+    }
+
     /// Checks a message, folds what passes into the supervisor and journals it (not yet
     /// synced), and counts every result. A mesh delivery (`stream`, `seq`) already folded
     /// is skipped.
@@ -387,6 +406,7 @@ impl crate::workers::PartialSink for PartialIntake {
                             seqs_open,
                             keys_closed,
                             keys_open,
+                            now_ms: Some(now.millis()),
                         };
                     }
                     let merged = sup.merge_partial(&request.partial);
@@ -401,6 +421,7 @@ impl crate::workers::PartialSink for PartialIntake {
                         open,
                         accepted: merged.accepted,
                         refused: merged.refused,
+                        now_ms: Some(now.millis()),
                     }
                 })
                 .await;
@@ -685,7 +706,16 @@ impl ClockDriver {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         driven.advance(to).map_err(|now| earlier(to, now))?;
-        if to >= next {
+        if to < next {
+            // no cycle closes, so no close announces the time: the workers hear it now,
+            // before the caller publishes anything for it
+            let cycle = intake
+                .runtime
+                .call(|s| s.state().cycle)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            intake.announce(cycle, to).await;
+        } else {
             let settled = driven.settled(next);
             tokio::pin!(settled);
             loop {
@@ -1228,6 +1258,10 @@ impl Node {
             stream: self.stream.clone(),
             term: format!("{}#{epoch}#{:016x}", self.role.me(), rand::random::<u64>()),
             clock: self.clock.clone(),
+            workers: self
+                .nats
+                .clone()
+                .map(|client| (client, self.cfg.mesh.workers_subject())),
         });
         *self.intake.write().unwrap_or_else(|e| e.into_inner()) = Some(intake.clone());
         let _ = self.api_gate.send(true);
@@ -1257,6 +1291,10 @@ impl Node {
                 self.reloader.worker_keys.clone(),
             )
         });
+        // the workers hear the new term (and hand back what an old one left unconfirmed)
+        // and, with a driven clock, its time
+        let closed = runtime.call(|s| s.state().cycle).await?;
+        intake.announce(closed, self.clock.now()).await;
         Ok(Leader {
             runtime,
             task,
@@ -1498,18 +1536,10 @@ impl Node {
                     tracing::warn!(error = %e, "acknowledging a delivery");
                 }
             }
+            // announced before a driven clock's advance is answered: the workers know the
+            // time before the events published after it reach them
+            leader.intake.announce(closed, now).await;
             self.clock.settle(now);
-            if let Some(client) = &self.nats {
-                crate::workers::announce_closed(
-                    client,
-                    &self.cfg.mesh.workers_subject(),
-                    crate::workers::Closed {
-                        term: leader.intake.term.clone(),
-                        closed,
-                    },
-                )
-                .await;
-            }
         };
         if let Some(k) = keeper {
             k.abort();

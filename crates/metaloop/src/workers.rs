@@ -13,12 +13,20 @@
 //!   a worker then acknowledges the deliveries merged into it. A new term (a new leader, or
 //!   the same one restarted) means the open cycle was lost: the worker hands back (naks) every
 //!   delivery merged under an older term and not yet confirmed, and the new leader counts it
-//!   once.
+//!   once. Terms carry the leader's lease epoch: a message under an older epoch than the one
+//!   a worker follows comes from a stale leader and is ignored.
+//!
+//! With a driven clock (`clock.mode = "driven"`) a worker checks event time against the
+//! leader's clock, not its own: every announcement and answer carries it, a leader announces
+//! itself when its term begins and whenever its clock moves (before the advance is answered),
+//! and a worker that does not know the time yet reads nothing from the mesh and asks the
+//! leader with an empty partial.
 
 use crate::config::FileConfig;
 use anyhow::{Context, Result, anyhow};
 use metaloop_core::protocol::SpineEvent;
 use metaloop_core::supervisor::Partial;
+use metaloop_core::time::Timestamp;
 use metaloop_mesh::ingest::event_key;
 use metaloop_mesh::mesh::NatsConfig;
 use metaloop_mesh::{
@@ -153,6 +161,9 @@ pub enum PartialReply {
         accepted: u64,
         /// Events the supervisor refused (an ack for an unknown directive, …), with why.
         refused: Vec<(String, String)>,
+        /// The leader's clock, ms since the epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now_ms: Option<i64>,
     },
     /// Nothing merged: these sequences or events are already taken.
     Refused {
@@ -164,6 +175,9 @@ pub enum PartialReply {
         seqs_open: Vec<u64>,
         keys_closed: Vec<Digest>,
         keys_open: Vec<Digest>,
+        /// The leader's clock, ms since the epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now_ms: Option<i64>,
     },
     /// This replica does not lead (or stopped leading).
     NotLeading { why: String },
@@ -171,12 +185,53 @@ pub enum PartialReply {
     Unauthenticated { why: String },
 }
 
-/// A closed cycle, announced once its records are durable.
+/// A leader's announcement: when a cycle's records are durable, when its term begins, and
+/// when its driven clock moves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Closed {
     pub term: String,
     /// Cycles closed so far.
     pub closed: u64,
+    /// The leader's clock, ms since the epoch: what a worker of a driven-clock deployment
+    /// checks event time against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<i64>,
+}
+
+/// The lease epoch in a leader's term (`<replica>#<epoch>#<random>`).
+pub fn term_epoch(term: &str) -> Option<u64> {
+    let mut parts = term.rsplitn(3, '#');
+    parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+/// The time a worker checks event time against: this machine's clock, or the leader's
+/// driven clock as last heard (`None` until heard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerTime {
+    Wall,
+    Driven(Option<Timestamp>),
+}
+
+impl WorkerTime {
+    pub fn now(&self) -> Option<Timestamp> {
+        match self {
+            WorkerTime::Wall => Some(crate::clock::wall_clock()),
+            WorkerTime::Driven(t) => *t,
+        }
+    }
+
+    /// The leader's clock heard: `fresh` when it comes from a term just begun (a new leader's
+    /// clock may read earlier than its predecessor's); within a term it only moves forward.
+    fn heard(&mut self, now_ms: Option<i64>, fresh: bool) {
+        if let (WorkerTime::Driven(t), Some(ms)) = (self, now_ms) {
+            let heard = Timestamp(ms);
+            *t = Some(match *t {
+                Some(known) if !fresh => known.max(heard),
+                _ => heard,
+            });
+        }
+    }
 }
 
 /// What a worker has done, for logs and `bench ingest`.
@@ -215,6 +270,16 @@ struct Held {
 struct Awaiting {
     term: String,
     by_cycle: BTreeMap<u64, Vec<Delivery>>,
+}
+
+impl Awaiting {
+    /// A term under an older lease epoch than the one followed: a stale leader's.
+    fn is_stale(&self, term: &str) -> bool {
+        matches!(
+            (term_epoch(term), term_epoch(&self.term)),
+            (Some(theirs), Some(ours)) if theirs < ours
+        )
+    }
 }
 
 /// `metaloop ingest-worker --config FILE`: runs until SIGTERM or Ctrl-C; SIGHUP reads the
@@ -296,11 +361,11 @@ pub async fn run_worker(
             "the leader accepts only signed partials (mesh.worker_keys); set mesh.worker_key_file to this worker's key (metaloop keys generate)"
         ));
     }
-    if cfg.clock.mode == crate::config::ClockMode::Driven {
-        return Err(anyhow!(
-            "an ingest worker checks event time against this machine's clock; with clock.mode = \"driven\" the leader reads the mesh alone (leader_consumes = true, no workers)"
-        ));
-    }
+    // a driven clock is the leader's: unknown until heard
+    let mut time = match cfg.clock.mode {
+        crate::config::ClockMode::Wall => WorkerTime::Wall,
+        crate::config::ClockMode::Driven => WorkerTime::Driven(None),
+    };
     let mesh = NatsMesh::connect(nats_config(&cfg)?)
         .await
         .with_context(|| format!("connecting to the mesh at {}", cfg.mesh.url))?;
@@ -331,9 +396,26 @@ pub async fn run_worker(
     );
     loop {
         tokio::select! {
+            // announcements before deliveries: a driven clock's move is announced before the
+            // advance is answered, so before the events published after it arrive
+            biased;
             _ = stop.changed() => break,
             Some(registry) = reloads.recv() => ingestor.set_registry(registry),
-            d = subscription.next(), if held.len() < max_held => {
+            m = futures_next(&mut closed) => {
+                let Some(m) = m else { break };
+                let Ok(c) = serde_json::from_slice::<Closed>(&m.payload) else {
+                    tracing::warn!("an unreadable cycle announcement; ignored");
+                    continue;
+                };
+                confirm(&c, &mut awaiting, &mut ingestor, &stats, &mut time).await;
+            }
+            _ = flush.tick() => {
+                // a driven clock not heard yet: an empty partial asks the leader for it
+                if !held.is_empty() || time.now().is_none() {
+                    hand_over(&client, key.as_ref(), &subject, &name, &stream, &mut held, &mut awaiting, &mut ingestor, &stats, &mut time).await;
+                }
+            }
+            d = subscription.next(), if held.len() < max_held && time.now().is_some() => {
                 let delivery = match d {
                     Ok(Some(d)) => d,
                     Ok(None) => break,
@@ -358,7 +440,7 @@ pub async fn run_worker(
                     h.delivery = delivery;
                     continue;
                 }
-                let now = crate::daemon::wall_clock();
+                let Some(now) = time.now() else { continue };
                 let verified = ingestor.verify(
                     &delivery.message.payload,
                     delivery.message.content_type.as_deref(),
@@ -378,26 +460,12 @@ pub async fn run_worker(
                         }
                     };
                 }
-                if events.is_empty() {
-                    // nothing to fold (all rejected, or duplicates of events held): done
-                    let _ = delivery.ack().await;
-                    stats.acked.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    held.push(Held { delivery, seq, events });
-                }
-            }
-            _ = flush.tick() => {
-                if !held.is_empty() {
-                    hand_over(&client, key.as_ref(), &subject, &name, &stream, &mut held, &mut awaiting, &mut ingestor, &stats).await;
-                }
-            }
-            m = futures_next(&mut closed) => {
-                let Some(m) = m else { break };
-                let Ok(c) = serde_json::from_slice::<Closed>(&m.payload) else {
-                    tracing::warn!("an unreadable cycle announcement; ignored");
-                    continue;
-                };
-                confirm(&c, &mut awaiting, &mut ingestor, &stats).await;
+                // held even with nothing to fold (all rejected, or copies of events held):
+                // the leader records its sequence with the open cycle, as for a delivery it
+                // reads itself, and it is acknowledged when that cycle closes (a copy
+                // acknowledged earlier would take the original with it, were the leader to
+                // fail before the close)
+                held.push(Held { delivery, seq, events });
             }
         }
     }
@@ -412,6 +480,26 @@ pub async fn run_worker(
             stats.naked.fetch_add(1, Ordering::Relaxed);
         }
     }
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    tracing::info!(
+        worker = %name,
+        deliveries = n(&stats.deliveries),
+        accepted = n(&stats.accepted),
+        rejected = n(&stats.rejected),
+        merged = n(&stats.merged),
+        acked = n(&stats.acked),
+        handed_back = n(&stats.naked),
+        "ingest worker stopped"
+    );
+    eprintln!(
+        "metaloop ingest-worker {name} stopped: {} deliveries, {} events accepted, {} rejected, {} merged by leaders, {} deliveries acknowledged, {} handed back",
+        n(&stats.deliveries),
+        n(&stats.accepted),
+        n(&stats.rejected),
+        n(&stats.merged),
+        n(&stats.acked),
+        n(&stats.naked)
+    );
     Ok(())
 }
 
@@ -420,18 +508,29 @@ async fn futures_next(s: &mut async_nats::Subscriber) -> Option<async_nats::Mess
     s.next().await
 }
 
+/// A leader heard from under `term`, its clock reading `now_ms`. Returns false for a stale
+/// leader's term (an older lease epoch), which is ignored.
+///
 /// A new term: the deliveries merged under the old one and not confirmed were lost with the
 /// open cycle. They go back to the stream, and the local dedupe forgets them so that their
 /// redelivery is taken again.
-async fn new_term(
+async fn hear(
     term: &str,
+    now_ms: Option<i64>,
     awaiting: &mut Awaiting,
     ingestor: &mut Ingestor,
     stats: &WorkerStats,
-) {
-    if awaiting.term == term {
-        return;
+    time: &mut WorkerTime,
+) -> bool {
+    if awaiting.is_stale(term) {
+        tracing::debug!(term, following = %awaiting.term, "a stale leader's term; ignored");
+        return false;
     }
+    if awaiting.term == term {
+        time.heard(now_ms, false);
+        return true;
+    }
+    time.heard(now_ms, true);
     let mut handed_back = 0;
     for (_, ds) in std::mem::take(&mut awaiting.by_cycle) {
         for d in ds {
@@ -451,6 +550,7 @@ async fn new_term(
     let dedupe = ingestor.dedupe().config();
     *ingestor.dedupe_mut() = metaloop_mesh::ingest::DedupeWindow::new(dedupe);
     awaiting.term = term.to_string();
+    true
 }
 
 /// A cycle closed: acknowledges the deliveries merged into it and earlier cycles.
@@ -459,8 +559,11 @@ async fn confirm(
     awaiting: &mut Awaiting,
     ingestor: &mut Ingestor,
     stats: &WorkerStats,
+    time: &mut WorkerTime,
 ) {
-    new_term(&c.term, awaiting, ingestor, stats).await;
+    if !hear(&c.term, c.now_ms, awaiting, ingestor, stats, time).await {
+        return;
+    }
     let later = awaiting.by_cycle.split_off(&c.closed);
     for (_, ds) in std::mem::replace(&mut awaiting.by_cycle, later) {
         for d in ds {
@@ -485,10 +588,12 @@ async fn hand_over(
     awaiting: &mut Awaiting,
     ingestor: &mut Ingestor,
     stats: &WorkerStats,
+    time: &mut WorkerTime,
 ) {
     // a refusal names what is already taken; at most a few rounds
     for _ in 0..4 {
-        if held.is_empty() {
+        // (an empty partial asks a driven clock's time)
+        if held.is_empty() && time.now().is_some() {
             return;
         }
         let mut partial = Partial::default();
@@ -562,14 +667,21 @@ async fn hand_over(
                 open,
                 accepted,
                 refused,
+                now_ms,
             } => {
-                new_term(&term, awaiting, ingestor, stats).await;
+                if !hear(&term, now_ms, awaiting, ingestor, stats, time).await {
+                    // merged into a stale leader's cycle, which will never close: kept
+                    // for the leader of the current term
+                    return;
+                }
                 for (id, why) in &refused {
                     tracing::warn!(id, "event refused by the supervisor: {why}");
                 }
                 stats.merged.fetch_add(accepted, Ordering::Relaxed);
-                let to = awaiting.by_cycle.entry(open).or_default();
-                to.extend(held.drain(..).map(|h| h.delivery));
+                if !held.is_empty() {
+                    let to = awaiting.by_cycle.entry(open).or_default();
+                    to.extend(held.drain(..).map(|h| h.delivery));
+                }
                 return;
             }
             PartialReply::Refused {
@@ -579,8 +691,11 @@ async fn hand_over(
                 seqs_open,
                 keys_closed,
                 keys_open,
+                now_ms,
             } => {
-                new_term(&term, awaiting, ingestor, stats).await;
+                if !hear(&term, now_ms, awaiting, ingestor, stats, time).await {
+                    return;
+                }
                 let keys_closed: std::collections::HashSet<u128> =
                     keys_closed.into_iter().map(|d| d.0).collect();
                 let keys_open: std::collections::HashSet<u128> =
@@ -597,6 +712,11 @@ async fn hand_over(
                         continue;
                     }
                     let before = h.events.len();
+                    if before == 0 {
+                        // nothing to fold, its sequence not taken: sent again with the rest
+                        kept.push(h);
+                        continue;
+                    }
                     let mut in_open = false;
                     h.events.retain(|(ev, _)| {
                         let k = event_key(&ev.source, &ev.id);
@@ -699,13 +819,18 @@ pub fn serve_partials(
     })
 }
 
-/// Announces a closed cycle to the workers.
+/// Announces a leader's term, its cycles closed and its clock to the workers, and waits
+/// until the server has it (so that whatever the caller does next reaches workers after it).
 pub async fn announce_closed(client: &async_nats::Client, subject: &str, closed: Closed) {
     let body = serde_json::to_vec(&closed).unwrap_or_default();
     if let Err(e) = client
         .publish(format!("{subject}.closed"), body.into())
         .await
     {
+        tracing::warn!(error = %e, "announcing a closed cycle to the ingest workers");
+        return;
+    }
+    if let Err(e) = client.flush().await {
         tracing::warn!(error = %e, "announcing a closed cycle to the ingest workers");
     }
 }
@@ -792,6 +917,7 @@ mod tests {
             seqs_open: vec![9],
             keys_closed: vec![Digest(u128::MAX)],
             keys_open: vec![Digest(0x0123_4567_89ab_cdef_0011_2233_4455_6677)],
+            now_ms: Some(1_767_225_600_000),
         };
         let text = serde_json::to_string(&reply).unwrap();
         assert!(
@@ -801,6 +927,66 @@ mod tests {
         let back: PartialReply = serde_json::from_str(&text).unwrap();
         assert_eq!(back, reply);
         assert!(serde_json::from_str::<Digest>("\"12\"").is_err());
+    }
+
+    #[test]
+    fn terms_of_an_older_epoch_are_stale() {
+        assert_eq!(term_epoch("replica-a#7#00000000000000ff"), Some(7));
+        // a replica name may hold '#': the epoch is the second field from the end
+        assert_eq!(term_epoch("node#1#12#00000000000000ff"), Some(12));
+        assert_eq!(term_epoch("no epoch"), None);
+        assert_eq!(term_epoch("a#x#1"), None);
+        let mut awaiting = Awaiting::default();
+        // nothing followed yet: no term is stale
+        assert!(!awaiting.is_stale("b#1#2"));
+        awaiting.term = "b#5#ab".into();
+        assert!(awaiting.is_stale("a#4#cd"));
+        assert!(
+            !awaiting.is_stale("a#5#cd"),
+            "the same epoch: a restart alone"
+        );
+        assert!(!awaiting.is_stale("c#6#ef"));
+        assert!(!awaiting.is_stale("unreadable"));
+    }
+
+    #[test]
+    fn a_driven_time_is_the_leaders_and_moves_forward_within_a_term() {
+        let mut t = WorkerTime::Driven(None);
+        assert_eq!(t.now(), None);
+        t.heard(None, false);
+        assert_eq!(t.now(), None);
+        t.heard(Some(2_000), false);
+        assert_eq!(t.now(), Some(Timestamp(2_000)));
+        // an older answer of the same term arriving late changes nothing
+        t.heard(Some(1_000), false);
+        assert_eq!(t.now(), Some(Timestamp(2_000)));
+        t.heard(Some(3_000), false);
+        assert_eq!(t.now(), Some(Timestamp(3_000)));
+        // a new term's clock is taken as it is, even if earlier
+        t.heard(Some(2_500), true);
+        assert_eq!(t.now(), Some(Timestamp(2_500)));
+        // the wall clock is this machine's, whatever a leader says
+        let mut w = WorkerTime::Wall;
+        w.heard(Some(5), true);
+        assert!(w.now().unwrap() > Timestamp(5));
+    }
+
+    #[test]
+    fn announcements_and_answers_without_a_clock_still_read() {
+        let c: Closed = serde_json::from_str(r#"{"term":"a#1#2","closed":3}"#).unwrap();
+        assert_eq!(c.now_ms, None);
+        let text = serde_json::to_string(&Closed {
+            term: "a#1#2".into(),
+            closed: 3,
+            now_ms: Some(1_767_225_600_000),
+        })
+        .unwrap();
+        assert!(text.contains("\"now_ms\":1767225600000"), "{text}");
+        let r: PartialReply = serde_json::from_str(
+            r#"{"outcome":"merged","term":"a#1#2","open":3,"accepted":0,"refused":[]}"#,
+        )
+        .unwrap();
+        assert!(matches!(r, PartialReply::Merged { now_ms: None, .. }));
     }
 
     #[test]

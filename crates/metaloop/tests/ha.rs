@@ -1,7 +1,10 @@
 //! Three replicas of `metaloop run` on the local PostgreSQL and NATS, driven by the
 //! simulated spine as a signed adapter over NATS, through the faults a production team will
 //! have: the leader killed (SIGKILL), frozen past its lease (SIGSTOP, then SIGCONT), cut off
-//! from the database (a TCP proxy the test cuts), and every replica restarted. After each:
+//! from the database (a TCP proxy the test cuts), an ingest worker killed while it holds a
+//! cycle's deliveries, and every replica restarted. Two `metaloop ingest-worker` processes
+//! read the mesh and hand the leader partial windows (the replicas read nothing themselves),
+//! through every fault; the undisturbed run is a replica reading the mesh alone. After each:
 //! exactly one leader; after every cycle: every event the bus acknowledged counted exactly
 //! once; at the end: no directive published twice, one ledger chain that verifies with the
 //! supervisor's key, and the same decisions, record for record, as an undisturbed run of
@@ -319,11 +322,19 @@ async fn one_leader(
     }
 }
 
-/// The last lines of every replica's log.
+/// The logs of the ingest workers started so far.
+static WORKER_LOGS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// The last lines of every replica's and ingest worker's log.
 fn logs(replicas: &[Replica]) -> String {
+    let workers = WORKER_LOGS.lock().unwrap().clone();
     replicas
         .iter()
         .map(|r| format!("--- {}\n{}", r.name, tail(&r.log_text(), 25)))
+        .chain(workers.iter().map(|(name, log)| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            format!("--- {name}\n{}", tail(&text, 25))
+        }))
         .collect()
 }
 
@@ -634,6 +645,7 @@ fn write_config(
     prefix: &str,
     adapter_key: &str,
     domains: &[String],
+    leader_consumes: bool,
 ) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
@@ -662,6 +674,7 @@ checkpoint_every = "5s"
 url = "{nats}"
 subject_prefix = "{prefix}"
 ack_wait = 6
+leader_consumes = {leader_consumes}
 
 [signing]
 key_file = "{key}"
@@ -709,19 +722,86 @@ fn ledger_records(url: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A run's replicas, mesh and ledger: `n` replicas on a fresh schema and stream.
+/// An `metaloop ingest-worker` process and its log.
+struct Worker {
+    name: String,
+    child: Child,
+}
+
+impl Worker {
+    fn start(name: &str, config: &Path, dir: &Path) -> Worker {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut logs = WORKER_LOGS.lock().unwrap();
+        if !logs.iter().any(|(_, l)| *l == log) {
+            logs.push((name.to_string(), log.clone()));
+        }
+        drop(logs);
+        let child = Command::new(env!("CARGO_BIN_EXE_metaloop"))
+            .args([
+                "ingest-worker",
+                "--config",
+                config.to_str().unwrap(),
+                "--name",
+                name,
+            ])
+            .env("METALOOP_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        Worker {
+            name: name.into(),
+            child,
+        }
+    }
+
+    /// SIGTERM (it hands back what it holds), then waits for it to end.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("{} did not stop within 20 s of SIGTERM", self.name);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A run's replicas, mesh and ledger: `n` replicas on a fresh schema and stream, and the
+/// ingest workers that read the mesh for them (none: the leader reads it).
 struct Setup {
     dir: tempfile::TempDir,
     schema: String,
     direct: String,
     replicas: Vec<Replica>,
+    /// How many ingest workers read the mesh (started with the replicas).
+    worker_count: usize,
+    workers: Vec<Worker>,
     mesh: Arc<NatsMesh>,
     adapter: Arc<EventSigner>,
     directives: KeyRegistry,
 }
 
 impl Setup {
-    async fn new(n: usize) -> Setup {
+    async fn new(n: usize, worker_count: usize) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let schema = unique("ha_test_");
         let prefix = unique("hat");
@@ -770,6 +850,7 @@ impl Setup {
                 &prefix,
                 &metaloop_mesh::keys::public_key_hex(&adapter.verifying_key()),
                 &domains,
+                worker_count == 0,
             );
             replicas.push(Replica {
                 name: name.into(),
@@ -796,6 +877,8 @@ impl Setup {
             schema,
             direct,
             replicas,
+            worker_count,
+            workers: Vec::new(),
             mesh,
             adapter,
             directives,
@@ -810,6 +893,11 @@ impl Setup {
         assert_eq!(first, 0);
         for r in self.replicas.iter_mut().skip(1) {
             r.start();
+        }
+        for i in 0..self.worker_count {
+            let name = format!("worker-{}", i + 1);
+            let w = Worker::start(&name, &self.replicas[0].config, self.dir.path());
+            self.workers.push(w);
         }
         epoch
     }
@@ -826,6 +914,9 @@ impl Setup {
     }
 
     async fn clean_up(mut self) {
+        for w in self.workers.iter_mut() {
+            w.stop();
+        }
         for r in self.replicas.iter_mut() {
             r.stop();
         }
@@ -850,7 +941,9 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         return;
     }
     let http = metaloop::http::client();
-    let mut setup = Setup::new(3).await;
+    // two ingest workers read the mesh (the leader reads nothing itself): every event
+    // counted below came through a worker's partial
+    let mut setup = Setup::new(3, 2).await;
     let epoch = setup.start(&http).await;
     // the spine leaves directives unacknowledged until the first failover is over
     let mut driver = setup.driver(true).await;
@@ -991,7 +1084,25 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         driver.step(replicas, &http).await;
     }
 
-    // 4. restart all three (gracefully): one leads again
+    // 4. mid-cycle, SIGKILL an ingest worker holding the cycle's deliveries and start it
+    //    again: what it held comes back from the stream after mesh.ack_wait, once
+    driver.publish_cycle().await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let config = replicas[0].config.clone();
+    let mut killed = setup.workers.remove(0);
+    let name = killed.name.clone();
+    let _ = killed.child.kill();
+    let _ = killed.child.wait();
+    drop(killed);
+    setup
+        .workers
+        .insert(0, Worker::start(&name, &config, setup.dir.path()));
+    driver.close_cycle(replicas, &http).await;
+    for _ in 0..BETWEEN {
+        driver.step(replicas, &http).await;
+    }
+
+    // 5. restart all three (gracefully): one leads again
     for r in replicas.iter_mut() {
         r.stop();
     }
@@ -1093,10 +1204,30 @@ async fn three_replicas_survive_kill_freeze_partition_and_restart() {
         eprintln!("HA: failover after {fault}: {:.1} s", took.as_secs_f64());
     }
     let disturbed = driver.decisions();
+    // the workers did the ingest (the replicas read nothing from the mesh): each merged
+    // events into leaders' cycles, as its summary on SIGTERM says
+    for w in setup.workers.iter_mut() {
+        w.stop();
+    }
+    for (name, log) in WORKER_LOGS.lock().unwrap().iter() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let summary = text
+            .lines()
+            .rfind(|l| l.contains(" stopped: "))
+            .unwrap_or_else(|| panic!("{name} printed no summary:\n{}", tail(&text, 20)));
+        eprintln!("HA: {summary}");
+        let merged: u64 = summary
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" merged by leaders"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{summary}"));
+        assert!(merged > 0, "{name} merged nothing: {summary}");
+    }
+    setup.workers.clear();
     setup.clean_up().await;
 
     // the same seed, undisturbed: one replica, directives applied as they come
-    let mut calm = Setup::new(1).await;
+    let mut calm = Setup::new(1, 0).await;
     calm.start(&http).await;
     let mut undisturbed = calm.driver(false).await;
     while undisturbed.cycle < cycles {
