@@ -637,6 +637,7 @@ impl Driver {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_config(
     dir: &Path,
     name: &str,
