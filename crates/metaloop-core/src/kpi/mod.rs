@@ -10,6 +10,21 @@ pub use rate::RateCounts;
 pub use sketch::DurationSketch;
 pub use window::{ArmWindows, CycleWindows, DomainWindow, PlaybookCounts, ScoreStats};
 
+/// `a + b` rounded to the nearest double, and what the rounding lost: `s + e` equals `a + b`
+/// exactly (Knuth's TwoSum, six operations, for any finite `a` and `b`).
+#[inline]
+pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let b_part = s - a;
+    let a_part = s - b_part;
+    (s, (a - a_part) + (b - b_part))
+}
+
+/// A low-order part that is zero is not written: a closed cycle's windows never have one.
+pub(crate) fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// Fraction of recovery actions that resolved their incident.
 pub const OVERALL_SUCCESS_RATE: &str = "overall_success_rate";
 /// Mean time from detection to resolution, seconds.

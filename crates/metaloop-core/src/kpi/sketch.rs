@@ -23,7 +23,14 @@ pub struct DurationSketch {
     pub bins: BTreeMap<u16, u64>,
     pub count: u64,
     pub sum: f64,
+    /// What rounding lost from `sum` in an open cycle; 0 once settled (as in
+    /// [`super::ScoreStats`]).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub sum_lo: f64,
     pub sum_sq: f64,
+    /// What rounding lost from `sum_sq` in an open cycle; 0 once settled.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub sum_sq_lo: f64,
 }
 
 /// The bin holding `value` (non-finite and negative values go to bin 0).
@@ -53,9 +60,28 @@ impl DurationSketch {
             0.0
         };
         self.count += 1;
-        self.sum += v;
-        self.sum_sq += v * v;
+        super::window::add_exactly(&mut self.sum, &mut self.sum_lo, v);
+        super::window::add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, v * v);
         *self.bins.entry(bin_of(v)).or_insert(0) += 1;
+    }
+
+    /// Adds a partial sketch of the open cycle (an ingest worker's), keeping what rounding
+    /// loses from the sums, as [`DurationSketch::observe`] does.
+    pub fn merge_open(&mut self, other: &DurationSketch) {
+        self.count += other.count;
+        super::window::add_exactly(&mut self.sum, &mut self.sum_lo, other.sum);
+        self.sum_lo += other.sum_lo;
+        super::window::add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, other.sum_sq);
+        self.sum_sq_lo += other.sum_sq_lo;
+        for (b, n) in &other.bins {
+            *self.bins.entry(*b).or_insert(0) += n;
+        }
+    }
+
+    /// The cycle closes: each sum and its low part become one double, rounded once.
+    pub fn settle(&mut self) {
+        self.sum += std::mem::take(&mut self.sum_lo);
+        self.sum_sq += std::mem::take(&mut self.sum_sq_lo);
     }
 
     /// Adds another window's sketch.
@@ -76,7 +102,9 @@ impl DurationSketch {
         for o in others {
             self.count += o.count;
             self.sum += o.sum;
+            self.sum_lo += o.sum_lo;
             self.sum_sq += o.sum_sq;
+            self.sum_sq_lo += o.sum_sq_lo;
             for (b, n) in &o.bins {
                 add(*b, *n);
             }
@@ -93,7 +121,9 @@ impl DurationSketch {
     pub fn merge(&mut self, other: &DurationSketch) {
         self.count += other.count;
         self.sum += other.sum;
+        self.sum_lo += other.sum_lo;
         self.sum_sq += other.sum_sq;
+        self.sum_sq_lo += other.sum_sq_lo;
         for (b, n) in &other.bins {
             *self.bins.entry(*b).or_insert(0) += n;
         }

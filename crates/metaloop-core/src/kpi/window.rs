@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Mean/variance statistics of reported values.
+///
+/// While its cycle is open a window keeps, beside each sum, what rounding has lost from it
+/// (`sum_lo`, `sum_sq_lo`: the sum to about twice a double's precision). When the cycle
+/// closes, [`ScoreStats::settle`] rounds the pair once, so the closed cycle's sum does not
+/// depend on the order its values came in, nor on how they were split among ingest workers'
+/// partials or folded again after a failover — but for a sum lying within about
+/// `n · 2⁻¹⁰⁶` (relative) of a rounding boundary. Closed windows have no low parts, and they
+/// are not written.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ScoreStats {
     // fields in key order: the ledger's canonical text writes members sorted by key, and
@@ -16,27 +24,63 @@ pub struct ScoreStats {
     pub count: u64,
     pub last: f64,
     pub sum: f64,
+    /// What rounding lost from `sum` in an open cycle; 0 once settled.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub sum_lo: f64,
     pub sum_sq: f64,
+    /// What rounding lost from `sum_sq` in an open cycle; 0 once settled.
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub sum_sq_lo: f64,
+}
+
+/// Adds `x` to the pair (`hi`, `lo`), keeping what rounding loses in `lo`.
+#[inline]
+pub(crate) fn add_exactly(hi: &mut f64, lo: &mut f64, x: f64) {
+    let (s, e) = super::two_sum(*hi, x);
+    *hi = s;
+    *lo += e;
 }
 
 impl ScoreStats {
     /// Adds one reported value (non-finite values are ignored by the caller's validation).
     pub fn observe(&mut self, value: f64) {
         self.count += 1;
-        self.sum += value;
-        self.sum_sq += value * value;
+        add_exactly(&mut self.sum, &mut self.sum_lo, value);
+        add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, value * value);
         self.last = value;
     }
 
-    /// Adds a later window's values.
+    /// Adds a later window's values (closed windows, merged across cycles: plain sums).
     pub fn merge(&mut self, later: &ScoreStats) {
         if later.count == 0 {
             return;
         }
         self.count += later.count;
         self.sum += later.sum;
+        self.sum_lo += later.sum_lo;
         self.sum_sq += later.sum_sq;
+        self.sum_sq_lo += later.sum_sq_lo;
         self.last = later.last;
+    }
+
+    /// Adds a partial window of the open cycle (an ingest worker's), keeping what rounding
+    /// loses, as [`ScoreStats::observe`] does.
+    pub fn merge_open(&mut self, later: &ScoreStats) {
+        if later.count == 0 {
+            return;
+        }
+        self.count += later.count;
+        add_exactly(&mut self.sum, &mut self.sum_lo, later.sum);
+        self.sum_lo += later.sum_lo;
+        add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, later.sum_sq);
+        self.sum_sq_lo += later.sum_sq_lo;
+        self.last = later.last;
+    }
+
+    /// The cycle closes: each sum and its low part become one double, rounded once.
+    pub fn settle(&mut self) {
+        self.sum += std::mem::take(&mut self.sum_lo);
+        self.sum_sq += std::mem::take(&mut self.sum_sq_lo);
     }
 
     /// Mean, or `None` when nothing was reported.
@@ -131,27 +175,47 @@ impl DomainWindow {
     /// one, with the duration sketches merged in one pass.
     pub fn merge_all(&mut self, later: &[&DomainWindow]) {
         for w in later {
-            self.merge_except_durations(w);
+            self.merge_except_durations(w, ScoreStats::merge);
         }
         self.recovery.merge_all(later.iter().map(|w| &w.recovery));
     }
 
     pub fn merge(&mut self, later: &DomainWindow) {
         self.recovery.merge(&later.recovery);
-        self.merge_except_durations(later);
+        self.merge_except_durations(later, ScoreStats::merge);
     }
 
-    fn merge_except_durations(&mut self, later: &DomainWindow) {
+    /// Adds a partial window of the open cycle (an ingest worker's), keeping what rounding
+    /// loses from the sums ([`ScoreStats`]).
+    pub fn merge_open(&mut self, later: &DomainWindow) {
+        self.recovery.merge_open(&later.recovery);
+        self.merge_except_durations(later, ScoreStats::merge_open);
+    }
+
+    /// The cycle closes: every sum rounded once ([`ScoreStats::settle`]).
+    pub fn settle(&mut self) {
+        self.recovery.settle();
+        self.compliance.settle();
+        for s in self.custom.values_mut() {
+            s.settle();
+        }
+    }
+
+    fn merge_except_durations(
+        &mut self,
+        later: &DomainWindow,
+        merge: fn(&mut ScoreStats, &ScoreStats),
+    ) {
         self.success.merge(&later.success);
         self.autonomy.merge(&later.autonomy);
         self.intervention.merge(&later.intervention);
-        self.compliance.merge(&later.compliance);
+        merge(&mut self.compliance, &later.compliance);
         // a key is copied only the first time it is seen
         for (k, v) in &later.custom {
             match self.custom.get_mut(k) {
-                Some(s) => s.merge(v),
+                Some(s) => merge(s, v),
                 None => {
-                    self.custom.entry(k.clone()).or_default().merge(v);
+                    merge(self.custom.entry(k.clone()).or_default(), v);
                 }
             }
         }
@@ -215,6 +279,120 @@ impl DomainWindow {
 mod tests {
     use super::*;
     use crate::protocol::{Decision, Recovery};
+    use rand::{Rng, SeedableRng, seq::SliceRandom};
+
+    /// The exact sum of `values`, rounded once to the nearest double (ties to even): summed
+    /// as integers in units of 2⁻⁸⁰, where every value drawn below is exact.
+    fn exactly_rounded_sum(values: &[f64]) -> f64 {
+        let scale = 2f64.powi(80);
+        let mut total: i128 = 0;
+        for v in values {
+            let scaled = v * scale;
+            assert!(
+                scaled.fract() == 0.0 && scaled.abs() < 2f64.powi(112),
+                "{v} is not a multiple of 2^-80 below 2^32"
+            );
+            total = total.checked_add(scaled as i128).expect("within i128");
+        }
+        // i128 → f64 rounds to nearest, ties to even; the power of two scales exactly
+        total as f64 / scale
+    }
+
+    /// Values of many magnitudes whose squares too are multiples of 2⁻⁸⁰: durations from
+    /// 0.01 s to 6 hours, scores with two decimals, powers from 2⁻¹⁰ to 2¹⁵.
+    fn mixed_values(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| match i % 4 {
+                0 => rng.random_range(0.01..100.0),
+                1 => rng.random_range(0.0..10_000.0f64).round() / 100.0,
+                2 => 2f64.powf(rng.random_range(-10.0..15.0)),
+                _ => rng.random_range(1e3..2e4),
+            })
+            .collect()
+    }
+
+    /// An open cycle's sums, once settled, are the exact sums rounded once: the same double
+    /// whatever the order of the values and however they were split into partials (checked
+    /// against integer arithmetic on seeded draws; a naive running sum fails this).
+    #[test]
+    fn settled_sums_are_the_exact_sums_rounded_once_in_any_order_and_split() {
+        let mut naive_differs = 0;
+        for seed in 0..200u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let n = rng.random_range(2..3000);
+            let mut values = mixed_values(&mut rng, n);
+            let squares: Vec<f64> = values.iter().map(|v| v * v).collect();
+            let want = (exactly_rounded_sum(&values), exactly_rounded_sum(&squares));
+            // one by one
+            let mut one = ScoreStats::default();
+            let mut sketch = DurationSketch::default();
+            let mut naive = 0.0;
+            for v in &values {
+                one.observe(*v);
+                sketch.observe(*v);
+                naive += v;
+            }
+            naive_differs += usize::from(naive != want.0);
+            one.settle();
+            sketch.settle();
+            assert_eq!((one.sum, one.sum_sq), want, "seed {seed}: one by one");
+            assert_eq!((sketch.sum, sketch.sum_sq), want, "seed {seed}: sketch");
+            assert_eq!((one.sum_lo, one.sum_sq_lo), (0.0, 0.0));
+            // shuffled, split into partials of random sizes, merged in random order
+            values.shuffle(&mut rng);
+            let mut parts = Vec::new();
+            let mut rest = &values[..];
+            while !rest.is_empty() {
+                let k = rng.random_range(1..=rest.len().min(400));
+                let (mine, later) = rest.split_at(k);
+                let mut p = ScoreStats::default();
+                let mut ps = DurationSketch::default();
+                for v in mine {
+                    p.observe(*v);
+                    ps.observe(*v);
+                }
+                parts.push((p, ps));
+                rest = later;
+            }
+            parts.shuffle(&mut rng);
+            let mut merged = ScoreStats::default();
+            let mut merged_sketch = DurationSketch::default();
+            for (p, ps) in &parts {
+                merged.merge_open(p);
+                merged_sketch.merge_open(ps);
+            }
+            merged.settle();
+            merged_sketch.settle();
+            assert_eq!((merged.sum, merged.sum_sq), want, "seed {seed}: partials");
+            assert_eq!(
+                (merged_sketch.sum, merged_sketch.sum_sq),
+                want,
+                "seed {seed}: sketch partials"
+            );
+            assert_eq!(merged.count, n as u64);
+        }
+        // the test can tell: a plain running sum is not the exact sum rounded once
+        assert!(naive_differs > 100, "{naive_differs}");
+    }
+
+    #[test]
+    fn low_parts_are_not_written_and_read_back_when_present() {
+        let mut s = ScoreStats::default();
+        s.observe(0.1);
+        s.observe(0.2);
+        assert_ne!(s.sum_lo, 0.0, "0.1 + 0.2 loses something to rounding");
+        let open = serde_json::to_value(s).unwrap();
+        assert!(open.get("sum_lo").is_some(), "{open}");
+        let back: ScoreStats = serde_json::from_value(open).unwrap();
+        assert_eq!(back, s);
+        s.settle();
+        let closed = serde_json::to_string(&s).unwrap();
+        assert!(!closed.contains("_lo"), "{closed}");
+        assert!(
+            closed.starts_with(r#"{"count":2,"last":0.2,"sum":"#),
+            "{closed}"
+        );
+    }
 
     fn recovery(ok: bool, secs: f64, autonomous: bool) -> EventData {
         let r = Recovery {
@@ -298,4 +476,12 @@ pub struct CycleWindows {
 pub struct ArmWindows {
     pub control: DomainWindow,
     pub treatment: DomainWindow,
+}
+
+impl ArmWindows {
+    /// The cycle closes: every sum of both arms rounded once ([`ScoreStats::settle`]).
+    pub fn settle(&mut self) {
+        self.control.settle();
+        self.treatment.settle();
+    }
 }

@@ -378,6 +378,8 @@ mod tests {
             w.recovery.bins.insert(BINS + 2, 0);
             w.custom.insert("empty".into(), ScoreStats::default());
         }
+        // closed, as every window the snapshot merges is
+        w.settle();
         w
     }
 

@@ -227,12 +227,20 @@ impl Supervisor {
         for d in self.state.known_domains.iter() {
             domains.entry(d.clone()).or_default();
         }
+        // each sum rounded once, whatever order its values came in (kpi::ScoreStats)
+        for w in domains.values_mut() {
+            w.settle();
+        }
+        let mut arms = std::mem::take(&mut self.open_arms);
+        for a in arms.values_mut() {
+            a.settle();
+        }
         let windows = CycleWindows {
             cycle,
             start: self.open_start,
             end,
             domains,
-            arms: std::mem::take(&mut self.open_arms),
+            arms,
         };
         let regime_changes = std::mem::take(&mut self.open_regime);
         // recorded as it is (its merged windows are not written) and read by the rest of the

@@ -1,7 +1,10 @@
 //! Partial windows: events folded apart from the supervisor (by an ingest worker) and merged
 //! into the open cycle in one step. Windows are sums (counts, sums of squares, sketch bins),
-//! so merging a partial gives the same counts and bins as folding its events one by one; the
-//! floating-point sums may differ in their last bits (another order of addition).
+//! so merging a partial gives the same counts and bins as folding its events one by one. The
+//! floating-point sums keep what rounding loses until the cycle closes and are then rounded
+//! once ([`crate::kpi::ScoreStats`]), so the closed cycle's sums are the same to the bit
+//! however its events were split and in whatever order they were merged. Only a custom KPI's
+//! `last` value depends on the order: it is the value merged last.
 //!
 //! What a window cannot hold travels as events, folded in order by the supervisor itself:
 //! directive acks and refusals (they change directives) and health changes (the health graph
@@ -117,7 +120,7 @@ impl Supervisor {
     pub fn merge_partial(&mut self, partial: &Partial) -> Merged {
         let mut merged = Merged::default();
         for (domain, w) in &partial.windows {
-            self.open.entry(domain.clone()).or_default().merge(w);
+            self.open.entry(domain.clone()).or_default().merge_open(w);
             merged.accepted += w.events;
         }
         for a in &partial.arms {
@@ -128,8 +131,8 @@ impl Supervisor {
                 && ds.status.in_flight()
             {
                 let arms = self.open_arms.entry(a.id.clone()).or_default();
-                arms.control.merge(&a.arms.control);
-                arms.treatment.merge(&a.arms.treatment);
+                arms.control.merge_open(&a.arms.control);
+                arms.treatment.merge_open(&a.arms.treatment);
             }
         }
         self.counters.accepted += merged.accepted;
@@ -227,7 +230,8 @@ mod tests {
     }
 
     /// Folding events one by one and merging them as partials (split among workers, in any
-    /// grouping) close the same cycle: same counts and bins, sums within rounding.
+    /// grouping) close the same cycle: same counts and bins, and once the cycle's sums are
+    /// settled, the same sums to the bit.
     #[test]
     fn merged_partials_close_the_cycle_that_folding_one_by_one_closes() {
         let start = Timestamp::from_secs(1_767_225_600);
@@ -275,6 +279,21 @@ mod tests {
                 let (ka, kb) = (&a.custom["queue_depth"], &b.custom["queue_depth"]);
                 assert_eq!(ka.count, kb.count);
                 assert!((ka.mean().unwrap() - kb.mean().unwrap()).abs() < 1e-9);
+                // settled as the cycle closes: bit for bit
+                let (mut a, mut b) = (a.clone(), b.clone());
+                a.settle();
+                b.settle();
+                assert_eq!(a.recovery, b.recovery, "{d}");
+                assert_eq!(a.compliance, b.compliance, "{d}");
+                // (`last` is the value merged last: it depends on the order)
+                for (k, x) in &a.custom {
+                    let y = &b.custom[k];
+                    assert_eq!(
+                        (x.count, x.sum, x.sum_sq),
+                        (y.count, y.sum, y.sum_sq),
+                        "{d} {k}"
+                    );
+                }
             }
             // health changes are folded one by one, in each worker's order
             assert_eq!(direct.open_health.nodes.len(), via.open_health.nodes.len());

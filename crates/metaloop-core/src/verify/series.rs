@@ -100,7 +100,9 @@ impl DomainCycle {
             recovery: ScoreStats {
                 count: w.recovery.count,
                 sum: w.recovery.sum,
+                sum_lo: w.recovery.sum_lo,
                 sum_sq: w.recovery.sum_sq,
+                sum_sq_lo: w.recovery.sum_sq_lo,
                 last: 0.0,
             },
             log_recovery,
@@ -774,6 +776,7 @@ mod tests {
                             sum: i as f64 * 1.5,
                             sum_sq: i as f64 * 4.25,
                             last: 0.0,
+                            ..ScoreStats::default()
                         },
                     );
                 }
