@@ -352,13 +352,11 @@ fn run_cell(
         // measured by `bench ledger`
         let mut drained = Vec::new();
         let mut bytes = 0;
-        let mut actions: Vec<String> = Vec::new();
         while let Some(effect) = sup.poll_effect() {
             if let Effect::Record(e) = &effect {
                 let text = metaloop_ledger::to_canonical_string(&e.payload)
                     .map_err(|err| format!("{}: {err}", e.action))?;
                 bytes += text.len();
-                actions.push(format!("{}:{}", e.action, text.len()));
                 encoded.push(text);
             }
             drained.push(effect);
@@ -384,9 +382,6 @@ fn run_cell(
             }
         }
         spine.pending_acks = published;
-        if std::env::var_os("TRACE_CYCLES").is_some() && c >= warmup {
-            eprintln!("TRACE {c} {ms:.3} {bytes} {}", actions.join(","));
-        }
         if c >= warmup {
             times.push(ms);
             values.push(values_ms);
