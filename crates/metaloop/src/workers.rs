@@ -14,7 +14,8 @@
 //!   the same one restarted) means the open cycle was lost: the worker hands back (naks) every
 //!   delivery merged under an older term and not yet confirmed, and the new leader counts it
 //!   once. Terms carry the leader's lease epoch: a message under an older epoch than the one
-//!   a worker follows comes from a stale leader and is ignored.
+//!   a worker follows, while that one is heard from, comes from a stale leader and is
+//!   ignored.
 //!
 //! With a driven clock (`clock.mode = "driven"`) a worker checks event time against the
 //! leader's clock, not its own: every announcement and answer carries it, a leader announces
@@ -269,16 +270,28 @@ struct Held {
 #[derive(Default)]
 struct Awaiting {
     term: String,
+    /// When the leader of `term` was last heard from.
+    heard_at: Option<std::time::Instant>,
     by_cycle: BTreeMap<u64, Vec<Delivery>>,
 }
 
+/// How long a term is followed without news before an older epoch's is taken again (a
+/// ledger started afresh numbers its epochs from 1; a stale leader steps down within its
+/// lease TTL and a renewal).
+const STALE_GRACE: Duration = Duration::from_secs(60);
+
 impl Awaiting {
-    /// A term under an older lease epoch than the one followed: a stale leader's.
-    fn is_stale(&self, term: &str) -> bool {
-        matches!(
-            (term_epoch(term), term_epoch(&self.term)),
-            (Some(theirs), Some(ours)) if theirs < ours
-        )
+    /// A term under an older lease epoch than the one followed, while that one is heard
+    /// from: a stale leader's.
+    fn is_stale(&self, term: &str, now: std::time::Instant) -> bool {
+        let recent = self
+            .heard_at
+            .is_some_and(|at| now.saturating_duration_since(at) < STALE_GRACE);
+        recent
+            && matches!(
+                (term_epoch(term), term_epoch(&self.term)),
+                (Some(theirs), Some(ours)) if theirs < ours
+            )
     }
 }
 
@@ -522,10 +535,12 @@ async fn hear(
     stats: &WorkerStats,
     time: &mut WorkerTime,
 ) -> bool {
-    if awaiting.is_stale(term) {
-        tracing::debug!(term, following = %awaiting.term, "a stale leader's term; ignored");
+    let now = std::time::Instant::now();
+    if awaiting.is_stale(term, now) {
+        tracing::warn!(term, following = %awaiting.term, "a stale leader's term (an older lease epoch); ignored");
         return false;
     }
+    awaiting.heard_at = Some(now);
     if awaiting.term == term {
         time.heard(now_ms, false);
         return true;
@@ -936,17 +951,23 @@ mod tests {
         assert_eq!(term_epoch("node#1#12#00000000000000ff"), Some(12));
         assert_eq!(term_epoch("no epoch"), None);
         assert_eq!(term_epoch("a#x#1"), None);
+        let now = std::time::Instant::now();
         let mut awaiting = Awaiting::default();
         // nothing followed yet: no term is stale
-        assert!(!awaiting.is_stale("b#1#2"));
+        assert!(!awaiting.is_stale("b#1#2", now));
         awaiting.term = "b#5#ab".into();
-        assert!(awaiting.is_stale("a#4#cd"));
+        awaiting.heard_at = Some(now);
+        assert!(awaiting.is_stale("a#4#cd", now));
         assert!(
-            !awaiting.is_stale("a#5#cd"),
+            !awaiting.is_stale("a#5#cd", now),
             "the same epoch: a restart alone"
         );
-        assert!(!awaiting.is_stale("c#6#ef"));
-        assert!(!awaiting.is_stale("unreadable"));
+        assert!(!awaiting.is_stale("c#6#ef", now));
+        assert!(!awaiting.is_stale("unreadable", now));
+        // the followed leader silent past the grace: an older epoch is taken again (a
+        // ledger started afresh)
+        assert!(awaiting.is_stale("a#4#cd", now + STALE_GRACE / 2));
+        assert!(!awaiting.is_stale("a#1#cd", now + STALE_GRACE));
     }
 
     #[test]
