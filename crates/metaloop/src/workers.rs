@@ -834,19 +834,32 @@ pub fn serve_partials(
     })
 }
 
+/// How long an announcement may wait for the NATS server: a server away must not hold up
+/// the leader's cycles.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
+
 /// Announces a leader's term, its cycles closed and its clock to the workers, and waits
-/// until the server has it (so that whatever the caller does next reaches workers after it).
+/// (at most [`ANNOUNCE_WAIT`]) until the server has it, so that whatever the caller does
+/// next reaches workers after it.
 pub async fn announce_closed(client: &async_nats::Client, subject: &str, closed: Closed) {
     let body = serde_json::to_vec(&closed).unwrap_or_default();
-    if let Err(e) = client
-        .publish(format!("{subject}.closed"), body.into())
-        .await
-    {
-        tracing::warn!(error = %e, "announcing a closed cycle to the ingest workers");
-        return;
-    }
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "announcing a closed cycle to the ingest workers");
+    let sent = tokio::time::timeout(ANNOUNCE_WAIT, async {
+        client
+            .publish(format!("{subject}.closed"), body.into())
+            .await
+            .map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "announcing a closed cycle to the ingest workers")
+        }
+        Err(_) => tracing::warn!(
+            "announcing a closed cycle to the ingest workers: the NATS server did not confirm within {} s",
+            ANNOUNCE_WAIT.as_secs()
+        ),
     }
 }
 
