@@ -20,6 +20,14 @@ pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
     (s, (a - a_part) + (b - b_part))
 }
 
+/// Adds `x` to the pair (`hi`, `lo`), keeping what rounding loses in `lo`.
+#[inline]
+pub(crate) fn add_exactly(hi: &mut f64, lo: &mut f64, x: f64) {
+    let (s, e) = two_sum(*hi, x);
+    *hi = s;
+    *lo += e;
+}
+
 /// A low-order part that is zero is not written: a closed cycle's windows never have one.
 pub(crate) fn is_zero(x: &f64) -> bool {
     *x == 0.0

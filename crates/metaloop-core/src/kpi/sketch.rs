@@ -60,8 +60,8 @@ impl DurationSketch {
             0.0
         };
         self.count += 1;
-        super::window::add_exactly(&mut self.sum, &mut self.sum_lo, v);
-        super::window::add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, v * v);
+        super::add_exactly(&mut self.sum, &mut self.sum_lo, v);
+        super::add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, v * v);
         *self.bins.entry(bin_of(v)).or_insert(0) += 1;
     }
 
@@ -69,9 +69,9 @@ impl DurationSketch {
     /// loses from the sums, as [`DurationSketch::observe`] does.
     pub fn merge_open(&mut self, other: &DurationSketch) {
         self.count += other.count;
-        super::window::add_exactly(&mut self.sum, &mut self.sum_lo, other.sum);
+        super::add_exactly(&mut self.sum, &mut self.sum_lo, other.sum);
         self.sum_lo += other.sum_lo;
-        super::window::add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, other.sum_sq);
+        super::add_exactly(&mut self.sum_sq, &mut self.sum_sq_lo, other.sum_sq);
         self.sum_sq_lo += other.sum_sq_lo;
         for (b, n) in &other.bins {
             *self.bins.entry(*b).or_insert(0) += n;
@@ -84,8 +84,7 @@ impl DurationSketch {
         self.sum_sq += std::mem::take(&mut self.sum_sq_lo);
     }
 
-    /// Adds another window's sketch.
-    /// Merges many sketches into this one, in order: the same result as merging them one
+    /// Merges many sketches of closed windows (low parts 0) into this one, in order: the same result as merging them one
     /// by one, with the bins counted in a dense array (one pass instead of a map lookup
     /// per bin per sketch).
     pub fn merge_all<'a>(&mut self, others: impl IntoIterator<Item = &'a DurationSketch>) {
@@ -102,9 +101,7 @@ impl DurationSketch {
         for o in others {
             self.count += o.count;
             self.sum += o.sum;
-            self.sum_lo += o.sum_lo;
             self.sum_sq += o.sum_sq;
-            self.sum_sq_lo += o.sum_sq_lo;
             for (b, n) in &o.bins {
                 add(*b, *n);
             }
@@ -118,12 +115,11 @@ impl DurationSketch {
             .collect();
     }
 
+    /// Adds a closed window's sketch (low parts 0: plain sums).
     pub fn merge(&mut self, other: &DurationSketch) {
         self.count += other.count;
         self.sum += other.sum;
-        self.sum_lo += other.sum_lo;
         self.sum_sq += other.sum_sq;
-        self.sum_sq_lo += other.sum_sq_lo;
         for (b, n) in &other.bins {
             *self.bins.entry(*b).or_insert(0) += n;
         }

@@ -2,7 +2,7 @@
 
 use super::{
     AUTONOMY_RATE, COMPLIANCE_SCORE, DurationSketch, HUMAN_INTERVENTION_RATE, MEAN_RECOVERY_TIME,
-    OVERALL_SUCCESS_RATE, P50_RECOVERY_TIME, P95_RECOVERY_TIME, RateCounts,
+    OVERALL_SUCCESS_RATE, P50_RECOVERY_TIME, P95_RECOVERY_TIME, RateCounts, add_exactly,
 };
 use crate::protocol::EventData;
 use serde::{Deserialize, Serialize};
@@ -33,14 +33,6 @@ pub struct ScoreStats {
     pub sum_sq_lo: f64,
 }
 
-/// Adds `x` to the pair (`hi`, `lo`), keeping what rounding loses in `lo`.
-#[inline]
-pub(crate) fn add_exactly(hi: &mut f64, lo: &mut f64, x: f64) {
-    let (s, e) = super::two_sum(*hi, x);
-    *hi = s;
-    *lo += e;
-}
-
 impl ScoreStats {
     /// Adds one reported value (non-finite values are ignored by the caller's validation).
     pub fn observe(&mut self, value: f64) {
@@ -50,16 +42,15 @@ impl ScoreStats {
         self.last = value;
     }
 
-    /// Adds a later window's values (closed windows, merged across cycles: plain sums).
+    /// Adds a later window's values: closed windows, merged across cycles, whose low parts
+    /// are 0 (plain sums).
     pub fn merge(&mut self, later: &ScoreStats) {
         if later.count == 0 {
             return;
         }
         self.count += later.count;
         self.sum += later.sum;
-        self.sum_lo += later.sum_lo;
         self.sum_sq += later.sum_sq;
-        self.sum_sq_lo += later.sum_sq_lo;
         self.last = later.last;
     }
 
