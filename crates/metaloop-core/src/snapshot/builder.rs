@@ -349,16 +349,29 @@ impl SnapshotBuilder {
                 }
             }
             let series: Vec<Series> = values.into_iter().map(Series::new).collect();
+            let units = UnitColumns::new(&series, recent.len());
+            let mut dots = vec![0.0; series.len()];
             for (i, a) in series.iter().enumerate() {
                 if a.present < 6 {
                     continue;
                 }
+                if let Some(unit) = &a.unit {
+                    units.dots(unit, i + 1, &mut dots);
+                }
                 for (j, b) in series.iter().enumerate().skip(i + 1) {
-                    if b.present < 6 {
+                    // most pairs of unit series are far from the threshold: told apart by
+                    // their dot product alone (clamping to ±1 moves no |r| across a
+                    // threshold of at most 1)
+                    let in_step = a.unit.is_some() && b.unit.is_some();
+                    if b.present < 6 || in_step && dots[j].abs() < self.correlation_min_r.min(1.0) {
                         continue;
                     }
-                    let Some((r, cycles)) = a.correlation(b) else {
-                        continue;
+                    let (r, cycles) = match in_step {
+                        true => (dots[j].clamp(-1.0, 1.0), recent.len()),
+                        false => match a.correlation(b) {
+                            Some(rc) => rc,
+                            None => continue,
+                        },
                     };
                     if cycles >= 6 && r.abs() >= self.correlation_min_r {
                         out.push((r, k, i, j, cycles));
@@ -368,11 +381,15 @@ impl SnapshotBuilder {
         }
         // the strongest, then back in (KPI, a, b) order
         if out.len() > self.max_correlations {
-            out.sort_by(|x, y| {
+            // no two are equal under this order: the strongest found by selection are the
+            // ones a full sort puts first
+            let strongest = |x: &(f64, &str, usize, usize, usize),
+                             y: &(f64, &str, usize, usize, usize)| {
                 y.0.abs()
                     .total_cmp(&x.0.abs())
                     .then((x.1, x.2, x.3).cmp(&(y.1, y.2, y.3)))
-            });
+            };
+            out.select_nth_unstable_by(self.max_correlations, strongest);
             out.truncate(self.max_correlations);
             let order = |k: &str| usize::from(k != kpi::OVERALL_SUCCESS_RATE);
             out.sort_by_key(|x| (order(x.1), x.2, x.3));
@@ -397,6 +414,48 @@ struct Series {
     /// With a value in every cycle and not constant: the values centred and scaled to unit
     /// length, so that Pearson's r of two such series is their dot product.
     unit: Option<Vec<f64>>,
+}
+
+/// The unit series of a KPI laid out by cycle: `cycles` rows of one value per domain (0 for
+/// a domain without a unit series), so that one domain's dot products with all the domains
+/// after it are computed a row at a time, many pairs in step (vectorised), each pair's
+/// products added in cycle order as [`Series::correlation`] adds them: the same bits.
+struct UnitColumns {
+    domains: usize,
+    rows: Vec<f64>,
+}
+
+impl UnitColumns {
+    fn new(series: &[Series], cycles: usize) -> UnitColumns {
+        let domains = series.len();
+        let mut rows = vec![0.0; cycles * domains];
+        for (j, s) in series.iter().enumerate() {
+            for (t, v) in s.unit.iter().flatten().enumerate() {
+                rows[t * domains + j] = *v;
+            }
+        }
+        UnitColumns { domains, rows }
+    }
+
+    /// `dots[j]` = Σₜ a[t]·unit_j[t] for every `j ≥ from` (meaningful where `j` has a unit
+    /// series), added in cycle order from the first product (an empty sum's −0.0 plus it is
+    /// it).
+    fn dots(&self, a: &[f64], from: usize, dots: &mut [f64]) {
+        let n = self.domains;
+        if from >= n || a.is_empty() {
+            return;
+        }
+        let out = &mut dots[from..n];
+        let row = |t: usize| &self.rows[t * n + from..(t + 1) * n];
+        for (d, x) in out.iter_mut().zip(row(0)) {
+            *d = a[0] * x;
+        }
+        for (t, at) in a.iter().enumerate().skip(1) {
+            for (d, x) in out.iter_mut().zip(row(t)) {
+                *d += at * x;
+            }
+        }
+    }
 }
 
 impl Series {
@@ -495,6 +554,94 @@ mod tests {
                 }
                 other => panic!("case {case}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn correlations_computed_in_step_are_the_pairwise_ones_to_the_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for case in 0..20 {
+            // domains following one of a few shared signals with noise (so that many pairs
+            // pass the threshold), some with gaps, some constant, some with too few cycles
+            let signals: Vec<Vec<f64>> = (0..3)
+                .map(|_| (0..12).map(|_| rng.random_range(0.6..0.95)).collect())
+                .collect();
+            let names: Vec<String> = (0..40 + case).map(|d| format!("d{d:03}")).collect();
+            let rates: Vec<(&str, Vec<Option<f64>>)> = names
+                .iter()
+                .enumerate()
+                .map(|(d, name)| {
+                    let s = &signals[d % 3];
+                    let noise = [0.0, 0.01, 0.05][d % 3];
+                    let series = (0..12)
+                        .map(|c| match d % 7 {
+                            0 if c % 4 == 1 => None,
+                            1 => Some(0.9),
+                            2 if c < 7 => None,
+                            _ => Some(s[c] + rng.random_range(-noise..=noise)),
+                        })
+                        .collect();
+                    (name.as_str(), series)
+                })
+                .collect();
+            let h = history(&rates);
+            let builder = SnapshotBuilder {
+                max_correlations: usize::MAX,
+                ..SnapshotBuilder::default()
+            };
+            let got = builder.correlations(&h);
+            // brute force: every pair of series (as the windows give them, newest first), one
+            // pair at a time
+            let series: Vec<Series> = rates
+                .iter()
+                .map(|(d, _)| {
+                    let values = h.iter().rev().map(|c| {
+                        c.domains
+                            .get(*d)
+                            .and_then(|w| w.value(kpi::OVERALL_SUCCESS_RATE))
+                    });
+                    Series::new(values.collect())
+                })
+                .collect();
+            let mut want = Vec::new();
+            for (i, a) in series.iter().enumerate() {
+                for (j, b) in series.iter().enumerate().skip(i + 1) {
+                    if a.present < 6 || b.present < 6 {
+                        continue;
+                    }
+                    if let Some((r, cycles)) = a.correlation(b)
+                        && cycles >= 6
+                        && r.abs() >= builder.correlation_min_r
+                    {
+                        want.push((rates[i].0, rates[j].0, r.to_bits(), cycles));
+                    }
+                }
+            }
+            let got: Vec<(&str, &str, u64, usize)> = got
+                .iter()
+                .filter(|c| c.kpi == kpi::OVERALL_SUCCESS_RATE)
+                .map(|c| (c.a.as_str(), c.b.as_str(), c.r.to_bits(), c.cycles))
+                .collect();
+            assert!(want.len() > 100, "case {case}: {} pairs", want.len());
+            assert_eq!(got, want, "case {case}");
+            // a limit keeps the strongest: brute force, a full sort by |r| (ties by pair)
+            let limited = SnapshotBuilder {
+                max_correlations: 25,
+                ..builder.clone()
+            }
+            .correlations(&h);
+            let mut strongest = want.clone();
+            strongest.sort_by(|x, y| {
+                let r = |b: u64| f64::from_bits(b).abs();
+                r(y.2).total_cmp(&r(x.2)).then((x.0, x.1).cmp(&(y.0, y.1)))
+            });
+            strongest.truncate(25);
+            strongest.sort_by_key(|x| (x.0, x.1));
+            let limited: Vec<(&str, &str, u64, usize)> = limited
+                .iter()
+                .map(|c| (c.a.as_str(), c.b.as_str(), c.r.to_bits(), c.cycles))
+                .collect();
+            assert_eq!(limited, strongest, "case {case}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `Supervisor` state machine: inputs in (`ingest`, `approve`, `reject`, `tick`), effects
 //! out (`poll_effect`). No I/O, no clock: time is passed in.
 
+mod counts;
 mod cycle;
 mod ids;
 mod partial;

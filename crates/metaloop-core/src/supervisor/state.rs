@@ -135,6 +135,10 @@ pub struct State {
     /// once when the cycle closes; verifications copy the domains they compare from it.
     #[serde(skip)]
     pub summaries: VecDeque<Arc<CycleSummary>>,
+    /// Running totals of observations per domain over `summaries`, for ranking control
+    /// domains (derived; equal whatever it holds).
+    #[serde(skip)]
+    observation_counts: super::counts::ObservationCounts,
     /// Knob key → cycles at which a change reversed the knob's previous change (flap control).
     #[serde(default)]
     pub knob_reversals: BTreeMap<String, Vec<u64>>,
@@ -249,6 +253,7 @@ impl State {
         target: &str,
         kpi_name: &str,
         pre: &mut Vec<Arc<CycleSummary>>,
+        counts: &mut super::counts::ObservationCounts,
     ) -> Vec<Control> {
         let v = &cfg.verification;
         let Some(first) = pre.first().map(|c| c.start) else {
@@ -283,25 +288,38 @@ impl State {
         };
         let mut ranked: Vec<(f64, &String)> = eligible.into_iter().map(|d| (0.0, d)).collect();
         if ranked.len() > v.max_controls {
-            // the domains with the most observations of the target KPI over the pre window;
-            // `ranked` and each cycle's domains are both in name order, so one walk through
-            // each cycle finds them all (no lookup per domain and cycle)
-            let mut pooled = vec![crate::verify::series::Pooled::default(); ranked.len()];
-            let at = crate::verify::series::KpiAt::of(kpi_name);
-            for c in pre.iter() {
-                let mut cycle = c.domains.iter().peekable();
-                for ((_, d), p) in ranked.iter().zip(pooled.iter_mut()) {
-                    while cycle
-                        .next_if(|(name, _)| name.as_str() < d.as_str())
-                        .is_some()
-                    {}
-                    if let Some((_, dc)) = cycle.next_if(|(name, _)| name.as_str() == d.as_str()) {
-                        p.add_at(at, dc);
+            // the domains with the most observations of the target KPI over the pre window:
+            // from running totals when the pre window is the last cycles (it is, unless the
+            // summaries are being rebuilt); otherwise `ranked` and each cycle's domains are
+            // both in name order, so one walk through each cycle finds them all
+            let names: Vec<&String> = ranked.iter().map(|(_, d)| *d).collect();
+            let totals = (self.summaries.len() == self.history.len())
+                .then(|| counts.over_last(kpi_name, &self.summaries, pre, &names))
+                .flatten();
+            if let Some(totals) = totals {
+                for ((n, _), t) in ranked.iter_mut().zip(totals) {
+                    *n = t as f64;
+                }
+            } else {
+                let mut pooled = vec![crate::verify::series::Pooled::default(); ranked.len()];
+                let at = crate::verify::series::KpiAt::of(kpi_name);
+                for c in pre.iter() {
+                    let mut cycle = c.domains.iter().peekable();
+                    for ((_, d), p) in ranked.iter().zip(pooled.iter_mut()) {
+                        while cycle
+                            .next_if(|(name, _)| name.as_str() < d.as_str())
+                            .is_some()
+                        {}
+                        if let Some((_, dc)) =
+                            cycle.next_if(|(name, _)| name.as_str() == d.as_str())
+                        {
+                            p.add_at(at, dc);
+                        }
                     }
                 }
-            }
-            for ((n, _), p) in ranked.iter_mut().zip(&pooled) {
-                *n = p.n;
+                for ((n, _), p) in ranked.iter_mut().zip(&pooled) {
+                    *n = p.n;
+                }
             }
             ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
             ranked.truncate(v.max_controls);
@@ -605,12 +623,16 @@ impl State {
                 let controls = if directive.experiment.is_some() {
                     Vec::new()
                 } else {
-                    self.pick_controls(
+                    let mut counts = std::mem::take(&mut self.observation_counts);
+                    let controls = self.pick_controls(
                         cfg,
                         &directive.target_domain,
                         &directive.target_kpi,
                         &mut pre_full,
-                    )
+                        &mut counts,
+                    );
+                    self.observation_counts = counts;
+                    controls
                 };
                 let pre_series = pre_full;
                 self.directives.insert(
@@ -900,6 +922,7 @@ mod tests {
             .regime_start
             .insert("e".to_string(), Timestamp(2 * 300_000));
         let mut pre = vec![
+            cycle(0, &[("a", 10), ("b", 900), ("c", 10), ("d", 10)]),
             cycle(
                 1,
                 &[("a", 50), ("b", 100), ("c", 300), ("d", 150), ("e", 900)],
@@ -909,19 +932,36 @@ mod tests {
                 &[("a", 50), ("b", 100), ("c", 0), ("d", 150), ("e", 900)],
             ),
         ];
-        let controls = state.pick_controls(&cfg, "a", crate::kpi::OVERALL_SUCCESS_RATE, &mut pre);
-        // c: 300, d: 300 (a tie, both kept), b: 200, e not clean; listed by name
-        let names: Vec<&str> = controls.iter().map(|c| c.domain.as_str()).collect();
-        assert_eq!(names, ["c", "d"]);
-        assert_eq!(pre.len(), 2);
-        // a tie is broken by name
-        cfg.verification.max_controls = 1;
-        let controls = state.pick_controls(&cfg, "a", crate::kpi::OVERALL_SUCCESS_RATE, &mut pre);
-        assert_eq!(controls, [Control::new("c")]);
-        // without a limit every clean domain is a control
-        cfg.verification.max_controls = 16;
-        let controls = state.pick_controls(&cfg, "a", crate::kpi::OVERALL_SUCCESS_RATE, &mut pre);
-        let names: Vec<&str> = controls.iter().map(|c| c.domain.as_str()).collect();
-        assert_eq!(names, ["b", "c", "d"]);
+        // cycle 0 is before the pre window: once in the state's summaries (the totals
+        // count from the summaries' last cycles), once not (each cycle counted)
+        let summaries: VecDeque<Arc<CycleSummary>> = pre.drain(..).collect();
+        let mut pre: Vec<Arc<CycleSummary>> = summaries.iter().skip(1).cloned().collect();
+        for from_totals in [false, true] {
+            let mut state = state.clone();
+            let mut counts = super::super::counts::ObservationCounts::default();
+            if from_totals {
+                state.summaries = summaries.clone();
+                state.history = summaries.iter().map(|_| CycleWindows::default()).collect();
+            }
+            let mut pick = |cfg: &SupervisorConfig, pre: &mut Vec<Arc<CycleSummary>>| {
+                let rate = crate::kpi::OVERALL_SUCCESS_RATE;
+                state.pick_controls(cfg, "a", rate, pre, &mut counts)
+            };
+            cfg.verification.max_controls = 2;
+            let controls = pick(&cfg, &mut pre);
+            // c: 300, d: 300 (a tie, both kept), b: 200, e not clean; listed by name
+            let names: Vec<&str> = controls.iter().map(|c| c.domain.as_str()).collect();
+            assert_eq!(names, ["c", "d"], "from totals: {from_totals}");
+            assert_eq!(pre.len(), 2);
+            // a tie is broken by name
+            cfg.verification.max_controls = 1;
+            let controls = pick(&cfg, &mut pre);
+            assert_eq!(controls, [Control::new("c")]);
+            // without a limit every clean domain is a control
+            cfg.verification.max_controls = 16;
+            let controls = pick(&cfg, &mut pre);
+            let names: Vec<&str> = controls.iter().map(|c| c.domain.as_str()).collect();
+            assert_eq!(names, ["b", "c", "d"]);
+        }
     }
 }

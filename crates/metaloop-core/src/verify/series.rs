@@ -182,6 +182,15 @@ impl<'k> KpiAt<'k> {
             other => KpiAt::Custom(other),
         }
     }
+
+    /// The KPI's observations in one domain's cycle: what [`Pooled::add_at`] adds to `n`.
+    pub(crate) fn count(self, d: &DomainCycle) -> u64 {
+        match self {
+            KpiAt::Rate(rate) => rate(d).trials,
+            KpiAt::Stats(stats) => stats(d).count,
+            KpiAt::Custom(name) => d.custom.get(name).map_or(0, |s| s.count),
+        }
+    }
 }
 
 impl Pooled {
