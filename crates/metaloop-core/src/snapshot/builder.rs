@@ -350,25 +350,38 @@ impl SnapshotBuilder {
             }
             let series: Vec<Series> = values.into_iter().map(Series::new).collect();
             let units = UnitColumns::new(&series, recent.len());
+            // per domain: not compared (too few cycles), a unit series (compared in step),
+            // or compared pair by pair
+            let kind: Vec<Kind> = series
+                .iter()
+                .map(|s| match (s.present < 6, &s.unit) {
+                    (true, _) => Kind::Skipped,
+                    (false, Some(_)) => Kind::Unit,
+                    (false, None) => Kind::Gaps,
+                })
+                .collect();
+            // clamping to ±1 moves no |r| across a threshold of at most 1
+            let threshold = self.correlation_min_r.min(1.0);
             let mut dots = vec![0.0; series.len()];
             for (i, a) in series.iter().enumerate() {
-                if a.present < 6 {
+                if kind[i] == Kind::Skipped {
                     continue;
                 }
                 if let Some(unit) = &a.unit {
                     units.dots(unit, i + 1, &mut dots);
                 }
-                for (j, b) in series.iter().enumerate().skip(i + 1) {
+                for j in i + 1..series.len() {
                     // most pairs of unit series are far from the threshold: told apart by
-                    // their dot product alone (clamping to ±1 moves no |r| across a
-                    // threshold of at most 1)
-                    let in_step = a.unit.is_some() && b.unit.is_some();
-                    if b.present < 6 || in_step && dots[j].abs() < self.correlation_min_r.min(1.0) {
-                        continue;
-                    }
+                    // their dot product alone
+                    let in_step = match (kind[i], kind[j]) {
+                        (_, Kind::Skipped) => continue,
+                        (Kind::Unit, Kind::Unit) if dots[j].abs() < threshold => continue,
+                        (Kind::Unit, Kind::Unit) => true,
+                        _ => false,
+                    };
                     let (r, cycles) = match in_step {
                         true => (dots[j].clamp(-1.0, 1.0), recent.len()),
-                        false => match a.correlation(b) {
+                        false => match a.correlation(&series[j]) {
                             Some(rc) => rc,
                             None => continue,
                         },
@@ -414,6 +427,17 @@ struct Series {
     /// With a value in every cycle and not constant: the values centred and scaled to unit
     /// length, so that Pearson's r of two such series is their dot product.
     unit: Option<Vec<f64>>,
+}
+
+/// How a domain's series is compared with the others'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Values in fewer than 6 cycles: not compared.
+    Skipped,
+    /// A unit series: compared in step ([`UnitColumns`]).
+    Unit,
+    /// Gaps or constant: compared pair by pair over the cycles both have.
+    Gaps,
 }
 
 /// The unit series of a KPI laid out by cycle: `cycles` rows of one value per domain (0 for

@@ -15,7 +15,8 @@ use crate::kpi::{CycleWindows, DomainWindow, PlaybookCounts, RateCounts, ScoreSt
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// One domain's window of one closed cycle, without its duration bins (kept summed).
+/// One domain's window of one closed cycle: its counts and sums; its custom KPIs,
+/// playbooks and duration bins are in its domain's stores (see [`DomainRecent`]).
 #[derive(Debug, Clone)]
 struct Kept {
     cycle: u64,
@@ -32,14 +33,13 @@ struct KeptWindow {
     recovery_count: u64,
     recovery_sum: f64,
     recovery_sum_sq: f64,
-    /// The duration bins, to take out of the sum when the cycle leaves the window.
-    bins: Vec<(u16, u64)>,
     compliance: ScoreStats,
-    /// Custom KPIs and playbooks by their number in the domain's names.
-    custom: Vec<(usize, ScoreStats)>,
-    playbooks: Vec<(usize, PlaybookCounts)>,
     trust_exceptions: u64,
     events: u64,
+    /// How many entries of the domain's stores are this window's.
+    custom: u32,
+    playbooks: u32,
+    bins: u32,
 }
 
 impl Kept {
@@ -49,9 +49,19 @@ impl Kept {
 }
 
 /// One domain's current window: its cycles, newest first, and their duration bins summed.
+///
+/// The cycles' custom KPIs, playbooks and duration bins are kept in three stores, each in
+/// the cycles' order (newest first), a cycle's entries in a row: merging reads them front to
+/// back, from a few contiguous buffers rather than from allocations of their own per cycle
+/// (scattered in memory, at 1,000 domains most of a snapshot's time went to fetching them).
 #[derive(Debug, Clone, Default)]
 struct DomainRecent {
     kept: VecDeque<Kept>,
+    /// Custom KPIs and playbooks by their number in the domain's names.
+    custom: VecDeque<(usize, ScoreStats)>,
+    playbooks: VecDeque<(usize, PlaybookCounts)>,
+    /// The duration bins, to take out of the sum when their cycle leaves the window.
+    bin_counts: VecDeque<(u16, u64)>,
     /// The last walk back stopped at an older cycle (rather than running out of history):
     /// the next one stops there or sooner.
     stopped: bool,
@@ -75,65 +85,86 @@ fn number(names: &mut Vec<String>, name: &str) -> usize {
     }
 }
 
+/// Puts `items` at the front of `store` (in their order) or at its back.
+fn store<T>(store: &mut VecDeque<T>, items: Vec<T>, front: bool) {
+    if front {
+        for item in items.into_iter().rev() {
+            store.push_front(item);
+        }
+    } else {
+        store.extend(items);
+    }
+}
+
 impl DomainRecent {
-    /// The domain's window of cycle `c`, its names numbered.
-    fn keep(&mut self, c: &CycleWindows, domain: &str) -> Kept {
-        Kept {
-            cycle: c.cycle,
-            end: c.end,
-            window: c.domains.get(domain).map(|w| KeptWindow {
+    /// Adds the domain's window of cycle `c`: as the newest cycle (`front`) or as the
+    /// oldest.
+    fn keep(&mut self, c: &CycleWindows, domain: &str, front: bool) {
+        let window = c.domains.get(domain).map(|w| {
+            let custom: Vec<(usize, ScoreStats)> = w
+                .custom
+                .iter()
+                .map(|(k, v)| (number(&mut self.custom_names, k), *v))
+                .collect();
+            let playbooks: Vec<(usize, PlaybookCounts)> = w
+                .playbooks
+                .iter()
+                .map(|(k, v)| (number(&mut self.playbook_names, k), *v))
+                .collect();
+            let bins: Vec<(u16, u64)> = w.recovery.bins.iter().map(|(b, n)| (*b, *n)).collect();
+            for (b, n) in &bins {
+                let e = self.bins.entry(*b).or_insert((0, 0));
+                e.0 += n;
+                e.1 += 1;
+            }
+            let kept = KeptWindow {
                 success: w.success,
                 autonomy: w.autonomy,
                 intervention: w.intervention,
                 recovery_count: w.recovery.count,
                 recovery_sum: w.recovery.sum,
                 recovery_sum_sq: w.recovery.sum_sq,
-                bins: w.recovery.bins.iter().map(|(b, n)| (*b, *n)).collect(),
                 compliance: w.compliance,
-                custom: w
-                    .custom
-                    .iter()
-                    .map(|(k, v)| (number(&mut self.custom_names, k), *v))
-                    .collect(),
-                playbooks: w
-                    .playbooks
-                    .iter()
-                    .map(|(k, v)| (number(&mut self.playbook_names, k), *v))
-                    .collect(),
                 trust_exceptions: w.trust_exceptions,
                 events: w.events,
-            }),
+                custom: custom.len() as u32,
+                playbooks: playbooks.len() as u32,
+                bins: bins.len() as u32,
+            };
+            store(&mut self.custom, custom, front);
+            store(&mut self.playbooks, playbooks, front);
+            store(&mut self.bin_counts, bins, front);
+            kept
+        });
+        let k = Kept {
+            cycle: c.cycle,
+            end: c.end,
+            window,
+        };
+        if front {
+            self.kept.push_front(k);
+        } else {
+            self.kept.push_back(k);
         }
     }
 
-    fn push_back(&mut self, k: Kept) {
-        self.add_bins(&k);
-        self.kept.push_back(k);
-    }
-
-    fn push_front(&mut self, k: Kept) {
-        self.add_bins(&k);
-        self.kept.push_front(k);
-    }
-
-    fn add_bins(&mut self, k: &Kept) {
-        for (b, n) in k.window.iter().flat_map(|w| &w.bins) {
-            let e = self.bins.entry(*b).or_insert((0, 0));
-            e.0 += n;
-            e.1 += 1;
-        }
-    }
-
+    /// Drops the oldest cycle.
     fn pop_back(&mut self) {
-        let Some(k) = self.kept.pop_back() else {
+        let Some(w) = self.kept.pop_back().and_then(|k| k.window) else {
             return;
         };
-        for (b, n) in k.window.iter().flat_map(|w| &w.bins) {
-            if let Some(e) = self.bins.get_mut(b) {
+        self.custom.truncate(self.custom.len() - w.custom as usize);
+        self.playbooks
+            .truncate(self.playbooks.len() - w.playbooks as usize);
+        for _ in 0..w.bins {
+            let Some((b, n)) = self.bin_counts.pop_back() else {
+                break;
+            };
+            if let Some(e) = self.bins.get_mut(&b) {
                 e.0 -= n;
                 e.1 -= 1;
                 if e.1 == 0 {
-                    self.bins.remove(b);
+                    self.bins.remove(&b);
                 }
             }
         }
@@ -145,15 +176,17 @@ impl DomainRecent {
         let mut m = DomainWindow::default();
         let mut custom: Vec<Option<ScoreStats>> = vec![None; self.custom_names.len()];
         let mut playbooks: Vec<Option<PlaybookCounts>> = vec![None; self.playbook_names.len()];
+        let mut custom_at = self.custom.iter();
+        let mut playbooks_at = self.playbooks.iter();
         for w in self.kept.iter().filter_map(|k| k.window.as_ref()) {
             m.success.merge(&w.success);
             m.autonomy.merge(&w.autonomy);
             m.intervention.merge(&w.intervention);
             m.compliance.merge(&w.compliance);
-            for (i, v) in &w.custom {
+            for (i, v) in custom_at.by_ref().take(w.custom as usize) {
                 custom[*i].get_or_insert_default().merge(v);
             }
-            for (i, v) in &w.playbooks {
+            for (i, v) in playbooks_at.by_ref().take(w.playbooks as usize) {
                 let pb = playbooks[*i].get_or_insert_default();
                 pb.autonomous.merge(&v.autonomous);
                 pb.all.merge(&v.all);
@@ -224,8 +257,7 @@ impl RecentWindows {
         };
         let recent = match self.domains.get_mut(domain) {
             Some(r) if follows(r) => {
-                let k = r.keep(newest, domain);
-                r.push_front(k);
+                r.keep(newest, domain, true);
                 match cut(builder, r, history, regime_start) {
                     Cut::At(n, stopped) => {
                         while r.kept.len() > n {
@@ -326,9 +358,8 @@ fn from_history(
             r.stopped = true;
             break;
         }
-        let k = r.keep(c, domain);
-        trials += k.trials();
-        r.push_back(k);
+        r.keep(c, domain, false);
+        trials += r.kept.back().map_or(0, Kept::trials);
     }
     r
 }
