@@ -611,6 +611,15 @@ async fn hand_over(
         if held.is_empty() && time.now().is_some() {
             return;
         }
+        // one event held under two deliveries (a copy under another message id, a
+        // redelivery) once this worker's dedupe window was reset by a new term between
+        // them: only the first is folded, the other delivery goes with its sequence alone
+        // (acknowledged with the cycle the first goes into, or sent again with it)
+        let mut once = std::collections::HashSet::new();
+        for h in held.iter_mut() {
+            h.events
+                .retain(|(ev, _)| once.insert(event_key(&ev.source, &ev.id)));
+        }
         let mut partial = Partial::default();
         let mut seqs = Vec::with_capacity(held.len());
         let mut keys = Vec::new();
