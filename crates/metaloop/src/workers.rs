@@ -611,27 +611,28 @@ async fn hand_over(
         if held.is_empty() && time.now().is_some() {
             return;
         }
+        let mut partial = Partial::default();
+        let mut seqs = Vec::with_capacity(held.len());
+        let mut keys = Vec::new();
         // one event held under two deliveries (a copy under another message id, a
         // redelivery) once this worker's dedupe window was reset by a new term between
         // them: only the first is folded, the other delivery goes with its sequence alone
         // (acknowledged with the cycle the first goes into, or sent again with it)
         let mut once = std::collections::HashSet::new();
         for h in held.iter_mut() {
-            h.events
-                .retain(|(ev, _)| once.insert(event_key(&ev.source, &ev.id)));
-        }
-        let mut partial = Partial::default();
-        let mut seqs = Vec::with_capacity(held.len());
-        let mut keys = Vec::new();
-        for h in held.iter() {
             if h.seq > 0 {
                 seqs.push(h.seq);
             }
-            for (ev, at) in &h.events {
+            h.events.retain(|(ev, at)| {
+                let key = event_key(&ev.source, &ev.id);
+                if !once.insert(key) {
+                    return false;
+                }
                 // checked when it was admitted
                 let _ = partial.observe(ev);
-                keys.push((Digest(event_key(&ev.source, &ev.id)), *at));
-            }
+                keys.push((Digest(key), *at));
+                true
+            });
         }
         let request = PartialRequest {
             worker: name.to_string(),

@@ -84,9 +84,9 @@ impl DurationSketch {
         self.sum_sq += std::mem::take(&mut self.sum_sq_lo);
     }
 
-    /// Merges many sketches of closed windows (low parts 0) into this one, in order: the same result as merging them one
-    /// by one, with the bins counted in a dense array (one pass instead of a map lookup
-    /// per bin per sketch).
+    /// Merges many sketches of closed windows (low parts 0) into this one, in order: the
+    /// same result as merging them one by one, with the bins counted in a dense array (one
+    /// pass instead of a map lookup per bin per sketch).
     pub fn merge_all<'a>(&mut self, others: impl IntoIterator<Item = &'a DurationSketch>) {
         let mut dense = vec![0u64; usize::from(BINS)];
         // a bin beyond the sketch's range (only from a hand-written record) is kept aside
